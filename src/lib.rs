@@ -1,0 +1,45 @@
+//! # doublewin
+//!
+//! Find and validate *double-win lottery tickets* (Chen et al., "Data-Efficient Double-Win
+//! Lottery Tickets from Robust Pre-training", ICML 2022): sparse subnetworks of a pre-trained
+//! network that transfer as well as the dense network in standard and robust accuracy.
+//!
+//! Modules, from the bottom up (nothing lower imports anything higher):
+//! - [`runtime`]: device choice, thread count, seeding; [`error`]: the one error type
+//! - [`data`]: datasets, splits, stratified fractions, batches, loaders, embedded data, downloads
+//! - [`model`]: networks with normalisation inside, torchvision names, save / load / import
+//! - [`train`]: the training loop, SGD, schedules, history, callbacks, evaluation
+//! - [`walkthrough`]: the end-to-end runs behind the CLI's main job and the notebooks
+//! - beside them: [`display`] (tables, notebook rendering), [`plot`] (figures),
+//!   [`store`] (stable config hashes), [`fsio`] (atomic writes, hashes)
+//!
+//! In a notebook: `use doublewin::prelude::*;`.
+
+pub mod data;
+pub mod display;
+pub mod error;
+pub mod fsio;
+pub mod model;
+pub mod plot;
+pub mod runtime;
+pub mod store;
+pub mod train;
+pub mod walkthrough;
+
+/// This crate's version.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+/// The libtorch version tch 0.26 is built against.
+pub const LIBTORCH_VERSION: &str = "2.13.0";
+
+/// The names a notebook or script usually needs.
+pub mod prelude {
+    pub use crate::data::{Augment, Dataset, Embedded, Splits};
+    pub use crate::display::Table;
+    pub use crate::error::{Error, Result};
+    pub use crate::model::{Arch, Network, NetworkSpec, Normalization};
+    pub use crate::plot::{Figure, Series};
+    pub use crate::runtime::{DeviceChoice, Runtime};
+    pub use crate::train::{evaluate, train, train_with, Callbacks, EpochCheckpoints, Evaluation, History, Schedule, TrainConfig};
+    pub use crate::walkthrough::{Profile, QuickstartReport};
+    pub use tch::{Device, Kind, Tensor};
+}

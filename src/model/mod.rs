@@ -1,0 +1,370 @@
+//! Models: [`Network`] owns its VarStore, its architecture, the input normalisation (applied
+//! inside the forward pass, so callers and attacks work with [0, 1] pixels), a classifier head
+//! named `fc` and the list of prunable tensors (all convolution weights). Parameter names
+//! follow torchvision; see [`io`] for saving, loading and importing checkpoints.
+
+mod convnet;
+pub mod io;
+mod layers;
+mod resnet;
+
+use crate::error::{Error, Result};
+use serde::{Deserialize, Serialize};
+use tch::{nn, Device, Kind, Tensor};
+
+/// The first layers of a ResNet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Stem {
+    /// 3x3 convolution, stride 1, no max-pool (for 32x32 and smaller inputs).
+    Cifar,
+    /// 7x7 convolution, stride 2, then 3x3 max-pool stride 2 (torchvision's ImageNet ResNets).
+    ImageNet,
+}
+
+/// A network architecture. Use the constructors (`Arch::convnet()`, `Arch::resnet20()`, ...).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Arch {
+    /// conv3x3-BN-ReLU blocks of the given widths, max-pooling between them.
+    ConvNet { widths: Vec<i64> },
+    /// A ResNet: `stages[i]` blocks in stage i, stage widths `width * 2^i`, basic or bottleneck blocks.
+    ResNet { stages: Vec<usize>, width: i64, bottleneck: bool, stem: Stem },
+}
+
+impl Arch {
+    /// The small CPU ConvNet: widths 32, 64, 128 (~94k parameters).
+    pub fn convnet() -> Arch {
+        Arch::ConvNet { widths: vec![32, 64, 128] }
+    }
+    /// CIFAR ResNet of depth 6n+2 (20, 32, 44, 56, 110): three stages of n basic blocks, widths 16/32/64.
+    pub fn cifar_resnet(depth: usize) -> Result<Arch> {
+        if depth < 8 || (depth - 2) % 6 != 0 {
+            return Err(Error::invalid(format!("CIFAR ResNet depth {depth} is not 6n+2"), "use 20, 32, 44, 56 or 110"));
+        }
+        let n = (depth - 2) / 6;
+        Ok(Arch::ResNet { stages: vec![n; 3], width: 16, bottleneck: false, stem: Stem::Cifar })
+    }
+    pub fn resnet20() -> Arch {
+        Arch::ResNet { stages: vec![3; 3], width: 16, bottleneck: false, stem: Stem::Cifar }
+    }
+    /// ResNet-18 with a 3x3 stem and no max-pool, for 32x32 inputs (the usual CIFAR ResNet-18).
+    pub fn resnet18_cifar() -> Arch {
+        Arch::ResNet { stages: vec![2, 2, 2, 2], width: 64, bottleneck: false, stem: Stem::Cifar }
+    }
+    /// torchvision's ResNet-18.
+    pub fn resnet18() -> Arch {
+        Arch::ResNet { stages: vec![2, 2, 2, 2], width: 64, bottleneck: false, stem: Stem::ImageNet }
+    }
+    /// torchvision's ResNet-50.
+    pub fn resnet50() -> Arch {
+        Arch::ResNet { stages: vec![3, 4, 6, 3], width: 64, bottleneck: true, stem: Stem::ImageNet }
+    }
+
+    /// Parses names used by the CLI and notebooks: convnet, resnet20/32/44/56/110, resnet18-cifar,
+    /// resnet18, resnet50.
+    pub fn from_name(name: &str) -> Result<Arch> {
+        let n = name.trim().to_ascii_lowercase().replace('_', "-");
+        match n.as_str() {
+            "convnet" => Ok(Arch::convnet()),
+            "resnet18-cifar" => Ok(Arch::resnet18_cifar()),
+            "resnet18" => Ok(Arch::resnet18()),
+            "resnet50" => Ok(Arch::resnet50()),
+            _ => match n.strip_prefix("resnet").and_then(|d| d.parse::<usize>().ok()) {
+                Some(d) => Arch::cifar_resnet(d),
+                None => Err(Error::invalid(
+                    format!("unknown architecture '{name}'"),
+                    "use convnet, resnet20, resnet32, resnet44, resnet56, resnet110, resnet18-cifar, resnet18 or resnet50",
+                )),
+            },
+        }
+    }
+
+    /// A short human-readable name.
+    pub fn name(&self) -> String {
+        match self {
+            Arch::ConvNet { widths } => format!("convnet{widths:?}"),
+            Arch::ResNet { stages, width, bottleneck, stem } => {
+                let per_block = if *bottleneck { 3 } else { 2 };
+                let depth = stages.iter().sum::<usize>() * per_block + 2;
+                let suffix = match (stem, width) {
+                    (Stem::Cifar, 64) => "-cifar",
+                    _ => "",
+                };
+                format!("resnet{depth}{suffix}")
+            }
+        }
+    }
+}
+
+/// Per-channel normalisation applied inside the network: (x - mean) / std, x in [0, 1].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Normalization {
+    pub mean: Vec<f64>,
+    pub std: Vec<f64>,
+}
+
+impl Normalization {
+    pub fn identity(channels: usize) -> Normalization {
+        Normalization { mean: vec![0.0; channels], std: vec![1.0; channels] }
+    }
+    /// ImageNet statistics, as torchvision's pre-trained models expect.
+    pub fn imagenet() -> Normalization {
+        Normalization { mean: vec![0.485, 0.456, 0.406], std: vec![0.229, 0.224, 0.225] }
+    }
+    /// The statistics of a dataset's pixels.
+    pub fn of(data: &crate::data::Dataset) -> Result<Normalization> {
+        let (mean, std) = data.channel_stats()?;
+        Ok(Normalization { mean, std: std.into_iter().map(|s| s.max(1e-3)).collect() })
+    }
+}
+
+/// Everything that defines a network apart from its weights (what the JSON sidecar stores).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NetworkSpec {
+    pub arch: Arch,
+    pub in_channels: i64,
+    /// Input side length the network was built for (the ConvNet's pooling depends on it).
+    pub input_size: i64,
+    pub classes: Vec<String>,
+    pub normalization: Normalization,
+}
+
+impl NetworkSpec {
+    /// A spec fitting a dataset: its channels, size, classes and pixel statistics.
+    pub fn for_data(arch: Arch, data: &crate::data::Dataset) -> Result<NetworkSpec> {
+        let [c, h, _] = data.image_shape();
+        Ok(NetworkSpec { arch, in_channels: c, input_size: h, classes: data.classes().to_vec(), normalization: Normalization::of(data)? })
+    }
+
+    fn check(&self) -> Result<()> {
+        let c = self.in_channels as usize;
+        if self.in_channels < 1 || self.normalization.mean.len() != c || self.normalization.std.len() != c {
+            return Err(Error::invalid(
+                format!("{} input channels but normalisation for {} / {}", self.in_channels, self.normalization.mean.len(), self.normalization.std.len()),
+                "give one mean and std per input channel",
+            ));
+        }
+        if self.normalization.std.iter().any(|&s| s <= 0.0) {
+            return Err(Error::invalid("normalisation std must be positive", "check the std values"));
+        }
+        if self.classes.is_empty() {
+            return Err(Error::invalid("a network needs at least one class", "pass the class names"));
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug)]
+enum Body {
+    ConvNet(convnet::ConvNet),
+    ResNet(resnet::ResNet),
+}
+
+/// A classifier: VarStore + architecture + normalisation inside the forward pass.
+#[derive(Debug)]
+pub struct Network {
+    vs: nn::VarStore,
+    spec: NetworkSpec,
+    body: Body,
+    mean: Tensor,
+    std: Tensor,
+}
+
+/// A detached copy of a tensor with its own storage.
+pub fn deep_copy(t: &Tensor) -> Result<Tensor> {
+    let _guard = tch::no_grad_guard();
+    let mut copy = t.f_zeros_like()?;
+    copy.f_copy_(t)?;
+    Ok(copy)
+}
+
+/// Name of the classifier head's module in every architecture.
+pub const HEAD: &str = "fc";
+
+impl Network {
+    /// Builds a freshly initialised network. Initialisation draws from a generator seeded with
+    /// `seed` on the CPU, so the same seed gives the same weights on any device.
+    pub fn new(spec: NetworkSpec, device: Device, seed: u64) -> Result<Network> {
+        spec.check()?;
+        tch::manual_seed(seed as i64);
+        let vs = nn::VarStore::new(Device::Cpu);
+        let mut net = Self::build(vs, spec)?;
+        net.vs.set_device(device);
+        net.refresh_normalizer()?;
+        Ok(net)
+    }
+
+    fn build(vs: nn::VarStore, spec: NetworkSpec) -> Result<Network> {
+        let root = vs.root();
+        let classes = spec.classes.len() as i64;
+        let body = match &spec.arch {
+            Arch::ConvNet { widths } => Body::ConvNet(convnet::ConvNet::new(&root, spec.in_channels, widths, spec.input_size, classes)?),
+            Arch::ResNet { stages, width, bottleneck, stem } => {
+                Body::ResNet(resnet::ResNet::new(&root, spec.in_channels, stages, *width, *bottleneck, *stem, classes)?)
+            }
+        };
+        let (mean, std) = Self::normalizer(&spec.normalization, vs.device())?;
+        Ok(Network { vs, spec, body, mean, std })
+    }
+
+    fn normalizer(n: &Normalization, device: Device) -> Result<(Tensor, Tensor)> {
+        let c = n.mean.len() as i64;
+        let t = |v: &[f64]| -> Result<Tensor> { Ok(Tensor::from_slice(v).f_to_kind(Kind::Float)?.f_view([1, c, 1, 1])?.f_to_device(device)?) };
+        Ok((t(&n.mean)?, t(&n.std)?))
+    }
+
+    fn refresh_normalizer(&mut self) -> Result<()> {
+        (self.mean, self.std) = Self::normalizer(&self.spec.normalization, self.vs.device())?;
+        Ok(())
+    }
+
+    /// Logits for a batch of images in [0, 1], N x C x H x W. `train` selects batch statistics
+    /// (and updates BN running averages) instead of the running averages.
+    pub fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        let size = x.size();
+        if size.len() != 4 || size[1] != self.spec.in_channels {
+            return Err(Error::invalid(
+                format!("input of shape {size:?} for a network that takes N x {} x H x W", self.spec.in_channels),
+                "pass a 4-d batch with the network's number of channels",
+            ));
+        }
+        if x.device() != self.device() {
+            return Err(Error::invalid(format!("input on {:?}, network on {:?}", x.device(), self.device()), "move the batch with .to_device(net.device())"));
+        }
+        let x = x.f_sub(&self.mean)?.f_div(&self.std)?;
+        match &self.body {
+            Body::ConvNet(m) => m.forward(&x, train),
+            Body::ResNet(m) => m.forward(&x, train),
+        }
+    }
+
+    pub fn spec(&self) -> &NetworkSpec {
+        &self.spec
+    }
+    pub fn arch(&self) -> &Arch {
+        &self.spec.arch
+    }
+    pub fn classes(&self) -> &[String] {
+        &self.spec.classes
+    }
+    pub fn num_classes(&self) -> usize {
+        self.spec.classes.len()
+    }
+    pub fn device(&self) -> Device {
+        self.vs.device()
+    }
+    pub fn var_store(&self) -> &nn::VarStore {
+        &self.vs
+    }
+    pub fn var_store_mut(&mut self) -> &mut nn::VarStore {
+        &mut self.vs
+    }
+
+    /// All tensors (trainable parameters and BN buffers), sorted by name.
+    pub fn named_tensors(&self) -> Vec<(String, Tensor)> {
+        let mut v: Vec<(String, Tensor)> = self.vs.variables().into_iter().collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    }
+
+    /// Trainable parameters, sorted by name.
+    pub fn parameters(&self) -> Vec<(String, Tensor)> {
+        self.named_tensors().into_iter().filter(|(_, t)| t.requires_grad()).collect()
+    }
+
+    /// Number of trainable scalars.
+    pub fn num_parameters(&self) -> i64 {
+        self.parameters().iter().map(|(_, t)| t.numel() as i64).sum()
+    }
+
+    /// Names of the tensors IMP prunes by default: every convolution weight (4-d), head excluded.
+    pub fn prunable_names(&self) -> Vec<String> {
+        self.named_tensors().into_iter().filter(|(n, t)| t.dim() == 4 && n.ends_with(".weight")).map(|(n, _)| n).collect()
+    }
+
+    /// Deep copies of all tensors (for rewinding and best-checkpoint selection).
+    pub fn snapshot(&self) -> Result<Vec<(String, Tensor)>> {
+        self.named_tensors().into_iter().map(|(n, t)| Ok((n, deep_copy(&t)?))).collect()
+    }
+
+    /// Copies values from a snapshot or from another network's tensors into this network.
+    /// Every tensor of the network must be present with the same shape.
+    pub fn restore(&mut self, values: &[(String, Tensor)]) -> Result<()> {
+        let source: std::collections::HashMap<&str, &Tensor> = values.iter().map(|(n, t)| (n.as_str(), t)).collect();
+        let _guard = tch::no_grad_guard();
+        for (name, mut dst) in self.named_tensors() {
+            let src = source.get(name.as_str()).ok_or_else(|| Error::not_found(format!("tensor '{name}' in the values to restore"), "restore from a snapshot of the same architecture"))?;
+            if src.size() != dst.size() {
+                return Err(Error::invalid(format!("'{name}' has shape {:?}, the values {:?}", dst.size(), src.size()), "restore from the same architecture"));
+            }
+            dst.f_copy_(src)?;
+        }
+        Ok(())
+    }
+
+    /// A copy of this network with the same weights but a freshly initialised head for
+    /// `classes` (for transfer). The new head's init is seeded by `seed`.
+    pub fn with_new_head(&self, classes: Vec<String>, seed: u64) -> Result<Network> {
+        let spec = NetworkSpec { classes, ..self.spec.clone() };
+        let mut fresh = Network::new(spec, self.device(), seed)?;
+        let keep: Vec<(String, Tensor)> = self.named_tensors().into_iter().filter(|(n, _)| !n.starts_with(&format!("{HEAD}."))).collect();
+        let head: Vec<(String, Tensor)> = fresh.named_tensors().into_iter().filter(|(n, _)| n.starts_with(&format!("{HEAD}."))).collect();
+        fresh.restore(&keep.into_iter().chain(head).collect::<Vec<_>>())?;
+        Ok(fresh)
+    }
+
+    /// A copy with its own weights (deep copy).
+    pub fn try_clone(&self) -> Result<Network> {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let mut net = Self::build(vs, self.spec.clone())?;
+        net.vs.set_device(self.device());
+        net.refresh_normalizer()?;
+        net.restore(&self.named_tensors())?;
+        Ok(net)
+    }
+
+    /// Moves all tensors to `device`.
+    pub fn to_device(&mut self, device: Device) -> Result<()> {
+        self.vs.set_device(device);
+        self.refresh_normalizer()
+    }
+
+    /// Replaces the normalisation (e.g. with the downstream dataset's statistics for transfer).
+    pub fn set_normalization(&mut self, n: Normalization) -> Result<()> {
+        let spec = NetworkSpec { normalization: n, ..self.spec.clone() };
+        spec.check()?;
+        self.spec = spec;
+        self.refresh_normalizer()
+    }
+
+    /// SHA-256 over names, shapes and values of every tensor: identifies weights independent
+    /// of file format.
+    pub fn content_hash(&self) -> Result<String> {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        for (name, t) in self.named_tensors() {
+            h.update(name.as_bytes());
+            h.update(format!("{:?}", t.size()).as_bytes());
+            let cpu = t.f_to_device(Device::Cpu)?.f_to_kind(Kind::Float)?.f_contiguous()?;
+            let v = Vec::<f32>::try_from(cpu.f_flatten(0, -1)?)?;
+            for x in v {
+                h.update(x.to_le_bytes());
+            }
+        }
+        Ok(crate::fsio::hex(&h.finalize()))
+    }
+}
+
+impl std::fmt::Display for Network {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} ({} input channels, {} classes, {} parameters, {} prunable tensors) on {:?}",
+            self.spec.arch.name(),
+            self.spec.in_channels,
+            self.num_classes(),
+            self.num_parameters(),
+            self.prunable_names().len(),
+            self.device()
+        )
+    }
+}

@@ -1,0 +1,198 @@
+//! Runtime set-up: which device computations run on, how many CPU threads, and the seeding of
+//! every random number generator the crate uses (libtorch's and our own [`Rng`]).
+
+use crate::error::{Error, Result};
+use std::sync::OnceLock;
+use tch::Device;
+
+/// Which device to run on. `Auto` picks CUDA when a GPU is usable, else the CPU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, Default)]
+pub enum DeviceChoice {
+    #[default]
+    Auto,
+    Cpu,
+    Cuda(usize),
+}
+
+impl std::str::FromStr for DeviceChoice {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        let s = s.trim().to_ascii_lowercase();
+        match s.as_str() {
+            "" | "auto" => Ok(DeviceChoice::Auto),
+            "cpu" => Ok(DeviceChoice::Cpu),
+            "cuda" | "gpu" => Ok(DeviceChoice::Cuda(0)),
+            _ => s
+                .strip_prefix("cuda:")
+                .and_then(|i| i.parse().ok())
+                .map(DeviceChoice::Cuda)
+                .ok_or_else(|| Error::invalid(format!("unknown device '{s}'"), "use auto, cpu, cuda or cuda:N")),
+        }
+    }
+}
+
+static CUDA_BACKEND: OnceLock<bool> = OnceLock::new();
+
+/// Loads libtorch's CUDA backend into the process if it is installed.
+///
+/// Binaries of this crate link it (see build.rs), but code built elsewhere, notably notebook
+/// cells compiled by evcxr, does not: there `libtorch_cuda.so` must be opened with
+/// RTLD_GLOBAL *before* the first CUDA query, because libtorch caches the answer.
+/// Returns whether the library is loaded. Harmless on CPU-only machines.
+pub fn load_cuda_backend() -> bool {
+    *CUDA_BACKEND.get_or_init(|| {
+        let name = c"libtorch_cuda.so";
+        // SAFETY: dlopen with a valid C string; the handle is intentionally never closed.
+        let handle = unsafe { libc::dlopen(name.as_ptr(), libc::RTLD_NOW | libc::RTLD_GLOBAL) };
+        !handle.is_null()
+    })
+}
+
+/// Resolves a [`DeviceChoice`] into a libtorch device, checking that a requested GPU exists.
+pub fn select_device(choice: DeviceChoice) -> Result<Device> {
+    load_cuda_backend();
+    match choice {
+        DeviceChoice::Cpu => Ok(Device::Cpu),
+        DeviceChoice::Auto => Ok(Device::cuda_if_available()),
+        DeviceChoice::Cuda(i) => {
+            let n = tch::Cuda::device_count() as usize;
+            if i < n {
+                Ok(Device::Cuda(i))
+            } else if n == 0 {
+                Err(Error::invalid(
+                    format!("CUDA device {i} was requested but no GPU is usable (libtorch_cuda loaded: {})", load_cuda_backend()),
+                    "use DeviceChoice::Cpu / --device cpu, or see environment.md (CUDA)",
+                ))
+            } else {
+                Err(Error::invalid(format!("CUDA device {i} requested but only {n} present"), format!("use cuda:0 .. cuda:{}", n - 1)))
+            }
+        }
+    }
+}
+
+/// Process-wide settings. Create one with [`Runtime::new`] (or [`Runtime::from_env`]) at the start
+/// of a program or notebook.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Runtime {
+    pub device: Device,
+    pub threads: usize,
+    pub seed: u64,
+}
+
+impl Runtime {
+    /// Selects the device, sets the intra-op thread count (0 = libtorch's default) and seeds.
+    pub fn new(device: DeviceChoice, threads: usize, seed: u64) -> Result<Runtime> {
+        let device = select_device(device)?;
+        if threads > 0 {
+            tch::set_num_threads(threads as i32);
+        }
+        seed_everything(seed);
+        Ok(Runtime { device, threads: tch::get_num_threads().max(1) as usize, seed })
+    }
+
+    /// Reads `DOUBLEWIN_DEVICE` (auto|cpu|cuda|cuda:N), `DOUBLEWIN_THREADS` and `DOUBLEWIN_SEED`.
+    pub fn from_env() -> Result<Runtime> {
+        let device = std::env::var("DOUBLEWIN_DEVICE").unwrap_or_default().parse()?;
+        let threads = env_number("DOUBLEWIN_THREADS", 0)?;
+        let seed = env_number("DOUBLEWIN_SEED", 0)?;
+        Runtime::new(device, threads as usize, seed)
+    }
+
+    /// A one-line description, e.g. for reports.
+    pub fn describe(&self) -> String {
+        format!("device {:?}, {} CPU threads, seed {}, libtorch {}", self.device, self.threads, self.seed, crate::LIBTORCH_VERSION)
+    }
+}
+
+fn env_number(name: &str, default: u64) -> Result<u64> {
+    match std::env::var(name) {
+        Ok(v) if !v.trim().is_empty() => v
+            .trim()
+            .parse()
+            .map_err(|_| Error::invalid(format!("{name}='{v}' is not a non-negative integer"), format!("unset {name} or give a number"))),
+        _ => Ok(default),
+    }
+}
+
+/// Seeds libtorch's generators (CPU and all GPUs). Our own [`Rng`]s are seeded explicitly.
+pub fn seed_everything(seed: u64) {
+    tch::manual_seed(seed as i64);
+}
+
+/// A small, fast, seedable generator (SplitMix64) for the data pipeline: shuffles, splits,
+/// crops. Owning it (instead of using libtorch's global generator) keeps data order identical
+/// on CPU and GPU and independent of how many random numbers the model consumed.
+#[derive(Debug, Clone)]
+pub struct Rng {
+    state: u64,
+}
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng { state: seed ^ 0x5DEE_CE66_D1CE_4E5B }
+    }
+
+    /// A generator derived from this seed and a label, e.g. `Rng::derive(seed, "val-split")`,
+    /// so different uses of one seed do not share a stream.
+    pub fn derive(seed: u64, label: &str) -> Rng {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in label.bytes() {
+            h = (h ^ b as u64).wrapping_mul(0x100_0000_01b3);
+        }
+        Rng::new(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ h)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `0..n` (n > 0), without modulo bias worth caring about for n << 2^64.
+    pub fn below(&mut self, n: usize) -> usize {
+        ((self.next_u64() as u128 * n as u128) >> 64) as usize
+    }
+
+    /// Fisher-Yates shuffle.
+    pub fn shuffle<T>(&mut self, v: &mut [T]) {
+        for i in (1..v.len()).rev() {
+            let j = self.below(i + 1);
+            v.swap(i, j);
+        }
+    }
+
+    /// A random permutation of `0..n`.
+    pub fn permutation(&mut self, n: usize) -> Vec<i64> {
+        let mut v: Vec<i64> = (0..n as i64).collect();
+        self.shuffle(&mut v);
+        v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn device_choice_parses() {
+        assert_eq!("cpu".parse::<DeviceChoice>().unwrap(), DeviceChoice::Cpu);
+        assert_eq!("cuda:1".parse::<DeviceChoice>().unwrap(), DeviceChoice::Cuda(1));
+        assert_eq!("".parse::<DeviceChoice>().unwrap(), DeviceChoice::Auto);
+        let err = "tpu".parse::<DeviceChoice>().unwrap_err().to_string();
+        assert!(err.contains("tpu") && err.contains("cuda:N"), "{err}");
+    }
+
+    #[test]
+    fn rng_is_deterministic_and_permutes() {
+        let a = Rng::derive(7, "x").permutation(100);
+        let b = Rng::derive(7, "x").permutation(100);
+        let c = Rng::derive(7, "y").permutation(100);
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+        let mut s = a.clone();
+        s.sort();
+        assert_eq!(s, (0..100).collect::<Vec<_>>());
+    }
+}

@@ -1,0 +1,121 @@
+//! What a training run records: one [`EpochRecord`] per epoch, and evaluations.
+
+use crate::display::{evcxr_emit, Table};
+use crate::error::Result;
+use crate::plot::{Figure, Series};
+use serde::{Deserialize, Serialize};
+
+/// Loss and accuracy of a network on a dataset.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Evaluation {
+    pub loss: f64,
+    /// Fraction correct, in [0, 1].
+    pub accuracy: f64,
+    pub examples: usize,
+}
+
+impl std::fmt::Display for Evaluation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "accuracy {:.2}% (loss {:.4}, {} examples)", 100.0 * self.accuracy, self.loss, self.examples)
+    }
+}
+
+impl Evaluation {
+    pub fn evcxr_display(&self) {
+        let mut t = Table::new("Evaluation", &["examples", "accuracy %", "loss"]);
+        t.push(vec![self.examples.to_string(), format!("{:.2}", 100.0 * self.accuracy), format!("{:.4}", self.loss)]);
+        t.evcxr_display();
+    }
+}
+
+/// Metrics of one epoch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EpochRecord {
+    /// 1-based epoch number.
+    pub epoch: usize,
+    /// Learning rate at the end of the epoch.
+    pub lr: f64,
+    pub train_loss: f64,
+    pub train_accuracy: f64,
+    pub val: Evaluation,
+    pub seconds: f64,
+}
+
+/// Per-epoch metrics of a run, and which epoch model selection kept.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct History {
+    pub epochs: Vec<EpochRecord>,
+    /// Epoch (1-based) whose weights the network holds after training.
+    pub selected_epoch: Option<usize>,
+}
+
+impl History {
+    /// The record with the best validation accuracy (earliest on ties).
+    pub fn best(&self) -> Option<&EpochRecord> {
+        self.epochs.iter().fold(None, |best: Option<&EpochRecord>, r| match best {
+            Some(b) if b.val.accuracy >= r.val.accuracy => Some(b),
+            _ => Some(r),
+        })
+    }
+
+    pub fn last(&self) -> Option<&EpochRecord> {
+        self.epochs.last()
+    }
+
+    pub fn total_seconds(&self) -> f64 {
+        self.epochs.iter().map(|r| r.seconds).sum()
+    }
+
+    pub fn table(&self) -> Table {
+        let mut t = Table::new("Training history", &["epoch", "lr", "train loss", "train acc %", "val loss", "val acc %", "s"]);
+        for r in &self.epochs {
+            let mark = if Some(r.epoch) == self.selected_epoch { " *" } else { "" };
+            t.push(vec![
+                format!("{}{mark}", r.epoch),
+                format!("{:.4}", r.lr),
+                format!("{:.4}", r.train_loss),
+                format!("{:.2}", 100.0 * r.train_accuracy),
+                format!("{:.4}", r.val.loss),
+                format!("{:.2}", 100.0 * r.val.accuracy),
+                format!("{:.1}", r.seconds),
+            ]);
+        }
+        t
+    }
+
+    /// Accuracy curves (train and validation, in %) over epochs.
+    pub fn accuracy_figure(&self) -> Result<Figure> {
+        let e = |f: &dyn Fn(&EpochRecord) -> f64| self.epochs.iter().map(|r| (r.epoch as f64, f(r))).collect::<Vec<_>>();
+        Figure::lines(
+            "Accuracy during training",
+            "epoch",
+            "accuracy (%)",
+            &[Series::new("train", e(&|r| 100.0 * r.train_accuracy)), Series::new("validation", e(&|r| 100.0 * r.val.accuracy))],
+        )
+    }
+
+    /// Loss curves (train and validation) over epochs.
+    pub fn loss_figure(&self) -> Result<Figure> {
+        let e = |f: &dyn Fn(&EpochRecord) -> f64| self.epochs.iter().map(|r| (r.epoch as f64, f(r))).collect::<Vec<_>>();
+        Figure::lines("Loss during training", "epoch", "cross-entropy", &[Series::new("train", e(&|r| r.train_loss)), Series::new("validation", e(&|r| r.val.loss))])
+    }
+
+    /// Table and accuracy curve, as HTML.
+    pub fn evcxr_display(&self) {
+        let mut html = self.table().to_html();
+        if let Ok(fig) = self.accuracy_figure() {
+            html = format!("<div style=\"display:flex;gap:16px;align-items:flex-start\"><div>{html}</div><div>{}</div></div>", fig.svg);
+        }
+        evcxr_emit("text/html", &html);
+    }
+}
+
+impl std::fmt::Display for History {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.table())?;
+        if let Some(s) = self.selected_epoch {
+            writeln!(f, "(* = weights kept: epoch {s})")?;
+        }
+        Ok(())
+    }
+}

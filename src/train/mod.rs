@@ -1,0 +1,316 @@
+//! Training: one loop for every regime, SGD with learning-rate schedules, model selection on
+//! the validation split, a [`History`] of per-epoch metrics, callbacks, evaluation, and resume
+//! from the last finished epoch.
+
+mod callback;
+mod history;
+mod schedule;
+mod sgd;
+
+pub use callback::{BatchInfo, Callback, Callbacks, EpochCheckpoints, Progress};
+pub use history::{EpochRecord, Evaluation, History};
+pub use schedule::Schedule;
+pub use sgd::{Sgd, SgdConfig};
+
+use crate::data::{Augment, Dataset, Splits};
+use crate::error::{Error, Result};
+use crate::model::Network;
+use crate::runtime::Rng;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+use tch::{Kind, Reduction, Tensor};
+
+/// What the network is trained on: clean inputs, or adversarial ones (added with the attacks).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub enum Regime {
+    #[default]
+    Standard,
+}
+
+/// Which augmentation to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum AugmentChoice {
+    /// [`Augment::standard`] for the dataset (crop with padding, flips where they make sense).
+    #[default]
+    Standard,
+    None,
+    Custom(Augment),
+}
+
+/// Everything that defines a training run. `Default` is a sensible CPU recipe for the small
+/// ConvNet; the setters return the changed config for chaining.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainConfig {
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub eval_batch_size: usize,
+    pub sgd: SgdConfig,
+    pub schedule: Schedule,
+    /// Linear warm-up length in epochs (may be fractional).
+    pub warmup_epochs: f64,
+    pub regime: Regime,
+    pub augment: AugmentChoice,
+    /// Keep the weights of the epoch with the best validation accuracy (else the last epoch's).
+    pub select_best: bool,
+    /// Seeds the batch order and augmentation.
+    pub seed: u64,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            epochs: 10,
+            batch_size: 128,
+            eval_batch_size: 500,
+            sgd: SgdConfig::default(),
+            schedule: Schedule::Cosine { min_lr: 0.0 },
+            warmup_epochs: 0.0,
+            regime: Regime::Standard,
+            augment: AugmentChoice::Standard,
+            select_best: true,
+            seed: 0,
+        }
+    }
+}
+
+impl TrainConfig {
+    pub fn epochs(mut self, n: usize) -> Self {
+        self.epochs = n;
+        self
+    }
+    pub fn batch_size(mut self, n: usize) -> Self {
+        self.batch_size = n;
+        self
+    }
+    pub fn lr(mut self, lr: f64) -> Self {
+        self.sgd.lr = lr;
+        self
+    }
+    pub fn momentum(mut self, m: f64) -> Self {
+        self.sgd.momentum = m;
+        self
+    }
+    pub fn weight_decay(mut self, wd: f64) -> Self {
+        self.sgd.weight_decay = wd;
+        self
+    }
+    pub fn nesterov(mut self, on: bool) -> Self {
+        self.sgd.nesterov = on;
+        self
+    }
+    pub fn schedule(mut self, s: Schedule) -> Self {
+        self.schedule = s;
+        self
+    }
+    pub fn warmup(mut self, epochs: f64) -> Self {
+        self.warmup_epochs = epochs;
+        self
+    }
+    pub fn augment(mut self, a: AugmentChoice) -> Self {
+        self.augment = a;
+        self
+    }
+    pub fn select_best(mut self, on: bool) -> Self {
+        self.select_best = on;
+        self
+    }
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+
+    /// A stable name for this configuration (hash of its non-default fields).
+    pub fn hash(&self) -> String {
+        crate::store::stable_hash(self)
+    }
+
+    pub fn check(&self) -> Result<()> {
+        if self.epochs == 0 || self.batch_size == 0 || self.eval_batch_size == 0 {
+            return Err(Error::invalid(format!("epochs {}, batch size {}, eval batch size {}", self.epochs, self.batch_size, self.eval_batch_size), "all must be at least 1"));
+        }
+        if !(self.warmup_epochs >= 0.0 && self.warmup_epochs <= self.epochs as f64) {
+            return Err(Error::invalid(format!("warm-up of {} epochs in a {}-epoch run", self.warmup_epochs, self.epochs), "use 0 <= warmup <= epochs"));
+        }
+        self.sgd.check()?;
+        self.schedule.check()
+    }
+
+    fn augmentation(&self, data: &Dataset) -> Augment {
+        match self.augment {
+            AugmentChoice::Standard => Augment::standard(data),
+            AugmentChoice::None => Augment::none(),
+            AugmentChoice::Custom(a) => a,
+        }
+    }
+}
+
+fn check_fits(net: &Network, data: &Dataset) -> Result<()> {
+    let [c, _, _] = data.image_shape();
+    if c != net.spec().in_channels || data.num_classes() != net.num_classes() {
+        return Err(Error::invalid(
+            format!("{} has {c} channels and {} classes; the network takes {} channels and has {} classes", data.name(), data.num_classes(), net.spec().in_channels, net.num_classes()),
+            "build the network for this dataset (NetworkSpec::for_data) or give it a new head (Network::with_new_head)",
+        ));
+    }
+    Ok(())
+}
+
+/// Cross-entropy loss and number of correct predictions of a batch.
+fn loss_and_correct(logits: &Tensor, labels: &Tensor) -> Result<(Tensor, Tensor)> {
+    let loss = logits.f_cross_entropy_loss::<Tensor>(labels, None, Reduction::Mean, -100, 0.0)?;
+    let correct = logits.f_argmax(-1, false)?.f_eq_tensor(labels)?.f_sum(Kind::Int64)?;
+    Ok((loss, correct))
+}
+
+/// Loss and accuracy of `net` on `data` (eval mode, no gradients).
+pub fn evaluate(net: &Network, data: &Dataset, batch_size: usize) -> Result<Evaluation> {
+    check_fits(net, data)?;
+    let _guard = tch::no_grad_guard();
+    let device = net.device();
+    let mut loss_sum = Tensor::f_zeros([], (Kind::Float, device))?;
+    let mut correct = Tensor::f_zeros([], (Kind::Int64, device))?;
+    for batch in data.batches(batch_size, None, Augment::none(), device)? {
+        let b = batch?;
+        let (loss, c) = loss_and_correct(&net.forward(&b.images, false)?, &b.labels)?;
+        loss_sum = loss_sum.f_add(&loss.f_mul_scalar(b.labels.size()[0] as f64)?)?;
+        correct = correct.f_add(&c)?;
+    }
+    let n = data.len().max(1) as f64;
+    Ok(Evaluation { loss: loss_sum.f_double_value(&[])? / n, accuracy: correct.f_int64_value(&[])? as f64 / n, examples: data.len() })
+}
+
+/// Trains with progress output. See [`train_with`].
+pub fn train(net: &mut Network, data: &Splits, cfg: &TrainConfig) -> Result<History> {
+    train_with(net, data, cfg, &mut Callbacks::progress("train"), None)
+}
+
+/// Files of a resumable run.
+struct ResumeFiles {
+    dir: PathBuf,
+}
+
+impl ResumeFiles {
+    fn state(&self) -> PathBuf {
+        self.dir.join("state.safetensors")
+    }
+    fn best(&self) -> PathBuf {
+        self.dir.join("best.safetensors")
+    }
+    fn history(&self) -> PathBuf {
+        self.dir.join("history.json")
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct SavedHistory {
+    config_hash: String,
+    history: History,
+}
+
+/// Trains `net` on `data.train`, evaluating on `data.val` after every epoch.
+///
+/// With `resume_dir`, the run saves its state (weights, momentum, history, best weights) after
+/// every epoch and, when started again with the same config, continues after the last finished
+/// epoch, ending with the same weights as an uninterrupted run.
+pub fn train_with(net: &mut Network, data: &Splits, cfg: &TrainConfig, callbacks: &mut Callbacks, resume_dir: Option<&Path>) -> Result<History> {
+    cfg.check()?;
+    check_fits(net, &data.train)?;
+    check_fits(net, &data.val)?;
+    if data.train.is_empty() {
+        return Err(Error::invalid("the training split is empty", "use a larger data fraction"));
+    }
+    let device = net.device();
+    let train_set = data.train.to_device(device)?;
+    let val_set = data.val.to_device(device)?;
+    let augment = cfg.augmentation(&data.train);
+    let mut sgd = Sgd::new(net, cfg.sgd.clone())?;
+    let mut history = History::default();
+    let mut best: Option<(f64, Vec<(String, Tensor)>)> = None;
+    let files = resume_dir.map(|d| ResumeFiles { dir: d.to_path_buf() });
+    if let Some(f) = &files {
+        resume(f, cfg, net, &mut sgd, &mut history, &mut best)?;
+    }
+    let batches_per_epoch = data.train.len().div_ceil(cfg.batch_size);
+    for epoch in history.epochs.len() + 1..=cfg.epochs {
+        let start = Instant::now();
+        let seed = Rng::derive(cfg.seed, &format!("epoch{epoch}")).next_u64();
+        let mut loss_sum = Tensor::f_zeros([], (Kind::Float, device))?;
+        let mut correct = Tensor::f_zeros([], (Kind::Int64, device))?;
+        let mut lr = cfg.sgd.lr;
+        for (i, batch) in train_set.batches(cfg.batch_size, Some(seed), augment, device)?.enumerate() {
+            let b = batch?;
+            let t = (epoch - 1) as f64 + i as f64 / batches_per_epoch as f64;
+            lr = cfg.schedule.lr(cfg.sgd.lr, t, cfg.epochs, cfg.warmup_epochs);
+            let logits = net.forward(&b.images, true)?;
+            let (loss, c) = loss_and_correct(&logits, &b.labels)?;
+            sgd.zero_grad()?;
+            loss.f_backward()?;
+            sgd.step(lr)?;
+            let _guard = tch::no_grad_guard();
+            loss_sum = loss_sum.f_add(&loss.f_detach()?.f_mul_scalar(b.labels.size()[0] as f64)?)?;
+            correct = correct.f_add(&c)?;
+            callbacks.batch_end(&BatchInfo { epoch, epochs: cfg.epochs, batch: i + 1, batches: batches_per_epoch })?;
+        }
+        let n = train_set.len() as f64;
+        let train_loss = loss_sum.f_double_value(&[])? / n;
+        if !train_loss.is_finite() {
+            return Err(Error::invalid(format!("training diverged at epoch {epoch} (loss {train_loss})"), "lower the learning rate"));
+        }
+        let val = evaluate(net, &val_set, cfg.eval_batch_size)?;
+        let record = EpochRecord { epoch, lr, train_loss, train_accuracy: correct.f_int64_value(&[])? as f64 / n, val, seconds: start.elapsed().as_secs_f64() };
+        if best.as_ref().is_none_or(|(acc, _)| val.accuracy > *acc) {
+            best = Some((val.accuracy, net.snapshot()?));
+            if let Some(f) = &files {
+                net.save(f.best())?;
+            }
+        }
+        history.epochs.push(record.clone());
+        if let Some(f) = &files {
+            save_state(f, cfg, net, &sgd, &history)?;
+        }
+        callbacks.epoch_end(&record, net)?;
+    }
+    history.selected_epoch = if cfg.select_best {
+        let epoch = history.best().map(|r| r.epoch);
+        if let Some((_, weights)) = &best {
+            net.restore(weights)?;
+        }
+        epoch
+    } else {
+        history.last().map(|r| r.epoch)
+    };
+    Ok(history)
+}
+
+fn save_state(f: &ResumeFiles, cfg: &TrainConfig, net: &Network, sgd: &Sgd, history: &History) -> Result<()> {
+    let mut tensors: Vec<(String, Tensor)> = net.named_tensors();
+    tensors.extend(sgd.state().into_iter().map(|(n, t)| (format!("momentum/{n}"), t)));
+    // Weights first, history last: a history on disk always has its state written.
+    crate::fsio::write_atomic_with(&f.state(), |tmp| Ok(Tensor::write_safetensors(&tensors, tmp)?))?;
+    crate::fsio::write_json(&f.history(), &SavedHistory { config_hash: cfg.hash(), history: history.clone() })
+}
+
+fn resume(f: &ResumeFiles, cfg: &TrainConfig, net: &mut Network, sgd: &mut Sgd, history: &mut History, best: &mut Option<(f64, Vec<(String, Tensor)>)>) -> Result<()> {
+    if !f.history().exists() {
+        return Ok(());
+    }
+    let saved: SavedHistory = crate::fsio::read_json(&f.history())?;
+    if saved.config_hash != cfg.hash() {
+        return Err(Error::invalid(
+            format!("{} holds a run of another configuration ({} vs {})", f.dir.display(), saved.config_hash, cfg.hash()),
+            "use a separate resume folder per configuration, or delete the old one",
+        ));
+    }
+    let tensors = Tensor::read_safetensors(f.state()).map_err(|e| Error::bad_file(f.state(), format!("cannot read ({e})")))?;
+    let (momentum, weights): (Vec<_>, Vec<_>) = tensors.into_iter().partition(|(n, _)| n.starts_with("momentum/"));
+    net.restore(&weights)?;
+    sgd.load_state(momentum.into_iter().map(|(n, t)| (n["momentum/".len()..].to_string(), t)).collect())?;
+    if let Some(b) = saved.history.best() {
+        let best_net = Network::load(f.best(), net.device())?;
+        *best = Some((b.val.accuracy, best_net.snapshot()?));
+    }
+    println!("resuming after epoch {} from {}", saved.history.epochs.len(), f.dir.display());
+    *history = saved.history;
+    Ok(())
+}

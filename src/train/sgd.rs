@@ -1,0 +1,115 @@
+//! SGD with momentum, dampening, weight decay and Nesterov, with exactly PyTorch's update rule
+//! (torch.optim.SGD). Owning the optimizer keeps its state inspectable and saveable (for resume)
+//! and lets later code (masks) act on every buffer.
+
+use crate::error::{Error, Result};
+use crate::model::Network;
+use serde::{Deserialize, Serialize};
+use tch::Tensor;
+
+/// SGD hyper-parameters. The learning rate here is the base rate the schedule scales.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SgdConfig {
+    pub lr: f64,
+    pub momentum: f64,
+    pub dampening: f64,
+    pub weight_decay: f64,
+    pub nesterov: bool,
+}
+
+impl Default for SgdConfig {
+    fn default() -> Self {
+        SgdConfig { lr: 0.05, momentum: 0.9, dampening: 0.0, weight_decay: 5e-4, nesterov: false }
+    }
+}
+
+impl SgdConfig {
+    pub fn check(&self) -> Result<()> {
+        let ok = self.lr > 0.0 && self.lr.is_finite() && (0.0..1.0).contains(&self.momentum) && self.weight_decay >= 0.0 && (0.0..=1.0).contains(&self.dampening);
+        if !ok {
+            return Err(Error::invalid(format!("SGD settings out of range: {self:?}"), "use lr > 0, 0 <= momentum < 1, weight_decay >= 0, 0 <= dampening <= 1"));
+        }
+        if self.nesterov && (self.momentum == 0.0 || self.dampening != 0.0) {
+            return Err(Error::invalid("Nesterov momentum needs momentum > 0 and dampening 0", "set momentum or turn nesterov off"));
+        }
+        Ok(())
+    }
+}
+
+/// The optimizer: parameters (shallow clones sharing storage with the network) and their
+/// momentum buffers.
+#[derive(Debug)]
+pub struct Sgd {
+    pub config: SgdConfig,
+    params: Vec<(String, Tensor)>,
+    momentum: Vec<Option<Tensor>>,
+}
+
+impl Sgd {
+    pub fn new(net: &Network, config: SgdConfig) -> Result<Sgd> {
+        config.check()?;
+        let params = net.parameters();
+        let momentum = params.iter().map(|_| None).collect();
+        Ok(Sgd { config, params, momentum })
+    }
+
+    /// Zeroes the gradients of all parameters.
+    pub fn zero_grad(&mut self) -> Result<()> {
+        for (_, p) in &self.params {
+            let mut g = p.grad();
+            if g.defined() {
+                let _ = g.f_detach_()?;
+                let _ = g.f_zero_()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// One update with learning rate `lr`:
+    /// d = g + wd p; b = m b + (1 - dampening) d (b = d at the first step);
+    /// d = d + m b (Nesterov) or b; p -= lr d.
+    pub fn step(&mut self, lr: f64) -> Result<()> {
+        let c = &self.config;
+        let _guard = tch::no_grad_guard();
+        for ((_, p), buf) in self.params.iter().zip(self.momentum.iter_mut()) {
+            let g = p.grad();
+            if !g.defined() {
+                continue;
+            }
+            let mut d = if c.weight_decay != 0.0 { g.f_add(&p.f_mul_scalar(c.weight_decay)?)? } else { g };
+            if c.momentum != 0.0 {
+                let b = match buf.take() {
+                    None => crate::model::deep_copy(&d)?,
+                    Some(mut b) => {
+                        let _ = b.f_mul_scalar_(c.momentum)?;
+                        let _ = b.f_add_(&d.f_mul_scalar(1.0 - c.dampening)?)?;
+                        b
+                    }
+                };
+                d = if c.nesterov { d.f_add(&b.f_mul_scalar(c.momentum)?)? } else { b.shallow_clone() };
+                *buf = Some(b);
+            }
+            let mut p = p.shallow_clone();
+            let _ = p.f_sub_(&d.f_mul_scalar(lr)?)?;
+        }
+        Ok(())
+    }
+
+    /// Momentum buffers by parameter name (for checkpoints).
+    pub fn state(&self) -> Vec<(String, Tensor)> {
+        self.params.iter().zip(&self.momentum).filter_map(|((n, _), b)| b.as_ref().map(|b| (n.clone(), b.shallow_clone()))).collect()
+    }
+
+    /// Restores momentum buffers saved with [`Sgd::state`].
+    pub fn load_state(&mut self, state: Vec<(String, Tensor)>) -> Result<()> {
+        let mut by_name: std::collections::HashMap<String, Tensor> = state.into_iter().collect();
+        for ((n, p), buf) in self.params.iter().zip(self.momentum.iter_mut()) {
+            *buf = match by_name.remove(n) {
+                Some(b) if b.size() == p.size() => Some(b.f_to_device(p.device())?),
+                Some(b) => return Err(Error::invalid(format!("momentum for '{n}' has shape {:?}, parameter {:?}", b.size(), p.size()), "resume with the same architecture")),
+                None => None,
+            };
+        }
+        Ok(())
+    }
+}
