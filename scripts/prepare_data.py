@@ -587,7 +587,8 @@ def main() -> int:
 
     rows = ["path\tsha256\tbytes"] + [f"{rel}\t{sha}\t{size}" for rel, (sha, size) in sorted(hashes.items())]
     table = "\n".join(rows) + "\n"
-    print(table, end="")
+    if not verify:
+        print(table, end="")
     if verify and (not args.hashes_tsv.exists() or args.hashes_tsv.read_text() != table):
         write_atomic(args.hashes_tsv, table.encode())
     if not verify:

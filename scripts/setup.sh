@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# One idempotent set-up for everything doublewin needs; re-running re-uses what is there.
+#   1. system tools (apt): dpkg-deb, npm, python3-venv when missing
+#   2. the project venv (.venv): torch==2.13.0 (libtorch for tch), Jupyter, numpy, scipy, safetensors
+#   3. the embedded datasets, prepared into $DOUBLEWIN_DATA and verified by hash
+#   4. the notebook kernel (evcxr_jupyter + kernelspec "doublewin")   [skip with --no-kernel]
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+source "$here/env.sh"
+with_kernel=1
+for a in "$@"; do [ "$a" = "--no-kernel" ] && with_kernel=0; done
+t0=$(date +%s)
+
+# 1. System tools.
+need_apt=()
+command -v dpkg-deb >/dev/null || need_apt+=(dpkg)
+command -v npm >/dev/null || need_apt+=(npm)
+command -v flock >/dev/null || need_apt+=(util-linux)
+python3 -c "import venv, ensurepip" 2>/dev/null || need_apt+=(python3-venv)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "[setup] apt-get install ${need_apt[*]}"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}"
+fi
+# apt-get download needs package lists; fetch them once if this machine has none.
+if [ -z "$(ls -A /var/lib/apt/lists 2>/dev/null | grep -v -e lock -e partial)" ]; then
+  echo "[setup] apt-get update (package lists for the Fashion-MNIST package)"
+  apt-get update -qq
+fi
+
+# 2. The venv.
+PY_PACKAGES=("torch==$DW_TORCH_VERSION" "numpy" "scipy" "safetensors" "jupyterlab" "nbclient" "nbconvert" "ipykernel")
+if ! "$DW_VENV/bin/python" -c "import torch, numpy, scipy, safetensors, nbclient, nbconvert; assert torch.__version__.split('+')[0] == '$DW_TORCH_VERSION'" 2>/dev/null; then
+  echo "[setup] creating $DW_VENV with ${PY_PACKAGES[*]} (~3 GB download the first time)"
+  [ -x "$DW_VENV/bin/python" ] || python3 -m venv "$DW_VENV"
+  "$DW_VENV/bin/python" -m pip install --quiet --disable-pip-version-check "${PY_PACKAGES[@]}"
+fi
+source "$here/env.sh"   # torch's lib folder exists now
+
+# 3. Data.
+"$DW_VENV/bin/python" "$here/prepare_data.py" --cache "$DOUBLEWIN_DATA" --downloads "$DOUBLEWIN_CACHE/downloads"
+
+# 4. Kernel.
+if [ "$with_kernel" = 1 ]; then
+  bash "$DW_ROOT/kernel/install.sh"
+fi
+echo "[setup] ready in $(( $(date +%s) - t0 )) s"
