@@ -28,8 +28,8 @@ if [ -z "$(ls -A /var/lib/apt/lists 2>/dev/null | grep -v -e lock -e partial)" ]
 fi
 
 # 2. The venv.
-PY_PACKAGES=("torch==$DW_TORCH_VERSION" "numpy" "scipy" "safetensors" "jupyterlab" "nbclient" "nbconvert" "ipykernel")
-if ! "$DW_VENV/bin/python" -c "import torch, numpy, scipy, safetensors, nbclient, nbconvert; assert torch.__version__.split('+')[0] == '$DW_TORCH_VERSION'" 2>/dev/null; then
+PY_PACKAGES=("torch==$DW_TORCH_VERSION" "torchvision==0.28.0" "numpy" "scipy" "safetensors" "jupyterlab" "nbclient" "nbconvert" "ipykernel")
+if ! "$DW_VENV/bin/python" -c "import torch, torchvision, numpy, scipy, safetensors, nbclient, nbconvert; assert torch.__version__.split('+')[0] == '$DW_TORCH_VERSION'" 2>/dev/null; then
   echo "[setup] creating $DW_VENV with ${PY_PACKAGES[*]} (~3 GB download the first time)"
   [ -x "$DW_VENV/bin/python" ] || python3 -m venv "$DW_VENV"
   "$DW_VENV/bin/python" -m pip install --quiet --disable-pip-version-check "${PY_PACKAGES[@]}"

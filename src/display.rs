@@ -89,7 +89,7 @@ mod tests {
         let mut t = Table::new("T", &["name", "acc"]);
         t.push(vec!["a<b".into(), "91.5".into()]);
         let text = t.to_string();
-        assert!(text.contains("name  acc") && text.contains("a<b  91.5"), "{text}");
+        assert!(text.contains("name  acc") && text.contains("a<b   91.5"), "{text}");
         let html = t.to_html();
         assert!(html.contains("a&lt;b") && html.contains("text-align:right\">91.5"));
     }

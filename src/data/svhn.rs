@@ -84,7 +84,8 @@ impl<'a> Cursor<'a> {
         }
         let n = self.u32()? as usize;
         let data = self.take(n)?;
-        if pad && n % 8 != 0 {
+        // Data is padded to 8 bytes, except compressed elements, which are stored back to back.
+        if pad && first != MI_COMPRESSED && n % 8 != 0 {
             self.take((8 - n % 8).min(self.bytes.len() - self.pos))?;
         }
         Ok((first, data))

@@ -177,6 +177,9 @@ pub fn deep_copy(t: &Tensor) -> Result<Tensor> {
     Ok(copy)
 }
 
+/// Serialises weight initialisation, which draws from libtorch's global generator.
+static INIT_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// Name of the classifier head's module in every architecture.
 pub const HEAD: &str = "fc";
 
@@ -185,9 +188,13 @@ impl Network {
     /// `seed` on the CPU, so the same seed gives the same weights on any device.
     pub fn new(spec: NetworkSpec, device: Device, seed: u64) -> Result<Network> {
         spec.check()?;
-        tch::manual_seed(seed as i64);
-        let vs = nn::VarStore::new(Device::Cpu);
-        let mut net = Self::build(vs, spec)?;
+        let mut net = {
+            // libtorch's generator is global: hold the lock from seeding to the last draw so
+            // networks built on other threads cannot interleave their draws with ours.
+            let _lock = INIT_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+            tch::manual_seed(seed as i64);
+            Self::build(nn::VarStore::new(Device::Cpu), spec)?
+        };
         net.vs.set_device(device);
         net.refresh_normalizer()?;
         Ok(net)
@@ -314,8 +321,10 @@ impl Network {
 
     /// A copy with its own weights (deep copy).
     pub fn try_clone(&self) -> Result<Network> {
-        let vs = nn::VarStore::new(Device::Cpu);
-        let mut net = Self::build(vs, self.spec.clone())?;
+        let mut net = {
+            let _lock = INIT_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+            Self::build(nn::VarStore::new(Device::Cpu), self.spec.clone())?
+        };
         net.vs.set_device(self.device());
         net.refresh_normalizer()?;
         net.restore(&self.named_tensors())?;
