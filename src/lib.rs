@@ -39,7 +39,10 @@ pub mod prelude {
     pub use crate::model::{Arch, Network, NetworkSpec, Normalization};
     pub use crate::plot::{Figure, Series};
     pub use crate::runtime::{DeviceChoice, Runtime};
-    pub use crate::train::{evaluate, train, train_with, Callbacks, EpochCheckpoints, Evaluation, History, Schedule, TrainConfig};
+    pub use crate::train::{
+        evaluate, train, train_with, Callbacks, EpochCheckpoints, Evaluation, History, Schedule,
+        TrainConfig,
+    };
     pub use crate::walkthrough::{Profile, QuickstartReport};
     pub use tch::{Device, Kind, Tensor};
 }

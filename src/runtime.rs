@@ -26,7 +26,12 @@ impl std::str::FromStr for DeviceChoice {
                 .strip_prefix("cuda:")
                 .and_then(|i| i.parse().ok())
                 .map(DeviceChoice::Cuda)
-                .ok_or_else(|| Error::invalid(format!("unknown device '{s}'"), "use auto, cpu, cuda or cuda:N")),
+                .ok_or_else(|| {
+                    Error::invalid(
+                        format!("unknown device '{s}'"),
+                        "use auto, cpu, cuda or cuda:N",
+                    )
+                }),
         }
     }
 }
@@ -64,7 +69,10 @@ pub fn select_device(choice: DeviceChoice) -> Result<Device> {
                     "use DeviceChoice::Cpu / --device cpu, or see environment.md (CUDA)",
                 ))
             } else {
-                Err(Error::invalid(format!("CUDA device {i} requested but only {n} present"), format!("use cuda:0 .. cuda:{}", n - 1)))
+                Err(Error::invalid(
+                    format!("CUDA device {i} requested but only {n} present"),
+                    format!("use cuda:0 .. cuda:{}", n - 1),
+                ))
             }
         }
     }
@@ -87,12 +95,18 @@ impl Runtime {
             tch::set_num_threads(threads as i32);
         }
         seed_everything(seed);
-        Ok(Runtime { device, threads: tch::get_num_threads().max(1) as usize, seed })
+        Ok(Runtime {
+            device,
+            threads: tch::get_num_threads().max(1) as usize,
+            seed,
+        })
     }
 
     /// Reads `DOUBLEWIN_DEVICE` (auto|cpu|cuda|cuda:N), `DOUBLEWIN_THREADS` and `DOUBLEWIN_SEED`.
     pub fn from_env() -> Result<Runtime> {
-        let device = std::env::var("DOUBLEWIN_DEVICE").unwrap_or_default().parse()?;
+        let device = std::env::var("DOUBLEWIN_DEVICE")
+            .unwrap_or_default()
+            .parse()?;
         let threads = env_number("DOUBLEWIN_THREADS", 0)?;
         let seed = env_number("DOUBLEWIN_SEED", 0)?;
         Runtime::new(device, threads as usize, seed)
@@ -100,16 +114,24 @@ impl Runtime {
 
     /// A one-line description, e.g. for reports.
     pub fn describe(&self) -> String {
-        format!("device {:?}, {} CPU threads, seed {}, libtorch {}", self.device, self.threads, self.seed, crate::LIBTORCH_VERSION)
+        format!(
+            "device {:?}, {} CPU threads, seed {}, libtorch {}",
+            self.device,
+            self.threads,
+            self.seed,
+            crate::LIBTORCH_VERSION
+        )
     }
 }
 
 fn env_number(name: &str, default: u64) -> Result<u64> {
     match std::env::var(name) {
-        Ok(v) if !v.trim().is_empty() => v
-            .trim()
-            .parse()
-            .map_err(|_| Error::invalid(format!("{name}='{v}' is not a non-negative integer"), format!("unset {name} or give a number"))),
+        Ok(v) if !v.trim().is_empty() => v.trim().parse().map_err(|_| {
+            Error::invalid(
+                format!("{name}='{v}' is not a non-negative integer"),
+                format!("unset {name} or give a number"),
+            )
+        }),
         _ => Ok(default),
     }
 }
@@ -129,7 +151,9 @@ pub struct Rng {
 
 impl Rng {
     pub fn new(seed: u64) -> Rng {
-        Rng { state: seed ^ 0x5DEE_CE66_D1CE_4E5B }
+        Rng {
+            state: seed ^ 0x5DEE_CE66_D1CE_4E5B,
+        }
     }
 
     /// A generator derived from this seed and a label, e.g. `Rng::derive(seed, "val-split")`,
@@ -178,7 +202,10 @@ mod tests {
     #[test]
     fn device_choice_parses() {
         assert_eq!("cpu".parse::<DeviceChoice>().unwrap(), DeviceChoice::Cpu);
-        assert_eq!("cuda:1".parse::<DeviceChoice>().unwrap(), DeviceChoice::Cuda(1));
+        assert_eq!(
+            "cuda:1".parse::<DeviceChoice>().unwrap(),
+            DeviceChoice::Cuda(1)
+        );
         assert_eq!("".parse::<DeviceChoice>().unwrap(), DeviceChoice::Auto);
         let err = "tpu".parse::<DeviceChoice>().unwrap_err().to_string();
         assert!(err.contains("tpu") && err.contains("cuda:N"), "{err}");

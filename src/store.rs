@@ -8,10 +8,13 @@ use serde_json::Value;
 fn diff(value: &Value, default: &Value) -> Option<Value> {
     match (value, default) {
         (Value::Object(v), Value::Object(d)) => {
-            let m: serde_json::Map<String, Value> = v.iter().filter_map(|(k, x)| match d.get(k) {
-                Some(dx) => diff(x, dx).map(|x| (k.clone(), x)),
-                None => Some((k.clone(), x.clone())),
-            }).collect();
+            let m: serde_json::Map<String, Value> = v
+                .iter()
+                .filter_map(|(k, x)| match d.get(k) {
+                    Some(dx) => diff(x, dx).map(|x| (k.clone(), x)),
+                    None => Some((k.clone(), x.clone())),
+                })
+                .collect();
             (!m.is_empty()).then_some(Value::Object(m))
         }
         _ if value == default => None,
@@ -24,7 +27,9 @@ pub fn non_default_json<T: Serialize + Default>(config: &T) -> String {
     let v = serde_json::to_value(config).unwrap_or(Value::Null);
     let d = serde_json::to_value(T::default()).unwrap_or(Value::Null);
     // serde_json's Map is a BTreeMap (no preserve_order feature), so the text is canonical.
-    diff(&v, &d).unwrap_or(Value::Object(Default::default())).to_string()
+    diff(&v, &d)
+        .unwrap_or(Value::Object(Default::default()))
+        .to_string()
 }
 
 /// A 16-hex-digit name for a configuration, stable across runs, machines and added defaults.
@@ -43,8 +48,29 @@ mod tests {
     #[test]
     fn hash_ignores_defaults_and_is_stable() {
         assert_eq!(non_default_json(&C::default()), "{}");
-        assert_eq!(non_default_json(&C { a: 3, ..Default::default() }), "{\"a\":3}");
-        assert_eq!(stable_hash(&C { a: 3, ..Default::default() }), stable_hash(&C { a: 3, b: String::new() }));
-        assert_ne!(stable_hash(&C { a: 3, ..Default::default() }), stable_hash(&C::default()));
+        assert_eq!(
+            non_default_json(&C {
+                a: 3,
+                ..Default::default()
+            }),
+            "{\"a\":3}"
+        );
+        assert_eq!(
+            stable_hash(&C {
+                a: 3,
+                ..Default::default()
+            }),
+            stable_hash(&C {
+                a: 3,
+                b: String::new()
+            })
+        );
+        assert_ne!(
+            stable_hash(&C {
+                a: 3,
+                ..Default::default()
+            }),
+            stable_hash(&C::default())
+        );
     }
 }

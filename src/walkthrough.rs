@@ -25,7 +25,9 @@ pub enum Profile {
 impl Profile {
     /// `DOUBLEWIN_PROFILE` (tiny | small | full), default `small`.
     pub fn from_env() -> Result<Profile> {
-        std::env::var("DOUBLEWIN_PROFILE").unwrap_or_else(|_| "small".into()).parse()
+        std::env::var("DOUBLEWIN_PROFILE")
+            .unwrap_or_else(|_| "small".into())
+            .parse()
     }
     /// Fraction of the source training split used.
     pub fn train_fraction(self) -> f64 {
@@ -58,7 +60,10 @@ impl std::str::FromStr for Profile {
             "tiny" => Ok(Profile::Tiny),
             "small" | "" => Ok(Profile::Small),
             "full" => Ok(Profile::Full),
-            other => Err(Error::invalid(format!("unknown profile '{other}'"), "use tiny, small or full")),
+            other => Err(Error::invalid(
+                format!("unknown profile '{other}'"),
+                "use tiny, small or full",
+            )),
         }
     }
 }
@@ -66,7 +71,9 @@ impl std::str::FromStr for Profile {
 /// The splits a profile trains on: the embedded dataset with 10% of train held out for
 /// validation, and the profile's fraction of the rest.
 pub fn profile_splits(dataset: Embedded, profile: Profile, seed: u64) -> Result<Splits> {
-    dataset.splits(0.1, seed)?.with_train_fraction(profile.train_fraction(), seed)
+    dataset
+        .splits(0.1, seed)?
+        .with_train_fraction(profile.train_fraction(), seed)
 }
 
 /// What the quickstart produced.
@@ -86,13 +93,28 @@ pub struct QuickstartReport {
 
 impl QuickstartReport {
     pub fn table(&self) -> Table {
-        let mut t = Table::new(format!("Quickstart ({} profile)", self.profile.name()), &["dataset", "network", "splits", "epochs", "best val acc %", "test acc %", "test loss", "time s"]);
+        let mut t = Table::new(
+            format!("Quickstart ({} profile)", self.profile.name()),
+            &[
+                "dataset",
+                "network",
+                "splits",
+                "epochs",
+                "best val acc %",
+                "test acc %",
+                "test loss",
+                "time s",
+            ],
+        );
         t.push(vec![
             self.dataset.clone(),
             self.arch.clone(),
             self.splits.clone(),
             self.history.epochs.len().to_string(),
-            format!("{:.2}", 100.0 * self.history.best().map(|r| r.val.accuracy).unwrap_or(0.0)),
+            format!(
+                "{:.2}",
+                100.0 * self.history.best().map(|r| r.val.accuracy).unwrap_or(0.0)
+            ),
             format!("{:.2}", 100.0 * self.test.accuracy),
             format!("{:.4}", self.test.loss),
             format!("{:.1}", self.seconds),
@@ -103,11 +125,20 @@ impl QuickstartReport {
     /// Markdown summary.
     pub fn markdown(&self) -> String {
         let t = self.table();
-        let mut s = format!("# {}\n\n{}\n\n| {} |\n|{}|\n", t.title, self.runtime, t.headers.join(" | "), " --- |".repeat(t.headers.len()));
+        let mut s = format!(
+            "# {}\n\n{}\n\n| {} |\n|{}|\n",
+            t.title,
+            self.runtime,
+            t.headers.join(" | "),
+            " --- |".repeat(t.headers.len())
+        );
         for r in &t.rows {
             s += &format!("| {} |\n", r.join(" | "));
         }
-        s + &format!("\n## Training history\n\n```\n{}```\n\n![accuracy](accuracy.svg)\n", self.history)
+        s + &format!(
+            "\n## Training history\n\n```\n{}```\n\n![accuracy](accuracy.svg)\n",
+            self.history
+        )
     }
 
     pub fn evcxr_display(&self) {
@@ -132,17 +163,35 @@ pub fn quickstart(rt: &Runtime, profile: Profile, out: &Path) -> Result<Quicksta
     let start = std::time::Instant::now();
     let dataset = Embedded::FashionMnist;
     let splits = profile_splits(dataset, profile, rt.seed)?;
-    println!("{dataset}: {splits} ({} profile); {}", profile.name(), rt.describe());
+    println!(
+        "{dataset}: {splits} ({} profile); {}",
+        profile.name(),
+        rt.describe()
+    );
     let spec = NetworkSpec::for_data(Arch::convnet(), &splits.train)?;
     let mut net = Network::new(spec, rt.device, rt.seed)?;
     println!("{net}");
-    let cfg = TrainConfig::default().epochs(profile.epochs()).seed(rt.seed);
-    let history = train_with(&mut net, &splits, &cfg, &mut Callbacks::progress("quickstart"), None)?;
+    let cfg = TrainConfig::default()
+        .epochs(profile.epochs())
+        .seed(rt.seed);
+    let history = train_with(
+        &mut net,
+        &splits,
+        &cfg,
+        &mut Callbacks::progress("quickstart"),
+        None,
+    )?;
     let test = evaluate(&net, &splits.test, cfg.eval_batch_size)?;
     println!("test: {test}");
     let accuracy: Figure = history.accuracy_figure()?;
     let loss = history.loss_figure()?;
-    let files = vec![out.join("report.md"), out.join("report.json"), out.join("accuracy.svg"), out.join("loss.svg"), out.join("convnet.safetensors")];
+    let files = vec![
+        out.join("report.md"),
+        out.join("report.json"),
+        out.join("accuracy.svg"),
+        out.join("loss.svg"),
+        out.join("convnet.safetensors"),
+    ];
     let report = QuickstartReport {
         profile,
         dataset: dataset.name().into(),

@@ -10,7 +10,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "doublewin", version, about = "Find and validate double-win lottery tickets")]
+#[command(
+    name = "doublewin",
+    version,
+    about = "Find and validate double-win lottery tickets"
+)]
 struct Cli {
     /// auto, cpu, cuda or cuda:N (default: $DOUBLEWIN_DEVICE or auto)
     #[arg(long, global = true)]
@@ -96,7 +100,10 @@ enum DataAction {
 
 fn print(json: bool, value: serde_json::Value, text: String) {
     if json {
-        println!("{}", serde_json::to_string_pretty(&value).unwrap_or_default());
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&value).unwrap_or_default()
+        );
     } else {
         println!("{text}");
     }
@@ -105,7 +112,9 @@ fn print(json: bool, value: serde_json::Value, text: String) {
 fn run(cli: Cli) -> Result<()> {
     let device = match &cli.device {
         Some(d) => d.parse()?,
-        None => std::env::var("DOUBLEWIN_DEVICE").unwrap_or_default().parse()?,
+        None => std::env::var("DOUBLEWIN_DEVICE")
+            .unwrap_or_default()
+            .parse()?,
     };
     let rt = Runtime::new(device, cli.threads, cli.seed)?;
     match cli.command {
@@ -115,16 +124,46 @@ fn run(cli: Cli) -> Result<()> {
                 None => Profile::from_env()?,
             };
             let report = doublewin::walkthrough::quickstart(&rt, profile, &out)?;
-            print(cli.json, serde_json::to_value(&report).unwrap_or_default(), format!("{report}\nwrote {}", out.display()));
+            print(
+                cli.json,
+                serde_json::to_value(&report).unwrap_or_default(),
+                format!("{report}\nwrote {}", out.display()),
+            );
         }
-        Command::Train { dataset, arch, epochs, lr, batch_size, fraction, no_augment, out, resume_dir } => {
-            let data = Embedded::from_name(&dataset)?.splits(0.1, rt.seed)?.with_train_fraction(fraction, rt.seed)?;
-            let mut net = Network::new(NetworkSpec::for_data(Arch::from_name(&arch)?, &data.train)?, rt.device, rt.seed)?;
-            let mut cfg = TrainConfig::default().epochs(epochs).lr(lr).batch_size(batch_size).seed(rt.seed);
+        Command::Train {
+            dataset,
+            arch,
+            epochs,
+            lr,
+            batch_size,
+            fraction,
+            no_augment,
+            out,
+            resume_dir,
+        } => {
+            let data = Embedded::from_name(&dataset)?
+                .splits(0.1, rt.seed)?
+                .with_train_fraction(fraction, rt.seed)?;
+            let mut net = Network::new(
+                NetworkSpec::for_data(Arch::from_name(&arch)?, &data.train)?,
+                rt.device,
+                rt.seed,
+            )?;
+            let mut cfg = TrainConfig::default()
+                .epochs(epochs)
+                .lr(lr)
+                .batch_size(batch_size)
+                .seed(rt.seed);
             if no_augment {
                 cfg = cfg.augment(AugmentChoice::None);
             }
-            let history = train_with(&mut net, &data, &cfg, &mut Callbacks::progress(&dataset), resume_dir.as_deref())?;
+            let history = train_with(
+                &mut net,
+                &data,
+                &cfg,
+                &mut Callbacks::progress(&dataset),
+                resume_dir.as_deref(),
+            )?;
             let test = evaluate(&net, &data.test, cfg.eval_batch_size)?;
             net.save(&out)?;
             print(
@@ -137,23 +176,50 @@ fn run(cli: Cli) -> Result<()> {
             let net = Network::load(&net, rt.device)?;
             let (_, test) = Embedded::from_name(&dataset)?.load()?;
             let e = evaluate(&net, &test, 500)?;
-            print(cli.json, serde_json::to_value(e).unwrap_or_default(), format!("{}: {e}", test.name()));
+            print(
+                cli.json,
+                serde_json::to_value(e).unwrap_or_default(),
+                format!("{}: {e}", test.name()),
+            );
         }
-        Command::Data { action: DataAction::List } => {
-            let mut table = Table::new(format!("Embedded datasets in {}", embedded::data_dir().display()), &["name", "train", "test", "image", "classes"]);
+        Command::Data {
+            action: DataAction::List,
+        } => {
+            let mut table = Table::new(
+                format!("Embedded datasets in {}", embedded::data_dir().display()),
+                &["name", "train", "test", "image", "classes"],
+            );
             let mut rows = Vec::new();
             for e in Embedded::ALL {
                 let (train, test) = e.load()?;
                 let [c, h, w] = train.image_shape();
-                table.push(vec![e.name().into(), train.len().to_string(), test.len().to_string(), format!("{c}x{h}x{w}"), train.classes().join(", ")]);
+                table.push(vec![
+                    e.name().into(),
+                    train.len().to_string(),
+                    test.len().to_string(),
+                    format!("{c}x{h}x{w}"),
+                    train.classes().join(", "),
+                ]);
                 rows.push(serde_json::json!({"name": e.name(), "train": train.len(), "test": test.len(), "shape": [c, h, w], "classes": train.classes()}));
             }
             print(cli.json, serde_json::Value::Array(rows), table.to_string());
         }
-        Command::Data { action: DataAction::Download { name, dir, base_url } } => {
+        Command::Data {
+            action:
+                DataAction::Download {
+                    name,
+                    dir,
+                    base_url,
+                },
+        } => {
             let dir = dir.unwrap_or_else(|| embedded::data_dir().join("downloads"));
-            let (train, test) = download::fetch(Remote::from_name(&name)?, &dir, base_url.as_deref())?;
-            print(cli.json, serde_json::json!({"train": train.len(), "test": test.len(), "dir": dir}), format!("{train}\n{test}"));
+            let (train, test) =
+                download::fetch(Remote::from_name(&name)?, &dir, base_url.as_deref())?;
+            print(
+                cli.json,
+                serde_json::json!({"train": train.len(), "test": test.len(), "dir": dir}),
+                format!("{train}\n{test}"),
+            );
         }
         Command::Info => {
             let info = serde_json::json!({
@@ -165,7 +231,11 @@ fn run(cli: Cli) -> Result<()> {
                 "threads": rt.threads,
                 "data_dir": embedded::data_dir(),
             });
-            print(cli.json, info.clone(), serde_json::to_string_pretty(&info).unwrap_or_default());
+            print(
+                cli.json,
+                info.clone(),
+                serde_json::to_string_pretty(&info).unwrap_or_default(),
+            );
         }
     }
     Ok(())

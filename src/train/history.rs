@@ -16,14 +16,24 @@ pub struct Evaluation {
 
 impl std::fmt::Display for Evaluation {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "accuracy {:.2}% (loss {:.4}, {} examples)", 100.0 * self.accuracy, self.loss, self.examples)
+        write!(
+            f,
+            "accuracy {:.2}% (loss {:.4}, {} examples)",
+            100.0 * self.accuracy,
+            self.loss,
+            self.examples
+        )
     }
 }
 
 impl Evaluation {
     pub fn evcxr_display(&self) {
         let mut t = Table::new("Evaluation", &["examples", "accuracy %", "loss"]);
-        t.push(vec![self.examples.to_string(), format!("{:.2}", 100.0 * self.accuracy), format!("{:.4}", self.loss)]);
+        t.push(vec![
+            self.examples.to_string(),
+            format!("{:.2}", 100.0 * self.accuracy),
+            format!("{:.4}", self.loss),
+        ]);
         t.evcxr_display();
     }
 }
@@ -52,10 +62,12 @@ pub struct History {
 impl History {
     /// The record with the best validation accuracy (earliest on ties).
     pub fn best(&self) -> Option<&EpochRecord> {
-        self.epochs.iter().fold(None, |best: Option<&EpochRecord>, r| match best {
-            Some(b) if b.val.accuracy >= r.val.accuracy => Some(b),
-            _ => Some(r),
-        })
+        self.epochs
+            .iter()
+            .fold(None, |best: Option<&EpochRecord>, r| match best {
+                Some(b) if b.val.accuracy >= r.val.accuracy => Some(b),
+                _ => Some(r),
+            })
     }
 
     pub fn last(&self) -> Option<&EpochRecord> {
@@ -67,9 +79,24 @@ impl History {
     }
 
     pub fn table(&self) -> Table {
-        let mut t = Table::new("Training history", &["epoch", "lr", "train loss", "train acc %", "val loss", "val acc %", "s"]);
+        let mut t = Table::new(
+            "Training history",
+            &[
+                "epoch",
+                "lr",
+                "train loss",
+                "train acc %",
+                "val loss",
+                "val acc %",
+                "s",
+            ],
+        );
         for r in &self.epochs {
-            let mark = if Some(r.epoch) == self.selected_epoch { " *" } else { "" };
+            let mark = if Some(r.epoch) == self.selected_epoch {
+                " *"
+            } else {
+                ""
+            };
             t.push(vec![
                 format!("{}{mark}", r.epoch),
                 format!("{:.4}", r.lr),
@@ -85,19 +112,40 @@ impl History {
 
     /// Accuracy curves (train and validation, in %) over epochs.
     pub fn accuracy_figure(&self) -> Result<Figure> {
-        let e = |f: &dyn Fn(&EpochRecord) -> f64| self.epochs.iter().map(|r| (r.epoch as f64, f(r))).collect::<Vec<_>>();
+        let e = |f: &dyn Fn(&EpochRecord) -> f64| {
+            self.epochs
+                .iter()
+                .map(|r| (r.epoch as f64, f(r)))
+                .collect::<Vec<_>>()
+        };
         Figure::lines(
             "Accuracy during training",
             "epoch",
             "accuracy (%)",
-            &[Series::new("train", e(&|r| 100.0 * r.train_accuracy)), Series::new("validation", e(&|r| 100.0 * r.val.accuracy))],
+            &[
+                Series::new("train", e(&|r| 100.0 * r.train_accuracy)),
+                Series::new("validation", e(&|r| 100.0 * r.val.accuracy)),
+            ],
         )
     }
 
     /// Loss curves (train and validation) over epochs.
     pub fn loss_figure(&self) -> Result<Figure> {
-        let e = |f: &dyn Fn(&EpochRecord) -> f64| self.epochs.iter().map(|r| (r.epoch as f64, f(r))).collect::<Vec<_>>();
-        Figure::lines("Loss during training", "epoch", "cross-entropy", &[Series::new("train", e(&|r| r.train_loss)), Series::new("validation", e(&|r| r.val.loss))])
+        let e = |f: &dyn Fn(&EpochRecord) -> f64| {
+            self.epochs
+                .iter()
+                .map(|r| (r.epoch as f64, f(r)))
+                .collect::<Vec<_>>()
+        };
+        Figure::lines(
+            "Loss during training",
+            "epoch",
+            "cross-entropy",
+            &[
+                Series::new("train", e(&|r| r.train_loss)),
+                Series::new("validation", e(&|r| r.val.loss)),
+            ],
+        )
     }
 
     /// Table and accuracy curve, as HTML.

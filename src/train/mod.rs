@@ -127,10 +127,22 @@ impl TrainConfig {
 
     pub fn check(&self) -> Result<()> {
         if self.epochs == 0 || self.batch_size == 0 || self.eval_batch_size == 0 {
-            return Err(Error::invalid(format!("epochs {}, batch size {}, eval batch size {}", self.epochs, self.batch_size, self.eval_batch_size), "all must be at least 1"));
+            return Err(Error::invalid(
+                format!(
+                    "epochs {}, batch size {}, eval batch size {}",
+                    self.epochs, self.batch_size, self.eval_batch_size
+                ),
+                "all must be at least 1",
+            ));
         }
         if !(self.warmup_epochs >= 0.0 && self.warmup_epochs <= self.epochs as f64) {
-            return Err(Error::invalid(format!("warm-up of {} epochs in a {}-epoch run", self.warmup_epochs, self.epochs), "use 0 <= warmup <= epochs"));
+            return Err(Error::invalid(
+                format!(
+                    "warm-up of {} epochs in a {}-epoch run",
+                    self.warmup_epochs, self.epochs
+                ),
+                "use 0 <= warmup <= epochs",
+            ));
         }
         self.sgd.check()?;
         self.schedule.check()
@@ -159,7 +171,10 @@ fn check_fits(net: &Network, data: &Dataset) -> Result<()> {
 /// Cross-entropy loss and number of correct predictions of a batch.
 fn loss_and_correct(logits: &Tensor, labels: &Tensor) -> Result<(Tensor, Tensor)> {
     let loss = logits.f_cross_entropy_loss::<Tensor>(labels, None, Reduction::Mean, -100, 0.0)?;
-    let correct = logits.f_argmax(-1, false)?.f_eq_tensor(labels)?.f_sum(Kind::Int64)?;
+    let correct = logits
+        .f_argmax(-1, false)?
+        .f_eq_tensor(labels)?
+        .f_sum(Kind::Int64)?;
     Ok((loss, correct))
 }
 
@@ -177,7 +192,11 @@ pub fn evaluate(net: &Network, data: &Dataset, batch_size: usize) -> Result<Eval
         correct = correct.f_add(&c)?;
     }
     let n = data.len().max(1) as f64;
-    Ok(Evaluation { loss: loss_sum.f_double_value(&[])? / n, accuracy: correct.f_int64_value(&[])? as f64 / n, examples: data.len() })
+    Ok(Evaluation {
+        loss: loss_sum.f_double_value(&[])? / n,
+        accuracy: correct.f_int64_value(&[])? as f64 / n,
+        examples: data.len(),
+    })
 }
 
 /// Trains with progress output. See [`train_with`].
@@ -213,12 +232,21 @@ struct SavedHistory {
 /// With `resume_dir`, the run saves its state (weights, momentum, history, best weights) after
 /// every epoch and, when started again with the same config, continues after the last finished
 /// epoch, ending with the same weights as an uninterrupted run.
-pub fn train_with(net: &mut Network, data: &Splits, cfg: &TrainConfig, callbacks: &mut Callbacks, resume_dir: Option<&Path>) -> Result<History> {
+pub fn train_with(
+    net: &mut Network,
+    data: &Splits,
+    cfg: &TrainConfig,
+    callbacks: &mut Callbacks,
+    resume_dir: Option<&Path>,
+) -> Result<History> {
     cfg.check()?;
     check_fits(net, &data.train)?;
     check_fits(net, &data.val)?;
     if data.train.is_empty() {
-        return Err(Error::invalid("the training split is empty", "use a larger data fraction"));
+        return Err(Error::invalid(
+            "the training split is empty",
+            "use a larger data fraction",
+        ));
     }
     let device = net.device();
     let train_set = data.train.to_device(device)?;
@@ -227,7 +255,9 @@ pub fn train_with(net: &mut Network, data: &Splits, cfg: &TrainConfig, callbacks
     let mut sgd = Sgd::new(net, cfg.sgd.clone())?;
     let mut history = History::default();
     let mut best: Option<(f64, Vec<(String, Tensor)>)> = None;
-    let files = resume_dir.map(|d| ResumeFiles { dir: d.to_path_buf() });
+    let files = resume_dir.map(|d| ResumeFiles {
+        dir: d.to_path_buf(),
+    });
     if let Some(f) = &files {
         resume(f, cfg, net, &mut sgd, &mut history, &mut best)?;
     }
@@ -238,27 +268,48 @@ pub fn train_with(net: &mut Network, data: &Splits, cfg: &TrainConfig, callbacks
         let mut loss_sum = Tensor::f_zeros([], (Kind::Float, device))?;
         let mut correct = Tensor::f_zeros([], (Kind::Int64, device))?;
         let mut lr = cfg.sgd.lr;
-        for (i, batch) in train_set.batches(cfg.batch_size, Some(seed), augment, device)?.enumerate() {
+        for (i, batch) in train_set
+            .batches(cfg.batch_size, Some(seed), augment, device)?
+            .enumerate()
+        {
             let b = batch?;
             let t = (epoch - 1) as f64 + i as f64 / batches_per_epoch as f64;
-            lr = cfg.schedule.lr(cfg.sgd.lr, t, cfg.epochs, cfg.warmup_epochs);
+            lr = cfg
+                .schedule
+                .lr(cfg.sgd.lr, t, cfg.epochs, cfg.warmup_epochs);
             let logits = net.forward(&b.images, true)?;
             let (loss, c) = loss_and_correct(&logits, &b.labels)?;
             sgd.zero_grad()?;
             loss.f_backward()?;
             sgd.step(lr)?;
             let _guard = tch::no_grad_guard();
-            loss_sum = loss_sum.f_add(&loss.f_detach()?.f_mul_scalar(b.labels.size()[0] as f64)?)?;
+            loss_sum =
+                loss_sum.f_add(&loss.f_detach()?.f_mul_scalar(b.labels.size()[0] as f64)?)?;
             correct = correct.f_add(&c)?;
-            callbacks.batch_end(&BatchInfo { epoch, epochs: cfg.epochs, batch: i + 1, batches: batches_per_epoch })?;
+            callbacks.batch_end(&BatchInfo {
+                epoch,
+                epochs: cfg.epochs,
+                batch: i + 1,
+                batches: batches_per_epoch,
+            })?;
         }
         let n = train_set.len() as f64;
         let train_loss = loss_sum.f_double_value(&[])? / n;
         if !train_loss.is_finite() {
-            return Err(Error::invalid(format!("training diverged at epoch {epoch} (loss {train_loss})"), "lower the learning rate"));
+            return Err(Error::invalid(
+                format!("training diverged at epoch {epoch} (loss {train_loss})"),
+                "lower the learning rate",
+            ));
         }
         let val = evaluate(net, &val_set, cfg.eval_batch_size)?;
-        let record = EpochRecord { epoch, lr, train_loss, train_accuracy: correct.f_int64_value(&[])? as f64 / n, val, seconds: start.elapsed().as_secs_f64() };
+        let record = EpochRecord {
+            epoch,
+            lr,
+            train_loss,
+            train_accuracy: correct.f_int64_value(&[])? as f64 / n,
+            val,
+            seconds: start.elapsed().as_secs_f64(),
+        };
         if best.as_ref().is_none_or(|(acc, _)| val.accuracy > *acc) {
             best = Some((val.accuracy, net.snapshot()?));
             if let Some(f) = &files {
@@ -283,34 +334,76 @@ pub fn train_with(net: &mut Network, data: &Splits, cfg: &TrainConfig, callbacks
     Ok(history)
 }
 
-fn save_state(f: &ResumeFiles, cfg: &TrainConfig, net: &Network, sgd: &Sgd, history: &History) -> Result<()> {
+fn save_state(
+    f: &ResumeFiles,
+    cfg: &TrainConfig,
+    net: &Network,
+    sgd: &Sgd,
+    history: &History,
+) -> Result<()> {
     let mut tensors: Vec<(String, Tensor)> = net.named_tensors();
-    tensors.extend(sgd.state().into_iter().map(|(n, t)| (format!("momentum/{n}"), t)));
+    tensors.extend(
+        sgd.state()
+            .into_iter()
+            .map(|(n, t)| (format!("momentum/{n}"), t)),
+    );
     // Weights first, history last: a history on disk always has its state written.
-    crate::fsio::write_atomic_with(&f.state(), |tmp| Ok(Tensor::write_safetensors(&tensors, tmp)?))?;
-    crate::fsio::write_json(&f.history(), &SavedHistory { config_hash: cfg.hash(), history: history.clone() })
+    crate::fsio::write_atomic_with(&f.state(), |tmp| {
+        Ok(Tensor::write_safetensors(&tensors, tmp)?)
+    })?;
+    crate::fsio::write_json(
+        &f.history(),
+        &SavedHistory {
+            config_hash: cfg.hash(),
+            history: history.clone(),
+        },
+    )
 }
 
-fn resume(f: &ResumeFiles, cfg: &TrainConfig, net: &mut Network, sgd: &mut Sgd, history: &mut History, best: &mut Option<(f64, Vec<(String, Tensor)>)>) -> Result<()> {
+fn resume(
+    f: &ResumeFiles,
+    cfg: &TrainConfig,
+    net: &mut Network,
+    sgd: &mut Sgd,
+    history: &mut History,
+    best: &mut Option<(f64, Vec<(String, Tensor)>)>,
+) -> Result<()> {
     if !f.history().exists() {
         return Ok(());
     }
     let saved: SavedHistory = crate::fsio::read_json(&f.history())?;
     if saved.config_hash != cfg.hash() {
         return Err(Error::invalid(
-            format!("{} holds a run of another configuration ({} vs {})", f.dir.display(), saved.config_hash, cfg.hash()),
+            format!(
+                "{} holds a run of another configuration ({} vs {})",
+                f.dir.display(),
+                saved.config_hash,
+                cfg.hash()
+            ),
             "use a separate resume folder per configuration, or delete the old one",
         ));
     }
-    let tensors = Tensor::read_safetensors(f.state()).map_err(|e| Error::bad_file(f.state(), format!("cannot read ({e})")))?;
-    let (momentum, weights): (Vec<_>, Vec<_>) = tensors.into_iter().partition(|(n, _)| n.starts_with("momentum/"));
+    let tensors = Tensor::read_safetensors(f.state())
+        .map_err(|e| Error::bad_file(f.state(), format!("cannot read ({e})")))?;
+    let (momentum, weights): (Vec<_>, Vec<_>) = tensors
+        .into_iter()
+        .partition(|(n, _)| n.starts_with("momentum/"));
     net.restore(&weights)?;
-    sgd.load_state(momentum.into_iter().map(|(n, t)| (n["momentum/".len()..].to_string(), t)).collect())?;
+    sgd.load_state(
+        momentum
+            .into_iter()
+            .map(|(n, t)| (n["momentum/".len()..].to_string(), t))
+            .collect(),
+    )?;
     if let Some(b) = saved.history.best() {
         let best_net = Network::load(f.best(), net.device())?;
         *best = Some((b.val.accuracy, best_net.snapshot()?));
     }
-    println!("resuming after epoch {} from {}", saved.history.epochs.len(), f.dir.display());
+    println!(
+        "resuming after epoch {} from {}",
+        saved.history.epochs.len(),
+        f.dir.display()
+    );
     *history = saved.history;
     Ok(())
 }

@@ -19,18 +19,34 @@ pub struct SgdConfig {
 
 impl Default for SgdConfig {
     fn default() -> Self {
-        SgdConfig { lr: 0.05, momentum: 0.9, dampening: 0.0, weight_decay: 5e-4, nesterov: false }
+        SgdConfig {
+            lr: 0.05,
+            momentum: 0.9,
+            dampening: 0.0,
+            weight_decay: 5e-4,
+            nesterov: false,
+        }
     }
 }
 
 impl SgdConfig {
     pub fn check(&self) -> Result<()> {
-        let ok = self.lr > 0.0 && self.lr.is_finite() && (0.0..1.0).contains(&self.momentum) && self.weight_decay >= 0.0 && (0.0..=1.0).contains(&self.dampening);
+        let ok = self.lr > 0.0
+            && self.lr.is_finite()
+            && (0.0..1.0).contains(&self.momentum)
+            && self.weight_decay >= 0.0
+            && (0.0..=1.0).contains(&self.dampening);
         if !ok {
-            return Err(Error::invalid(format!("SGD settings out of range: {self:?}"), "use lr > 0, 0 <= momentum < 1, weight_decay >= 0, 0 <= dampening <= 1"));
+            return Err(Error::invalid(
+                format!("SGD settings out of range: {self:?}"),
+                "use lr > 0, 0 <= momentum < 1, weight_decay >= 0, 0 <= dampening <= 1",
+            ));
         }
         if self.nesterov && (self.momentum == 0.0 || self.dampening != 0.0) {
-            return Err(Error::invalid("Nesterov momentum needs momentum > 0 and dampening 0", "set momentum or turn nesterov off"));
+            return Err(Error::invalid(
+                "Nesterov momentum needs momentum > 0 and dampening 0",
+                "set momentum or turn nesterov off",
+            ));
         }
         Ok(())
     }
@@ -50,7 +66,11 @@ impl Sgd {
         config.check()?;
         let params = net.parameters();
         let momentum = params.iter().map(|_| None).collect();
-        Ok(Sgd { config, params, momentum })
+        Ok(Sgd {
+            config,
+            params,
+            momentum,
+        })
     }
 
     /// Zeroes the gradients of all parameters.
@@ -76,7 +96,11 @@ impl Sgd {
             if !g.defined() {
                 continue;
             }
-            let mut d = if c.weight_decay != 0.0 { g.f_add(&p.f_mul_scalar(c.weight_decay)?)? } else { g };
+            let mut d = if c.weight_decay != 0.0 {
+                g.f_add(&p.f_mul_scalar(c.weight_decay)?)?
+            } else {
+                g
+            };
             if c.momentum != 0.0 {
                 let b = match buf.take() {
                     None => crate::model::deep_copy(&d)?,
@@ -86,7 +110,11 @@ impl Sgd {
                         b
                     }
                 };
-                d = if c.nesterov { d.f_add(&b.f_mul_scalar(c.momentum)?)? } else { b.shallow_clone() };
+                d = if c.nesterov {
+                    d.f_add(&b.f_mul_scalar(c.momentum)?)?
+                } else {
+                    b.shallow_clone()
+                };
                 *buf = Some(b);
             }
             let mut p = p.shallow_clone();
@@ -97,7 +125,11 @@ impl Sgd {
 
     /// Momentum buffers by parameter name (for checkpoints).
     pub fn state(&self) -> Vec<(String, Tensor)> {
-        self.params.iter().zip(&self.momentum).filter_map(|((n, _), b)| b.as_ref().map(|b| (n.clone(), b.shallow_clone()))).collect()
+        self.params
+            .iter()
+            .zip(&self.momentum)
+            .filter_map(|((n, _), b)| b.as_ref().map(|b| (n.clone(), b.shallow_clone())))
+            .collect()
     }
 
     /// Restores momentum buffers saved with [`Sgd::state`].
@@ -106,7 +138,16 @@ impl Sgd {
         for ((n, p), buf) in self.params.iter().zip(self.momentum.iter_mut()) {
             *buf = match by_name.remove(n) {
                 Some(b) if b.size() == p.size() => Some(b.f_to_device(p.device())?),
-                Some(b) => return Err(Error::invalid(format!("momentum for '{n}' has shape {:?}, parameter {:?}", b.size(), p.size()), "resume with the same architecture")),
+                Some(b) => {
+                    return Err(Error::invalid(
+                        format!(
+                            "momentum for '{n}' has shape {:?}, parameter {:?}",
+                            b.size(),
+                            p.size()
+                        ),
+                        "resume with the same architecture",
+                    ))
+                }
                 None => None,
             };
         }

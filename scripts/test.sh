@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# The test command: sets everything up (idempotent), then runs lints, the Rust test suite and
+# every notebook headless with the tiny profile.
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+bash "$here/setup.sh"
+source "$here/env.sh"
+cd "$DW_ROOT"
+t0=$(date +%s)
+cargo fmt --check
+cargo clippy --all-targets --quiet -- -D warnings
+cargo test --quiet 2>&1 | tee "$DW_ROOT/target/test.log"
+DOUBLEWIN_PROFILE=tiny bash "$here/run_notebooks.sh" "$DW_ROOT/target/notebooks"
+echo "[test] all checks passed in $(( $(date +%s) - t0 )) s"
