@@ -15,7 +15,7 @@ else
   export LIBTORCH_USE_PYTORCH=1
   export VIRTUAL_ENV="$DW_VENV"
   export PATH="$DW_VENV/bin:$PATH"
-  DW_TORCH_LIB="$(ls -d "$DW_VENV"/lib/python3.*/site-packages/torch/lib 2>/dev/null | head -n1)"
+  DW_TORCH_LIB="$(ls -d "$DW_VENV"/lib/python3.*/site-packages/torch/lib 2>/dev/null | head -n1 || true)"
   if [ -n "$DW_TORCH_LIB" ]; then
     export LD_LIBRARY_PATH="$DW_TORCH_LIB${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
   fi
