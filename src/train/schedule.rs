@@ -17,10 +17,12 @@ pub enum Schedule {
 impl Schedule {
     pub fn check(&self) -> Result<()> {
         match self {
-            Schedule::MultiStep { gamma, .. } if gamma.is_nan() || *gamma <= 0.0 => Err(Error::invalid(
-                format!("multistep gamma {gamma} must be positive"),
-                "use e.g. 0.1",
-            )),
+            Schedule::MultiStep { gamma, .. } if gamma.is_nan() || *gamma <= 0.0 => {
+                Err(Error::invalid(
+                    format!("multistep gamma {gamma} must be positive"),
+                    "use e.g. 0.1",
+                ))
+            }
             Schedule::Cosine { min_lr } if *min_lr < 0.0 => {
                 Err(Error::invalid("cosine min_lr must be >= 0", "use e.g. 0.0"))
             }
