@@ -8,10 +8,7 @@ pub fn evcxr_emit(mime: &str, content: &str) {
 
 /// Escapes text for HTML.
 pub fn escape_html(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
 /// A simple table of strings with a title.
@@ -24,11 +21,7 @@ pub struct Table {
 
 impl Table {
     pub fn new(title: impl Into<String>, headers: &[&str]) -> Table {
-        Table {
-            title: title.into(),
-            headers: headers.iter().map(|h| h.to_string()).collect(),
-            rows: Vec::new(),
-        }
+        Table { title: title.into(), headers: headers.iter().map(|h| h.to_string()).collect(), rows: Vec::new() }
     }
 
     pub fn push(&mut self, row: Vec<String>) {
@@ -37,14 +30,9 @@ impl Table {
 
     /// An HTML table (numbers right-aligned).
     pub fn to_html(&self) -> String {
-        let mut s = String::from(
-            "<table style=\"border-collapse:collapse;font-family:sans-serif;font-size:13px\">",
-        );
+        let mut s = String::from("<table style=\"border-collapse:collapse;font-family:sans-serif;font-size:13px\">");
         if !self.title.is_empty() {
-            s += &format!(
-                "<caption style=\"font-weight:bold;text-align:left;padding:4px 0\">{}</caption>",
-                escape_html(&self.title)
-            );
+            s += &format!("<caption style=\"font-weight:bold;text-align:left;padding:4px 0\">{}</caption>", escape_html(&self.title));
         }
         s += "<thead><tr>";
         for h in &self.headers {
@@ -54,15 +42,8 @@ impl Table {
         for r in &self.rows {
             s += "<tr>";
             for c in r {
-                let align = if c.trim_end_matches('%').parse::<f64>().is_ok() {
-                    "right"
-                } else {
-                    "left"
-                };
-                s += &format!(
-                    "<td style=\"padding:2px 8px;text-align:{align}\">{}</td>",
-                    escape_html(c)
-                );
+                let align = if c.trim_end_matches('%').parse::<f64>().is_ok() { "right" } else { "left" };
+                s += &format!("<td style=\"padding:2px 8px;text-align:{align}\">{}</td>", escape_html(c));
             }
             s += "</tr>";
         }
@@ -87,24 +68,11 @@ impl std::fmt::Display for Table {
             writeln!(f, "{}", self.title)?;
         }
         let line = |f: &mut std::fmt::Formatter<'_>, cells: &[String]| -> std::fmt::Result {
-            let parts: Vec<String> = cells
-                .iter()
-                .enumerate()
-                .take(cols)
-                .map(|(i, c)| format!("{c:<w$}", w = width[i]))
-                .collect();
+            let parts: Vec<String> = cells.iter().enumerate().take(cols).map(|(i, c)| format!("{c:<w$}", w = width[i])).collect();
             writeln!(f, "{}", parts.join("  ").trim_end())
         };
         line(f, &self.headers)?;
-        writeln!(
-            f,
-            "{}",
-            width
-                .iter()
-                .map(|w| "-".repeat(*w))
-                .collect::<Vec<_>>()
-                .join("  ")
-        )?;
+        writeln!(f, "{}", width.iter().map(|w| "-".repeat(*w)).collect::<Vec<_>>().join("  "))?;
         for r in &self.rows {
             line(f, r)?;
         }
@@ -121,10 +89,7 @@ mod tests {
         let mut t = Table::new("T", &["name", "acc"]);
         t.push(vec!["a<b".into(), "91.5".into()]);
         let text = t.to_string();
-        assert!(
-            text.contains("name  acc") && text.contains("a<b   91.5"),
-            "{text}"
-        );
+        assert!(text.contains("name  acc") && text.contains("a<b   91.5"), "{text}");
         let html = t.to_html();
         assert!(html.contains("a&lt;b") && html.contains("text-align:right\">91.5"));
     }

@@ -11,10 +11,7 @@ pub type Result<T> = std::result::Result<T, Error>;
 #[derive(Debug)]
 pub enum Error {
     /// A file could not be read or written.
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { path: PathBuf, source: std::io::Error },
     /// A file exists but its content is not what it should be (corrupt, truncated, wrong format).
     BadFile { path: PathBuf, problem: String },
     /// A parameter or argument is out of range or inconsistent.
@@ -22,12 +19,7 @@ pub enum Error {
     /// A dataset, network or artifact that was asked for is not there.
     NotFound { what: String, fix: String },
     /// Keys of a checkpoint that could not be matched with a network's parameters.
-    KeyMismatch {
-        path: PathBuf,
-        unplaced: Vec<String>,
-        missing: Vec<String>,
-        shape_mismatch: Vec<String>,
-    },
+    KeyMismatch { path: PathBuf, unplaced: Vec<String>, missing: Vec<String>, shape_mismatch: Vec<String> },
     /// A download failed.
     Download { url: String, problem: String },
     /// libtorch reported an error.
@@ -36,39 +28,22 @@ pub enum Error {
 
 impl Error {
     pub fn io(path: impl AsRef<Path>, source: std::io::Error) -> Self {
-        Error::Io {
-            path: path.as_ref().to_path_buf(),
-            source,
-        }
+        Error::Io { path: path.as_ref().to_path_buf(), source }
     }
     pub fn bad_file(path: impl AsRef<Path>, problem: impl Into<String>) -> Self {
-        Error::BadFile {
-            path: path.as_ref().to_path_buf(),
-            problem: problem.into(),
-        }
+        Error::BadFile { path: path.as_ref().to_path_buf(), problem: problem.into() }
     }
     pub fn invalid(problem: impl Into<String>, fix: impl Into<String>) -> Self {
-        Error::InvalidInput {
-            problem: problem.into(),
-            fix: fix.into(),
-        }
+        Error::InvalidInput { problem: problem.into(), fix: fix.into() }
     }
     pub fn not_found(what: impl Into<String>, fix: impl Into<String>) -> Self {
-        Error::NotFound {
-            what: what.into(),
-            fix: fix.into(),
-        }
+        Error::NotFound { what: what.into(), fix: fix.into() }
     }
 }
 
 fn list(items: &[String]) -> String {
     const SHOWN: usize = 20;
-    let mut s = items
-        .iter()
-        .take(SHOWN)
-        .cloned()
-        .collect::<Vec<_>>()
-        .join(", ");
+    let mut s = items.iter().take(SHOWN).cloned().collect::<Vec<_>>().join(", ");
     if items.len() > SHOWN {
         s.push_str(&format!(", ... ({} more)", items.len() - SHOWN));
     }
@@ -100,10 +75,9 @@ impl fmt::Display for Error {
                 }
                 write!(f, " Check the architecture you asked for (e.g. resnet18 vs resnet50) and the key prefix")
             }
-            Error::Download { url, problem } => write!(
-                f,
-                "download of {url} failed: {problem}. Re-run to resume; check the network or place the file by hand"
-            ),
+            Error::Download { url, problem } => {
+                write!(f, "download of {url} failed: {problem}. Re-run to resume; check the network or place the file by hand")
+            }
             Error::Torch(e) => write!(f, "libtorch: {e}"),
         }
     }

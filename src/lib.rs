@@ -8,6 +8,7 @@
 //! - [`runtime`]: device choice, thread count, seeding; [`error`]: the one error type
 //! - [`data`]: datasets, splits, stratified fractions, batches, loaders, embedded data, downloads
 //! - [`model`]: networks with normalisation inside, torchvision names, save / load / import
+//! - [`attack`]: FGSM, PGD (L-inf, L2, restarts, targeted), robust evaluation, masking checks
 //! - [`train`]: the training loop, SGD, schedules, history, callbacks, evaluation
 //! - [`walkthrough`]: the end-to-end runs behind the CLI's main job and the notebooks
 //! - beside them: [`display`] (tables, notebook rendering), [`plot`] (figures),
@@ -15,6 +16,7 @@
 //!
 //! In a notebook: `use doublewin::prelude::*;`.
 
+pub mod attack;
 pub mod data;
 pub mod display;
 pub mod error;
@@ -33,16 +35,14 @@ pub const LIBTORCH_VERSION: &str = "2.13.0";
 
 /// The names a notebook or script usually needs.
 pub mod prelude {
+    pub use crate::attack::{robust_evaluate, Attack, AttackSpec, Fgsm, MaskingCheck, Norm, Pgd, RobustEvaluation, Targeting};
     pub use crate::data::{Augment, Dataset, Embedded, Splits};
     pub use crate::display::Table;
     pub use crate::error::{Error, Result};
     pub use crate::model::{Arch, Network, NetworkSpec, Normalization};
     pub use crate::plot::{Figure, Series};
     pub use crate::runtime::{DeviceChoice, Runtime};
-    pub use crate::train::{
-        evaluate, train, train_with, Callbacks, EpochCheckpoints, Evaluation, History, Schedule,
-        TrainConfig,
-    };
+    pub use crate::train::{evaluate, train, train_with, Callbacks, EpochCheckpoints, Evaluation, History, Schedule, TrainConfig};
     pub use crate::walkthrough::{Profile, QuickstartReport};
     pub use tch::{Device, Kind, Tensor};
 }

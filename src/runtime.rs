@@ -26,12 +26,7 @@ impl std::str::FromStr for DeviceChoice {
                 .strip_prefix("cuda:")
                 .and_then(|i| i.parse().ok())
                 .map(DeviceChoice::Cuda)
-                .ok_or_else(|| {
-                    Error::invalid(
-                        format!("unknown device '{s}'"),
-                        "use auto, cpu, cuda or cuda:N",
-                    )
-                }),
+                .ok_or_else(|| Error::invalid(format!("unknown device '{s}'"), "use auto, cpu, cuda or cuda:N")),
         }
     }
 }
@@ -69,10 +64,7 @@ pub fn select_device(choice: DeviceChoice) -> Result<Device> {
                     "use DeviceChoice::Cpu / --device cpu, or see environment.md (CUDA)",
                 ))
             } else {
-                Err(Error::invalid(
-                    format!("CUDA device {i} requested but only {n} present"),
-                    format!("use cuda:0 .. cuda:{}", n - 1),
-                ))
+                Err(Error::invalid(format!("CUDA device {i} requested but only {n} present"), format!("use cuda:0 .. cuda:{}", n - 1)))
             }
         }
     }
@@ -95,18 +87,12 @@ impl Runtime {
             tch::set_num_threads(threads as i32);
         }
         seed_everything(seed);
-        Ok(Runtime {
-            device,
-            threads: tch::get_num_threads().max(1) as usize,
-            seed,
-        })
+        Ok(Runtime { device, threads: tch::get_num_threads().max(1) as usize, seed })
     }
 
     /// Reads `DOUBLEWIN_DEVICE` (auto|cpu|cuda|cuda:N), `DOUBLEWIN_THREADS` and `DOUBLEWIN_SEED`.
     pub fn from_env() -> Result<Runtime> {
-        let device = std::env::var("DOUBLEWIN_DEVICE")
-            .unwrap_or_default()
-            .parse()?;
+        let device = std::env::var("DOUBLEWIN_DEVICE").unwrap_or_default().parse()?;
         let threads = env_number("DOUBLEWIN_THREADS", 0)?;
         let seed = env_number("DOUBLEWIN_SEED", 0)?;
         Runtime::new(device, threads as usize, seed)
@@ -114,24 +100,16 @@ impl Runtime {
 
     /// A one-line description, e.g. for reports.
     pub fn describe(&self) -> String {
-        format!(
-            "device {:?}, {} CPU threads, seed {}, libtorch {}",
-            self.device,
-            self.threads,
-            self.seed,
-            crate::LIBTORCH_VERSION
-        )
+        format!("device {:?}, {} CPU threads, seed {}, libtorch {}", self.device, self.threads, self.seed, crate::LIBTORCH_VERSION)
     }
 }
 
 fn env_number(name: &str, default: u64) -> Result<u64> {
     match std::env::var(name) {
-        Ok(v) if !v.trim().is_empty() => v.trim().parse().map_err(|_| {
-            Error::invalid(
-                format!("{name}='{v}' is not a non-negative integer"),
-                format!("unset {name} or give a number"),
-            )
-        }),
+        Ok(v) if !v.trim().is_empty() => v
+            .trim()
+            .parse()
+            .map_err(|_| Error::invalid(format!("{name}='{v}' is not a non-negative integer"), format!("unset {name} or give a number"))),
         _ => Ok(default),
     }
 }
@@ -151,9 +129,7 @@ pub struct Rng {
 
 impl Rng {
     pub fn new(seed: u64) -> Rng {
-        Rng {
-            state: seed ^ 0x5DEE_CE66_D1CE_4E5B,
-        }
+        Rng { state: seed ^ 0x5DEE_CE66_D1CE_4E5B }
     }
 
     /// A generator derived from this seed and a label, e.g. `Rng::derive(seed, "val-split")`,
@@ -187,6 +163,33 @@ impl Rng {
         }
     }
 
+    /// Uniform in [0, 1).
+    pub fn uniform(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
+    }
+
+    /// Standard normal (Box-Muller).
+    pub fn normal(&mut self) -> f64 {
+        let u1 = self.uniform().max(f64::MIN_POSITIVE);
+        let u2 = self.uniform();
+        (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
+    }
+
+    /// A float tensor of `shape` on `device` with entries uniform in [lo, hi), drawn from this
+    /// generator on the CPU, so the values are the same on every device.
+    pub fn uniform_tensor(&mut self, shape: &[i64], lo: f64, hi: f64, device: tch::Device) -> Result<tch::Tensor> {
+        let n: i64 = shape.iter().product();
+        let v: Vec<f32> = (0..n).map(|_| (lo + (hi - lo) * self.uniform()) as f32).collect();
+        Ok(tch::Tensor::from_slice(&v).f_reshape(shape)?.f_to_device(device)?)
+    }
+
+    /// A float tensor of standard normal entries (see [`Rng::uniform_tensor`]).
+    pub fn normal_tensor(&mut self, shape: &[i64], device: tch::Device) -> Result<tch::Tensor> {
+        let n: i64 = shape.iter().product();
+        let v: Vec<f32> = (0..n).map(|_| self.normal() as f32).collect();
+        Ok(tch::Tensor::from_slice(&v).f_reshape(shape)?.f_to_device(device)?)
+    }
+
     /// A random permutation of `0..n`.
     pub fn permutation(&mut self, n: usize) -> Vec<i64> {
         let mut v: Vec<i64> = (0..n as i64).collect();
@@ -202,10 +205,7 @@ mod tests {
     #[test]
     fn device_choice_parses() {
         assert_eq!("cpu".parse::<DeviceChoice>().unwrap(), DeviceChoice::Cpu);
-        assert_eq!(
-            "cuda:1".parse::<DeviceChoice>().unwrap(),
-            DeviceChoice::Cuda(1)
-        );
+        assert_eq!("cuda:1".parse::<DeviceChoice>().unwrap(), DeviceChoice::Cuda(1));
         assert_eq!("".parse::<DeviceChoice>().unwrap(), DeviceChoice::Auto);
         let err = "tpu".parse::<DeviceChoice>().unwrap_err().to_string();
         assert!(err.contains("tpu") && err.contains("cuda:N"), "{err}");

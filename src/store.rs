@@ -27,9 +27,7 @@ pub fn non_default_json<T: Serialize + Default>(config: &T) -> String {
     let v = serde_json::to_value(config).unwrap_or(Value::Null);
     let d = serde_json::to_value(T::default()).unwrap_or(Value::Null);
     // serde_json's Map is a BTreeMap (no preserve_order feature), so the text is canonical.
-    diff(&v, &d)
-        .unwrap_or(Value::Object(Default::default()))
-        .to_string()
+    diff(&v, &d).unwrap_or(Value::Object(Default::default())).to_string()
 }
 
 /// A 16-hex-digit name for a configuration, stable across runs, machines and added defaults.
@@ -48,29 +46,8 @@ mod tests {
     #[test]
     fn hash_ignores_defaults_and_is_stable() {
         assert_eq!(non_default_json(&C::default()), "{}");
-        assert_eq!(
-            non_default_json(&C {
-                a: 3,
-                ..Default::default()
-            }),
-            "{\"a\":3}"
-        );
-        assert_eq!(
-            stable_hash(&C {
-                a: 3,
-                ..Default::default()
-            }),
-            stable_hash(&C {
-                a: 3,
-                b: String::new()
-            })
-        );
-        assert_ne!(
-            stable_hash(&C {
-                a: 3,
-                ..Default::default()
-            }),
-            stable_hash(&C::default())
-        );
+        assert_eq!(non_default_json(&C { a: 3, ..Default::default() }), "{\"a\":3}");
+        assert_eq!(stable_hash(&C { a: 3, ..Default::default() }), stable_hash(&C { a: 3, b: String::new() }));
+        assert_ne!(stable_hash(&C { a: 3, ..Default::default() }), stable_hash(&C::default()));
     }
 }

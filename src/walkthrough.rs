@@ -1,13 +1,14 @@
 //! The end-to-end runs behind the CLI's main job and the notebooks, with size profiles: `tiny`
 //! for CI and headless notebook checks, `small` for a laptop, `full` for the whole embedded data.
 
+use crate::attack::{default_eps, robust_evaluate, Fgsm, Pgd};
 use crate::data::{Embedded, Splits};
 use crate::display::{evcxr_emit, Table};
 use crate::error::{Error, Result};
 use crate::model::{Arch, Network, NetworkSpec};
 use crate::plot::Figure;
 use crate::runtime::Runtime;
-use crate::train::{evaluate, train_with, Callbacks, Evaluation, History, TrainConfig};
+use crate::train::{evaluate, train_with, Callbacks, Evaluation, History, Regime, TrainConfig};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -25,9 +26,7 @@ pub enum Profile {
 impl Profile {
     /// `DOUBLEWIN_PROFILE` (tiny | small | full), default `small`.
     pub fn from_env() -> Result<Profile> {
-        std::env::var("DOUBLEWIN_PROFILE")
-            .unwrap_or_else(|_| "small".into())
-            .parse()
+        std::env::var("DOUBLEWIN_PROFILE").unwrap_or_else(|_| "small".into()).parse()
     }
     /// Fraction of the source training split used.
     pub fn train_fraction(self) -> f64 {
@@ -42,6 +41,23 @@ impl Profile {
             Profile::Tiny => 2,
             Profile::Small => 6,
             Profile::Full => 15,
+        }
+    }
+    /// PGD steps of adversarial training (the paper's 10 in `full`; fewer keep the CPU profiles
+    /// short, with the step size scaled so the steps still span the eps-ball).
+    pub fn adversarial_steps(self) -> usize {
+        match self {
+            Profile::Tiny => 3,
+            Profile::Small => 5,
+            Profile::Full => 10,
+        }
+    }
+    /// Fraction of the test split (stratified) on which robust accuracy is measured.
+    pub fn robust_eval_fraction(self) -> f64 {
+        match self {
+            Profile::Tiny => 0.05,
+            Profile::Small => 0.2,
+            Profile::Full => 1.0,
         }
     }
     pub fn name(self) -> &'static str {
@@ -60,10 +76,7 @@ impl std::str::FromStr for Profile {
             "tiny" => Ok(Profile::Tiny),
             "small" | "" => Ok(Profile::Small),
             "full" => Ok(Profile::Full),
-            other => Err(Error::invalid(
-                format!("unknown profile '{other}'"),
-                "use tiny, small or full",
-            )),
+            other => Err(Error::invalid(format!("unknown profile '{other}'"), "use tiny, small or full")),
         }
     }
 }
@@ -71,9 +84,7 @@ impl std::str::FromStr for Profile {
 /// The splits a profile trains on: the embedded dataset with 10% of train held out for
 /// validation, and the profile's fraction of the rest.
 pub fn profile_splits(dataset: Embedded, profile: Profile, seed: u64) -> Result<Splits> {
-    dataset
-        .splits(0.1, seed)?
-        .with_train_fraction(profile.train_fraction(), seed)
+    dataset.splits(0.1, seed)?.with_train_fraction(profile.train_fraction(), seed)
 }
 
 /// What the quickstart produced.
@@ -95,26 +106,14 @@ impl QuickstartReport {
     pub fn table(&self) -> Table {
         let mut t = Table::new(
             format!("Quickstart ({} profile)", self.profile.name()),
-            &[
-                "dataset",
-                "network",
-                "splits",
-                "epochs",
-                "best val acc %",
-                "test acc %",
-                "test loss",
-                "time s",
-            ],
+            &["dataset", "network", "splits", "epochs", "best val acc %", "test acc %", "test loss", "time s"],
         );
         t.push(vec![
             self.dataset.clone(),
             self.arch.clone(),
             self.splits.clone(),
             self.history.epochs.len().to_string(),
-            format!(
-                "{:.2}",
-                100.0 * self.history.best().map(|r| r.val.accuracy).unwrap_or(0.0)
-            ),
+            format!("{:.2}", 100.0 * self.history.best().map(|r| r.val.accuracy).unwrap_or(0.0)),
             format!("{:.2}", 100.0 * self.test.accuracy),
             format!("{:.4}", self.test.loss),
             format!("{:.1}", self.seconds),
@@ -125,20 +124,11 @@ impl QuickstartReport {
     /// Markdown summary.
     pub fn markdown(&self) -> String {
         let t = self.table();
-        let mut s = format!(
-            "# {}\n\n{}\n\n| {} |\n|{}|\n",
-            t.title,
-            self.runtime,
-            t.headers.join(" | "),
-            " --- |".repeat(t.headers.len())
-        );
+        let mut s = format!("# {}\n\n{}\n\n| {} |\n|{}|\n", t.title, self.runtime, t.headers.join(" | "), " --- |".repeat(t.headers.len()));
         for r in &t.rows {
             s += &format!("| {} |\n", r.join(" | "));
         }
-        s + &format!(
-            "\n## Training history\n\n```\n{}```\n\n![accuracy](accuracy.svg)\n",
-            self.history
-        )
+        s + &format!("\n## Training history\n\n```\n{}```\n\n![accuracy](accuracy.svg)\n", self.history)
     }
 
     pub fn evcxr_display(&self) {
@@ -163,24 +153,12 @@ pub fn quickstart(rt: &Runtime, profile: Profile, out: &Path) -> Result<Quicksta
     let start = std::time::Instant::now();
     let dataset = Embedded::FashionMnist;
     let splits = profile_splits(dataset, profile, rt.seed)?;
-    println!(
-        "{dataset}: {splits} ({} profile); {}",
-        profile.name(),
-        rt.describe()
-    );
+    println!("{dataset}: {splits} ({} profile); {}", profile.name(), rt.describe());
     let spec = NetworkSpec::for_data(Arch::convnet(), &splits.train)?;
     let mut net = Network::new(spec, rt.device, rt.seed)?;
     println!("{net}");
-    let cfg = TrainConfig::default()
-        .epochs(profile.epochs())
-        .seed(rt.seed);
-    let history = train_with(
-        &mut net,
-        &splits,
-        &cfg,
-        &mut Callbacks::progress("quickstart"),
-        None,
-    )?;
+    let cfg = TrainConfig::default().epochs(profile.epochs()).seed(rt.seed);
+    let history = train_with(&mut net, &splits, &cfg, &mut Callbacks::progress("quickstart"), None)?;
     let test = evaluate(&net, &splits.test, cfg.eval_batch_size)?;
     println!("test: {test}");
     let accuracy: Figure = history.accuracy_figure()?;
@@ -209,4 +187,179 @@ pub fn quickstart(rt: &Runtime, profile: Profile, out: &Path) -> Result<Quicksta
     loss.save_svg(&files[3])?;
     net.save(&files[4])?;
     Ok(report)
+}
+
+/// The three ways the paper pre-trains source models.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Pretraining {
+    /// Standard training (STD).
+    Standard,
+    /// Fast adversarial training, FGSM-RS (FAT).
+    Fast,
+    /// PGD adversarial training (AT).
+    Adversarial,
+}
+
+impl Pretraining {
+    pub const ALL: [Pretraining; 3] = [Pretraining::Standard, Pretraining::Fast, Pretraining::Adversarial];
+
+    pub fn short(self) -> &'static str {
+        match self {
+            Pretraining::Standard => "STD",
+            Pretraining::Fast => "FAT",
+            Pretraining::Adversarial => "AT",
+        }
+    }
+
+    /// The training regime at radius `eps`; adversarial training uses `pgd_steps` steps of
+    /// size 2.5 eps / steps (eps/4 at the paper's 10 steps).
+    pub fn regime(self, eps: f64, pgd_steps: usize) -> Regime {
+        match self {
+            Pretraining::Standard => Regime::Standard,
+            Pretraining::Fast => Regime::fast(eps),
+            Pretraining::Adversarial => Regime::Adversarial(Pgd::linf(eps, 2.5 * eps / pgd_steps as f64, pgd_steps).train_mode(true)),
+        }
+    }
+}
+
+impl std::str::FromStr for Pretraining {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Pretraining> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "std" | "standard" => Ok(Pretraining::Standard),
+            "fat" | "fast" => Ok(Pretraining::Fast),
+            "at" | "adversarial" | "pgd" => Ok(Pretraining::Adversarial),
+            other => Err(Error::invalid(format!("unknown pre-training '{other}'"), "use standard (std), fast (fat) or adversarial (at)")),
+        }
+    }
+}
+
+/// A pre-trained source model and its SA / RA on the source test split.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SourceModel {
+    pub pretraining: Pretraining,
+    pub eps: f64,
+    pub history: History,
+    /// Standard accuracy on the test split.
+    pub sa: f64,
+    /// Robust accuracy under FGSM then PGD-20 (eps, step eps/4, random start) on the test split
+    /// (the profile's stratified fraction of it, `eval_examples` images).
+    pub ra: f64,
+    pub eval_examples: usize,
+    pub seconds: f64,
+    pub weights: PathBuf,
+}
+
+/// The three source models side by side.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SourceModels {
+    pub dataset: String,
+    pub profile: Profile,
+    pub models: Vec<SourceModel>,
+}
+
+impl SourceModels {
+    pub fn table(&self) -> Table {
+        let mut t = Table::new(
+            format!("Source models on {} ({} profile)", self.dataset, self.profile.name()),
+            &["pre-training", "eps", "epochs", "SA %", "RA % (PGD-20)", "time s"],
+        );
+        for m in &self.models {
+            t.push(vec![
+                m.pretraining.short().into(),
+                crate::attack::format_eps(m.eps),
+                m.history.epochs.len().to_string(),
+                format!("{:.2}", 100.0 * m.sa),
+                format!("{:.2}", 100.0 * m.ra),
+                format!("{:.0}", m.seconds),
+            ]);
+        }
+        t
+    }
+    pub fn evcxr_display(&self) {
+        self.table().evcxr_display();
+    }
+}
+
+impl std::fmt::Display for SourceModels {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.table())
+    }
+}
+
+/// The evaluation attacks for SA / RA at radius `eps`: FGSM, then PGD-20 (step eps/4).
+pub fn evaluation_attacks(eps: f64) -> Vec<crate::attack::AttackSpec> {
+    vec![Fgsm::new(eps).into(), Pgd::linf(eps, eps / 4.0, 20).into()]
+}
+
+/// Pre-trains one source model on the embedded Fashion-MNIST with the profile's data and
+/// epochs, evaluates SA and RA on the test split and saves the weights into `out`.
+pub fn pretrain(rt: &Runtime, pretraining: Pretraining, profile: Profile, eps: Option<f64>, out: &Path) -> Result<SourceModel> {
+    let start = std::time::Instant::now();
+    let splits = profile_splits(Embedded::FashionMnist, profile, rt.seed)?;
+    let eps = eps.unwrap_or_else(|| default_eps(splits.image_shape()));
+    let mut net = Network::new(NetworkSpec::for_data(Arch::convnet(), &splits.train)?, rt.device, rt.seed)?;
+    let cfg = TrainConfig::default().epochs(profile.epochs()).seed(rt.seed).regime(pretraining.regime(eps, profile.adversarial_steps()));
+    println!("pre-training {} on {} ({}), {}", pretraining.short(), splits.train.name(), splits, cfg.regime.name());
+    let history = train_with(&mut net, &splits, &cfg, &mut Callbacks::progress(pretraining.short()), None)?;
+    let test = splits.test.fraction(profile.robust_eval_fraction(), rt.seed)?;
+    let eval = robust_evaluate(&net, &test, &evaluation_attacks(eps), cfg.eval_batch_size)?;
+    println!("{}: SA {:.2}%  RA {:.2}% on {} test images", pretraining.short(), 100.0 * eval.sa, 100.0 * eval.ra, eval.examples);
+    let weights = out.join(format!("source-{}.safetensors", pretraining.short().to_ascii_lowercase()));
+    net.save(&weights)?;
+    Ok(SourceModel {
+        pretraining,
+        eps,
+        history,
+        sa: eval.sa,
+        ra: eval.ra,
+        eval_examples: eval.examples,
+        seconds: start.elapsed().as_secs_f64(),
+        weights,
+    })
+}
+
+/// Pre-trains the standard, fast-adversarial and adversarial source models.
+pub fn pretrain_sources(rt: &Runtime, profile: Profile, eps: Option<f64>, out: &Path) -> Result<SourceModels> {
+    let models = Pretraining::ALL.iter().map(|&p| pretrain(rt, p, profile, eps, out)).collect::<Result<Vec<_>>>()?;
+    let report = SourceModels { dataset: Embedded::FashionMnist.name().into(), profile, models };
+    crate::fsio::write_json(&out.join("sources.json"), &report)?;
+    Ok(report)
+}
+
+/// Clean test images and their adversarial versions under `attack`, each captioned with the
+/// network's prediction.
+pub fn adversarial_examples(net: &Network, data: &crate::data::Dataset, attack: &crate::attack::AttackSpec, n: i64) -> Result<Figure> {
+    use crate::attack::Attack;
+    let x = data.float_images(0, n)?.f_to_device(net.device())?;
+    let y = data.labels().f_narrow(0, 0, x.size()[0])?.f_to_device(net.device())?;
+    let adv = attack.perturb(net, &x, &y)?;
+    let names = |preds: Vec<i64>| preds.into_iter().map(|p| data.classes()[p as usize].clone()).collect::<Vec<_>>();
+    let truth = names(Vec::<i64>::try_from(y.f_to_device(tch::Device::Cpu)?)?);
+    let amplified = adv.f_sub(&x)?.f_mul_scalar(0.5 / attack.eps().max(1e-12))?.f_add_scalar(0.5)?;
+    Figure::image_grid(
+        &format!("{} on {}", attack.name(), net.arch().name()),
+        &[("clean".into(), x.shallow_clone()), ("adversarial".into(), adv.shallow_clone()), ("perturbation".into(), amplified)],
+        &[names(net.predict(&x)?), names(net.predict(&adv)?), truth.iter().map(|t| format!("true: {t}")).collect()],
+    )
+}
+
+/// Accuracy under PGD as eps grows, one curve per network, with each network's masking check.
+pub fn robustness_curves(
+    nets: &[(String, &Network)],
+    data: &crate::data::Dataset,
+    pgd: &Pgd,
+    eps: &[f64],
+) -> Result<(Figure, Vec<crate::attack::MaskingCheck>)> {
+    let mut series = Vec::new();
+    let mut checks = Vec::new();
+    for (name, net) in nets {
+        let check = crate::attack::MaskingCheck::run(net, data, pgd, eps, 250)?;
+        series.push(crate::plot::Series::new(
+            name.clone(),
+            check.eps.iter().zip(&check.pgd_accuracy).map(|(e, a)| (*e, 100.0 * a)).collect(),
+        ));
+        checks.push(check);
+    }
+    Ok((Figure::lines("Accuracy under PGD vs eps", "eps (L-inf)", "accuracy (%)", &series)?, checks))
 }

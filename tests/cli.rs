@@ -3,30 +3,14 @@
 use std::process::Command;
 
 fn doublewin(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_doublewin"))
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let out = Command::new(env!("CARGO_BIN_EXE_doublewin")).args(args).output().unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
 #[test]
 fn bad_input_exits_non_zero_with_a_message() {
-    let (ok, _, err) = doublewin(&[
-        "train",
-        "--dataset",
-        "imagenet",
-        "--out",
-        "/tmp/x.safetensors",
-    ]);
-    assert!(
-        !ok && err.contains("imagenet") && err.contains("fashion-mnist"),
-        "{err}"
-    );
+    let (ok, _, err) = doublewin(&["train", "--dataset", "imagenet", "--out", "/tmp/x.safetensors"]);
+    assert!(!ok && err.contains("imagenet") && err.contains("fashion-mnist"), "{err}");
     let (ok, _, err) = doublewin(&["evaluate", "--net", "/nonexistent/net.safetensors"]);
     assert!(!ok && err.contains("not found"), "{err}");
     let (ok, _, err) = doublewin(&["--device", "tpu", "info"]);

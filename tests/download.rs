@@ -34,33 +34,15 @@ fn serve(name: &'static str, body: Vec<u8>, cut_first: usize) -> (String, Arc<At
                     from = r.trim().trim_end_matches('-').parse().unwrap();
                 }
             }
-            if !first
-                .split_whitespace()
-                .nth(1)
-                .unwrap_or("")
-                .ends_with(name)
-            {
-                let _ = stream.write_all(
-                    b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-                );
+            if !first.split_whitespace().nth(1).unwrap_or("").ends_with(name) {
+                let _ = stream.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
                 continue;
             }
             let part = &body[from..];
-            let status = if from > 0 {
-                "206 Partial Content"
-            } else {
-                "200 OK"
-            };
-            let head = format!(
-                "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                part.len()
-            );
+            let status = if from > 0 { "206 Partial Content" } else { "200 OK" };
+            let head = format!("HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", part.len());
             stream.write_all(head.as_bytes()).unwrap();
-            let send = if n < cut_first {
-                &part[..part.len() / 2]
-            } else {
-                part
-            };
+            let send = if n < cut_first { &part[..part.len() / 2] } else { part };
             let _ = stream.write_all(send);
         }
     });
@@ -87,11 +69,7 @@ fn downloads_verify_and_skip_when_present() {
     download(&format!("{base}digits.idx"), &dest, &md5_hex(&body)).unwrap();
     assert_eq!(std::fs::read(&dest).unwrap(), body);
     download(&format!("{base}digits.idx"), &dest, &md5_hex(&body)).unwrap();
-    assert_eq!(
-        requests.load(Ordering::SeqCst),
-        1,
-        "a verified file is not fetched again"
-    );
+    assert_eq!(requests.load(Ordering::SeqCst), 1, "a verified file is not fetched again");
 }
 
 #[test]
@@ -100,14 +78,10 @@ fn an_interrupted_download_resumes_with_a_range_request() {
     let (base, requests) = serve("digits.idx", body.clone(), 1);
     let dir = temp_dir("dl-resume");
     let dest = dir.join("digits.idx");
-    let err = download(&format!("{base}digits.idx"), &dest, &md5_hex(&body))
-        .unwrap_err()
-        .to_string();
+    let err = download(&format!("{base}digits.idx"), &dest, &md5_hex(&body)).unwrap_err().to_string();
     assert!(err.contains("Re-run to resume"), "{err}");
     assert!(!dest.exists());
-    let part = std::fs::metadata(dir.join("digits.idx.part"))
-        .unwrap()
-        .len() as usize;
+    let part = std::fs::metadata(dir.join("digits.idx.part")).unwrap().len() as usize;
     assert_eq!(part, body.len() / 2);
     download(&format!("{base}digits.idx"), &dest, &md5_hex(&body)).unwrap();
     assert_eq!(std::fs::read(&dest).unwrap(), body);
@@ -119,22 +93,12 @@ fn checksum_mismatch_and_http_errors_are_reported() {
     let body = payload();
     let (base, _) = serve("digits.idx", body, 0);
     let dir = temp_dir("dl-errors");
-    let err = download(
-        &format!("{base}digits.idx"),
-        &dir.join("d.idx"),
-        "00000000000000000000000000000000",
-    )
-    .unwrap_err()
-    .to_string();
+    let err = download(&format!("{base}digits.idx"), &dir.join("d.idx"), "00000000000000000000000000000000").unwrap_err().to_string();
     assert!(err.contains("MD5") && err.contains("removed"), "{err}");
     assert!(!dir.join("d.idx.part").exists());
-    let err = download(&format!("{base}nothing.bin"), &dir.join("n.bin"), "0")
-        .unwrap_err()
-        .to_string();
+    let err = download(&format!("{base}nothing.bin"), &dir.join("n.bin"), "0").unwrap_err().to_string();
     assert!(err.contains("HTTP 404"), "{err}");
     // A dataset fetch from a server holding other content fails on the published checksum.
-    let err = fetch(Remote::Svhn, &dir, Some(&format!("{base}x/")))
-        .unwrap_err()
-        .to_string();
+    let err = fetch(Remote::Svhn, &dir, Some(&format!("{base}x/"))).unwrap_err().to_string();
     assert!(err.contains("404") || err.contains("MD5"), "{err}");
 }

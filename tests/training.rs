@@ -11,20 +11,11 @@ fn digits() -> Splits {
 }
 
 fn quick(epochs: usize) -> TrainConfig {
-    TrainConfig::default()
-        .epochs(epochs)
-        .batch_size(64)
-        .lr(0.05)
-        .seed(3)
+    TrainConfig::default().epochs(epochs).batch_size(64).lr(0.05).seed(3)
 }
 
 fn fresh(data: &Splits) -> Network {
-    Network::new(
-        NetworkSpec::for_data(Arch::convnet(), &data.train).unwrap(),
-        Device::Cpu,
-        11,
-    )
-    .unwrap()
+    Network::new(NetworkSpec::for_data(Arch::convnet(), &data.train).unwrap(), Device::Cpu, 11).unwrap()
 }
 
 #[test]
@@ -35,10 +26,7 @@ fn a_short_run_is_far_better_than_chance() {
     let history = train_with(&mut net, &data, &quick(4), &mut Callbacks::none(), None).unwrap();
     let after = evaluate(&net, &data.test, 256).unwrap();
     assert_eq!(history.epochs.len(), 4);
-    assert!(
-        after.accuracy > 0.8,
-        "test accuracy {after} after training (before: {before})"
-    );
+    assert!(after.accuracy > 0.8, "test accuracy {after} after training (before: {before})");
     assert!(history.epochs[3].train_loss < history.epochs[0].train_loss);
     // Model selection kept the best validation epoch's weights.
     let kept = history.selected_epoch.unwrap();
@@ -52,13 +40,7 @@ fn the_same_seed_gives_identical_results_on_cpu() {
     let run = || {
         let mut net = fresh(&data);
         let h = train_with(&mut net, &data, &quick(2), &mut Callbacks::none(), None).unwrap();
-        (
-            h.epochs
-                .iter()
-                .map(|r| (r.train_loss, r.val.loss))
-                .collect::<Vec<_>>(),
-            net.content_hash().unwrap(),
-        )
+        (h.epochs.iter().map(|r| (r.train_loss, r.val.loss)).collect::<Vec<_>>(), net.content_hash().unwrap())
     };
     assert_eq!(run(), run());
 }
@@ -83,41 +65,14 @@ fn an_interrupted_run_resumes_to_the_same_weights() {
 
     let dir = temp_dir("resume");
     let mut net = fresh(&data);
-    let crash = train_with(
-        &mut net,
-        &data,
-        &cfg,
-        &mut Callbacks::none().with(CrashAfter(2)),
-        Some(&dir),
-    );
+    let crash = train_with(&mut net, &data, &cfg, &mut Callbacks::none().with(CrashAfter(2)), Some(&dir));
     assert!(crash.is_err());
     let mut resumed = fresh(&data);
-    let h2 = train_with(
-        &mut resumed,
-        &data,
-        &cfg,
-        &mut Callbacks::none(),
-        Some(&dir),
-    )
-    .unwrap();
-    assert_eq!(
-        h1.epochs.iter().map(|r| r.train_loss).collect::<Vec<_>>(),
-        h2.epochs.iter().map(|r| r.train_loss).collect::<Vec<_>>()
-    );
-    assert_eq!(
-        straight.content_hash().unwrap(),
-        resumed.content_hash().unwrap()
-    );
+    let h2 = train_with(&mut resumed, &data, &cfg, &mut Callbacks::none(), Some(&dir)).unwrap();
+    assert_eq!(h1.epochs.iter().map(|r| r.train_loss).collect::<Vec<_>>(), h2.epochs.iter().map(|r| r.train_loss).collect::<Vec<_>>());
+    assert_eq!(straight.content_hash().unwrap(), resumed.content_hash().unwrap());
     // A different configuration refuses the folder instead of mixing runs.
-    let err = train_with(
-        &mut fresh(&data),
-        &data,
-        &quick(4),
-        &mut Callbacks::none(),
-        Some(&dir),
-    )
-    .unwrap_err()
-    .to_string();
+    let err = train_with(&mut fresh(&data), &data, &quick(4), &mut Callbacks::none(), Some(&dir)).unwrap_err().to_string();
     assert!(err.contains("another configuration"), "{err}");
 }
 
@@ -127,19 +82,9 @@ fn sgd_matches_pytorchs_update_rule() {
     // torch.optim.SGD implements.
     let data = digits();
     let net = fresh(&data);
-    let cfg = doublewin::train::SgdConfig {
-        lr: 0.1,
-        momentum: 0.9,
-        dampening: 0.0,
-        weight_decay: 0.01,
-        nesterov: true,
-    };
+    let cfg = doublewin::train::SgdConfig { lr: 0.1, momentum: 0.9, dampening: 0.0, weight_decay: 0.01, nesterov: true };
     let mut sgd = doublewin::train::Sgd::new(&net, cfg).unwrap();
-    let (_, w) = net
-        .parameters()
-        .into_iter()
-        .find(|(n, _)| n == "fc.bias")
-        .unwrap();
+    let (_, w) = net.parameters().into_iter().find(|(n, _)| n == "fc.bias").unwrap();
     let w0 = Vec::<f32>::try_from(&w.detach()).unwrap();
     let x = data.train.float_images(0, 8).unwrap();
     let mut expected = w0.iter().map(|&v| v as f64).collect::<Vec<_>>();
@@ -165,36 +110,17 @@ fn sgd_matches_pytorchs_update_rule() {
 fn bad_configurations_are_rejected_with_advice() {
     let data = digits();
     let mut net = fresh(&data);
-    let err = train_with(&mut net, &data, &quick(0), &mut Callbacks::none(), None)
-        .unwrap_err()
-        .to_string();
+    let err = train_with(&mut net, &data, &quick(0), &mut Callbacks::none(), None).unwrap_err().to_string();
     assert!(err.contains("at least 1"), "{err}");
-    let err = train_with(
-        &mut net,
-        &data,
-        &quick(1).lr(-1.0),
-        &mut Callbacks::none(),
-        None,
-    )
-    .unwrap_err()
-    .to_string();
+    let err = train_with(&mut net, &data, &quick(1).lr(-1.0), &mut Callbacks::none(), None).unwrap_err().to_string();
     assert!(err.contains("lr > 0"), "{err}");
     let other = Embedded::Digits.splits(0.1, 0).unwrap();
-    let mut wrong = Network::new(
-        NetworkSpec::for_data(Arch::convnet(), &other.train).unwrap(),
-        Device::Cpu,
-        0,
-    )
-    .unwrap()
-    .with_new_head(vec!["x".into()], 0)
-    .unwrap();
-    let err = train_with(&mut wrong, &data, &quick(1), &mut Callbacks::none(), None)
-        .unwrap_err()
-        .to_string();
-    assert!(
-        err.contains("with_new_head") || err.contains("classes"),
-        "{err}"
-    );
+    let mut wrong = Network::new(NetworkSpec::for_data(Arch::convnet(), &other.train).unwrap(), Device::Cpu, 0)
+        .unwrap()
+        .with_new_head(vec!["x".into()], 0)
+        .unwrap();
+    let err = train_with(&mut wrong, &data, &quick(1), &mut Callbacks::none(), None).unwrap_err().to_string();
+    assert!(err.contains("with_new_head") || err.contains("classes"), "{err}");
 }
 
 #[test]

@@ -2,19 +2,17 @@
 //! sets. Every subcommand takes `--json` for scripts; errors exit non-zero with a message.
 
 use clap::{Parser, Subcommand};
+use doublewin::attack::robust_evaluate;
 use doublewin::data::download::{self, Remote};
 use doublewin::data::{embedded, Embedded};
 use doublewin::prelude::*;
 use doublewin::train::AugmentChoice;
+use doublewin::walkthrough;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(
-    name = "doublewin",
-    version,
-    about = "Find and validate double-win lottery tickets"
-)]
+#[command(name = "doublewin", version, about = "Find and validate double-win lottery tickets")]
 struct Cli {
     /// auto, cpu, cuda or cuda:N (default: $DOUBLEWIN_DEVICE or auto)
     #[arg(long, global = true)]
@@ -67,12 +65,29 @@ enum Command {
         #[arg(long)]
         resume_dir: Option<PathBuf>,
     },
-    /// Evaluate a saved network on an embedded dataset's test split
+    /// Pre-train source models (standard, fast adversarial, adversarial) on Fashion-MNIST
+    Pretrain {
+        /// standard | fast | adversarial | all
+        #[arg(long, default_value = "all")]
+        regime: String,
+        /// tiny, small or full (default: $DOUBLEWIN_PROFILE or small)
+        #[arg(long)]
+        profile: Option<String>,
+        /// L-inf radius for training and evaluation (default 0.1 for grey-scale data, 8/255 for colour)
+        #[arg(long)]
+        eps: Option<f64>,
+        #[arg(long, default_value = "out/sources")]
+        out: PathBuf,
+    },
+    /// Evaluate a saved network on an embedded dataset's test split: SA, and RA with --eps
     Evaluate {
         #[arg(long)]
         net: PathBuf,
         #[arg(long, default_value = "fashion-mnist")]
         dataset: String,
+        /// Also attack with FGSM then PGD-20 at this L-inf radius
+        #[arg(long)]
+        eps: Option<f64>,
     },
     /// List, verify or download datasets
     Data {
@@ -100,10 +115,7 @@ enum DataAction {
 
 fn print(json: bool, value: serde_json::Value, text: String) {
     if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&value).unwrap_or_default()
-        );
+        println!("{}", serde_json::to_string_pretty(&value).unwrap_or_default());
     } else {
         println!("{text}");
     }
@@ -112,9 +124,7 @@ fn print(json: bool, value: serde_json::Value, text: String) {
 fn run(cli: Cli) -> Result<()> {
     let device = match &cli.device {
         Some(d) => d.parse()?,
-        None => std::env::var("DOUBLEWIN_DEVICE")
-            .unwrap_or_default()
-            .parse()?,
+        None => std::env::var("DOUBLEWIN_DEVICE").unwrap_or_default().parse()?,
     };
     let rt = Runtime::new(device, cli.threads, cli.seed)?;
     match cli.command {
@@ -124,46 +134,16 @@ fn run(cli: Cli) -> Result<()> {
                 None => Profile::from_env()?,
             };
             let report = doublewin::walkthrough::quickstart(&rt, profile, &out)?;
-            print(
-                cli.json,
-                serde_json::to_value(&report).unwrap_or_default(),
-                format!("{report}\nwrote {}", out.display()),
-            );
+            print(cli.json, serde_json::to_value(&report).unwrap_or_default(), format!("{report}\nwrote {}", out.display()));
         }
-        Command::Train {
-            dataset,
-            arch,
-            epochs,
-            lr,
-            batch_size,
-            fraction,
-            no_augment,
-            out,
-            resume_dir,
-        } => {
-            let data = Embedded::from_name(&dataset)?
-                .splits(0.1, rt.seed)?
-                .with_train_fraction(fraction, rt.seed)?;
-            let mut net = Network::new(
-                NetworkSpec::for_data(Arch::from_name(&arch)?, &data.train)?,
-                rt.device,
-                rt.seed,
-            )?;
-            let mut cfg = TrainConfig::default()
-                .epochs(epochs)
-                .lr(lr)
-                .batch_size(batch_size)
-                .seed(rt.seed);
+        Command::Train { dataset, arch, epochs, lr, batch_size, fraction, no_augment, out, resume_dir } => {
+            let data = Embedded::from_name(&dataset)?.splits(0.1, rt.seed)?.with_train_fraction(fraction, rt.seed)?;
+            let mut net = Network::new(NetworkSpec::for_data(Arch::from_name(&arch)?, &data.train)?, rt.device, rt.seed)?;
+            let mut cfg = TrainConfig::default().epochs(epochs).lr(lr).batch_size(batch_size).seed(rt.seed);
             if no_augment {
                 cfg = cfg.augment(AugmentChoice::None);
             }
-            let history = train_with(
-                &mut net,
-                &data,
-                &cfg,
-                &mut Callbacks::progress(&dataset),
-                resume_dir.as_deref(),
-            )?;
+            let history = train_with(&mut net, &data, &cfg, &mut Callbacks::progress(&dataset), resume_dir.as_deref())?;
             let test = evaluate(&net, &data.test, cfg.eval_batch_size)?;
             net.save(&out)?;
             print(
@@ -172,19 +152,34 @@ fn run(cli: Cli) -> Result<()> {
                 format!("{history}\ntest {test}\nsaved {}", out.display()),
             );
         }
-        Command::Evaluate { net, dataset } => {
+        Command::Pretrain { regime, profile, eps, out } => {
+            let profile = match profile {
+                Some(p) => p.parse()?,
+                None => Profile::from_env()?,
+            };
+            let report = if regime == "all" {
+                walkthrough::pretrain_sources(&rt, profile, eps, &out)?
+            } else {
+                let model = walkthrough::pretrain(&rt, regime.parse()?, profile, eps, &out)?;
+                walkthrough::SourceModels { dataset: "fashion-mnist".into(), profile, models: vec![model] }
+            };
+            print(cli.json, serde_json::to_value(&report).unwrap_or_default(), format!("{report}\nwrote {}", out.display()));
+        }
+        Command::Evaluate { net, dataset, eps } => {
             let net = Network::load(&net, rt.device)?;
             let (_, test) = Embedded::from_name(&dataset)?.load()?;
-            let e = evaluate(&net, &test, 500)?;
-            print(
-                cli.json,
-                serde_json::to_value(e).unwrap_or_default(),
-                format!("{}: {e}", test.name()),
-            );
+            match eps {
+                None => {
+                    let e = evaluate(&net, &test, 500)?;
+                    print(cli.json, serde_json::to_value(e).unwrap_or_default(), format!("{}: {e}", test.name()));
+                }
+                Some(eps) => {
+                    let e = robust_evaluate(&net, &test, &walkthrough::evaluation_attacks(eps), 500)?;
+                    print(cli.json, serde_json::to_value(&e).unwrap_or_default(), e.to_string());
+                }
+            }
         }
-        Command::Data {
-            action: DataAction::List,
-        } => {
+        Command::Data { action: DataAction::List } => {
             let mut table = Table::new(
                 format!("Embedded datasets in {}", embedded::data_dir().display()),
                 &["name", "train", "test", "image", "classes"],
@@ -204,22 +199,10 @@ fn run(cli: Cli) -> Result<()> {
             }
             print(cli.json, serde_json::Value::Array(rows), table.to_string());
         }
-        Command::Data {
-            action:
-                DataAction::Download {
-                    name,
-                    dir,
-                    base_url,
-                },
-        } => {
+        Command::Data { action: DataAction::Download { name, dir, base_url } } => {
             let dir = dir.unwrap_or_else(|| embedded::data_dir().join("downloads"));
-            let (train, test) =
-                download::fetch(Remote::from_name(&name)?, &dir, base_url.as_deref())?;
-            print(
-                cli.json,
-                serde_json::json!({"train": train.len(), "test": test.len(), "dir": dir}),
-                format!("{train}\n{test}"),
-            );
+            let (train, test) = download::fetch(Remote::from_name(&name)?, &dir, base_url.as_deref())?;
+            print(cli.json, serde_json::json!({"train": train.len(), "test": test.len(), "dir": dir}), format!("{train}\n{test}"));
         }
         Command::Info => {
             let info = serde_json::json!({
@@ -231,11 +214,7 @@ fn run(cli: Cli) -> Result<()> {
                 "threads": rt.threads,
                 "data_dir": embedded::data_dir(),
             });
-            print(
-                cli.json,
-                info.clone(),
-                serde_json::to_string_pretty(&info).unwrap_or_default(),
-            );
+            print(cli.json, info.clone(), serde_json::to_string_pretty(&info).unwrap_or_default());
         }
     }
     Ok(())

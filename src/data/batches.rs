@@ -25,10 +25,7 @@ impl Augment {
     /// others (2 for 28x28, 1 for 8x8), flips only where the dataset says they make sense.
     pub fn standard(data: &Dataset) -> Augment {
         let side = data.image_shape()[1];
-        Augment {
-            crop_padding: (side / 8).max(1),
-            hflip: data.meta().hflip,
-        }
+        Augment { crop_padding: (side / 8).max(1), hflip: data.meta().hflip }
     }
 
     pub fn is_none(&self) -> bool {
@@ -58,18 +55,9 @@ pub struct Batches {
 }
 
 impl Batches {
-    pub fn new(
-        data: &Dataset,
-        batch_size: usize,
-        shuffle_seed: Option<u64>,
-        augment: Augment,
-        device: Device,
-    ) -> Result<Batches> {
+    pub fn new(data: &Dataset, batch_size: usize, shuffle_seed: Option<u64>, augment: Augment, device: Device) -> Result<Batches> {
         if batch_size == 0 {
-            return Err(Error::invalid(
-                "batch size 0",
-                "use a batch size of at least 1",
-            ));
+            return Err(Error::invalid("batch size 0", "use a batch size of at least 1"));
         }
         let n = data.len();
         let seed = shuffle_seed.unwrap_or(0);
@@ -122,10 +110,7 @@ impl Iterator for Batches {
 /// Random crop with zero padding and random horizontal flip of a float batch, done with two
 /// gathers (no per-image loop), so it runs on the GPU as a handful of kernels.
 pub fn augment(x: &Tensor, aug: Augment, rng: &mut Rng) -> Result<Tensor> {
-    let [b, c, h, w]: [i64; 4] = x
-        .size()
-        .try_into()
-        .map_err(|_| Error::invalid("augment needs N x C x H x W", "pass a 4-d batch"))?;
+    let [b, c, h, w]: [i64; 4] = x.size().try_into().map_err(|_| Error::invalid("augment needs N x C x H x W", "pass a 4-d batch"))?;
     let dev = x.device();
     let mut out = x.shallow_clone();
     let p = aug.crop_padding;
@@ -134,27 +119,15 @@ pub fn augment(x: &Tensor, aug: Augment, rng: &mut Rng) -> Result<Tensor> {
         let span = (2 * p + 1) as usize;
         let dy: Vec<i64> = (0..b).map(|_| rng.below(span) as i64).collect();
         let dx: Vec<i64> = (0..b).map(|_| rng.below(span) as i64).collect();
-        let rows = Tensor::from_slice(&dy)
-            .f_to_device(dev)?
-            .f_view([b, 1])?
-            .f_add(&Tensor::f_arange(h, (Kind::Int64, dev))?)?;
-        let cols = Tensor::from_slice(&dx)
-            .f_to_device(dev)?
-            .f_view([b, 1])?
-            .f_add(&Tensor::f_arange(w, (Kind::Int64, dev))?)?;
-        let rows = rows
-            .f_view([b, 1, h, 1])?
-            .f_expand([b, c, h, w + 2 * p], false)?;
+        let rows = Tensor::from_slice(&dy).f_to_device(dev)?.f_view([b, 1])?.f_add(&Tensor::f_arange(h, (Kind::Int64, dev))?)?;
+        let cols = Tensor::from_slice(&dx).f_to_device(dev)?.f_view([b, 1])?.f_add(&Tensor::f_arange(w, (Kind::Int64, dev))?)?;
+        let rows = rows.f_view([b, 1, h, 1])?.f_expand([b, c, h, w + 2 * p], false)?;
         let cols = cols.f_view([b, 1, 1, w])?.f_expand([b, c, h, w], false)?;
-        out = padded
-            .f_gather(2, &rows, false)?
-            .f_gather(3, &cols, false)?;
+        out = padded.f_gather(2, &rows, false)?.f_gather(3, &cols, false)?;
     }
     if aug.hflip {
         let flips: Vec<bool> = (0..b).map(|_| rng.next_u64() & 1 == 1).collect();
-        let flip = Tensor::from_slice(&flips)
-            .f_to_device(dev)?
-            .f_view([b, 1, 1, 1])?;
+        let flip = Tensor::from_slice(&flips).f_to_device(dev)?.f_view([b, 1, 1, 1])?;
         out = out.f_flip([3])?.f_where_self(&flip, &out)?;
     }
     Ok(out)
@@ -166,38 +139,17 @@ mod tests {
 
     #[test]
     fn crop_shifts_whole_images_and_flip_mirrors() {
-        let x = Tensor::f_arange(2 * 16, (Kind::Float, Device::Cpu))
-            .unwrap()
-            .view([2, 1, 4, 4]);
+        let x = Tensor::f_arange(2 * 16, (Kind::Float, Device::Cpu)).unwrap().view([2, 1, 4, 4]);
         let mut rng = Rng::new(3);
-        let y = augment(
-            &x,
-            Augment {
-                crop_padding: 1,
-                hflip: false,
-            },
-            &mut rng,
-        )
-        .unwrap();
+        let y = augment(&x, Augment { crop_padding: 1, hflip: false }, &mut rng).unwrap();
         assert_eq!(y.size(), vec![2, 1, 4, 4]);
         // Every non-zero output pixel is an input pixel of the same image, and rows stay rows.
         for i in 0..2 {
             let yi = Vec::<f32>::try_from(y.get(i).flatten(0, -1)).unwrap();
             let lo = (i * 16) as f32;
-            assert!(
-                yi.iter().all(|&v| v == 0.0 || (lo..lo + 16.0).contains(&v)),
-                "{yi:?}"
-            );
+            assert!(yi.iter().all(|&v| v == 0.0 || (lo..lo + 16.0).contains(&v)), "{yi:?}");
         }
-        let f = augment(
-            &x,
-            Augment {
-                crop_padding: 0,
-                hflip: true,
-            },
-            &mut Rng::new(1),
-        )
-        .unwrap();
+        let f = augment(&x, Augment { crop_padding: 0, hflip: true }, &mut Rng::new(1)).unwrap();
         for i in 0..2 {
             let same = f.get(i).equal(&x.get(i));
             let mirrored = f.get(i).equal(&x.get(i).flip([2]));

@@ -55,12 +55,7 @@ impl Cifar {
 }
 
 /// Parses records from `files` (paths inside `dir`).
-pub fn load_records(
-    kind: Cifar,
-    files: &[&Path],
-    classes: Vec<String>,
-    meta: DatasetMeta,
-) -> Result<Dataset> {
+pub fn load_records(kind: Cifar, files: &[&Path], classes: Vec<String>, meta: DatasetMeta) -> Result<Dataset> {
     let record = kind.label_bytes() + PIXELS;
     let (mut pixels, mut labels) = (Vec::new(), Vec::new());
     for path in files {
@@ -68,22 +63,14 @@ pub fn load_records(
         if bytes.is_empty() || bytes.len() % record != 0 {
             return Err(Error::bad_file(
                 path,
-                format!(
-                    "{} bytes is not a whole number of {}-byte {} records",
-                    bytes.len(),
-                    record,
-                    kind.name()
-                ),
+                format!("{} bytes is not a whole number of {}-byte {} records", bytes.len(), record, kind.name()),
             ));
         }
         for rec in bytes.chunks_exact(record) {
             // CIFAR-100 records are <coarse label><fine label><pixels>: the fine label is last.
             let label = rec[kind.label_bytes() - 1] as usize;
             if label >= kind.num_classes() {
-                return Err(Error::bad_file(
-                    path,
-                    format!("label {label} out of range for {}", kind.name()),
-                ));
+                return Err(Error::bad_file(path, format!("label {label} out of range for {}", kind.name())));
             }
             labels.push(label as i64);
             pixels.extend_from_slice(&rec[kind.label_bytes()..]);
@@ -106,12 +93,7 @@ pub fn load_cifar(kind: Cifar, dir: &Path) -> Result<(Dataset, Dataset)> {
     if classes.len() != kind.num_classes() {
         return Err(Error::bad_file(
             &names_path,
-            format!(
-                "lists {} class names, {} has {}",
-                classes.len(),
-                kind.name(),
-                kind.num_classes()
-            ),
+            format!("lists {} class names, {} has {}", classes.len(), kind.name(), kind.num_classes()),
         ));
     }
     let meta = |split: &str| DatasetMeta {
@@ -122,11 +104,6 @@ pub fn load_cifar(kind: Cifar, dir: &Path) -> Result<(Dataset, Dataset)> {
     let train_paths: Vec<_> = kind.train_files().iter().map(|f| dir.join(f)).collect();
     let train_refs: Vec<&Path> = train_paths.iter().map(|p| p.as_path()).collect();
     let train = load_records(kind, &train_refs, classes.clone(), meta("train"))?;
-    let test = load_records(
-        kind,
-        &[dir.join(kind.test_file()).as_path()],
-        classes,
-        meta("test"),
-    )?;
+    let test = load_records(kind, &[dir.join(kind.test_file()).as_path()], classes, meta("test"))?;
     Ok((train, test))
 }

@@ -41,21 +41,12 @@ impl Remote {
     }
 
     pub fn from_name(name: &str) -> Result<Remote> {
-        [
-            Remote::Mnist,
-            Remote::FashionMnist,
-            Remote::Cifar10,
-            Remote::Cifar100,
-            Remote::Svhn,
-        ]
-        .into_iter()
-        .find(|r| r.name() == name.trim().to_ascii_lowercase().replace('_', "-"))
-        .ok_or_else(|| {
-            Error::not_found(
-                format!("downloadable dataset '{name}'"),
-                "choose mnist, fashion-mnist, cifar10, cifar100 or svhn",
-            )
-        })
+        [Remote::Mnist, Remote::FashionMnist, Remote::Cifar10, Remote::Cifar100, Remote::Svhn]
+            .into_iter()
+            .find(|r| r.name() == name.trim().to_ascii_lowercase().replace('_', "-"))
+            .ok_or_else(|| {
+                Error::not_found(format!("downloadable dataset '{name}'"), "choose mnist, fashion-mnist, cifar10, cifar100 or svhn")
+            })
     }
 
     /// The canonical location the files are published at.
@@ -72,58 +63,22 @@ impl Remote {
     pub fn files(self) -> &'static [RemoteFile] {
         match self {
             Remote::Mnist => &[
-                RemoteFile {
-                    name: "train-images-idx3-ubyte.gz",
-                    md5: "f68b3c2dcbeaaa9fbdd348bbdeb94873",
-                },
-                RemoteFile {
-                    name: "train-labels-idx1-ubyte.gz",
-                    md5: "d53e105ee54ea40749a09fcbcd1e9432",
-                },
-                RemoteFile {
-                    name: "t10k-images-idx3-ubyte.gz",
-                    md5: "9fb629c4189551a2d022fa330f9573f3",
-                },
-                RemoteFile {
-                    name: "t10k-labels-idx1-ubyte.gz",
-                    md5: "ec29112dd5afa0611ce80d1b7f02629c",
-                },
+                RemoteFile { name: "train-images-idx3-ubyte.gz", md5: "f68b3c2dcbeaaa9fbdd348bbdeb94873" },
+                RemoteFile { name: "train-labels-idx1-ubyte.gz", md5: "d53e105ee54ea40749a09fcbcd1e9432" },
+                RemoteFile { name: "t10k-images-idx3-ubyte.gz", md5: "9fb629c4189551a2d022fa330f9573f3" },
+                RemoteFile { name: "t10k-labels-idx1-ubyte.gz", md5: "ec29112dd5afa0611ce80d1b7f02629c" },
             ],
             Remote::FashionMnist => &[
-                RemoteFile {
-                    name: "train-images-idx3-ubyte.gz",
-                    md5: "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
-                },
-                RemoteFile {
-                    name: "train-labels-idx1-ubyte.gz",
-                    md5: "25c81989df183df01b3e8a0aad5dffbe",
-                },
-                RemoteFile {
-                    name: "t10k-images-idx3-ubyte.gz",
-                    md5: "bef4ecab320f06d8554ea6380940ec79",
-                },
-                RemoteFile {
-                    name: "t10k-labels-idx1-ubyte.gz",
-                    md5: "bb300cfdad3c16e7a12a480ee83cd310",
-                },
+                RemoteFile { name: "train-images-idx3-ubyte.gz", md5: "8d4fb7e6c68d591d4c3dfef9ec88bf0d" },
+                RemoteFile { name: "train-labels-idx1-ubyte.gz", md5: "25c81989df183df01b3e8a0aad5dffbe" },
+                RemoteFile { name: "t10k-images-idx3-ubyte.gz", md5: "bef4ecab320f06d8554ea6380940ec79" },
+                RemoteFile { name: "t10k-labels-idx1-ubyte.gz", md5: "bb300cfdad3c16e7a12a480ee83cd310" },
             ],
-            Remote::Cifar10 => &[RemoteFile {
-                name: "cifar-10-binary.tar.gz",
-                md5: "c32a1d4ab5d03f1284b67883e8d87530",
-            }],
-            Remote::Cifar100 => &[RemoteFile {
-                name: "cifar-100-binary.tar.gz",
-                md5: "03b5dce01913d631647c71ecec9e9cb8",
-            }],
+            Remote::Cifar10 => &[RemoteFile { name: "cifar-10-binary.tar.gz", md5: "c32a1d4ab5d03f1284b67883e8d87530" }],
+            Remote::Cifar100 => &[RemoteFile { name: "cifar-100-binary.tar.gz", md5: "03b5dce01913d631647c71ecec9e9cb8" }],
             Remote::Svhn => &[
-                RemoteFile {
-                    name: "train_32x32.mat",
-                    md5: "e26dedcc434d2e4c54c9b2d4a06d8373",
-                },
-                RemoteFile {
-                    name: "test_32x32.mat",
-                    md5: "eb5a983be6a315427106f1b0d6a6f8d0",
-                },
+                RemoteFile { name: "train_32x32.mat", md5: "e26dedcc434d2e4c54c9b2d4a06d8373" },
+                RemoteFile { name: "test_32x32.mat", md5: "eb5a983be6a315427106f1b0d6a6f8d0" },
             ],
         }
     }
@@ -148,14 +103,8 @@ pub fn download(url: &str, dest: &Path, md5: &str) -> Result<PathBuf> {
     }
     let part = PathBuf::from(format!("{}.part", dest.display()));
     let have = std::fs::metadata(&part).map(|m| m.len()).unwrap_or(0);
-    let fail = |problem: String| Error::Download {
-        url: url.to_string(),
-        problem,
-    };
-    let agent = ureq::AgentBuilder::new()
-        .timeout_connect(Duration::from_secs(30))
-        .timeout_read(Duration::from_secs(60))
-        .build();
+    let fail = |problem: String| Error::Download { url: url.to_string(), problem };
+    let agent = ureq::AgentBuilder::new().timeout_connect(Duration::from_secs(30)).timeout_read(Duration::from_secs(60)).build();
     let mut request = agent.get(url);
     if have > 0 {
         request = request.set("Range", &format!("bytes={have}-"));
@@ -164,16 +113,11 @@ pub fn download(url: &str, dest: &Path, md5: &str) -> Result<PathBuf> {
         Ok(r) => r,
         // 416: the part file already holds everything the server has.
         Err(ureq::Error::Status(416, _)) if have > 0 => return finish(url, &part, dest, md5),
-        Err(ureq::Error::Status(code, _)) => {
-            return Err(fail(format!("server answered HTTP {code}")))
-        }
+        Err(ureq::Error::Status(code, _)) => return Err(fail(format!("server answered HTTP {code}"))),
         Err(e) => return Err(fail(e.to_string())),
     };
     let resumed = response.status() == 206;
-    let total = response
-        .header("Content-Length")
-        .and_then(|v| v.parse::<u64>().ok())
-        .map(|n| if resumed { n + have } else { n });
+    let total = response.header("Content-Length").and_then(|v| v.parse::<u64>().ok()).map(|n| if resumed { n + have } else { n });
     let mut file = std::fs::OpenOptions::new()
         .create(true)
         .append(resumed)
@@ -185,15 +129,9 @@ pub fn download(url: &str, dest: &Path, md5: &str) -> Result<PathBuf> {
     let mut reader = response.into_reader();
     let mut buf = vec![0u8; 1 << 16];
     let mut last_report = Instant::now();
-    let name = dest
-        .file_name()
-        .unwrap_or_default()
-        .to_string_lossy()
-        .into_owned();
+    let name = dest.file_name().unwrap_or_default().to_string_lossy().into_owned();
     loop {
-        let n = reader
-            .read(&mut buf)
-            .map_err(|e| fail(format!("connection broke after {done} bytes ({e})")))?;
+        let n = reader.read(&mut buf).map_err(|e| fail(format!("connection broke after {done} bytes ({e})")))?;
         if n == 0 {
             break;
         }
@@ -202,12 +140,9 @@ pub fn download(url: &str, dest: &Path, md5: &str) -> Result<PathBuf> {
         if last_report.elapsed() > Duration::from_secs(1) {
             last_report = Instant::now();
             match total {
-                Some(t) => eprint!(
-                    "\r{name}: {:.1}/{:.1} MB ({:.0}%)   ",
-                    done as f64 / 1e6,
-                    t as f64 / 1e6,
-                    100.0 * done as f64 / t as f64
-                ),
+                Some(t) => {
+                    eprint!("\r{name}: {:.1}/{:.1} MB ({:.0}%)   ", done as f64 / 1e6, t as f64 / 1e6, 100.0 * done as f64 / t as f64)
+                }
                 None => eprint!("\r{name}: {:.1} MB   ", done as f64 / 1e6),
             }
         }
@@ -226,9 +161,7 @@ fn finish(url: &str, part: &Path, dest: &Path, md5: &str) -> Result<PathBuf> {
         let _ = std::fs::remove_file(part);
         return Err(Error::Download {
             url: url.to_string(),
-            problem: format!(
-                "MD5 {actual} does not match the published {md5}; the partial file was removed"
-            ),
+            problem: format!("MD5 {actual} does not match the published {md5}; the partial file was removed"),
         });
     }
     std::fs::rename(part, dest).map_err(|e| Error::io(dest, e))?;
@@ -240,18 +173,10 @@ fn finish(url: &str, part: &Path, dest: &Path, md5: &str) -> Result<PathBuf> {
 pub fn fetch(remote: Remote, dir: &Path, base_url: Option<&str>) -> Result<(Dataset, Dataset)> {
     let dir = dir.join(remote.name());
     let base = base_url.unwrap_or(remote.canonical_base());
-    let base = if base.ends_with('/') {
-        base.to_string()
-    } else {
-        format!("{base}/")
-    };
+    let base = if base.ends_with('/') { base.to_string() } else { format!("{base}/") };
     let mut paths = Vec::new();
     for f in remote.files() {
-        paths.push(download(
-            &format!("{base}{}", f.name),
-            &dir.join(f.name),
-            f.md5,
-        )?);
+        paths.push(download(&format!("{base}{}", f.name), &dir.join(f.name), f.md5)?);
     }
     let provenance = format!("downloaded from {base}, MD5-verified");
     match remote {
@@ -259,38 +184,20 @@ pub fn fetch(remote: Remote, dir: &Path, base_url: Option<&str>) -> Result<(Data
             let classes: Vec<String> = if remote == Remote::Mnist {
                 (0..10).map(|d| d.to_string()).collect()
             } else {
-                [
-                    "T-shirt/top",
-                    "Trouser",
-                    "Pullover",
-                    "Dress",
-                    "Coat",
-                    "Sandal",
-                    "Shirt",
-                    "Sneaker",
-                    "Bag",
-                    "Ankle boot",
-                ]
-                .map(String::from)
-                .to_vec()
+                ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
+                    .map(String::from)
+                    .to_vec()
             };
             let hflip = remote == Remote::FashionMnist;
-            let meta = |s: &str| DatasetMeta {
-                name: format!("{}/{s}", remote.name()),
-                provenance: provenance.clone(),
-                hflip,
-            };
+            let meta = |s: &str| DatasetMeta { name: format!("{}/{s}", remote.name()), provenance: provenance.clone(), hflip };
             Ok((
                 idx::load_idx_pair(&paths[0], &paths[1], classes.clone(), meta("train"))?,
                 idx::load_idx_pair(&paths[2], &paths[3], classes, meta("test"))?,
             ))
         }
         Remote::Cifar10 | Remote::Cifar100 => {
-            let (kind, folder) = if remote == Remote::Cifar10 {
-                (Cifar::Ten, "cifar-10-batches-bin")
-            } else {
-                (Cifar::Hundred, "cifar-100-binary")
-            };
+            let (kind, folder) =
+                if remote == Remote::Cifar10 { (Cifar::Ten, "cifar-10-batches-bin") } else { (Cifar::Hundred, "cifar-100-binary") };
             let extracted = dir.join(folder);
             if !extracted.exists() {
                 extract_tar_gz(&paths[0], &dir, folder)?;
@@ -313,10 +220,7 @@ fn extract_tar_gz(archive: &Path, into: &Path, folder: &str) -> Result<()> {
     let inner = tmp.join(folder);
     if !inner.is_dir() {
         let _ = std::fs::remove_dir_all(&tmp);
-        return Err(Error::bad_file(
-            archive,
-            format!("archive has no top-level folder '{folder}'"),
-        ));
+        return Err(Error::bad_file(archive, format!("archive has no top-level folder '{folder}'")));
     }
     std::fs::rename(&inner, into.join(folder)).map_err(|e| Error::io(into.join(folder), e))?;
     let _ = std::fs::remove_dir_all(&tmp);

@@ -21,9 +21,7 @@ pub fn data_dir() -> PathBuf {
     let cache = std::env::var_os("XDG_CACHE_HOME")
         .filter(|d| !d.is_empty())
         .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| ".".into())).join(".cache")
-        });
+        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| ".".into())).join(".cache"));
     cache.join("doublewin").join("data")
 }
 
@@ -37,12 +35,7 @@ pub enum Embedded {
 }
 
 impl Embedded {
-    pub const ALL: [Embedded; 4] = [
-        Embedded::FashionMnist,
-        Embedded::Mnist,
-        Embedded::AnimalMnist,
-        Embedded::Digits,
-    ];
+    pub const ALL: [Embedded; 4] = [Embedded::FashionMnist, Embedded::Mnist, Embedded::AnimalMnist, Embedded::Digits];
 
     /// The folder name in the data cache, also accepted by [`Embedded::from_name`].
     pub fn name(self) -> &'static str {
@@ -56,15 +49,9 @@ impl Embedded {
 
     pub fn from_name(name: &str) -> Result<Embedded> {
         let n = name.trim().to_ascii_lowercase().replace('_', "-");
-        Embedded::ALL
-            .into_iter()
-            .find(|e| e.name() == n || e.name().replace('-', "") == n)
-            .ok_or_else(|| {
-                Error::not_found(
-                    format!("embedded dataset '{name}'"),
-                    "choose one of fashion-mnist, mnist, animal-mnist, digits",
-                )
-            })
+        Embedded::ALL.into_iter().find(|e| e.name() == n || e.name().replace('-', "") == n).ok_or_else(|| {
+            Error::not_found(format!("embedded dataset '{name}'"), "choose one of fashion-mnist, mnist, animal-mnist, digits")
+        })
     }
 
     /// Whether a horizontally flipped image still shows the same class.
@@ -80,33 +67,16 @@ impl Embedded {
     /// Loads (train, test) from another cache folder.
     pub fn load_from(self, cache: &Path) -> Result<(Dataset, Dataset)> {
         let dir = cache.join(self.name());
-        for (rel, sha, _) in
-            pinned().filter(|(rel, _, _)| rel.starts_with(&format!("{}/", self.name())))
-        {
+        for (rel, sha, _) in pinned().filter(|(rel, _, _)| rel.starts_with(&format!("{}/", self.name()))) {
             verify_file(&cache.join(rel), sha)?;
         }
         let classes_path = dir.join("classes.txt");
-        let classes: Vec<String> = std::fs::read_to_string(&classes_path)
-            .map_err(|e| Error::io(&classes_path, e))?
-            .lines()
-            .map(String::from)
-            .collect();
-        let provenance = std::fs::read_to_string(dir.join("PROVENANCE.txt"))
-            .unwrap_or_default()
-            .trim()
-            .to_string();
+        let classes: Vec<String> =
+            std::fs::read_to_string(&classes_path).map_err(|e| Error::io(&classes_path, e))?.lines().map(String::from).collect();
+        let provenance = std::fs::read_to_string(dir.join("PROVENANCE.txt")).unwrap_or_default().trim().to_string();
         let split = |s: &str| -> Result<Dataset> {
-            let meta = DatasetMeta {
-                name: format!("{}/{s}", self.name()),
-                provenance: provenance.clone(),
-                hflip: self.hflip(),
-            };
-            idx::load_idx_pair(
-                &dir.join(format!("{s}-images.idx")),
-                &dir.join(format!("{s}-labels.idx")),
-                classes.clone(),
-                meta,
-            )
+            let meta = DatasetMeta { name: format!("{}/{s}", self.name()), provenance: provenance.clone(), hflip: self.hflip() };
+            idx::load_idx_pair(&dir.join(format!("{s}-images.idx")), &dir.join(format!("{s}-labels.idx")), classes.clone(), meta)
         };
         Ok((split("train")?, split("test")?))
     }
@@ -125,13 +95,10 @@ impl std::fmt::Display for Embedded {
 }
 
 fn pinned() -> impl Iterator<Item = (&'static str, &'static str, u64)> {
-    HASHES
-        .lines()
-        .filter(|l| !l.trim().is_empty() && !l.starts_with('#') && !l.starts_with("path\t"))
-        .filter_map(|l| {
-            let mut it = l.split('\t');
-            Some((it.next()?, it.next()?, it.next()?.trim().parse().ok()?))
-        })
+    HASHES.lines().filter(|l| !l.trim().is_empty() && !l.starts_with('#') && !l.starts_with("path\t")).filter_map(|l| {
+        let mut it = l.split('\t');
+        Some((it.next()?, it.next()?, it.next()?.trim().parse().ok()?))
+    })
 }
 
 fn verify_file(path: &Path, expected: &str) -> Result<()> {
@@ -143,7 +110,10 @@ fn verify_file(path: &Path, expected: &str) -> Result<()> {
     }
     let actual = sha256_file(path)?;
     if actual != expected {
-        return Err(Error::bad_file(path, format!("SHA-256 is {actual}, expected {expected}; run `bash scripts/setup.sh` to prepare it again")));
+        return Err(Error::bad_file(
+            path,
+            format!("SHA-256 is {actual}, expected {expected}; run `bash scripts/setup.sh` to prepare it again"),
+        ));
     }
     Ok(())
 }

@@ -31,22 +31,14 @@ fn parse_idx_u8(bytes: &[u8]) -> std::result::Result<(Vec<usize>, Vec<u8>), Stri
         return Err("not an IDX file (bad magic number)".into());
     }
     if bytes[2] != 0x08 {
-        return Err(format!(
-            "IDX data type 0x{:02x} is not unsigned byte (0x08)",
-            bytes[2]
-        ));
+        return Err(format!("IDX data type 0x{:02x} is not unsigned byte (0x08)", bytes[2]));
     }
     let ndim = bytes[3] as usize;
     let header = 4 + 4 * ndim;
     if ndim == 0 || bytes.len() < header {
-        return Err(format!(
-            "IDX header declares {ndim} dimensions but the file is {} bytes",
-            bytes.len()
-        ));
+        return Err(format!("IDX header declares {ndim} dimensions but the file is {} bytes", bytes.len()));
     }
-    let dims: Vec<usize> = (0..ndim)
-        .map(|i| u32::from_be_bytes(bytes[4 + 4 * i..8 + 4 * i].try_into().unwrap()) as usize)
-        .collect();
+    let dims: Vec<usize> = (0..ndim).map(|i| u32::from_be_bytes(bytes[4 + 4 * i..8 + 4 * i].try_into().unwrap()) as usize).collect();
     let expected: usize = dims.iter().product();
     let payload = &bytes[header..];
     if payload.len() != expected {
@@ -56,35 +48,17 @@ fn parse_idx_u8(bytes: &[u8]) -> std::result::Result<(Vec<usize>, Vec<u8>), Stri
 }
 
 /// Loads an image IDX file (N x H x W) and a label IDX file (N) as a one-channel dataset.
-pub fn load_idx_pair(
-    images: &Path,
-    labels: &Path,
-    classes: Vec<String>,
-    meta: DatasetMeta,
-) -> Result<Dataset> {
+pub fn load_idx_pair(images: &Path, labels: &Path, classes: Vec<String>, meta: DatasetMeta) -> Result<Dataset> {
     let (dims, pixels) = read_idx_u8(images)?;
     if dims.len() != 3 {
-        return Err(Error::bad_file(
-            images,
-            format!("expected N x H x W images, found dimensions {dims:?}"),
-        ));
+        return Err(Error::bad_file(images, format!("expected N x H x W images, found dimensions {dims:?}")));
     }
     let (ldims, raw_labels) = read_idx_u8(labels)?;
     if ldims.len() != 1 || ldims[0] != dims[0] {
-        return Err(Error::bad_file(
-            labels,
-            format!(
-                "has {ldims:?} labels for {} images in {}",
-                dims[0],
-                images.display()
-            ),
-        ));
+        return Err(Error::bad_file(labels, format!("has {ldims:?} labels for {} images in {}", dims[0], images.display())));
     }
     if let Some(&bad) = raw_labels.iter().find(|&&l| l as usize >= classes.len()) {
-        return Err(Error::bad_file(
-            labels,
-            format!("label {bad} but only {} classes", classes.len()),
-        ));
+        return Err(Error::bad_file(labels, format!("label {bad} but only {} classes", classes.len())));
     }
     let labels = raw_labels.into_iter().map(i64::from).collect();
     let shape = [dims[0] as i64, 1, dims[1] as i64, dims[2] as i64];
@@ -108,18 +82,11 @@ mod tests {
     #[test]
     fn round_trip_and_errors() {
         let enc = encode_idx_u8(&[2, 3], &[1, 2, 3, 4, 5, 6]);
-        assert_eq!(
-            parse_idx_u8(&enc).unwrap(),
-            (vec![2, 3], vec![1, 2, 3, 4, 5, 6])
-        );
-        assert!(parse_idx_u8(&enc[..enc.len() - 1])
-            .unwrap_err()
-            .contains("truncated"));
+        assert_eq!(parse_idx_u8(&enc).unwrap(), (vec![2, 3], vec![1, 2, 3, 4, 5, 6]));
+        assert!(parse_idx_u8(&enc[..enc.len() - 1]).unwrap_err().contains("truncated"));
         let mut wrong_type = enc.clone();
         wrong_type[2] = 0x0d;
-        assert!(parse_idx_u8(&wrong_type)
-            .unwrap_err()
-            .contains("unsigned byte"));
+        assert!(parse_idx_u8(&wrong_type).unwrap_err().contains("unsigned byte"));
         assert!(parse_idx_u8(b"PK\x03\x04").unwrap_err().contains("magic"));
     }
 }

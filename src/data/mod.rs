@@ -56,78 +56,42 @@ impl Clone for Dataset {
 impl Dataset {
     /// Checks and wraps tensors: `images` u8 of shape N x C x H x W, `labels` i64 of shape N with
     /// values in `0..classes.len()`.
-    pub fn new(
-        images: Tensor,
-        labels: Tensor,
-        classes: Vec<String>,
-        meta: DatasetMeta,
-    ) -> Result<Dataset> {
+    pub fn new(images: Tensor, labels: Tensor, classes: Vec<String>, meta: DatasetMeta) -> Result<Dataset> {
         let name = &meta.name;
         if images.kind() != Kind::Uint8 || images.dim() != 4 {
             return Err(Error::invalid(
-                format!(
-                    "dataset {name}: images must be u8 N x C x H x W, got {:?} {:?}",
-                    images.kind(),
-                    images.size()
-                ),
+                format!("dataset {name}: images must be u8 N x C x H x W, got {:?} {:?}", images.kind(), images.size()),
                 "convert pixels to u8 (0..255) and add a channel dimension",
             ));
         }
         if labels.kind() != Kind::Int64 || labels.size() != [images.size()[0]] {
             return Err(Error::invalid(
-                format!(
-                    "dataset {name}: labels must be i64 of shape [{}], got {:?} {:?}",
-                    images.size()[0],
-                    labels.kind(),
-                    labels.size()
-                ),
+                format!("dataset {name}: labels must be i64 of shape [{}], got {:?} {:?}", images.size()[0], labels.kind(), labels.size()),
                 "give one i64 label per image",
             ));
         }
         if classes.is_empty() {
-            return Err(Error::invalid(
-                format!("dataset {name}: no class names"),
-                "give one name per class",
-            ));
+            return Err(Error::invalid(format!("dataset {name}: no class names"), "give one name per class"));
         }
         if labels.numel() > 0 {
             let lo = labels.f_min()?.int64_value(&[]);
             let hi = labels.f_max()?.int64_value(&[]);
             if lo < 0 || hi >= classes.len() as i64 {
                 return Err(Error::invalid(
-                    format!(
-                        "dataset {name}: labels range over {lo}..={hi} but there are {} classes",
-                        classes.len()
-                    ),
+                    format!("dataset {name}: labels range over {lo}..={hi} but there are {} classes", classes.len()),
                     "labels must be 0-based class indices",
                 ));
             }
         }
-        Ok(Dataset {
-            images,
-            labels,
-            classes,
-            meta,
-        })
+        Ok(Dataset { images, labels, classes, meta })
     }
 
     /// Builds a dataset from raw pixels in N x C x H x W order.
-    pub fn from_raw(
-        pixels: Vec<u8>,
-        shape: [i64; 4],
-        labels: Vec<i64>,
-        classes: Vec<String>,
-        meta: DatasetMeta,
-    ) -> Result<Dataset> {
+    pub fn from_raw(pixels: Vec<u8>, shape: [i64; 4], labels: Vec<i64>, classes: Vec<String>, meta: DatasetMeta) -> Result<Dataset> {
         let expected: i64 = shape.iter().product();
         if pixels.len() as i64 != expected || labels.len() as i64 != shape[0] {
             return Err(Error::invalid(
-                format!(
-                    "dataset {}: {} pixels and {} labels do not fit shape {shape:?}",
-                    meta.name,
-                    pixels.len(),
-                    labels.len()
-                ),
+                format!("dataset {}: {} pixels and {} labels do not fit shape {shape:?}", meta.name, pixels.len(), labels.len()),
                 "check the loader's dimensions",
             ));
         }
@@ -189,18 +153,12 @@ impl Dataset {
         let n = self.len() as i64;
         if let Some(bad) = indices.iter().find(|&&i| i < 0 || i >= n) {
             return Err(Error::invalid(
-                format!(
-                    "index {bad} out of range for {} ({n} examples)",
-                    self.meta.name
-                ),
+                format!("index {bad} out of range for {} ({n} examples)", self.meta.name),
                 "use indices in 0..len()",
             ));
         }
         let idx = Tensor::from_slice(indices).f_to_device(self.device())?;
-        let meta = DatasetMeta {
-            name: name.to_string(),
-            ..self.meta.clone()
-        };
+        let meta = DatasetMeta { name: name.to_string(), ..self.meta.clone() };
         Ok(Dataset {
             images: self.images.f_index_select(0, &idx)?,
             labels: self.labels.f_index_select(0, &idx)?,
@@ -237,10 +195,7 @@ impl Dataset {
     /// (see [`Dataset::fraction_count`]). Reproducible by seed; nested across fractions.
     pub fn fraction(&self, fraction: f64, seed: u64) -> Result<Dataset> {
         if !(fraction > 0.0 && fraction <= 1.0) {
-            return Err(Error::invalid(
-                format!("data fraction {fraction} is not in (0, 1]"),
-                "use e.g. 1.0, 0.1 or 0.01",
-            ));
+            return Err(Error::invalid(format!("data fraction {fraction} is not in (0, 1]"), "use e.g. 1.0, 0.1 or 0.01"));
         }
         if fraction == 1.0 {
             return Ok(self.clone());
@@ -250,20 +205,14 @@ impl Dataset {
             keep.extend_from_slice(&idx[..Self::fraction_count(fraction, idx.len())]);
         }
         keep.sort_unstable();
-        self.subset(
-            &keep,
-            &format!("{}[{}%, seed {seed}]", self.meta.name, fraction * 100.0),
-        )
+        self.subset(&keep, &format!("{}[{}%, seed {seed}]", self.meta.name, fraction * 100.0))
     }
 
     /// Splits off a stratified, seeded held-out part with `round(fraction * n_c)` examples of each
     /// class; returns (rest, held_out).
     pub fn holdout(&self, fraction: f64, seed: u64) -> Result<(Dataset, Dataset)> {
         if !(fraction > 0.0 && fraction < 1.0) {
-            return Err(Error::invalid(
-                format!("held-out fraction {fraction} is not in (0, 1)"),
-                "use e.g. 0.1",
-            ));
+            return Err(Error::invalid(format!("held-out fraction {fraction} is not in (0, 1)"), "use e.g. 0.1"));
         }
         let (mut rest, mut held) = (Vec::new(), Vec::new());
         for idx in self.shuffled_by_class(seed, "holdout")? {
@@ -274,27 +223,14 @@ impl Dataset {
         rest.sort_unstable();
         held.sort_unstable();
         let base = self.meta.name.trim_end_matches("/train");
-        Ok((
-            self.subset(&rest, &format!("{base}/train"))?,
-            self.subset(&held, &format!("{base}/val"))?,
-        ))
+        Ok((self.subset(&rest, &format!("{base}/train"))?, self.subset(&held, &format!("{base}/val"))?))
     }
 
     /// Per-channel mean and standard deviation of the pixels scaled to [0, 1].
     pub fn channel_stats(&self) -> Result<(Vec<f64>, Vec<f64>)> {
-        let x = self
-            .images
-            .f_to_kind(Kind::Float)?
-            .f_div_scalar(255.0)?
-            .f_transpose(0, 1)?
-            .f_flatten(1, -1)?;
-        let mean =
-            Vec::<f64>::try_from(x.f_mean_dim(Some([1i64].as_slice()), false, Kind::Double)?)?;
-        let std = Vec::<f64>::try_from(x.f_to_kind(Kind::Double)?.f_std_dim(
-            Some([1i64].as_slice()),
-            false,
-            false,
-        )?)?;
+        let x = self.images.f_to_kind(Kind::Float)?.f_div_scalar(255.0)?.f_transpose(0, 1)?.f_flatten(1, -1)?;
+        let mean = Vec::<f64>::try_from(x.f_mean_dim(Some([1i64].as_slice()), false, Kind::Double)?)?;
+        let std = Vec::<f64>::try_from(x.f_to_kind(Kind::Double)?.f_std_dim(Some([1i64].as_slice()), false, false)?)?;
         Ok((mean, std))
     }
 
@@ -311,21 +247,11 @@ impl Dataset {
 
     /// Images `start..start+n` as floats in [0, 1] (for displays and quick checks).
     pub fn float_images(&self, start: i64, n: i64) -> Result<Tensor> {
-        Ok(self
-            .images
-            .f_narrow(0, start, n.min(self.len() as i64 - start))?
-            .f_to_kind(Kind::Float)?
-            .f_div_scalar(255.0)?)
+        Ok(self.images.f_narrow(0, start, n.min(self.len() as i64 - start))?.f_to_kind(Kind::Float)?.f_div_scalar(255.0)?)
     }
 
     /// Iterates over batches; see [`Batches`].
-    pub fn batches(
-        &self,
-        batch_size: usize,
-        shuffle_seed: Option<u64>,
-        augment: Augment,
-        device: Device,
-    ) -> Result<Batches> {
+    pub fn batches(&self, batch_size: usize, shuffle_seed: Option<u64>, augment: Augment, device: Device) -> Result<Batches> {
         Batches::new(self, batch_size, shuffle_seed, augment, device)
     }
 }
@@ -333,13 +259,7 @@ impl Dataset {
 impl std::fmt::Display for Dataset {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let [c, h, w] = self.image_shape();
-        write!(
-            f,
-            "{}: {} images {c}x{h}x{w}, {} classes",
-            self.meta.name,
-            self.len(),
-            self.num_classes()
-        )
+        write!(f, "{}: {} images {c}x{h}x{w}, {} classes", self.meta.name, self.len(), self.num_classes())
     }
 }
 
@@ -367,11 +287,7 @@ impl Splits {
     /// The same splits with only a stratified `fraction` of the training split (validation and
     /// test untouched), as in data-limited transfer.
     pub fn with_train_fraction(&self, fraction: f64, seed: u64) -> Result<Splits> {
-        Ok(Splits {
-            train: self.train.fraction(fraction, seed)?,
-            val: self.val.clone(),
-            test: self.test.clone(),
-        })
+        Ok(Splits { train: self.train.fraction(fraction, seed)?, val: self.val.clone(), test: self.test.clone() })
     }
 
     pub fn num_classes(&self) -> usize {
@@ -387,12 +303,6 @@ impl Splits {
 
 impl std::fmt::Display for Splits {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "train {} / val {} / test {}",
-            self.train.len(),
-            self.val.len(),
-            self.test.len()
-        )
+        write!(f, "train {} / val {} / test {}", self.train.len(), self.val.len(), self.test.len())
     }
 }

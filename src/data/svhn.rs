@@ -70,13 +70,7 @@ impl<'a> Cursor<'a> {
             .pos
             .checked_add(n)
             .filter(|&e| e <= self.bytes.len())
-            .ok_or_else(|| {
-                format!(
-                    "truncated: needs {n} bytes at offset {} but the data ends at {}",
-                    self.pos,
-                    self.bytes.len()
-                )
-            })?;
+            .ok_or_else(|| format!("truncated: needs {n} bytes at offset {} but the data ends at {}", self.pos, self.bytes.len()))?;
         let s = &self.bytes[self.pos..end];
         self.pos = end;
         Ok(s)
@@ -88,10 +82,7 @@ impl<'a> Cursor<'a> {
             // Small data element: type and size share the first word, data fills the second.
             let (ty, n) = (first & 0xffff, (first >> 16) as usize);
             let word = self.take(4)?;
-            return word
-                .get(..n)
-                .map(|d| (ty, d))
-                .ok_or_else(|| format!("small element claims {n} bytes"));
+            return word.get(..n).map(|d| (ty, d)).ok_or_else(|| format!("small element claims {n} bytes"));
         }
         let n = self.u32()? as usize;
         let data = self.take(n)?;
@@ -105,9 +96,7 @@ impl<'a> Cursor<'a> {
 
 fn numeric(ty: u32, d: &[u8]) -> std::result::Result<MatData, String> {
     fn conv<const N: usize>(d: &[u8], f: impl Fn([u8; N]) -> f64) -> Vec<f64> {
-        d.chunks_exact(N)
-            .map(|c| f(c.try_into().unwrap()))
-            .collect()
+        d.chunks_exact(N).map(|c| f(c.try_into().unwrap())).collect()
     }
     Ok(match ty {
         MI_UINT8 => MatData::U8(d.to_vec()),
@@ -125,10 +114,7 @@ fn numeric(ty: u32, d: &[u8]) -> std::result::Result<MatData, String> {
 }
 
 fn parse_matrix(body: &[u8]) -> std::result::Result<Option<(String, MatArray)>, String> {
-    let mut c = Cursor {
-        bytes: body,
-        pos: 0,
-    };
+    let mut c = Cursor { bytes: body, pos: 0 };
     let (_, flags) = c.element(true)?;
     let class = *flags.first().ok_or("matrix without array flags")?;
     // Classes 6..=13 are the numeric ones (double, single, int8 .. uint32); 14, 15 are int64/uint64.
@@ -136,19 +122,13 @@ fn parse_matrix(body: &[u8]) -> std::result::Result<Option<(String, MatArray)>, 
         return Ok(None); // cells, structs, chars, sparse: not needed here
     }
     let (_, dims) = c.element(true)?;
-    let dims: Vec<usize> = dims
-        .chunks_exact(4)
-        .map(|b| i32::from_le_bytes(b.try_into().unwrap()) as usize)
-        .collect();
+    let dims: Vec<usize> = dims.chunks_exact(4).map(|b| i32::from_le_bytes(b.try_into().unwrap()) as usize).collect();
     let (_, name) = c.element(true)?;
     let name = String::from_utf8_lossy(name).into_owned();
     let (ty, real) = c.element(true)?;
     let data = numeric(ty, real)?;
     if data.len() != dims.iter().product::<usize>() {
-        return Err(format!(
-            "array '{name}' has {} values for dimensions {dims:?}",
-            data.len()
-        ));
+        return Err(format!("array '{name}' has {} values for dimensions {dims:?}", data.len()));
     }
     Ok(Some((name, MatArray { dims, data })))
 }
@@ -180,10 +160,7 @@ fn parse_mat(bytes: &[u8]) -> std::result::Result<HashMap<String, MatArray>, Str
                 flate2::read::ZlibDecoder::new(data)
                     .read_to_end(&mut inflated)
                     .map_err(|e| format!("compressed element is damaged ({e})"))?;
-                let mut inner = Cursor {
-                    bytes: &inflated,
-                    pos: 0,
-                };
+                let mut inner = Cursor { bytes: &inflated, pos: 0 };
                 match inner.element(false)? {
                     (MI_MATRIX, d) => Cow::Owned(d.to_vec()),
                     _ => continue,
@@ -201,34 +178,19 @@ fn parse_mat(bytes: &[u8]) -> std::result::Result<HashMap<String, MatArray>, Str
 /// Loads one SVHN split file into a 3 x 32 x 32 dataset with labels 0..9 (10 becomes 0).
 pub fn load_svhn_mat(path: &Path, split: &str) -> Result<Dataset> {
     let vars = read_mat(path)?;
-    let x = vars
-        .get("X")
-        .ok_or_else(|| Error::bad_file(path, "no variable 'X' (images)"))?;
-    let y = vars
-        .get("y")
-        .ok_or_else(|| Error::bad_file(path, "no variable 'y' (labels)"))?;
+    let x = vars.get("X").ok_or_else(|| Error::bad_file(path, "no variable 'X' (images)"))?;
+    let y = vars.get("y").ok_or_else(|| Error::bad_file(path, "no variable 'y' (labels)"))?;
     let pixels = match &x.data {
         MatData::U8(p) => p,
         MatData::F64(_) => return Err(Error::bad_file(path, "'X' is not uint8")),
     };
     if x.dims.len() != 4 || x.dims[0] != 32 || x.dims[1] != 32 || x.dims[2] != 3 {
-        return Err(Error::bad_file(
-            path,
-            format!("'X' has dimensions {:?}, expected 32 x 32 x 3 x N", x.dims),
-        ));
+        return Err(Error::bad_file(path, format!("'X' has dimensions {:?}, expected 32 x 32 x 3 x N", x.dims)));
     }
     let n = x.dims[3];
-    let labels: Vec<i64> = y
-        .data
-        .to_f64()
-        .into_iter()
-        .map(|v| if v == 10.0 { 0 } else { v as i64 })
-        .collect();
+    let labels: Vec<i64> = y.data.to_f64().into_iter().map(|v| if v == 10.0 { 0 } else { v as i64 }).collect();
     if labels.len() != n || labels.iter().any(|&l| !(0..10).contains(&l)) {
-        return Err(Error::bad_file(
-            path,
-            format!("'y' must hold {n} labels in 1..=10"),
-        ));
+        return Err(Error::bad_file(path, format!("'y' must hold {n} labels in 1..=10")));
     }
     // Column-major (row, col, channel, image) -> row-major image x channel x row x col.
     let mut chw = vec![0u8; pixels.len()];
@@ -237,25 +199,17 @@ pub fn load_svhn_mat(path: &Path, split: &str) -> Result<Dataset> {
         for ch in 0..3 {
             for row in 0..32 {
                 for col in 0..32 {
-                    chw[base + ch * 1024 + row * 32 + col] =
-                        pixels[base + ch * 1024 + col * 32 + row];
+                    chw[base + ch * 1024 + row * 32 + col] = pixels[base + ch * 1024 + col * 32 + row];
                 }
             }
         }
     }
     let classes = (0..10).map(|d| d.to_string()).collect();
-    let meta = DatasetMeta {
-        name: format!("svhn/{split}"),
-        provenance: format!("SVHN MAT file {}", path.display()),
-        hflip: false,
-    };
+    let meta = DatasetMeta { name: format!("svhn/{split}"), provenance: format!("SVHN MAT file {}", path.display()), hflip: false };
     Dataset::from_raw(chw, [n as i64, 3, 32, 32], labels, classes, meta)
 }
 
 /// Loads `train_32x32.mat` and `test_32x32.mat` from a folder.
 pub fn load_svhn(dir: &Path) -> Result<(Dataset, Dataset)> {
-    Ok((
-        load_svhn_mat(&dir.join("train_32x32.mat"), "train")?,
-        load_svhn_mat(&dir.join("test_32x32.mat"), "test")?,
-    ))
+    Ok((load_svhn_mat(&dir.join("train_32x32.mat"), "train")?, load_svhn_mat(&dir.join("test_32x32.mat"), "test")?))
 }

@@ -15,22 +15,13 @@ pub struct ConvNet {
 }
 
 impl ConvNet {
-    pub fn new(
-        p: &nn::Path,
-        in_channels: i64,
-        widths: &[i64],
-        input_side: i64,
-        classes: i64,
-    ) -> Result<ConvNet> {
+    pub fn new(p: &nn::Path, in_channels: i64, widths: &[i64], input_side: i64, classes: i64) -> Result<ConvNet> {
         let mut blocks = Vec::new();
         let mut pool = Vec::new();
         let (mut c_in, mut side) = (in_channels, input_side);
         for (i, &w) in widths.iter().enumerate() {
             let f = p / "features" / i;
-            blocks.push((
-                Conv2d::new(&f / "conv", c_in, w, 3, 1, 1)?,
-                BatchNorm2d::new(&f / "bn", w)?,
-            ));
+            blocks.push((Conv2d::new(&f / "conv", c_in, w, 3, 1, 1)?, BatchNorm2d::new(&f / "bn", w)?));
             // Pool after every block but the last, while the map is at least 4 pixels wide.
             let pools = i + 1 < widths.len() && side >= 4;
             if pools {
@@ -39,11 +30,7 @@ impl ConvNet {
             pool.push(pools);
             c_in = w;
         }
-        Ok(ConvNet {
-            blocks,
-            pool,
-            fc: Linear::new(p / "fc", c_in, classes)?,
-        })
+        Ok(ConvNet { blocks, pool, fc: Linear::new(p / "fc", c_in, classes)? })
     }
 
     pub fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {

@@ -34,10 +34,7 @@ impl Network {
     pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
         let path = path.as_ref();
         if path.extension().and_then(|e| e.to_str()) != Some("safetensors") {
-            return Err(Error::invalid(
-                format!("{} does not end in .safetensors", path.display()),
-                "name the file e.g. net.safetensors",
-            ));
+            return Err(Error::invalid(format!("{} does not end in .safetensors", path.display()), "name the file e.g. net.safetensors"));
         }
         fsio::write_atomic_with(path, |tmp| Ok(self.vs.save(tmp)?))?;
         let sidecar = Sidecar {
@@ -54,23 +51,20 @@ impl Network {
         let path = path.as_ref();
         let side = sidecar_path(path);
         if !side.exists() {
-            return Err(Error::not_found(format!("sidecar {}", side.display()), "a network file needs its .json sidecar; for foreign checkpoints use Network::import"));
+            return Err(Error::not_found(
+                format!("sidecar {}", side.display()),
+                "a network file needs its .json sidecar; for foreign checkpoints use Network::import",
+            ));
         }
         let sidecar: Sidecar = fsio::read_json(&side)?;
         if sidecar.format != FORMAT {
-            return Err(Error::bad_file(
-                &side,
-                format!("format '{}' is not {FORMAT}", sidecar.format),
-            ));
+            return Err(Error::bad_file(&side, format!("format '{}' is not {FORMAT}", sidecar.format)));
         }
         let mut net = Network::new(sidecar.spec, Device::Cpu, 0)?;
         let tensors = read_safetensors(path)?;
         place(&mut net, path, tensors.into_iter().collect())?;
         if net.content_hash()? != sidecar.content_hash {
-            return Err(Error::bad_file(
-                path,
-                "weights do not match the content hash in the sidecar (file changed or damaged)",
-            ));
+            return Err(Error::bad_file(path, "weights do not match the content hash in the sidecar (file changed or damaged)"));
         }
         net.to_device(device)?;
         Ok(net)
@@ -88,20 +82,16 @@ impl Network {
         let mut params: HashMap<String, Tensor> = HashMap::new();
         let mut norm: BTreeMap<&'static str, Vec<f64>> = BTreeMap::new();
         let mut unplaced = Vec::new();
-        let wanted: std::collections::HashSet<String> =
-            net.named_tensors().into_iter().map(|(n, _)| n).collect();
+        let wanted: std::collections::HashSet<String> = net.named_tensors().into_iter().map(|(n, _)| n).collect();
         for (key, t) in read_safetensors(path)? {
             if key.ends_with("num_batches_tracked") {
                 continue;
             }
-            if let Some(stat) = ["new_mean", "new_std"].into_iter().find(|s| {
-                key.ends_with(&format!("normalizer.{s}"))
-                    || key.ends_with(&format!("normalize.{s}"))
-            }) {
-                norm.insert(
-                    stat,
-                    Vec::<f64>::try_from(t.f_to_kind(Kind::Double)?.f_flatten(0, -1)?)?,
-                );
+            if let Some(stat) = ["new_mean", "new_std"]
+                .into_iter()
+                .find(|s| key.ends_with(&format!("normalizer.{s}")) || key.ends_with(&format!("normalize.{s}")))
+            {
+                norm.insert(stat, Vec::<f64>::try_from(t.f_to_kind(Kind::Double)?.f_flatten(0, -1)?)?);
                 continue;
             }
             let canonical = strip_prefix(&key);
@@ -118,25 +108,13 @@ impl Network {
             }
         }
         if !unplaced.is_empty() {
-            let missing = wanted
-                .iter()
-                .filter(|n| !params.contains_key(*n))
-                .cloned()
-                .collect::<Vec<_>>();
+            let missing = wanted.iter().filter(|n| !params.contains_key(*n)).cloned().collect::<Vec<_>>();
             unplaced.sort();
-            return Err(Error::KeyMismatch {
-                path: path.to_path_buf(),
-                unplaced,
-                missing: sorted(missing),
-                shape_mismatch: vec![],
-            });
+            return Err(Error::KeyMismatch { path: path.to_path_buf(), unplaced, missing: sorted(missing), shape_mismatch: vec![] });
         }
         place(&mut net, path, params)?;
         if let (Some(mean), Some(std)) = (norm.get("new_mean"), norm.get("new_std")) {
-            net.set_normalization(Normalization {
-                mean: mean.clone(),
-                std: std.clone(),
-            })?;
+            net.set_normalization(Normalization { mean: mean.clone(), std: std.clone() })?;
         }
         net.to_device(device)?;
         Ok(net)
@@ -149,13 +127,7 @@ fn sorted(mut v: Vec<String>) -> Vec<String> {
 }
 
 fn strip_prefix(key: &str) -> &str {
-    for p in [
-        "module.attacker.model.",
-        "module.model.",
-        "attacker.model.",
-        "module.",
-        "model.",
-    ] {
+    for p in ["module.attacker.model.", "module.model.", "attacker.model.", "module.", "model."] {
         if let Some(rest) = key.strip_prefix(p) {
             return rest;
         }
@@ -165,13 +137,9 @@ fn strip_prefix(key: &str) -> &str {
 
 fn read_safetensors(path: &Path) -> Result<Vec<(String, Tensor)>> {
     if !path.exists() {
-        return Err(Error::not_found(
-            format!("weights file {}", path.display()),
-            "check the path",
-        ));
+        return Err(Error::not_found(format!("weights file {}", path.display()), "check the path"));
     }
-    Tensor::read_safetensors(path)
-        .map_err(|e| Error::bad_file(path, format!("cannot read safetensors ({e})")))
+    Tensor::read_safetensors(path).map_err(|e| Error::bad_file(path, format!("cannot read safetensors ({e})")))
 }
 
 /// Copies `tensors` into the network by exact name; fails listing every missing, unplaced and
@@ -183,22 +151,15 @@ fn place(net: &mut Network, path: &Path, mut tensors: HashMap<String, Tensor>) -
     for (name, dst) in net.named_tensors() {
         match tensors.remove(&name) {
             None => missing.push(name),
-            Some(src) if src.size() != dst.size() => shape_mismatch.push(format!(
-                "{name}: file {:?}, network {:?}",
-                src.size(),
-                dst.size()
-            )),
+            Some(src) if src.size() != dst.size() => {
+                shape_mismatch.push(format!("{name}: file {:?}, network {:?}", src.size(), dst.size()))
+            }
             Some(src) => copies.push((dst, src)),
         }
     }
     let unplaced = sorted(tensors.into_keys().collect());
     if !missing.is_empty() || !unplaced.is_empty() || !shape_mismatch.is_empty() {
-        return Err(Error::KeyMismatch {
-            path: path.to_path_buf(),
-            unplaced,
-            missing,
-            shape_mismatch,
-        });
+        return Err(Error::KeyMismatch { path: path.to_path_buf(), unplaced, missing, shape_mismatch });
     }
     for (mut dst, src) in copies {
         dst.f_copy_(&src.f_to_kind(dst.kind())?)?;

@@ -8,11 +8,7 @@ use tch::nn::{self, Init};
 use tch::Tensor;
 
 /// torchvision's ResNet init for convolutions: kaiming_normal_(mode="fan_out", nonlinearity="relu").
-const CONV_INIT: Init = Init::Kaiming {
-    dist: NormalOrUniform::Normal,
-    fan: FanInOut::FanOut,
-    non_linearity: NonLinearity::ReLU,
-};
+const CONV_INIT: Init = Init::Kaiming { dist: NormalOrUniform::Normal, fan: FanInOut::FanOut, non_linearity: NonLinearity::ReLU };
 
 #[derive(Debug)]
 pub struct Conv2d {
@@ -23,29 +19,11 @@ pub struct Conv2d {
 
 impl Conv2d {
     /// A bias-free convolution (a batch norm always follows in these networks).
-    pub fn new(
-        p: nn::Path,
-        c_in: i64,
-        c_out: i64,
-        kernel: i64,
-        stride: i64,
-        padding: i64,
-    ) -> Result<Conv2d> {
-        Ok(Conv2d {
-            weight: p.f_var("weight", &[c_out, c_in, kernel, kernel], CONV_INIT)?,
-            stride,
-            padding,
-        })
+    pub fn new(p: nn::Path, c_in: i64, c_out: i64, kernel: i64, stride: i64, padding: i64) -> Result<Conv2d> {
+        Ok(Conv2d { weight: p.f_var("weight", &[c_out, c_in, kernel, kernel], CONV_INIT)?, stride, padding })
     }
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        Ok(x.f_conv2d(
-            &self.weight,
-            None::<Tensor>,
-            [self.stride; 2],
-            [self.padding; 2],
-            [1, 1],
-            1,
-        )?)
+        Ok(x.f_conv2d(&self.weight, None::<Tensor>, [self.stride; 2], [self.padding; 2], [1, 1], 1)?)
     }
 }
 
@@ -67,16 +45,7 @@ impl BatchNorm2d {
         })
     }
     pub fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        Ok(x.f_batch_norm(
-            Some(&self.weight),
-            Some(&self.bias),
-            Some(&self.running_mean),
-            Some(&self.running_var),
-            train,
-            0.1,
-            1e-5,
-            true,
-        )?)
+        Ok(x.f_batch_norm(Some(&self.weight), Some(&self.bias), Some(&self.running_mean), Some(&self.running_var), train, 0.1, 1e-5, true)?)
     }
 }
 
@@ -91,22 +60,8 @@ impl Linear {
     pub fn new(p: nn::Path, c_in: i64, c_out: i64) -> Result<Linear> {
         let bound = 1.0 / (c_in as f64).sqrt();
         Ok(Linear {
-            weight: p.f_var(
-                "weight",
-                &[c_out, c_in],
-                Init::Uniform {
-                    lo: -bound,
-                    up: bound,
-                },
-            )?,
-            bias: p.f_var(
-                "bias",
-                &[c_out],
-                Init::Uniform {
-                    lo: -bound,
-                    up: bound,
-                },
-            )?,
+            weight: p.f_var("weight", &[c_out, c_in], Init::Uniform { lo: -bound, up: bound })?,
+            bias: p.f_var("bias", &[c_out], Init::Uniform { lo: -bound, up: bound })?,
         })
     }
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {

@@ -26,72 +26,40 @@ pub enum Stem {
 pub enum Arch {
     /// conv3x3-BN-ReLU blocks of the given widths, max-pooling between them.
     ConvNet { widths: Vec<i64> },
+    /// A linear classifier on the flattened pixels (`fc`): the model whose optimal attacks are
+    /// known in closed form, used to test attacks.
+    Linear,
     /// A ResNet: `stages[i]` blocks in stage i, stage widths `width * 2^i`, basic or bottleneck blocks.
-    ResNet {
-        stages: Vec<usize>,
-        width: i64,
-        bottleneck: bool,
-        stem: Stem,
-    },
+    ResNet { stages: Vec<usize>, width: i64, bottleneck: bool, stem: Stem },
 }
 
 impl Arch {
     /// The small CPU ConvNet: widths 32, 64, 128 (~94k parameters).
     pub fn convnet() -> Arch {
-        Arch::ConvNet {
-            widths: vec![32, 64, 128],
-        }
+        Arch::ConvNet { widths: vec![32, 64, 128] }
     }
     /// CIFAR ResNet of depth 6n+2 (20, 32, 44, 56, 110): three stages of n basic blocks, widths 16/32/64.
     pub fn cifar_resnet(depth: usize) -> Result<Arch> {
         if depth < 8 || !(depth - 2).is_multiple_of(6) {
-            return Err(Error::invalid(
-                format!("CIFAR ResNet depth {depth} is not 6n+2"),
-                "use 20, 32, 44, 56 or 110",
-            ));
+            return Err(Error::invalid(format!("CIFAR ResNet depth {depth} is not 6n+2"), "use 20, 32, 44, 56 or 110"));
         }
         let n = (depth - 2) / 6;
-        Ok(Arch::ResNet {
-            stages: vec![n; 3],
-            width: 16,
-            bottleneck: false,
-            stem: Stem::Cifar,
-        })
+        Ok(Arch::ResNet { stages: vec![n; 3], width: 16, bottleneck: false, stem: Stem::Cifar })
     }
     pub fn resnet20() -> Arch {
-        Arch::ResNet {
-            stages: vec![3; 3],
-            width: 16,
-            bottleneck: false,
-            stem: Stem::Cifar,
-        }
+        Arch::ResNet { stages: vec![3; 3], width: 16, bottleneck: false, stem: Stem::Cifar }
     }
     /// ResNet-18 with a 3x3 stem and no max-pool, for 32x32 inputs (the usual CIFAR ResNet-18).
     pub fn resnet18_cifar() -> Arch {
-        Arch::ResNet {
-            stages: vec![2, 2, 2, 2],
-            width: 64,
-            bottleneck: false,
-            stem: Stem::Cifar,
-        }
+        Arch::ResNet { stages: vec![2, 2, 2, 2], width: 64, bottleneck: false, stem: Stem::Cifar }
     }
     /// torchvision's ResNet-18.
     pub fn resnet18() -> Arch {
-        Arch::ResNet {
-            stages: vec![2, 2, 2, 2],
-            width: 64,
-            bottleneck: false,
-            stem: Stem::ImageNet,
-        }
+        Arch::ResNet { stages: vec![2, 2, 2, 2], width: 64, bottleneck: false, stem: Stem::ImageNet }
     }
     /// torchvision's ResNet-50.
     pub fn resnet50() -> Arch {
-        Arch::ResNet {
-            stages: vec![3, 4, 6, 3],
-            width: 64,
-            bottleneck: true,
-            stem: Stem::ImageNet,
-        }
+        Arch::ResNet { stages: vec![3, 4, 6, 3], width: 64, bottleneck: true, stem: Stem::ImageNet }
     }
 
     /// Parses names used by the CLI and notebooks: convnet, resnet20/32/44/56/110, resnet18-cifar,
@@ -100,6 +68,7 @@ impl Arch {
         let n = name.trim().to_ascii_lowercase().replace('_', "-");
         match n.as_str() {
             "convnet" => Ok(Arch::convnet()),
+            "linear" => Ok(Arch::Linear),
             "resnet18-cifar" => Ok(Arch::resnet18_cifar()),
             "resnet18" => Ok(Arch::resnet18()),
             "resnet50" => Ok(Arch::resnet50()),
@@ -107,7 +76,7 @@ impl Arch {
                 Some(d) => Arch::cifar_resnet(d),
                 None => Err(Error::invalid(
                     format!("unknown architecture '{name}'"),
-                    "use convnet, resnet20, resnet32, resnet44, resnet56, resnet110, resnet18-cifar, resnet18 or resnet50",
+                    "use linear, convnet, resnet20, resnet32, resnet44, resnet56, resnet110, resnet18-cifar, resnet18 or resnet50",
                 )),
             },
         }
@@ -117,12 +86,8 @@ impl Arch {
     pub fn name(&self) -> String {
         match self {
             Arch::ConvNet { widths } => format!("convnet{widths:?}"),
-            Arch::ResNet {
-                stages,
-                width,
-                bottleneck,
-                stem,
-            } => {
+            Arch::Linear => "linear".into(),
+            Arch::ResNet { stages, width, bottleneck, stem } => {
                 let per_block = if *bottleneck { 3 } else { 2 };
                 let depth = stages.iter().sum::<usize>() * per_block + 2;
                 let suffix = match (stem, width) {
@@ -144,25 +109,16 @@ pub struct Normalization {
 
 impl Normalization {
     pub fn identity(channels: usize) -> Normalization {
-        Normalization {
-            mean: vec![0.0; channels],
-            std: vec![1.0; channels],
-        }
+        Normalization { mean: vec![0.0; channels], std: vec![1.0; channels] }
     }
     /// ImageNet statistics, as torchvision's pre-trained models expect.
     pub fn imagenet() -> Normalization {
-        Normalization {
-            mean: vec![0.485, 0.456, 0.406],
-            std: vec![0.229, 0.224, 0.225],
-        }
+        Normalization { mean: vec![0.485, 0.456, 0.406], std: vec![0.229, 0.224, 0.225] }
     }
     /// The statistics of a dataset's pixels.
     pub fn of(data: &crate::data::Dataset) -> Result<Normalization> {
         let (mean, std) = data.channel_stats()?;
-        Ok(Normalization {
-            mean,
-            std: std.into_iter().map(|s| s.max(1e-3)).collect(),
-        })
+        Ok(Normalization { mean, std: std.into_iter().map(|s| s.max(1e-3)).collect() })
     }
 }
 
@@ -181,21 +137,12 @@ impl NetworkSpec {
     /// A spec fitting a dataset: its channels, size, classes and pixel statistics.
     pub fn for_data(arch: Arch, data: &crate::data::Dataset) -> Result<NetworkSpec> {
         let [c, h, _] = data.image_shape();
-        Ok(NetworkSpec {
-            arch,
-            in_channels: c,
-            input_size: h,
-            classes: data.classes().to_vec(),
-            normalization: Normalization::of(data)?,
-        })
+        Ok(NetworkSpec { arch, in_channels: c, input_size: h, classes: data.classes().to_vec(), normalization: Normalization::of(data)? })
     }
 
     fn check(&self) -> Result<()> {
         let c = self.in_channels as usize;
-        if self.in_channels < 1
-            || self.normalization.mean.len() != c
-            || self.normalization.std.len() != c
-        {
+        if self.in_channels < 1 || self.normalization.mean.len() != c || self.normalization.std.len() != c {
             return Err(Error::invalid(
                 format!(
                     "{} input channels but normalisation for {} / {}",
@@ -207,16 +154,10 @@ impl NetworkSpec {
             ));
         }
         if self.normalization.std.iter().any(|&s| s <= 0.0) {
-            return Err(Error::invalid(
-                "normalisation std must be positive",
-                "check the std values",
-            ));
+            return Err(Error::invalid("normalisation std must be positive", "check the std values"));
         }
         if self.classes.is_empty() {
-            return Err(Error::invalid(
-                "a network needs at least one class",
-                "pass the class names",
-            ));
+            return Err(Error::invalid("a network needs at least one class", "pass the class names"));
         }
         Ok(())
     }
@@ -225,6 +166,7 @@ impl NetworkSpec {
 #[derive(Debug)]
 enum Body {
     ConvNet(convnet::ConvNet),
+    Linear(layers::Linear),
     ResNet(resnet::ResNet),
 }
 
@@ -273,46 +215,20 @@ impl Network {
         let root = vs.root();
         let classes = spec.classes.len() as i64;
         let body = match &spec.arch {
-            Arch::ConvNet { widths } => Body::ConvNet(convnet::ConvNet::new(
-                &root,
-                spec.in_channels,
-                widths,
-                spec.input_size,
-                classes,
-            )?),
-            Arch::ResNet {
-                stages,
-                width,
-                bottleneck,
-                stem,
-            } => Body::ResNet(resnet::ResNet::new(
-                &root,
-                spec.in_channels,
-                stages,
-                *width,
-                *bottleneck,
-                *stem,
-                classes,
-            )?),
+            Arch::Linear => Body::Linear(layers::Linear::new(&root / HEAD, spec.in_channels * spec.input_size * spec.input_size, classes)?),
+            Arch::ConvNet { widths } => Body::ConvNet(convnet::ConvNet::new(&root, spec.in_channels, widths, spec.input_size, classes)?),
+            Arch::ResNet { stages, width, bottleneck, stem } => {
+                Body::ResNet(resnet::ResNet::new(&root, spec.in_channels, stages, *width, *bottleneck, *stem, classes)?)
+            }
         };
         let (mean, std) = Self::normalizer(&spec.normalization, vs.device())?;
-        Ok(Network {
-            vs,
-            spec,
-            body,
-            mean,
-            std,
-        })
+        Ok(Network { vs, spec, body, mean, std })
     }
 
     fn normalizer(n: &Normalization, device: Device) -> Result<(Tensor, Tensor)> {
         let c = n.mean.len() as i64;
-        let t = |v: &[f64]| -> Result<Tensor> {
-            Ok(Tensor::from_slice(v)
-                .f_to_kind(Kind::Float)?
-                .f_view([1, c, 1, 1])?
-                .f_to_device(device)?)
-        };
+        let t =
+            |v: &[f64]| -> Result<Tensor> { Ok(Tensor::from_slice(v).f_to_kind(Kind::Float)?.f_view([1, c, 1, 1])?.f_to_device(device)?) };
         Ok((t(&n.mean)?, t(&n.std)?))
     }
 
@@ -327,10 +243,7 @@ impl Network {
         let size = x.size();
         if size.len() != 4 || size[1] != self.spec.in_channels {
             return Err(Error::invalid(
-                format!(
-                    "input of shape {size:?} for a network that takes N x {} x H x W",
-                    self.spec.in_channels
-                ),
+                format!("input of shape {size:?} for a network that takes N x {} x H x W", self.spec.in_channels),
                 "pass a 4-d batch with the network's number of channels",
             ));
         }
@@ -343,8 +256,15 @@ impl Network {
         let x = x.f_sub(&self.mean)?.f_div(&self.std)?;
         match &self.body {
             Body::ConvNet(m) => m.forward(&x, train),
+            Body::Linear(m) => m.forward(&x.f_flatten(1, -1)?),
             Body::ResNet(m) => m.forward(&x, train),
         }
+    }
+
+    /// Predicted class indices for a batch (eval mode, no gradients).
+    pub fn predict(&self, x: &Tensor) -> Result<Vec<i64>> {
+        let _guard = tch::no_grad_guard();
+        Ok(Vec::<i64>::try_from(self.forward(x, false)?.f_argmax(-1, false)?.f_to_device(Device::Cpu)?)?)
     }
 
     pub fn spec(&self) -> &NetworkSpec {
@@ -378,57 +298,36 @@ impl Network {
 
     /// Trainable parameters, sorted by name.
     pub fn parameters(&self) -> Vec<(String, Tensor)> {
-        self.named_tensors()
-            .into_iter()
-            .filter(|(_, t)| t.requires_grad())
-            .collect()
+        self.named_tensors().into_iter().filter(|(_, t)| t.requires_grad()).collect()
     }
 
     /// Number of trainable scalars.
     pub fn num_parameters(&self) -> i64 {
-        self.parameters()
-            .iter()
-            .map(|(_, t)| t.numel() as i64)
-            .sum()
+        self.parameters().iter().map(|(_, t)| t.numel() as i64).sum()
     }
 
     /// Names of the tensors IMP prunes by default: every convolution weight (4-d), head excluded.
     pub fn prunable_names(&self) -> Vec<String> {
-        self.named_tensors()
-            .into_iter()
-            .filter(|(n, t)| t.dim() == 4 && n.ends_with(".weight"))
-            .map(|(n, _)| n)
-            .collect()
+        self.named_tensors().into_iter().filter(|(n, t)| t.dim() == 4 && n.ends_with(".weight")).map(|(n, _)| n).collect()
     }
 
     /// Deep copies of all tensors (for rewinding and best-checkpoint selection).
     pub fn snapshot(&self) -> Result<Vec<(String, Tensor)>> {
-        self.named_tensors()
-            .into_iter()
-            .map(|(n, t)| Ok((n, deep_copy(&t)?)))
-            .collect()
+        self.named_tensors().into_iter().map(|(n, t)| Ok((n, deep_copy(&t)?))).collect()
     }
 
     /// Copies values from a snapshot or from another network's tensors into this network.
     /// Every tensor of the network must be present with the same shape.
     pub fn restore(&mut self, values: &[(String, Tensor)]) -> Result<()> {
-        let source: std::collections::HashMap<&str, &Tensor> =
-            values.iter().map(|(n, t)| (n.as_str(), t)).collect();
+        let source: std::collections::HashMap<&str, &Tensor> = values.iter().map(|(n, t)| (n.as_str(), t)).collect();
         let _guard = tch::no_grad_guard();
         for (name, mut dst) in self.named_tensors() {
             let src = source.get(name.as_str()).ok_or_else(|| {
-                Error::not_found(
-                    format!("tensor '{name}' in the values to restore"),
-                    "restore from a snapshot of the same architecture",
-                )
+                Error::not_found(format!("tensor '{name}' in the values to restore"), "restore from a snapshot of the same architecture")
             })?;
             if src.size() != dst.size() {
                 return Err(Error::invalid(
-                    format!(
-                        "'{name}' has shape {:?}, the values {:?}",
-                        dst.size(),
-                        src.size()
-                    ),
+                    format!("'{name}' has shape {:?}, the values {:?}", dst.size(), src.size()),
                     "restore from the same architecture",
                 ));
             }
@@ -440,21 +339,10 @@ impl Network {
     /// A copy of this network with the same weights but a freshly initialised head for
     /// `classes` (for transfer). The new head's init is seeded by `seed`.
     pub fn with_new_head(&self, classes: Vec<String>, seed: u64) -> Result<Network> {
-        let spec = NetworkSpec {
-            classes,
-            ..self.spec.clone()
-        };
+        let spec = NetworkSpec { classes, ..self.spec.clone() };
         let mut fresh = Network::new(spec, self.device(), seed)?;
-        let keep: Vec<(String, Tensor)> = self
-            .named_tensors()
-            .into_iter()
-            .filter(|(n, _)| !n.starts_with(&format!("{HEAD}.")))
-            .collect();
-        let head: Vec<(String, Tensor)> = fresh
-            .named_tensors()
-            .into_iter()
-            .filter(|(n, _)| n.starts_with(&format!("{HEAD}.")))
-            .collect();
+        let keep: Vec<(String, Tensor)> = self.named_tensors().into_iter().filter(|(n, _)| !n.starts_with(&format!("{HEAD}."))).collect();
+        let head: Vec<(String, Tensor)> = fresh.named_tensors().into_iter().filter(|(n, _)| n.starts_with(&format!("{HEAD}."))).collect();
         fresh.restore(&keep.into_iter().chain(head).collect::<Vec<_>>())?;
         Ok(fresh)
     }
@@ -479,10 +367,7 @@ impl Network {
 
     /// Replaces the normalisation (e.g. with the downstream dataset's statistics for transfer).
     pub fn set_normalization(&mut self, n: Normalization) -> Result<()> {
-        let spec = NetworkSpec {
-            normalization: n,
-            ..self.spec.clone()
-        };
+        let spec = NetworkSpec { normalization: n, ..self.spec.clone() };
         spec.check()?;
         self.spec = spec;
         self.refresh_normalizer()
@@ -496,10 +381,7 @@ impl Network {
         for (name, t) in self.named_tensors() {
             h.update(name.as_bytes());
             h.update(format!("{:?}", t.size()).as_bytes());
-            let cpu = t
-                .f_to_device(Device::Cpu)?
-                .f_to_kind(Kind::Float)?
-                .f_contiguous()?;
+            let cpu = t.f_to_device(Device::Cpu)?.f_to_kind(Kind::Float)?.f_contiguous()?;
             let v = Vec::<f32>::try_from(cpu.f_flatten(0, -1)?)?;
             for x in v {
                 h.update(x.to_le_bytes());

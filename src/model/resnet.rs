@@ -20,37 +20,19 @@ impl Block {
         let c_out = if bottleneck { width * 4 } else { width };
         let convs = if bottleneck {
             vec![
-                (
-                    Conv2d::new(p / "conv1", c_in, width, 1, 1, 0)?,
-                    BatchNorm2d::new(p / "bn1", width)?,
-                ),
-                (
-                    Conv2d::new(p / "conv2", width, width, 3, stride, 1)?,
-                    BatchNorm2d::new(p / "bn2", width)?,
-                ),
-                (
-                    Conv2d::new(p / "conv3", width, c_out, 1, 1, 0)?,
-                    BatchNorm2d::new(p / "bn3", c_out)?,
-                ),
+                (Conv2d::new(p / "conv1", c_in, width, 1, 1, 0)?, BatchNorm2d::new(p / "bn1", width)?),
+                (Conv2d::new(p / "conv2", width, width, 3, stride, 1)?, BatchNorm2d::new(p / "bn2", width)?),
+                (Conv2d::new(p / "conv3", width, c_out, 1, 1, 0)?, BatchNorm2d::new(p / "bn3", c_out)?),
             ]
         } else {
             vec![
-                (
-                    Conv2d::new(p / "conv1", c_in, width, 3, stride, 1)?,
-                    BatchNorm2d::new(p / "bn1", width)?,
-                ),
-                (
-                    Conv2d::new(p / "conv2", width, width, 3, 1, 1)?,
-                    BatchNorm2d::new(p / "bn2", width)?,
-                ),
+                (Conv2d::new(p / "conv1", c_in, width, 3, stride, 1)?, BatchNorm2d::new(p / "bn1", width)?),
+                (Conv2d::new(p / "conv2", width, width, 3, 1, 1)?, BatchNorm2d::new(p / "bn2", width)?),
             ]
         };
         let downsample = if stride != 1 || c_in != c_out {
             let d = p / "downsample";
-            Some((
-                Conv2d::new(&d / "0", c_in, c_out, 1, stride, 0)?,
-                BatchNorm2d::new(&d / "1", c_out)?,
-            ))
+            Some((Conv2d::new(&d / "0", c_in, c_out, 1, stride, 0)?, BatchNorm2d::new(&d / "1", c_out)?))
         } else {
             None
         };
@@ -84,24 +66,10 @@ pub struct ResNet {
 }
 
 impl ResNet {
-    pub fn new(
-        p: &nn::Path,
-        in_channels: i64,
-        stages: &[usize],
-        width: i64,
-        bottleneck: bool,
-        stem: Stem,
-        classes: i64,
-    ) -> Result<ResNet> {
+    pub fn new(p: &nn::Path, in_channels: i64, stages: &[usize], width: i64, bottleneck: bool, stem: Stem, classes: i64) -> Result<ResNet> {
         let (conv1, c0) = match stem {
-            Stem::Cifar => (
-                Conv2d::new(p / "conv1", in_channels, width, 3, 1, 1)?,
-                width,
-            ),
-            Stem::ImageNet => (
-                Conv2d::new(p / "conv1", in_channels, width, 7, 2, 3)?,
-                width,
-            ),
+            Stem::Cifar => (Conv2d::new(p / "conv1", in_channels, width, 3, 1, 1)?, width),
+            Stem::ImageNet => (Conv2d::new(p / "conv1", in_channels, width, 7, 2, 3)?, width),
         };
         let bn1 = BatchNorm2d::new(p / "bn1", c0)?;
         let mut blocks = Vec::new();
@@ -110,23 +78,11 @@ impl ResNet {
             let w = width << s;
             for j in 0..n {
                 let stride = if s > 0 && j == 0 { 2 } else { 1 };
-                blocks.push(Block::new(
-                    &(p / format!("layer{}", s + 1) / j),
-                    c_in,
-                    w,
-                    stride,
-                    bottleneck,
-                )?);
+                blocks.push(Block::new(&(p / format!("layer{}", s + 1) / j), c_in, w, stride, bottleneck)?);
                 c_in = if bottleneck { w * 4 } else { w };
             }
         }
-        Ok(ResNet {
-            stem,
-            conv1,
-            bn1,
-            blocks,
-            fc: Linear::new(p / "fc", c_in, classes)?,
-        })
+        Ok(ResNet { stem, conv1, bn1, blocks, fc: Linear::new(p / "fc", c_in, classes)? })
     }
 
     pub fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
@@ -137,7 +93,6 @@ impl ResNet {
         for b in &self.blocks {
             h = b.forward(&h, train)?;
         }
-        self.fc
-            .forward(&h.f_adaptive_avg_pool2d([1, 1])?.f_flatten(1, -1)?)
+        self.fc.forward(&h.f_adaptive_avg_pool2d([1, 1])?.f_flatten(1, -1)?)
     }
 }

@@ -39,12 +39,7 @@ pub struct Progress {
 
 impl Progress {
     pub fn new(label: impl Into<String>) -> Progress {
-        Progress {
-            label: label.into(),
-            terminal: std::io::stdout().is_terminal(),
-            last: Instant::now(),
-            started: Instant::now(),
-        }
+        Progress { label: label.into(), terminal: std::io::stdout().is_terminal(), last: Instant::now(), started: Instant::now() }
     }
 }
 
@@ -53,20 +48,13 @@ impl Callback for Progress {
         if i.batch == 1 {
             self.started = Instant::now();
         }
-        let every = if self.terminal {
-            Duration::from_millis(250)
-        } else {
-            Duration::from_secs(10)
-        };
+        let every = if self.terminal { Duration::from_millis(250) } else { Duration::from_secs(10) };
         if self.last.elapsed() >= every && i.batch < i.batches {
             self.last = Instant::now();
             let pct = 100.0 * i.batch as f64 / i.batches as f64;
-            let eta = self.started.elapsed().as_secs_f64() * (i.batches - i.batch) as f64
-                / i.batch as f64;
-            let msg = format!(
-                "{} epoch {}/{}: {pct:3.0}% ({}/{} batches, ~{eta:.0}s left)",
-                self.label, i.epoch, i.epochs, i.batch, i.batches
-            );
+            let eta = self.started.elapsed().as_secs_f64() * (i.batches - i.batch) as f64 / i.batch as f64;
+            let msg =
+                format!("{} epoch {}/{}: {pct:3.0}% ({}/{} batches, ~{eta:.0}s left)", self.label, i.epoch, i.epochs, i.batch, i.batches);
             if self.terminal {
                 print!("\r{msg}   ");
             } else {
@@ -145,8 +133,6 @@ impl Callbacks {
         self.list.iter_mut().try_for_each(|c| c.on_batch_end(i))
     }
     pub(crate) fn epoch_end(&mut self, r: &EpochRecord, net: &Network) -> Result<()> {
-        self.list
-            .iter_mut()
-            .try_for_each(|c| c.on_epoch_end(r, net))
+        self.list.iter_mut().try_for_each(|c| c.on_epoch_end(r, net))
     }
 }

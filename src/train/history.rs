@@ -16,24 +16,14 @@ pub struct Evaluation {
 
 impl std::fmt::Display for Evaluation {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "accuracy {:.2}% (loss {:.4}, {} examples)",
-            100.0 * self.accuracy,
-            self.loss,
-            self.examples
-        )
+        write!(f, "accuracy {:.2}% (loss {:.4}, {} examples)", 100.0 * self.accuracy, self.loss, self.examples)
     }
 }
 
 impl Evaluation {
     pub fn evcxr_display(&self) {
         let mut t = Table::new("Evaluation", &["examples", "accuracy %", "loss"]);
-        t.push(vec![
-            self.examples.to_string(),
-            format!("{:.2}", 100.0 * self.accuracy),
-            format!("{:.4}", self.loss),
-        ]);
+        t.push(vec![self.examples.to_string(), format!("{:.2}", 100.0 * self.accuracy), format!("{:.4}", self.loss)]);
         t.evcxr_display();
     }
 }
@@ -48,6 +38,9 @@ pub struct EpochRecord {
     pub train_loss: f64,
     pub train_accuracy: f64,
     pub val: Evaluation,
+    /// Accuracy under the overfitting guard's PGD on fixed training examples (fast regime).
+    #[serde(default)]
+    pub robust_check: Option<f64>,
     pub seconds: f64,
 }
 
@@ -57,17 +50,18 @@ pub struct History {
     pub epochs: Vec<EpochRecord>,
     /// Epoch (1-based) whose weights the network holds after training.
     pub selected_epoch: Option<usize>,
+    /// Why training stopped before the last epoch (catastrophic overfitting), if it did.
+    #[serde(default)]
+    pub stopped_early: Option<String>,
 }
 
 impl History {
     /// The record with the best validation accuracy (earliest on ties).
     pub fn best(&self) -> Option<&EpochRecord> {
-        self.epochs
-            .iter()
-            .fold(None, |best: Option<&EpochRecord>, r| match best {
-                Some(b) if b.val.accuracy >= r.val.accuracy => Some(b),
-                _ => Some(r),
-            })
+        self.epochs.iter().fold(None, |best: Option<&EpochRecord>, r| match best {
+            Some(b) if b.val.accuracy >= r.val.accuracy => Some(b),
+            _ => Some(r),
+        })
     }
 
     pub fn last(&self) -> Option<&EpochRecord> {
@@ -79,24 +73,9 @@ impl History {
     }
 
     pub fn table(&self) -> Table {
-        let mut t = Table::new(
-            "Training history",
-            &[
-                "epoch",
-                "lr",
-                "train loss",
-                "train acc %",
-                "val loss",
-                "val acc %",
-                "s",
-            ],
-        );
+        let mut t = Table::new("Training history", &["epoch", "lr", "train loss", "train acc %", "val loss", "val acc %", "s"]);
         for r in &self.epochs {
-            let mark = if Some(r.epoch) == self.selected_epoch {
-                " *"
-            } else {
-                ""
-            };
+            let mark = if Some(r.epoch) == self.selected_epoch { " *" } else { "" };
             t.push(vec![
                 format!("{}{mark}", r.epoch),
                 format!("{:.4}", r.lr),
@@ -112,39 +91,23 @@ impl History {
 
     /// Accuracy curves (train and validation, in %) over epochs.
     pub fn accuracy_figure(&self) -> Result<Figure> {
-        let e = |f: &dyn Fn(&EpochRecord) -> f64| {
-            self.epochs
-                .iter()
-                .map(|r| (r.epoch as f64, f(r)))
-                .collect::<Vec<_>>()
-        };
+        let e = |f: &dyn Fn(&EpochRecord) -> f64| self.epochs.iter().map(|r| (r.epoch as f64, f(r))).collect::<Vec<_>>();
         Figure::lines(
             "Accuracy during training",
             "epoch",
             "accuracy (%)",
-            &[
-                Series::new("train", e(&|r| 100.0 * r.train_accuracy)),
-                Series::new("validation", e(&|r| 100.0 * r.val.accuracy)),
-            ],
+            &[Series::new("train", e(&|r| 100.0 * r.train_accuracy)), Series::new("validation", e(&|r| 100.0 * r.val.accuracy))],
         )
     }
 
     /// Loss curves (train and validation) over epochs.
     pub fn loss_figure(&self) -> Result<Figure> {
-        let e = |f: &dyn Fn(&EpochRecord) -> f64| {
-            self.epochs
-                .iter()
-                .map(|r| (r.epoch as f64, f(r)))
-                .collect::<Vec<_>>()
-        };
+        let e = |f: &dyn Fn(&EpochRecord) -> f64| self.epochs.iter().map(|r| (r.epoch as f64, f(r))).collect::<Vec<_>>();
         Figure::lines(
             "Loss during training",
             "epoch",
             "cross-entropy",
-            &[
-                Series::new("train", e(&|r| r.train_loss)),
-                Series::new("validation", e(&|r| r.val.loss)),
-            ],
+            &[Series::new("train", e(&|r| r.train_loss)), Series::new("validation", e(&|r| r.val.loss))],
         )
     }
 

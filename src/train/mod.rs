@@ -12,6 +12,7 @@ pub use history::{EpochRecord, Evaluation, History};
 pub use schedule::Schedule;
 pub use sgd::{Sgd, SgdConfig};
 
+use crate::attack::{Attack, Fgsm, Pgd};
 use crate::data::{Augment, Dataset, Splits};
 use crate::error::{Error, Result};
 use crate::model::Network;
@@ -21,11 +22,55 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 use tch::{Kind, Reduction, Tensor};
 
-/// What the network is trained on: clean inputs, or adversarial ones (added with the attacks).
+/// What the network is trained on: clean inputs, FGSM-RS examples ("fast" adversarial
+/// training, Wong et al. 2020) or PGD examples (Madry et al. 2018).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub enum Regime {
     #[default]
     Standard,
+    Fast {
+        attack: Fgsm,
+        guard: Option<OverfitGuard>,
+    },
+    Adversarial(Pgd),
+}
+
+impl Regime {
+    /// Fast adversarial training at radius `eps`: FGSM from a uniform random start, step
+    /// 1.25 eps, attack in train mode, with the catastrophic-overfitting guard.
+    pub fn fast(eps: f64) -> Regime {
+        Regime::Fast { attack: Fgsm::random_start(eps).train_mode(true), guard: Some(OverfitGuard::for_eps(eps)) }
+    }
+    /// PGD adversarial training at radius `eps`: 10 steps of eps/4 from a random start, attack in
+    /// train mode (the paper's 8/255, 2/255 at eps 8/255).
+    pub fn adversarial(eps: f64) -> Regime {
+        Regime::Adversarial(Pgd::linf(eps, eps / 4.0, 10).train_mode(true))
+    }
+    pub fn name(&self) -> String {
+        match self {
+            Regime::Standard => "standard".into(),
+            Regime::Fast { attack, .. } => format!("fast ({})", attack.name()),
+            Regime::Adversarial(p) => format!("adversarial ({})", p.name()),
+        }
+    }
+}
+
+/// Guard against catastrophic overfitting in fast adversarial training: after every epoch,
+/// PGD accuracy on a fixed set of training examples; a drop of more than `max_drop` below the
+/// best seen so far means FGSM training has collapsed (Wong et al. 2020, Sec. 5.3).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OverfitGuard {
+    pub check: Pgd,
+    pub examples: usize,
+    pub max_drop: f64,
+    /// Stop training and restore the weights of the epoch before the collapse.
+    pub stop: bool,
+}
+
+impl OverfitGuard {
+    pub fn for_eps(eps: f64) -> OverfitGuard {
+        OverfitGuard { check: Pgd::linf(eps, eps / 4.0, 10), examples: 256, max_drop: 0.2, stop: true }
+    }
 }
 
 /// Which augmentation to use.
@@ -119,6 +164,10 @@ impl TrainConfig {
         self.seed = seed;
         self
     }
+    pub fn regime(mut self, r: Regime) -> Self {
+        self.regime = r;
+        self
+    }
 
     /// A stable name for this configuration (hash of its non-default fields).
     pub fn hash(&self) -> String {
@@ -128,19 +177,13 @@ impl TrainConfig {
     pub fn check(&self) -> Result<()> {
         if self.epochs == 0 || self.batch_size == 0 || self.eval_batch_size == 0 {
             return Err(Error::invalid(
-                format!(
-                    "epochs {}, batch size {}, eval batch size {}",
-                    self.epochs, self.batch_size, self.eval_batch_size
-                ),
+                format!("epochs {}, batch size {}, eval batch size {}", self.epochs, self.batch_size, self.eval_batch_size),
                 "all must be at least 1",
             ));
         }
         if !(self.warmup_epochs >= 0.0 && self.warmup_epochs <= self.epochs as f64) {
             return Err(Error::invalid(
-                format!(
-                    "warm-up of {} epochs in a {}-epoch run",
-                    self.warmup_epochs, self.epochs
-                ),
+                format!("warm-up of {} epochs in a {}-epoch run", self.warmup_epochs, self.epochs),
                 "use 0 <= warmup <= epochs",
             ));
         }
@@ -161,7 +204,13 @@ fn check_fits(net: &Network, data: &Dataset) -> Result<()> {
     let [c, _, _] = data.image_shape();
     if c != net.spec().in_channels || data.num_classes() != net.num_classes() {
         return Err(Error::invalid(
-            format!("{} has {c} channels and {} classes; the network takes {} channels and has {} classes", data.name(), data.num_classes(), net.spec().in_channels, net.num_classes()),
+            format!(
+                "{} has {c} channels and {} classes; the network takes {} channels and has {} classes",
+                data.name(),
+                data.num_classes(),
+                net.spec().in_channels,
+                net.num_classes()
+            ),
             "build the network for this dataset (NetworkSpec::for_data) or give it a new head (Network::with_new_head)",
         ));
     }
@@ -171,10 +220,7 @@ fn check_fits(net: &Network, data: &Dataset) -> Result<()> {
 /// Cross-entropy loss and number of correct predictions of a batch.
 fn loss_and_correct(logits: &Tensor, labels: &Tensor) -> Result<(Tensor, Tensor)> {
     let loss = logits.f_cross_entropy_loss::<Tensor>(labels, None, Reduction::Mean, -100, 0.0)?;
-    let correct = logits
-        .f_argmax(-1, false)?
-        .f_eq_tensor(labels)?
-        .f_sum(Kind::Int64)?;
+    let correct = logits.f_argmax(-1, false)?.f_eq_tensor(labels)?.f_sum(Kind::Int64)?;
     Ok((loss, correct))
 }
 
@@ -192,11 +238,7 @@ pub fn evaluate(net: &Network, data: &Dataset, batch_size: usize) -> Result<Eval
         correct = correct.f_add(&c)?;
     }
     let n = data.len().max(1) as f64;
-    Ok(Evaluation {
-        loss: loss_sum.f_double_value(&[])? / n,
-        accuracy: correct.f_int64_value(&[])? as f64 / n,
-        examples: data.len(),
-    })
+    Ok(Evaluation { loss: loss_sum.f_double_value(&[])? / n, accuracy: correct.f_int64_value(&[])? as f64 / n, examples: data.len() })
 }
 
 /// Trains with progress output. See [`train_with`].
@@ -243,10 +285,7 @@ pub fn train_with(
     check_fits(net, &data.train)?;
     check_fits(net, &data.val)?;
     if data.train.is_empty() {
-        return Err(Error::invalid(
-            "the training split is empty",
-            "use a larger data fraction",
-        ));
+        return Err(Error::invalid("the training split is empty", "use a larger data fraction"));
     }
     let device = net.device();
     let train_set = data.train.to_device(device)?;
@@ -255,61 +294,89 @@ pub fn train_with(
     let mut sgd = Sgd::new(net, cfg.sgd.clone())?;
     let mut history = History::default();
     let mut best: Option<(f64, Vec<(String, Tensor)>)> = None;
-    let files = resume_dir.map(|d| ResumeFiles {
-        dir: d.to_path_buf(),
-    });
+    let files = resume_dir.map(|d| ResumeFiles { dir: d.to_path_buf() });
     if let Some(f) = &files {
         resume(f, cfg, net, &mut sgd, &mut history, &mut best)?;
     }
     let batches_per_epoch = data.train.len().div_ceil(cfg.batch_size);
+    let guard = match &cfg.regime {
+        Regime::Fast { guard, .. } => guard.clone(),
+        _ => None,
+    };
+    let guard_set = match &guard {
+        Some(g) => Some(train_set.subset(&(0..g.examples.min(train_set.len()) as i64).collect::<Vec<_>>(), "guard")?),
+        None => None,
+    };
+    let mut previous: Option<Vec<(String, Tensor)>> = None;
     for epoch in history.epochs.len() + 1..=cfg.epochs {
         let start = Instant::now();
         let seed = Rng::derive(cfg.seed, &format!("epoch{epoch}")).next_u64();
         let mut loss_sum = Tensor::f_zeros([], (Kind::Float, device))?;
         let mut correct = Tensor::f_zeros([], (Kind::Int64, device))?;
         let mut lr = cfg.sgd.lr;
-        for (i, batch) in train_set
-            .batches(cfg.batch_size, Some(seed), augment, device)?
-            .enumerate()
-        {
+        for (i, batch) in train_set.batches(cfg.batch_size, Some(seed), augment, device)?.enumerate() {
             let b = batch?;
             let t = (epoch - 1) as f64 + i as f64 / batches_per_epoch as f64;
-            lr = cfg
-                .schedule
-                .lr(cfg.sgd.lr, t, cfg.epochs, cfg.warmup_epochs);
-            let logits = net.forward(&b.images, true)?;
+            lr = cfg.schedule.lr(cfg.sgd.lr, t, cfg.epochs, cfg.warmup_epochs);
+            // Each batch's attack gets its own seed, so a resumed run draws the same starts.
+            let attack_seed = Rng::derive(seed, &format!("attack{i}")).next_u64();
+            let inputs = match &cfg.regime {
+                Regime::Standard => b.images.shallow_clone(),
+                Regime::Fast { attack, .. } => attack.clone().seed(attack_seed).perturb(net, &b.images, &b.labels)?,
+                Regime::Adversarial(pgd) => pgd.clone().seed(attack_seed).perturb(net, &b.images, &b.labels)?,
+            };
+            let logits = net.forward(&inputs, true)?;
             let (loss, c) = loss_and_correct(&logits, &b.labels)?;
             sgd.zero_grad()?;
             loss.f_backward()?;
             sgd.step(lr)?;
             let _guard = tch::no_grad_guard();
-            loss_sum =
-                loss_sum.f_add(&loss.f_detach()?.f_mul_scalar(b.labels.size()[0] as f64)?)?;
+            loss_sum = loss_sum.f_add(&loss.f_detach()?.f_mul_scalar(b.labels.size()[0] as f64)?)?;
             correct = correct.f_add(&c)?;
-            callbacks.batch_end(&BatchInfo {
-                epoch,
-                epochs: cfg.epochs,
-                batch: i + 1,
-                batches: batches_per_epoch,
-            })?;
+            callbacks.batch_end(&BatchInfo { epoch, epochs: cfg.epochs, batch: i + 1, batches: batches_per_epoch })?;
         }
         let n = train_set.len() as f64;
         let train_loss = loss_sum.f_double_value(&[])? / n;
         if !train_loss.is_finite() {
-            return Err(Error::invalid(
-                format!("training diverged at epoch {epoch} (loss {train_loss})"),
-                "lower the learning rate",
-            ));
+            return Err(Error::invalid(format!("training diverged at epoch {epoch} (loss {train_loss})"), "lower the learning rate"));
         }
         let val = evaluate(net, &val_set, cfg.eval_batch_size)?;
+        let robust_check = match (&guard, &guard_set) {
+            (Some(g), Some(set)) => Some(crate::attack::robust_evaluate(net, set, &[g.check.clone().into()], cfg.eval_batch_size)?.ra),
+            _ => None,
+        };
         let record = EpochRecord {
             epoch,
             lr,
             train_loss,
             train_accuracy: correct.f_int64_value(&[])? as f64 / n,
             val,
+            robust_check,
             seconds: start.elapsed().as_secs_f64(),
         };
+        let best_check = history.epochs.iter().filter_map(|r| r.robust_check).fold(f64::NAN, f64::max);
+        if let (Some(g), Some(now)) = (&guard, robust_check) {
+            if best_check - now > g.max_drop {
+                let msg = format!(
+                    "catastrophic overfitting at epoch {epoch}: PGD accuracy on training examples fell from {:.1}% to {:.1}%",
+                    100.0 * best_check,
+                    100.0 * now
+                );
+                println!("warning: {msg}");
+                if g.stop {
+                    history.epochs.push(record.clone());
+                    history.stopped_early = Some(msg);
+                    if let Some(prev) = &previous {
+                        net.restore(prev)?;
+                    }
+                    callbacks.epoch_end(&record, net)?;
+                    break;
+                }
+            }
+        }
+        if guard.as_ref().is_some_and(|g| g.stop) {
+            previous = Some(net.snapshot()?);
+        }
         if best.as_ref().is_none_or(|(acc, _)| val.accuracy > *acc) {
             best = Some((val.accuracy, net.snapshot()?));
             if let Some(f) = &files {
@@ -323,41 +390,25 @@ pub fn train_with(
         callbacks.epoch_end(&record, net)?;
     }
     history.selected_epoch = if cfg.select_best {
-        let epoch = history.best().map(|r| r.epoch);
+        let epoch = best.as_ref().and_then(|(acc, _)| history.epochs.iter().find(|r| r.val.accuracy == *acc)).map(|r| r.epoch);
         if let Some((_, weights)) = &best {
             net.restore(weights)?;
         }
         epoch
+    } else if history.stopped_early.is_some() {
+        history.epochs.len().checked_sub(1).filter(|&e| e > 0)
     } else {
         history.last().map(|r| r.epoch)
     };
     Ok(history)
 }
 
-fn save_state(
-    f: &ResumeFiles,
-    cfg: &TrainConfig,
-    net: &Network,
-    sgd: &Sgd,
-    history: &History,
-) -> Result<()> {
+fn save_state(f: &ResumeFiles, cfg: &TrainConfig, net: &Network, sgd: &Sgd, history: &History) -> Result<()> {
     let mut tensors: Vec<(String, Tensor)> = net.named_tensors();
-    tensors.extend(
-        sgd.state()
-            .into_iter()
-            .map(|(n, t)| (format!("momentum/{n}"), t)),
-    );
+    tensors.extend(sgd.state().into_iter().map(|(n, t)| (format!("momentum/{n}"), t)));
     // Weights first, history last: a history on disk always has its state written.
-    crate::fsio::write_atomic_with(&f.state(), |tmp| {
-        Ok(Tensor::write_safetensors(&tensors, tmp)?)
-    })?;
-    crate::fsio::write_json(
-        &f.history(),
-        &SavedHistory {
-            config_hash: cfg.hash(),
-            history: history.clone(),
-        },
-    )
+    crate::fsio::write_atomic_with(&f.state(), |tmp| Ok(Tensor::write_safetensors(&tensors, tmp)?))?;
+    crate::fsio::write_json(&f.history(), &SavedHistory { config_hash: cfg.hash(), history: history.clone() })
 }
 
 fn resume(
@@ -374,36 +425,19 @@ fn resume(
     let saved: SavedHistory = crate::fsio::read_json(&f.history())?;
     if saved.config_hash != cfg.hash() {
         return Err(Error::invalid(
-            format!(
-                "{} holds a run of another configuration ({} vs {})",
-                f.dir.display(),
-                saved.config_hash,
-                cfg.hash()
-            ),
+            format!("{} holds a run of another configuration ({} vs {})", f.dir.display(), saved.config_hash, cfg.hash()),
             "use a separate resume folder per configuration, or delete the old one",
         ));
     }
-    let tensors = Tensor::read_safetensors(f.state())
-        .map_err(|e| Error::bad_file(f.state(), format!("cannot read ({e})")))?;
-    let (momentum, weights): (Vec<_>, Vec<_>) = tensors
-        .into_iter()
-        .partition(|(n, _)| n.starts_with("momentum/"));
+    let tensors = Tensor::read_safetensors(f.state()).map_err(|e| Error::bad_file(f.state(), format!("cannot read ({e})")))?;
+    let (momentum, weights): (Vec<_>, Vec<_>) = tensors.into_iter().partition(|(n, _)| n.starts_with("momentum/"));
     net.restore(&weights)?;
-    sgd.load_state(
-        momentum
-            .into_iter()
-            .map(|(n, t)| (n["momentum/".len()..].to_string(), t))
-            .collect(),
-    )?;
+    sgd.load_state(momentum.into_iter().map(|(n, t)| (n["momentum/".len()..].to_string(), t)).collect())?;
     if let Some(b) = saved.history.best() {
         let best_net = Network::load(f.best(), net.device())?;
         *best = Some((b.val.accuracy, best_net.snapshot()?));
     }
-    println!(
-        "resuming after epoch {} from {}",
-        saved.history.epochs.len(),
-        f.dir.display()
-    );
+    println!("resuming after epoch {} from {}", saved.history.epochs.len(), f.dir.display());
     *history = saved.history;
     Ok(())
 }

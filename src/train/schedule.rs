@@ -18,14 +18,9 @@ impl Schedule {
     pub fn check(&self) -> Result<()> {
         match self {
             Schedule::MultiStep { gamma, .. } if gamma.is_nan() || *gamma <= 0.0 => {
-                Err(Error::invalid(
-                    format!("multistep gamma {gamma} must be positive"),
-                    "use e.g. 0.1",
-                ))
+                Err(Error::invalid(format!("multistep gamma {gamma} must be positive"), "use e.g. 0.1"))
             }
-            Schedule::Cosine { min_lr } if *min_lr < 0.0 => {
-                Err(Error::invalid("cosine min_lr must be >= 0", "use e.g. 0.0"))
-            }
+            Schedule::Cosine { min_lr } if *min_lr < 0.0 => Err(Error::invalid("cosine min_lr must be >= 0", "use e.g. 0.0")),
             _ => Ok(()),
         }
     }
@@ -35,9 +30,7 @@ impl Schedule {
     pub fn lr(&self, base: f64, t: f64, epochs: usize, warmup: f64) -> f64 {
         let scheduled = match self {
             Schedule::Constant => base,
-            Schedule::MultiStep { milestones, gamma } => {
-                base * gamma.powi(milestones.iter().filter(|&&m| t >= m as f64).count() as i32)
-            }
+            Schedule::MultiStep { milestones, gamma } => base * gamma.powi(milestones.iter().filter(|&&m| t >= m as f64).count() as i32),
             Schedule::Cosine { min_lr } => {
                 let span = (epochs as f64 - warmup).max(1e-9);
                 let progress = ((t - warmup) / span).clamp(0.0, 1.0);
@@ -58,10 +51,7 @@ mod tests {
 
     #[test]
     fn schedules_follow_their_definitions() {
-        let m = Schedule::MultiStep {
-            milestones: vec![50, 100],
-            gamma: 0.1,
-        };
+        let m = Schedule::MultiStep { milestones: vec![50, 100], gamma: 0.1 };
         assert_eq!(m.lr(1.0, 49.9, 150, 0.0), 1.0);
         assert!((m.lr(1.0, 50.0, 150, 0.0) - 0.1).abs() < 1e-12);
         assert!((m.lr(1.0, 120.0, 150, 0.0) - 0.01).abs() < 1e-12);

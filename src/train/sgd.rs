@@ -19,13 +19,7 @@ pub struct SgdConfig {
 
 impl Default for SgdConfig {
     fn default() -> Self {
-        SgdConfig {
-            lr: 0.05,
-            momentum: 0.9,
-            dampening: 0.0,
-            weight_decay: 5e-4,
-            nesterov: false,
-        }
+        SgdConfig { lr: 0.05, momentum: 0.9, dampening: 0.0, weight_decay: 5e-4, nesterov: false }
     }
 }
 
@@ -43,10 +37,7 @@ impl SgdConfig {
             ));
         }
         if self.nesterov && (self.momentum == 0.0 || self.dampening != 0.0) {
-            return Err(Error::invalid(
-                "Nesterov momentum needs momentum > 0 and dampening 0",
-                "set momentum or turn nesterov off",
-            ));
+            return Err(Error::invalid("Nesterov momentum needs momentum > 0 and dampening 0", "set momentum or turn nesterov off"));
         }
         Ok(())
     }
@@ -66,11 +57,7 @@ impl Sgd {
         config.check()?;
         let params = net.parameters();
         let momentum = params.iter().map(|_| None).collect();
-        Ok(Sgd {
-            config,
-            params,
-            momentum,
-        })
+        Ok(Sgd { config, params, momentum })
     }
 
     /// Zeroes the gradients of all parameters.
@@ -96,11 +83,7 @@ impl Sgd {
             if !g.defined() {
                 continue;
             }
-            let mut d = if c.weight_decay != 0.0 {
-                g.f_add(&p.f_mul_scalar(c.weight_decay)?)?
-            } else {
-                g
-            };
+            let mut d = if c.weight_decay != 0.0 { g.f_add(&p.f_mul_scalar(c.weight_decay)?)? } else { g };
             if c.momentum != 0.0 {
                 let b = match buf.take() {
                     None => crate::model::deep_copy(&d)?,
@@ -110,11 +93,7 @@ impl Sgd {
                         b
                     }
                 };
-                d = if c.nesterov {
-                    d.f_add(&b.f_mul_scalar(c.momentum)?)?
-                } else {
-                    b.shallow_clone()
-                };
+                d = if c.nesterov { d.f_add(&b.f_mul_scalar(c.momentum)?)? } else { b.shallow_clone() };
                 *buf = Some(b);
             }
             let mut p = p.shallow_clone();
@@ -125,11 +104,7 @@ impl Sgd {
 
     /// Momentum buffers by parameter name (for checkpoints).
     pub fn state(&self) -> Vec<(String, Tensor)> {
-        self.params
-            .iter()
-            .zip(&self.momentum)
-            .filter_map(|((n, _), b)| b.as_ref().map(|b| (n.clone(), b.shallow_clone())))
-            .collect()
+        self.params.iter().zip(&self.momentum).filter_map(|((n, _), b)| b.as_ref().map(|b| (n.clone(), b.shallow_clone()))).collect()
     }
 
     /// Restores momentum buffers saved with [`Sgd::state`].
@@ -140,11 +115,7 @@ impl Sgd {
                 Some(b) if b.size() == p.size() => Some(b.f_to_device(p.device())?),
                 Some(b) => {
                     return Err(Error::invalid(
-                        format!(
-                            "momentum for '{n}' has shape {:?}, parameter {:?}",
-                            b.size(),
-                            p.size()
-                        ),
+                        format!("momentum for '{n}' has shape {:?}, parameter {:?}", b.size(), p.size()),
                         "resume with the same architecture",
                     ))
                 }

@@ -9,29 +9,15 @@ pub fn python() -> PathBuf {
     let p = std::env::var_os("DOUBLEWIN_PYTHON")
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python"));
-    assert!(
-        p.exists(),
-        "{} missing: run `bash scripts/setup.sh` first (the tests compare against PyTorch)",
-        p.display()
-    );
+    assert!(p.exists(), "{} missing: run `bash scripts/setup.sh` first (the tests compare against PyTorch)", p.display());
     p
 }
 
 /// Runs a script from tests/python with the venv's Python; panics with its stderr on failure.
 pub fn run_python(script: &str, args: &[&str]) {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/python")
-        .join(script);
-    let out = Command::new(python())
-        .arg(&path)
-        .args(args)
-        .output()
-        .expect("cannot start python");
-    assert!(
-        out.status.success(),
-        "{script} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python").join(script);
+    let out = Command::new(python()).arg(&path).args(args).output().expect("cannot start python");
+    assert!(out.status.success(), "{script} failed:\n{}", String::from_utf8_lossy(&out.stderr));
 }
 
 /// A fresh empty folder under the system temp dir, unique per test.
@@ -45,11 +31,7 @@ pub fn temp_dir(name: &str) -> PathBuf {
 /// The real sample images (foolbox's first 20 test images of CIFAR-10/100, MNIST, Fashion-MNIST).
 pub fn foolbox_dir() -> PathBuf {
     let d = doublewin::data::embedded::data_dir().join("fixtures/foolbox");
-    assert!(
-        d.join("cifar10_00_3.png").exists(),
-        "{} missing: run `bash scripts/setup.sh`",
-        d.display()
-    );
+    assert!(d.join("cifar10_00_3.png").exists(), "{} missing: run `bash scripts/setup.sh`", d.display());
     d
 }
 

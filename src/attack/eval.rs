@@ -1,0 +1,264 @@
+//! Robust evaluation: standard accuracy (SA) and robust accuracy (RA) under a list of attacks
+//! run in sequence on the points still classified correctly (the AutoAttack convention), and
+//! checks for signs of gradient masking.
+
+use super::{input_gradient, Attack, AttackSpec, Fgsm, Pgd};
+use crate::data::{Augment, Dataset};
+use crate::display::{evcxr_emit, Table};
+use crate::error::{Error, Result};
+use crate::model::Network;
+use crate::plot::{Figure, Series};
+use serde::{Deserialize, Serialize};
+use tch::{Kind, Tensor};
+
+/// What one attack of the sequence achieved.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AttackOutcome {
+    pub attack: String,
+    /// Examples this attack turned from correct to wrong (after the attacks before it).
+    pub newly_broken: usize,
+    /// Accuracy after this attack and all before it.
+    pub accuracy_after: f64,
+}
+
+/// SA and RA of a network on a dataset.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RobustEvaluation {
+    pub dataset: String,
+    pub examples: usize,
+    /// Standard (clean) accuracy.
+    pub sa: f64,
+    /// Robust accuracy: correct under every attack of the list.
+    pub ra: f64,
+    pub per_attack: Vec<AttackOutcome>,
+    pub warnings: Vec<String>,
+}
+
+impl RobustEvaluation {
+    pub fn table(&self) -> Table {
+        let mut t = Table::new(
+            format!("Robust evaluation on {} ({} examples)", self.dataset, self.examples),
+            &["step", "accuracy %", "newly broken"],
+        );
+        t.push(vec!["clean (SA)".into(), format!("{:.2}", 100.0 * self.sa), "-".into()]);
+        for a in &self.per_attack {
+            t.push(vec![format!("+ {}", a.attack), format!("{:.2}", 100.0 * a.accuracy_after), a.newly_broken.to_string()]);
+        }
+        t
+    }
+    pub fn evcxr_display(&self) {
+        let mut html = self.table().to_html();
+        for w in &self.warnings {
+            html += &format!("<p style=\"color:#b00\">warning: {}</p>", crate::display::escape_html(w));
+        }
+        evcxr_emit("text/html", &html);
+    }
+}
+
+impl std::fmt::Display for RobustEvaluation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.table())?;
+        writeln!(f, "SA {:.2}%  RA {:.2}%", 100.0 * self.sa, 100.0 * self.ra)?;
+        for w in &self.warnings {
+            writeln!(f, "warning: {w}")?;
+        }
+        Ok(())
+    }
+}
+
+fn correct(net: &Network, x: &Tensor, y: &Tensor) -> Result<Tensor> {
+    let _guard = tch::no_grad_guard();
+    Ok(net.forward(x, false)?.f_argmax(-1, false)?.f_eq_tensor(y)?)
+}
+
+/// SA, and RA under `attacks` applied in sequence to the examples still classified correctly.
+/// The network is evaluated in eval mode.
+pub fn robust_evaluate(net: &Network, data: &Dataset, attacks: &[AttackSpec], batch_size: usize) -> Result<RobustEvaluation> {
+    if data.is_empty() {
+        return Err(Error::invalid(format!("{} is empty", data.name()), "evaluate on a non-empty split"));
+    }
+    let device = net.device();
+    let mut clean = 0i64;
+    let mut broken = vec![0i64; attacks.len()];
+    for batch in data.batches(batch_size, None, Augment::none(), device)? {
+        let b = batch?;
+        let mut ok = correct(net, &b.images, &b.labels)?;
+        clean += ok.f_sum(Kind::Int64)?.f_int64_value(&[])?;
+        for (i, attack) in attacks.iter().enumerate() {
+            let idx = ok.f_nonzero()?.f_flatten(0, -1)?;
+            if idx.size()[0] == 0 {
+                break;
+            }
+            let (x, y) = (b.images.f_index_select(0, &idx)?, b.labels.f_index_select(0, &idx)?);
+            let adv = attack.perturb(net, &x, &y)?;
+            let still = correct(net, &adv, &y)?;
+            broken[i] += still.f_logical_not()?.f_sum(Kind::Int64)?.f_int64_value(&[])?;
+            ok = ok.f_index_put_(&[Some(idx)], &still, false)?;
+        }
+    }
+    let n = data.len() as f64;
+    let mut remaining = clean;
+    let per_attack: Vec<AttackOutcome> = attacks
+        .iter()
+        .zip(&broken)
+        .map(|(a, &k)| {
+            remaining -= k;
+            AttackOutcome { attack: a.name(), newly_broken: k as usize, accuracy_after: remaining as f64 / n }
+        })
+        .collect();
+    let mut warnings = Vec::new();
+    // Later (stronger) attacks finding nothing the first missed is normal; an FGSM listed after
+    // PGD breaking many more points is not.
+    for w in attacks.windows(2).zip(broken.windows(2)) {
+        if let ([AttackSpec::Pgd(p), AttackSpec::Fgsm(_)], [_, k]) = (w.0, w.1) {
+            if *k as f64 > 0.01 * n {
+                warnings
+                    .push(format!("FGSM broke {k} points that {} missed: PGD is weaker than FGSM, a sign of gradient masking", p.name()));
+            }
+        }
+    }
+    Ok(RobustEvaluation {
+        dataset: data.name().into(),
+        examples: data.len(),
+        sa: clean as f64 / n,
+        ra: remaining as f64 / n,
+        per_attack,
+        warnings,
+    })
+}
+
+/// Accuracy under one attack on its own (all examples).
+fn accuracy_under(net: &Network, data: &Dataset, attack: &AttackSpec, batch_size: usize) -> Result<f64> {
+    let mut ok = 0i64;
+    for batch in data.batches(batch_size, None, Augment::none(), net.device())? {
+        let b = batch?;
+        let adv = attack.perturb(net, &b.images, &b.labels)?;
+        ok += correct(net, &adv, &b.labels)?.f_sum(Kind::Int64)?.f_int64_value(&[])?;
+    }
+    Ok(ok as f64 / data.len().max(1) as f64)
+}
+
+/// Signs of gradient masking (Athalye et al. 2018; Carlini et al. 2019): RA vs eps for FGSM and
+/// PGD, and the size of input gradients.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MaskingCheck {
+    pub eps: Vec<f64>,
+    pub fgsm_accuracy: Vec<f64>,
+    pub pgd_accuracy: Vec<f64>,
+    /// Mean over examples of the L1 norm of the loss's input gradient.
+    pub mean_input_gradient: f64,
+    /// Fraction of examples whose input gradient is exactly zero.
+    pub zero_gradient_fraction: f64,
+    pub warnings: Vec<String>,
+}
+
+impl MaskingCheck {
+    /// Runs FGSM and `pgd` at each radius of `eps` on `data` (use a few hundred examples).
+    pub fn run(net: &Network, data: &Dataset, pgd: &Pgd, eps: &[f64], batch_size: usize) -> Result<MaskingCheck> {
+        let mut eps = eps.to_vec();
+        eps.sort_by(f64::total_cmp);
+        let (mut fgsm_accuracy, mut pgd_accuracy) = (Vec::new(), Vec::new());
+        for &e in &eps {
+            fgsm_accuracy.push(accuracy_under(net, data, &AttackSpec::Fgsm(Fgsm::new(e)), batch_size)?);
+            pgd_accuracy.push(accuracy_under(net, data, &AttackSpec::Pgd(pgd.clone()).with_eps(e), batch_size)?);
+        }
+        let (mut grad_sum, mut zero, mut n) = (0.0, 0i64, 0i64);
+        for batch in data.batches(batch_size, None, Augment::none(), net.device())? {
+            let b = batch?;
+            let (_, g) = input_gradient(net, &b.images, &b.labels, false)?;
+            let per = g.f_abs()?.f_flatten(1, -1)?.f_sum_dim_intlist([1i64].as_slice(), false, Kind::Double)?;
+            grad_sum += per.f_sum(Kind::Double)?.f_double_value(&[])?;
+            zero += per.f_eq(0.0)?.f_sum(Kind::Int64)?.f_int64_value(&[])?;
+            n += b.labels.size()[0];
+        }
+        let n = n.max(1) as f64;
+        let mut check = MaskingCheck {
+            eps,
+            fgsm_accuracy,
+            pgd_accuracy,
+            mean_input_gradient: grad_sum / n,
+            zero_gradient_fraction: zero as f64 / n,
+            warnings: Vec::new(),
+        };
+        check.warnings = check.diagnose(1.0 / (data.len().max(1) as f64).sqrt());
+        Ok(check)
+    }
+
+    /// Warnings for the usual signs of masking; `slack` absorbs sampling noise in accuracies.
+    pub fn diagnose(&self, slack: f64) -> Vec<String> {
+        let mut w = Vec::new();
+        for ((e, f), p) in self.eps.iter().zip(&self.fgsm_accuracy).zip(&self.pgd_accuracy) {
+            if p > &(f + slack) {
+                w.push(format!(
+                    "at eps {}: PGD accuracy {:.1}% is above FGSM's {:.1}%: PGD weaker than FGSM suggests gradient masking",
+                    super::format_eps(*e),
+                    100.0 * p,
+                    100.0 * f
+                ));
+            }
+        }
+        for (i, pair) in self.pgd_accuracy.windows(2).enumerate() {
+            if pair[1] > pair[0] + slack {
+                w.push(format!(
+                    "robust accuracy rises from {:.1}% to {:.1}% as eps grows from {} to {}: a sign of gradient masking",
+                    100.0 * pair[0],
+                    100.0 * pair[1],
+                    super::format_eps(self.eps[i]),
+                    super::format_eps(self.eps[i + 1])
+                ));
+            }
+        }
+        if self.zero_gradient_fraction > 0.5 || self.mean_input_gradient < 1e-8 {
+            w.push(format!(
+                "input gradients vanish ({:.0}% exactly zero, mean L1 {:.2e}): gradient attacks cannot work here",
+                100.0 * self.zero_gradient_fraction,
+                self.mean_input_gradient
+            ));
+        }
+        w
+    }
+
+    pub fn table(&self) -> Table {
+        let mut t = Table::new("Gradient-masking check", &["eps", "FGSM acc %", "PGD acc %"]);
+        for ((e, f), p) in self.eps.iter().zip(&self.fgsm_accuracy).zip(&self.pgd_accuracy) {
+            t.push(vec![super::format_eps(*e), format!("{:.2}", 100.0 * f), format!("{:.2}", 100.0 * p)]);
+        }
+        t
+    }
+
+    /// Accuracy vs eps under FGSM and PGD.
+    pub fn figure(&self) -> Result<Figure> {
+        let s = |v: &[f64]| self.eps.iter().zip(v).map(|(e, a)| (*e, 100.0 * a)).collect::<Vec<_>>();
+        Figure::lines(
+            "Accuracy under attack vs eps",
+            "eps",
+            "accuracy (%)",
+            &[Series::new("FGSM", s(&self.fgsm_accuracy)), Series::new("PGD", s(&self.pgd_accuracy))],
+        )
+    }
+
+    pub fn evcxr_display(&self) {
+        let mut html = self.table().to_html();
+        if self.warnings.is_empty() {
+            html += "<p>no sign of gradient masking</p>";
+        }
+        for w in &self.warnings {
+            html += &format!("<p style=\"color:#b00\">warning: {}</p>", crate::display::escape_html(w));
+        }
+        evcxr_emit("text/html", &html);
+    }
+}
+
+impl std::fmt::Display for MaskingCheck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.table())?;
+        writeln!(f, "mean input gradient L1 {:.3e}, {:.1}% zero", self.mean_input_gradient, 100.0 * self.zero_gradient_fraction)?;
+        if self.warnings.is_empty() {
+            writeln!(f, "no sign of gradient masking")?;
+        }
+        for w in &self.warnings {
+            writeln!(f, "warning: {w}")?;
+        }
+        Ok(())
+    }
+}

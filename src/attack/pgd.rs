@@ -1,0 +1,148 @@
+//! Projected gradient descent (Madry et al. 2018) in L-inf or L2: `steps` gradient steps, each
+//! projected back onto the eps-ball and into [0, 1], from an optional random start, with
+//! restarts that keep each example's worst case.
+
+use super::{attack_labels, check_batch, format_eps, iterate, random_start, Ascent, Attack, CallCounter, Norm, Targeting};
+use crate::error::{Error, Result};
+use crate::model::Network;
+use serde::{Deserialize, Serialize};
+use tch::{Kind, Reduction, Tensor};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Pgd {
+    pub norm: Norm,
+    pub eps: f64,
+    pub step: f64,
+    pub steps: usize,
+    pub random_start: bool,
+    /// Total runs (>= 1); per example the most damaging result is kept.
+    pub restarts: usize,
+    /// Network in train mode during the attack (adversarial training) or eval mode (evaluation).
+    pub train_mode: bool,
+    pub targeting: Targeting,
+    pub seed: u64,
+    #[serde(skip)]
+    calls: CallCounter,
+}
+
+impl Pgd {
+    /// L-inf PGD with a random start, eval mode, one run.
+    pub fn linf(eps: f64, step: f64, steps: usize) -> Pgd {
+        Pgd {
+            norm: Norm::Linf,
+            eps,
+            step,
+            steps,
+            random_start: true,
+            restarts: 1,
+            train_mode: false,
+            targeting: Targeting::Untargeted,
+            seed: 0,
+            calls: CallCounter::default(),
+        }
+    }
+    /// L2 PGD with a random start, eval mode, one run.
+    pub fn l2(eps: f64, step: f64, steps: usize) -> Pgd {
+        Pgd { norm: Norm::L2, ..Pgd::linf(eps, step, steps) }
+    }
+    /// The paper's evaluation attack: PGD-20, eps 8/255, step 2/255, random start.
+    pub fn paper_eval() -> Pgd {
+        Pgd::linf(8.0 / 255.0, 2.0 / 255.0, 20)
+    }
+    /// The paper's adversarial fine-tuning attack: PGD-10, eps 8/255, step 2/255, train mode.
+    pub fn paper_train() -> Pgd {
+        Pgd::linf(8.0 / 255.0, 2.0 / 255.0, 10).train_mode(true)
+    }
+    pub fn random_start(mut self, on: bool) -> Pgd {
+        self.random_start = on;
+        self
+    }
+    pub fn restarts(mut self, n: usize) -> Pgd {
+        self.restarts = n;
+        self
+    }
+    pub fn train_mode(mut self, on: bool) -> Pgd {
+        self.train_mode = on;
+        self
+    }
+    pub fn targeting(mut self, t: Targeting) -> Pgd {
+        self.targeting = t;
+        self
+    }
+    pub fn seed(mut self, seed: u64) -> Pgd {
+        self.seed = seed;
+        self
+    }
+
+    fn ascent(&self) -> Ascent {
+        Ascent { norm: self.norm, eps: self.eps, step: self.step, steps: self.steps, train_mode: self.train_mode }
+    }
+
+    /// PGD from a given starting point (for exact comparisons with other implementations).
+    pub fn perturb_from(&self, net: &Network, x: &Tensor, labels: &Tensor, start: &Tensor, targeted: bool) -> Result<Tensor> {
+        check_batch(net, x, labels, self.eps)?;
+        iterate(net, x, labels, start.shallow_clone(), self.ascent(), targeted)
+    }
+
+    fn run(&self, net: &Network, x: &Tensor, labels: &Tensor, targeted: bool) -> Result<Tensor> {
+        check_batch(net, x, labels, self.eps)?;
+        if self.restarts == 0 || self.steps == 0 || self.step.is_nan() || self.step <= 0.0 {
+            return Err(Error::invalid(
+                format!("PGD with {} steps of {} and {} restarts", self.steps, self.step, self.restarts),
+                "use steps >= 1, step > 0, restarts >= 1",
+            ));
+        }
+        let mut best: Option<(Tensor, Tensor)> = None;
+        for _ in 0..self.restarts {
+            let start = if self.random_start {
+                random_start(x, self.eps, self.norm, self.seed.wrapping_mul(0x9E37_79B9).wrapping_add(self.calls.next()))?
+            } else {
+                x.shallow_clone()
+            };
+            let adv = iterate(net, x, labels, start, self.ascent(), targeted)?;
+            if self.restarts == 1 {
+                return Ok(adv);
+            }
+            let score = damage(net, &adv, labels, targeted)?;
+            best = Some(match best {
+                None => (adv, score),
+                Some((b, s)) => {
+                    let better = score.f_gt_tensor(&s)?;
+                    let keep = better.f_view([-1, 1, 1, 1])?;
+                    (adv.f_where_self(&keep, &b)?, score.f_maximum(&s)?)
+                }
+            });
+        }
+        Ok(best.map(|(b, _)| b).unwrap_or_else(|| x.shallow_clone()))
+    }
+}
+
+/// How much an adversarial example hurts, per example: success first, then the loss
+/// (untargeted: the true label's loss; targeted: minus the target's loss).
+fn damage(net: &Network, adv: &Tensor, labels: &Tensor, targeted: bool) -> Result<Tensor> {
+    let _guard = tch::no_grad_guard();
+    let logits = net.forward(adv, false)?;
+    let loss = logits.f_cross_entropy_loss::<Tensor>(labels, None, Reduction::None, -100, 0.0)?;
+    let hit = logits.f_argmax(-1, false)?.f_eq_tensor(labels)?;
+    let (success, loss) = if targeted { (hit, loss.f_neg()?) } else { (hit.f_logical_not()?, loss) };
+    Ok(success.f_to_kind(Kind::Float)?.f_mul_scalar(1e6)?.f_add(&loss)?)
+}
+
+impl Attack for Pgd {
+    fn perturb(&self, net: &Network, x: &Tensor, y: &Tensor) -> Result<Tensor> {
+        check_batch(net, x, y, self.eps)?;
+        let (labels, targeted) = attack_labels(self.targeting, net, x, y)?;
+        self.run(net, x, &labels, targeted)
+    }
+    fn perturb_targeted(&self, net: &Network, x: &Tensor, target: &Tensor) -> Result<Tensor> {
+        self.run(net, x, target, true)
+    }
+    fn name(&self) -> String {
+        let norm = match self.norm {
+            Norm::Linf => "Linf",
+            Norm::L2 => "L2",
+        };
+        let restarts = if self.restarts > 1 { format!(" x{} restarts", self.restarts) } else { String::new() };
+        format!("PGD-{} {norm} eps={}{restarts}", self.steps, format_eps(self.eps))
+    }
+}

@@ -1,0 +1,72 @@
+"""PGD in plain PyTorch, written the way torchattacks does it, on the same ConvNet as doublewin's
+(conv3x3-BN-ReLU blocks with max-pooling, global average pooling, linear head `fc`), for the
+parity test. Writes weights.safetensors (the network) and reference.safetensors (x, y, the
+random start, PyTorch's adversarial batch, and the normalisation).
+
+usage: pgd_reference.py OUT_DIR
+"""
+import sys
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from safetensors.torch import save_file
+
+out = Path(sys.argv[1])
+out.mkdir(parents=True, exist_ok=True)
+torch.manual_seed(0)
+
+
+class Block(nn.Module):
+    def __init__(self, c_in, c_out):
+        super().__init__()
+        self.conv = nn.Conv2d(c_in, c_out, 3, padding=1, bias=False)
+        self.bn = nn.BatchNorm2d(c_out)
+
+
+class ConvNet(nn.Module):
+    def __init__(self, widths=(32, 64, 128), c_in=1, side=28, classes=10):
+        super().__init__()
+        self.features = nn.ModuleList()
+        self.pool = []
+        for i, w in enumerate(widths):
+            self.features.append(Block(c_in, w))
+            pools = i + 1 < len(widths) and side >= 4
+            side = side // 2 if pools else side
+            self.pool.append(pools)
+            c_in = w
+        self.fc = nn.Linear(c_in, classes)
+
+    def forward(self, x):
+        for block, pool in zip(self.features, self.pool):
+            x = F.relu(block.bn(block.conv(x)))
+            if pool:
+                x = F.max_pool2d(x, 2)
+        return self.fc(F.adaptive_avg_pool2d(x, 1).flatten(1))
+
+
+model = ConvNet()
+with torch.no_grad():
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.1, 0.1)
+            m.running_var.uniform_(0.5, 1.5)
+model.eval()
+mean, std = torch.tensor([0.3]).view(1, 1, 1, 1), torch.tensor([0.35]).view(1, 1, 1, 1)
+eps, step, steps = 0.1, 0.025, 10
+x = torch.rand(16, 1, 28, 28)
+y = torch.randint(0, 10, (16,))
+start = (x + torch.empty_like(x).uniform_(-eps, eps)).clamp(0, 1)
+
+adv = start.clone()
+for _ in range(steps):
+    adv.requires_grad_(True)
+    loss = F.cross_entropy(model((adv - mean) / std), y, reduction="sum")
+    (grad,) = torch.autograd.grad(loss, adv)
+    adv = adv.detach() + step * grad.sign()
+    adv = torch.min(torch.max(adv, x - eps), x + eps).clamp(0, 1)
+
+save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(out / "weights.safetensors"))
+save_file({"x": x, "y": y, "start": start, "adv": adv, "mean": mean.flatten(), "std": std.flatten()},
+          str(out / "reference.safetensors"))
