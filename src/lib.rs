@@ -42,7 +42,7 @@ pub mod prelude {
     pub use crate::model::{Arch, Network, NetworkSpec, Normalization};
     pub use crate::plot::{Figure, Series};
     pub use crate::runtime::{DeviceChoice, Runtime};
-    pub use crate::train::{evaluate, train, train_with, Callbacks, EpochCheckpoints, Evaluation, History, Schedule, TrainConfig};
-    pub use crate::walkthrough::{Profile, QuickstartReport};
+    pub use crate::train::{evaluate, train, train_with, Callbacks, EpochCheckpoints, Evaluation, History, Regime, Schedule, TrainConfig};
+    pub use crate::walkthrough::{Pretraining, Profile, QuickstartReport, SourceModels};
     pub use tch::{Device, Kind, Tensor};
 }

@@ -158,7 +158,14 @@ impl MaskingCheck {
         let mut eps = eps.to_vec();
         eps.sort_by(f64::total_cmp);
         let (mut fgsm_accuracy, mut pgd_accuracy) = (Vec::new(), Vec::new());
+        let clean = robust_evaluate(net, data, &[], batch_size)?.sa;
         for &e in &eps {
+            // At radius 0 no attack can change anything: both curves start at clean accuracy.
+            if e == 0.0 {
+                fgsm_accuracy.push(clean);
+                pgd_accuracy.push(clean);
+                continue;
+            }
             fgsm_accuracy.push(accuracy_under(net, data, &AttackSpec::Fgsm(Fgsm::new(e)), batch_size)?);
             pgd_accuracy.push(accuracy_under(net, data, &AttackSpec::Pgd(pgd.clone()).with_eps(e), batch_size)?);
         }
