@@ -27,3 +27,28 @@ fn adversarial_training_beats_standard_in_ra_and_fast_gets_most_of_it() {
     assert!(at_ra > std_ra + 0.15, "AT must beat STD in RA by a clear margin: {results:?}");
     assert!(fat_ra > std_ra + 0.6 * (at_ra - std_ra), "FAT must reach most of AT's gain: {results:?}");
 }
+
+#[test]
+fn the_overfitting_guard_stops_and_restores_the_epoch_before_the_collapse() {
+    let eps = 0.1;
+    let splits = Embedded::Digits.splits(0.1, 0).unwrap().with_train_fraction(0.3, 0).unwrap();
+    // A guard that reads every drop (even a rise) as a collapse: it must stop at epoch 2 and
+    // hand back epoch 1's weights.
+    let mut guard = doublewin::train::OverfitGuard::for_eps(eps);
+    guard.max_drop = -1.0;
+    let regime = Regime::Fast { attack: Fgsm::random_start(eps).train_mode(true), guard: Some(guard) };
+    let cfg = |epochs| {
+        TrainConfig::default().epochs(epochs).batch_size(64).schedule(Schedule::Constant).select_best(false).seed(4).regime(regime.clone())
+    };
+    let run = |epochs| {
+        let mut net = Network::new(NetworkSpec::for_data(Arch::convnet(), &splits.train).unwrap(), Device::Cpu, 8).unwrap();
+        let h = train_with(&mut net, &splits, &cfg(epochs), &mut Callbacks::none(), None).unwrap();
+        (h, net.content_hash().unwrap())
+    };
+    let (stopped, stopped_hash) = run(3);
+    assert_eq!(stopped.epochs.len(), 2);
+    assert!(stopped.stopped_early.as_deref().unwrap_or("").contains("catastrophic overfitting"));
+    assert_eq!(stopped.selected_epoch, Some(1));
+    let (_, one_epoch_hash) = run(1);
+    assert_eq!(stopped_hash, one_epoch_hash);
+}

@@ -107,6 +107,22 @@ pub fn robust_evaluate(net: &Network, data: &Dataset, attacks: &[AttackSpec], ba
         })
         .collect();
     let mut warnings = Vec::new();
+    if !attacks.is_empty() {
+        // Cheap check on the first examples: gradient attacks are blind where input gradients vanish.
+        let probe = data.subset(&(0..data.len().min(batch_size) as i64).collect::<Vec<_>>(), "probe")?;
+        let b = probe.batches(batch_size, None, Augment::none(), device)?.next().transpose()?;
+        if let Some(b) = b {
+            let (_, g) = input_gradient(net, &b.images, &b.labels, false)?;
+            let per = g.f_abs()?.f_flatten(1, -1)?.f_sum_dim_intlist([1i64].as_slice(), false, Kind::Double)?;
+            let zero = per.f_eq(0.0)?.f_to_kind(Kind::Double)?.f_mean(Kind::Double)?.f_double_value(&[])?;
+            if zero > 0.5 {
+                warnings.push(format!(
+                    "{:.0}% of input gradients are exactly zero: gradient attacks cannot work, RA is not trustworthy",
+                    100.0 * zero
+                ));
+            }
+        }
+    }
     // Later (stronger) attacks finding nothing the first missed is normal; an FGSM listed after
     // PGD breaking many more points is not.
     for w in attacks.windows(2).zip(broken.windows(2)) {
