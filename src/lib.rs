@@ -23,6 +23,7 @@ pub mod error;
 pub mod fsio;
 pub mod model;
 pub mod plot;
+pub mod prune;
 pub mod runtime;
 pub mod store;
 pub mod train;

@@ -6,6 +6,7 @@ use doublewin::attack::robust_evaluate;
 use doublewin::data::download::{self, Remote};
 use doublewin::data::{embedded, Embedded};
 use doublewin::prelude::*;
+use doublewin::prune::{imp, ImpConfig};
 use doublewin::train::AugmentChoice;
 use doublewin::walkthrough;
 use std::path::PathBuf;
@@ -77,6 +78,34 @@ enum Command {
         #[arg(long)]
         eps: Option<f64>,
         #[arg(long, default_value = "out/sources")]
+        out: PathBuf,
+    },
+    /// Iterative magnitude pruning of a saved network on an embedded source dataset; each round's
+    /// ticket is written to --out as soon as it is done, and a rerun resumes after the last one
+    Imp {
+        /// The pre-trained network (.safetensors with its .json sidecar)
+        #[arg(long)]
+        net: PathBuf,
+        #[arg(long, default_value = "fashion-mnist")]
+        dataset: String,
+        #[arg(long, default_value_t = 6)]
+        rounds: usize,
+        /// Fraction of the remaining weights pruned per round
+        #[arg(long, default_value_t = 0.2)]
+        rate: f64,
+        /// Re-training between rounds: standard (mask family m^ST) or adversarial (m^AT)
+        #[arg(long, default_value = "standard")]
+        regime: String,
+        /// Epochs of re-training per round
+        #[arg(long, default_value_t = 3)]
+        epochs: usize,
+        /// Fraction of the source training split used for re-training
+        #[arg(long, default_value_t = 1.0)]
+        fraction: f64,
+        /// L-inf radius for adversarial re-training (default per data: 0.1 grey-scale, 8/255 colour)
+        #[arg(long)]
+        eps: Option<f64>,
+        #[arg(long)]
         out: PathBuf,
     },
     /// Evaluate a saved network on an embedded dataset's test split: SA, and RA with --eps
@@ -164,6 +193,24 @@ fn run(cli: Cli) -> Result<()> {
                 walkthrough::SourceModels { dataset: "fashion-mnist".into(), profile, models: vec![model] }
             };
             print(cli.json, serde_json::to_value(&report).unwrap_or_default(), format!("{report}\nwrote {}", out.display()));
+        }
+        Command::Imp { net, dataset, rounds, rate, regime, epochs, fraction, eps, out } => {
+            let pretrained = Network::load(&net, rt.device)?;
+            let source = Embedded::from_name(&dataset)?.splits(0.1, rt.seed)?.with_train_fraction(fraction, rt.seed)?;
+            let eps = eps.unwrap_or_else(|| doublewin::attack::default_eps(source.image_shape()));
+            let retrain_regime = match regime.as_str() {
+                "standard" | "st" => Regime::Standard,
+                "adversarial" | "at" => Regime::adversarial(eps),
+                other => return Err(Error::invalid(format!("unknown re-training regime '{other}'"), "use standard or adversarial")),
+            };
+            let cfg = ImpConfig::default()
+                .rounds(rounds)
+                .rate(rate)
+                .retrain(TrainConfig::default().epochs(epochs).seed(rt.seed).regime(retrain_regime));
+            let tickets = imp(&pretrained, &source, &cfg, &out)?;
+            let rows: Vec<serde_json::Value> =
+                tickets.0.iter().map(|t| serde_json::json!({"round": t.round, "sparsity": t.sparsity(), "mask": t.path})).collect();
+            print(cli.json, serde_json::Value::Array(rows), tickets.table().to_string());
         }
         Command::Evaluate { net, dataset, eps } => {
             let net = Network::load(&net, rt.device)?;

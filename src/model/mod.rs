@@ -178,6 +178,9 @@ pub struct Network {
     body: Body,
     mean: Tensor,
     std: Tensor,
+    /// Tensors whose zeros must stay zero (a pruning mask, attached by `prune::Mask::attach`):
+    /// name -> 0/1 float tensor on the network's device. The optimizer honours it.
+    weight_mask: Option<std::collections::BTreeMap<String, Tensor>>,
 }
 
 /// A detached copy of a tensor with its own storage.
@@ -222,7 +225,7 @@ impl Network {
             }
         };
         let (mean, std) = Self::normalizer(&spec.normalization, vs.device())?;
-        Ok(Network { vs, spec, body, mean, std })
+        Ok(Network { vs, spec, body, mean, std, weight_mask: None })
     }
 
     fn normalizer(n: &Normalization, device: Device) -> Result<(Tensor, Tensor)> {
@@ -259,6 +262,28 @@ impl Network {
             Body::Linear(m) => m.forward(&x.f_flatten(1, -1)?),
             Body::ResNet(m) => m.forward(&x, train),
         }
+    }
+
+    /// Sets (or clears) the 0/1 masks the optimizer keeps pruned weights zero with; used by
+    /// `prune::Mask::attach`, which also zeroes the pruned weights.
+    pub fn set_weight_mask(&mut self, masks: Option<std::collections::BTreeMap<String, Tensor>>) -> Result<()> {
+        self.weight_mask = match masks {
+            None => None,
+            Some(m) => {
+                Some(m.into_iter().map(|(k, v)| Ok((k, v.f_to_device(self.device())?.f_to_kind(Kind::Float)?))).collect::<Result<_>>()?)
+            }
+        };
+        Ok(())
+    }
+
+    /// The 0/1 mask of a tensor, if a pruning mask is attached and covers it.
+    pub fn weight_mask(&self, name: &str) -> Option<&Tensor> {
+        self.weight_mask.as_ref().and_then(|m| m.get(name))
+    }
+
+    /// Whether a pruning mask is attached.
+    pub fn is_masked(&self) -> bool {
+        self.weight_mask.is_some()
     }
 
     /// Predicted class indices for a batch (eval mode, no gradients).
@@ -344,6 +369,7 @@ impl Network {
         let keep: Vec<(String, Tensor)> = self.named_tensors().into_iter().filter(|(n, _)| !n.starts_with(&format!("{HEAD}."))).collect();
         let head: Vec<(String, Tensor)> = fresh.named_tensors().into_iter().filter(|(n, _)| n.starts_with(&format!("{HEAD}."))).collect();
         fresh.restore(&keep.into_iter().chain(head).collect::<Vec<_>>())?;
+        fresh.weight_mask = self.weight_mask.as_ref().map(|m| m.iter().map(|(k, v)| (k.clone(), v.shallow_clone())).collect());
         Ok(fresh)
     }
 
@@ -356,12 +382,16 @@ impl Network {
         net.vs.set_device(self.device());
         net.refresh_normalizer()?;
         net.restore(&self.named_tensors())?;
+        net.weight_mask = self.weight_mask.as_ref().map(|m| m.iter().map(|(k, v)| (k.clone(), v.shallow_clone())).collect());
         Ok(net)
     }
 
     /// Moves all tensors to `device`.
     pub fn to_device(&mut self, device: Device) -> Result<()> {
         self.vs.set_device(device);
+        if let Some(m) = self.weight_mask.take() {
+            self.set_weight_mask(Some(m))?;
+        }
         self.refresh_normalizer()
     }
 

@@ -50,6 +50,9 @@ pub struct Sgd {
     pub config: SgdConfig,
     params: Vec<(String, Tensor)>,
     momentum: Vec<Option<Tensor>>,
+    /// 0/1 masks of pruned parameters: their gradients are zeroed before the update, so weight
+    /// decay and momentum never move a pruned weight off zero.
+    masks: Vec<Option<Tensor>>,
 }
 
 impl Sgd {
@@ -57,7 +60,8 @@ impl Sgd {
         config.check()?;
         let params = net.parameters();
         let momentum = params.iter().map(|_| None).collect();
-        Ok(Sgd { config, params, momentum })
+        let masks = params.iter().map(|(n, _)| net.weight_mask(n).map(|m| m.shallow_clone())).collect();
+        Ok(Sgd { config, params, momentum, masks })
     }
 
     /// Zeroes the gradients of all parameters.
@@ -78,10 +82,13 @@ impl Sgd {
     pub fn step(&mut self, lr: f64) -> Result<()> {
         let c = &self.config;
         let _guard = tch::no_grad_guard();
-        for ((_, p), buf) in self.params.iter().zip(self.momentum.iter_mut()) {
-            let g = p.grad();
+        for (((_, p), buf), mask) in self.params.iter().zip(self.momentum.iter_mut()).zip(&self.masks) {
+            let mut g = p.grad();
             if !g.defined() {
                 continue;
+            }
+            if let Some(m) = mask {
+                g = g.f_mul(m)?;
             }
             let mut d = if c.weight_decay != 0.0 { g.f_add(&p.f_mul_scalar(c.weight_decay)?)? } else { g };
             if c.momentum != 0.0 {

@@ -1,0 +1,231 @@
+//! Iterative magnitude pruning with rewinding, as in the double-win paper: the first mask
+//! comes from the pre-trained weights; then, round after round, train the masked network on
+//! the source data, prune `rate` of the remaining weights by trained magnitude, and rewind
+//! every tensor (BN statistics included) to the rewind point. Each round's ticket is written to
+//! disk as soon as it exists; a killed run resumes after its last finished round and ends with
+//! the same masks as an uninterrupted one.
+
+use super::mask::{Mask, MaskMeta};
+use super::strategy::{global_magnitude, layerwise_magnitude};
+use crate::data::Splits;
+use crate::display::{evcxr_emit, Table};
+use crate::error::{Error, Result};
+use crate::model::Network;
+use crate::train::{train_with, Callbacks, Regime, TrainConfig};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// Which weights the pruned network restarts from after each pruning step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum Rewind {
+    /// The pre-trained weights (the paper's choice).
+    #[default]
+    Pretrained,
+    /// The weights after this many epochs of training the dense pre-trained network with the
+    /// re-training config ("late rewinding").
+    Epoch(usize),
+}
+
+/// How each round prunes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum Strategy {
+    /// Over all prunable tensors together (the paper's).
+    #[default]
+    GlobalMagnitude,
+    LayerwiseMagnitude,
+}
+
+/// IMP settings. Defaults: 20% of the remaining weights per round, rewinding to the
+/// pre-trained weights, global magnitude over every convolution weight.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImpConfig {
+    pub rounds: usize,
+    pub rate: f64,
+    /// Training between pruning steps; its regime decides the mask family (standard -> m^ST,
+    /// adversarial -> m^AT).
+    pub retrain: TrainConfig,
+    pub rewind: Rewind,
+    pub strategy: Strategy,
+    /// Tensors to prune (default: every convolution weight, `Network::prunable_names`).
+    pub prunable: Option<Vec<String>>,
+}
+
+impl Default for ImpConfig {
+    fn default() -> Self {
+        ImpConfig {
+            rounds: 6,
+            rate: 0.2,
+            retrain: TrainConfig::default(),
+            rewind: Rewind::Pretrained,
+            strategy: Strategy::GlobalMagnitude,
+            prunable: None,
+        }
+    }
+}
+
+impl ImpConfig {
+    pub fn rounds(mut self, n: usize) -> Self {
+        self.rounds = n;
+        self
+    }
+    pub fn rate(mut self, r: f64) -> Self {
+        self.rate = r;
+        self
+    }
+    pub fn retrain(mut self, cfg: TrainConfig) -> Self {
+        self.retrain = cfg;
+        self
+    }
+    pub fn rewind(mut self, r: Rewind) -> Self {
+        self.rewind = r;
+        self
+    }
+    /// "ST" for standard re-training, "AT" for adversarial (PGD or FGSM-RS).
+    pub fn family(&self) -> &'static str {
+        match self.retrain.regime {
+            Regime::Standard => "ST",
+            _ => "AT",
+        }
+    }
+    /// Sparsity after `round` rounds: 1 - (1 - rate)^round.
+    pub fn sparsity_after(&self, round: usize) -> f64 {
+        1.0 - (1.0 - self.rate).powi(round as i32)
+    }
+    pub fn hash(&self) -> String {
+        crate::store::stable_hash(self)
+    }
+}
+
+/// A lottery ticket: a mask for the pre-trained weights.
+#[derive(Debug, Clone)]
+pub struct Ticket {
+    pub round: usize,
+    pub mask: Mask,
+    pub path: PathBuf,
+}
+
+impl Ticket {
+    pub fn sparsity(&self) -> f64 {
+        self.mask.sparsity()
+    }
+}
+
+/// The tickets of an IMP run.
+#[derive(Debug, Clone)]
+pub struct Tickets(pub Vec<Ticket>);
+
+impl Tickets {
+    /// The ticket of a round (1-based).
+    pub fn round(&self, round: usize) -> Option<&Ticket> {
+        self.0.iter().find(|t| t.round == round)
+    }
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+    pub fn table(&self) -> Table {
+        let mut t = Table::new("IMP tickets", &["round", "family", "sparsity %", "kept weights"]);
+        for k in &self.0 {
+            t.push(vec![
+                k.round.to_string(),
+                k.mask.meta.regime.clone(),
+                format!("{:.2}", 100.0 * k.sparsity()),
+                k.mask.kept().to_string(),
+            ]);
+        }
+        t
+    }
+    pub fn evcxr_display(&self) {
+        evcxr_emit("text/html", &self.table().to_html());
+    }
+}
+
+fn round_path(dir: &Path, round: usize) -> PathBuf {
+    dir.join(format!("round-{round:02}.mask.safetensors"))
+}
+
+fn prune_step(net: &Network, mask: &Mask, cfg: &ImpConfig) -> Result<Mask> {
+    match cfg.strategy {
+        Strategy::GlobalMagnitude => global_magnitude(net, mask, cfg.rate),
+        Strategy::LayerwiseMagnitude => layerwise_magnitude(net, mask, cfg.rate),
+    }
+}
+
+/// Runs (or resumes) IMP from `pretrained` on the `source` splits, writing every round's ticket
+/// to `dir` (`round-NN.mask.safetensors` + JSON) and returning all of them in order.
+pub fn imp(pretrained: &Network, source: &Splits, cfg: &ImpConfig, dir: &Path) -> Result<Tickets> {
+    if cfg.rounds == 0 || !(cfg.rate > 0.0 && cfg.rate < 1.0) {
+        return Err(Error::invalid(
+            format!("IMP with {} rounds at rate {}", cfg.rounds, cfg.rate),
+            "use rounds >= 1 and 0 < rate < 1 (the paper: 0.2)",
+        ));
+    }
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    crate::fsio::write_json(&dir.join("imp.json"), cfg)?;
+    let weights_hash = pretrained.content_hash()?;
+    let names = cfg.prunable.clone().unwrap_or_else(|| pretrained.prunable_names());
+    let meta = |round| MaskMeta { round, regime: format!("IMP {}", cfg.family()), weights_hash: weights_hash.clone() };
+    let rewind_point = rewind_weights(pretrained, source, cfg, dir)?;
+
+    let mut tickets: Vec<Ticket> = Vec::new();
+    for round in 1..=cfg.rounds {
+        let path = round_path(dir, round);
+        if path.exists() {
+            let mask = Mask::load(&path)?;
+            if mask.meta.weights_hash != weights_hash {
+                return Err(Error::invalid(
+                    format!("{} was made from other pre-trained weights", path.display()),
+                    "use a separate folder per pre-trained network, or delete the old tickets",
+                ));
+            }
+            tickets.push(Ticket { round, mask, path });
+            continue;
+        }
+        let mask = match tickets.last() {
+            // Round 1: prune the pre-trained weights themselves, before any training.
+            None => prune_step(pretrained, &Mask::dense(pretrained, &names)?, cfg)?,
+            Some(prev) => {
+                let mut net = pretrained.try_clone()?;
+                net.restore(&rewind_point)?;
+                prev.mask.attach(&mut net)?;
+                println!(
+                    "IMP round {round}/{}: re-training at {:.2}% sparsity ({})",
+                    cfg.rounds,
+                    100.0 * prev.sparsity(),
+                    cfg.retrain.regime.name()
+                );
+                let resume = dir.join(format!("round-{round:02}-train"));
+                train_with(&mut net, source, &cfg.retrain, &mut Callbacks::progress(&format!("IMP r{round}")), Some(&resume))?;
+                let next = prune_step(&net, &prev.mask, cfg)?;
+                let _ = std::fs::remove_dir_all(&resume);
+                next
+            }
+        };
+        let mut mask = mask;
+        mask.meta = meta(round);
+        mask.save(&path)?;
+        println!("IMP round {round}: ticket at {:.2}% sparsity -> {}", 100.0 * mask.sparsity(), path.display());
+        tickets.push(Ticket { round, mask, path });
+    }
+    Ok(Tickets(tickets))
+}
+
+/// The weights every round restarts from.
+fn rewind_weights(pretrained: &Network, source: &Splits, cfg: &ImpConfig, dir: &Path) -> Result<Vec<(String, tch::Tensor)>> {
+    match cfg.rewind {
+        Rewind::Pretrained => pretrained.snapshot(),
+        Rewind::Epoch(k) => {
+            let path = dir.join(format!("rewind-epoch-{k}.safetensors"));
+            if path.exists() {
+                return Network::load(&path, pretrained.device())?.snapshot();
+            }
+            let mut net = pretrained.try_clone()?;
+            let early = TrainConfig { epochs: k, select_best: false, ..cfg.retrain.clone() };
+            train_with(&mut net, source, &early, &mut Callbacks::progress("rewind point"), None)?;
+            net.save(&path)?;
+            net.snapshot()
+        }
+    }
+}

@@ -1,0 +1,10 @@
+//! Pruning: the [`Mask`] type, pruning strategies over (network, mask), and iterative magnitude
+//! pruning with rewinding ([`imp`]) that turns a pre-trained network into lottery tickets.
+
+mod imp;
+mod mask;
+pub mod strategy;
+
+pub use imp::{imp, ImpConfig, Rewind, Strategy, Ticket, Tickets};
+pub use mask::{LayerDensity, Mask, MaskMeta};
+pub use strategy::{global_magnitude, layerwise_magnitude, random_global, random_like};

@@ -1,0 +1,125 @@
+//! Pruning strategies: small functions over (network, current mask) that prune a fraction of
+//! the weights the mask still keeps. Ties are broken deterministically: among equal scores the
+//! weight that comes first (tensor name order, then position) is pruned first.
+
+use super::mask::Mask;
+use crate::error::{Error, Result};
+use crate::model::Network;
+use crate::runtime::Rng;
+use std::collections::BTreeMap;
+use tch::{Device, Kind, Tensor};
+
+/// How many of `kept` weights a fraction prunes: round(fraction * kept), as PyTorch's pruning does.
+pub fn count_to_prune(fraction: f64, kept: i64) -> i64 {
+    ((fraction * kept as f64).round() as i64).clamp(0, kept)
+}
+
+fn check_fraction(fraction: f64) -> Result<()> {
+    if !(0.0..=1.0).contains(&fraction) {
+        return Err(Error::invalid(format!("pruning fraction {fraction} is not in [0, 1]"), "use e.g. 0.2 (20% of the remaining weights)"));
+    }
+    Ok(())
+}
+
+/// Prunes the `k` lowest-scoring kept entries of one flat score vector (pruned entries are
+/// ignored); returns the new flat keep-vector.
+fn prune_lowest(scores: &Tensor, keep: &Tensor, k: i64) -> Result<Tensor> {
+    // Already-pruned entries get +inf so they sort last and are never counted twice.
+    let masked = scores.f_masked_fill(&keep.f_logical_not()?, f64::INFINITY)?;
+    let order = masked.f_argsort_stable(true, 0, false)?;
+    let drop = order.f_narrow(0, 0, k)?;
+    Ok(keep.f_index_fill(0, &drop, 0)?)
+}
+
+fn magnitudes(net: &Network, mask: &Mask) -> Result<BTreeMap<String, Tensor>> {
+    mask.check_fits(net)?;
+    let tensors: BTreeMap<String, Tensor> = net.named_tensors().into_iter().collect();
+    mask.names().map(|n| Ok((n.clone(), tensors[n].f_detach()?.f_to_device(Device::Cpu)?.f_abs()?.f_to_kind(Kind::Float)?))).collect()
+}
+
+fn with_masks(mask: &Mask, masks: BTreeMap<String, Tensor>) -> Result<Mask> {
+    Mask::new(masks, mask.meta.clone())
+}
+
+/// Global unstructured magnitude pruning (the paper's IMP step): over all tensors of `mask`
+/// together, prunes the `fraction` of still-kept weights with the smallest |w|.
+pub fn global_magnitude(net: &Network, mask: &Mask, fraction: f64) -> Result<Mask> {
+    check_fraction(fraction)?;
+    let mags = magnitudes(net, mask)?;
+    let names: Vec<&String> = mask.names().collect();
+    let flat_scores = Tensor::f_cat(&names.iter().map(|n| mags[*n].f_flatten(0, -1)).collect::<std::result::Result<Vec<_>, _>>()?, 0)?;
+    let flat_keep =
+        Tensor::f_cat(&names.iter().map(|n| mask.get(n).unwrap().f_flatten(0, -1)).collect::<std::result::Result<Vec<_>, _>>()?, 0)?;
+    let k = count_to_prune(fraction, flat_keep.f_sum(Kind::Int64)?.f_int64_value(&[])?);
+    let new_keep = prune_lowest(&flat_scores, &flat_keep, k)?;
+    let mut out = BTreeMap::new();
+    let mut offset = 0;
+    for n in names {
+        let m = mask.get(n).unwrap();
+        let len = m.numel() as i64;
+        out.insert(n.clone(), new_keep.f_narrow(0, offset, len)?.f_view(m.size().as_slice())?);
+        offset += len;
+    }
+    with_masks(mask, out)
+}
+
+/// Layer-wise magnitude pruning: prunes `fraction` of each tensor's kept weights separately.
+pub fn layerwise_magnitude(net: &Network, mask: &Mask, fraction: f64) -> Result<Mask> {
+    check_fraction(fraction)?;
+    let mags = magnitudes(net, mask)?;
+    let mut out = BTreeMap::new();
+    for (n, m) in mask.iter() {
+        let keep = m.f_flatten(0, -1)?;
+        let k = count_to_prune(fraction, keep.f_sum(Kind::Int64)?.f_int64_value(&[])?);
+        out.insert(n.clone(), prune_lowest(&mags[n].f_flatten(0, -1)?, &keep, k)?.f_view(m.size().as_slice())?);
+    }
+    with_masks(mask, out)
+}
+
+fn random_scores(shape: &[i64], rng: &mut Rng) -> Result<Tensor> {
+    rng.uniform_tensor(shape, 0.0, 1.0, Device::Cpu)
+}
+
+/// Random global pruning: `fraction` of the kept weights, chosen uniformly (seeded).
+pub fn random_global(mask: &Mask, fraction: f64, seed: u64) -> Result<Mask> {
+    check_fraction(fraction)?;
+    let mut rng = Rng::derive(seed, "random-prune");
+    let names: Vec<&String> = mask.names().collect();
+    let mut scores = Vec::new();
+    let mut keeps = Vec::new();
+    for n in &names {
+        let m = mask.get(n).unwrap();
+        scores.push(random_scores(&[m.numel() as i64], &mut rng)?);
+        keeps.push(m.f_flatten(0, -1)?);
+    }
+    let flat_keep = Tensor::f_cat(&keeps, 0)?;
+    let k = count_to_prune(fraction, flat_keep.f_sum(Kind::Int64)?.f_int64_value(&[])?);
+    let new_keep = prune_lowest(&Tensor::f_cat(&scores, 0)?, &flat_keep, k)?;
+    let mut out = BTreeMap::new();
+    let mut offset = 0;
+    for n in names {
+        let m = mask.get(n).unwrap();
+        out.insert(n.clone(), new_keep.f_narrow(0, offset, m.numel() as i64)?.f_view(m.size().as_slice())?);
+        offset += m.numel() as i64;
+    }
+    let mut mask = with_masks(mask, out)?;
+    mask.meta.regime = "random".into();
+    Ok(mask)
+}
+
+/// A random mask with exactly the per-tensor kept counts of `like` (the usual random-ticket
+/// baseline), seeded.
+pub fn random_like(like: &Mask, seed: u64) -> Result<Mask> {
+    let mut rng = Rng::derive(seed, "random-like");
+    let mut out = BTreeMap::new();
+    for (n, m) in like.iter() {
+        let total = m.numel() as i64;
+        let kept = m.f_sum(Kind::Int64)?.f_int64_value(&[])?;
+        let all = Tensor::f_ones([total], (Kind::Bool, Device::Cpu))?;
+        let keep = prune_lowest(&random_scores(&[total], &mut rng)?, &all, total - kept)?;
+        out.insert(n.clone(), keep.f_view(m.size().as_slice())?);
+    }
+    let mut mask = Mask::new(out, like.meta.clone())?;
+    mask.meta.regime = "random (layer-wise counts of a ticket)".into();
+    Ok(mask)
+}
