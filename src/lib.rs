@@ -26,7 +26,9 @@ pub mod plot;
 pub mod prune;
 pub mod runtime;
 pub mod store;
+pub mod study;
 pub mod train;
+pub mod transfer;
 pub mod walkthrough;
 
 /// This crate's version.

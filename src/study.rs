@@ -1,0 +1,397 @@
+//! A [`Study`] declares the grid of the paper's experiments (pre-trainings x IMP families x
+//! ticket rounds x downstream datasets x fine-tunings x data fractions x seeds) and runs what
+//! the [`Store`] does not have yet, with progress and an ETA. Re-running a finished study loads
+//! everything from disk; a killed one resumes at the step it was in.
+
+use crate::data::{Embedded, Splits};
+use crate::display::{evcxr_emit, Table};
+use crate::error::{Error, Result};
+use crate::model::{Arch, Network, NetworkSpec};
+use crate::prune::{imp, ImpConfig, Mask};
+use crate::runtime::Runtime;
+use crate::store::Store;
+use crate::train::{train_with, Callbacks, History, Regime, TrainConfig};
+use crate::transfer::{transfer, FineTuning, Scores, TransferConfig, TransferReport, Verdict};
+use crate::walkthrough::{Pretraining, Profile};
+use serde::{Deserialize, Serialize};
+use std::time::Instant;
+
+/// Re-training inside IMP: standard (masks m^ST) or adversarial (m^AT).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Family {
+    ST,
+    AT,
+}
+
+/// The declared grid and every recipe in it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Study {
+    pub source: Embedded,
+    pub arch: Arch,
+    /// Fraction of the source training split used for pre-training and IMP.
+    pub source_fraction: f64,
+    /// L-inf radius for adversarial pre-training, m^AT re-training and transfer.
+    pub eps: f64,
+    pub pretrainings: Vec<Pretraining>,
+    pub pretrain: TrainConfig,
+    /// PGD steps of adversarial pre-training / re-training.
+    pub adversarial_steps: usize,
+    pub families: Vec<Family>,
+    pub imp: ImpConfig,
+    /// IMP rounds whose tickets are transferred (the dense baseline always is).
+    pub rounds: Vec<usize>,
+    pub downstream: Vec<Embedded>,
+    pub fine_tunings: Vec<FineTuning>,
+    pub fractions: Vec<f64>,
+    pub seeds: Vec<u64>,
+    pub transfer: TransferConfig,
+    /// Verdict tolerance with one seed (fraction: 0.005 = 0.5 points).
+    pub tolerance: f64,
+}
+
+impl Study {
+    /// The walkthrough's study at a profile: every pre-training and IMP family, tickets at
+    /// rounds 2, 4 and 6 (36%, 59%, 74% sparsity), transfer to MNIST, Animal-MNIST and digits
+    /// at 100 / 10 / 1% of their training data; sizes shrink with the profile.
+    pub fn for_profile(profile: Profile) -> Study {
+        let eps = 0.1;
+        let (src_frac, pre_epochs, imp_epochs, rounds, ft_epochs, downstream, fractions) = match profile {
+            Profile::Tiny => (0.05, 2, 1, vec![1, 2], 2, vec![Embedded::Digits], vec![1.0]),
+            Profile::Small => {
+                (0.1, 4, 2, vec![2, 4, 6], 4, vec![Embedded::Mnist, Embedded::AnimalMnist, Embedded::Digits], vec![1.0, 0.1, 0.01])
+            }
+            Profile::Full => {
+                (1.0, 15, 5, vec![2, 4, 6, 8, 10], 15, vec![Embedded::Mnist, Embedded::AnimalMnist, Embedded::Digits], vec![1.0, 0.1, 0.01])
+            }
+        };
+        let steps = profile.adversarial_steps();
+        let rounds_needed = rounds.iter().copied().max().unwrap_or(1);
+        Study {
+            source: Embedded::FashionMnist,
+            arch: Arch::convnet(),
+            source_fraction: src_frac,
+            eps,
+            pretrainings: Pretraining::ALL.to_vec(),
+            pretrain: TrainConfig::default().epochs(pre_epochs),
+            adversarial_steps: steps,
+            families: vec![Family::ST, Family::AT],
+            imp: ImpConfig::default().rounds(rounds_needed).retrain(TrainConfig::default().epochs(imp_epochs).lr(0.01)),
+            rounds,
+            downstream,
+            fine_tunings: FineTuning::BOTH.to_vec(),
+            fractions,
+            seeds: vec![0],
+            transfer: TransferConfig {
+                eps,
+                train_steps: steps,
+                val_steps: steps,
+                test_steps: 20,
+                recipe: TrainConfig::default().epochs(ft_epochs).lr(0.02).batch_size(64),
+                ..TransferConfig::default()
+            },
+            tolerance: 0.005,
+        }
+    }
+
+    fn adversarial(&self) -> Regime {
+        Regime::Adversarial(
+            crate::attack::Pgd::linf(self.eps, 2.5 * self.eps / self.adversarial_steps as f64, self.adversarial_steps).train_mode(true),
+        )
+    }
+
+    /// Number of steps (pre-trainings, IMP runs, transfers) in the grid.
+    pub fn size(&self) -> usize {
+        let p = self.pretrainings.len();
+        let subnets = 1 + self.families.len() * self.rounds.len();
+        p + p * self.families.len()
+            + p * subnets * self.downstream.len() * self.fine_tunings.len() * self.fractions.len() * self.seeds.len()
+    }
+
+    /// Runs every missing step; returns all results.
+    pub fn run(&self, rt: &Runtime, store: &Store) -> Result<StudyResults> {
+        if self.rounds.iter().any(|&r| r == 0 || r > self.imp.rounds) {
+            return Err(Error::invalid(
+                format!("ticket rounds {:?} outside 1..={}", self.rounds, self.imp.rounds),
+                "raise imp.rounds or pick lower rounds",
+            ));
+        }
+        let start = Instant::now();
+        let mut progress = StudyProgress { total: self.size(), done: 0, computed: 0, compute_seconds: 0.0 };
+        let source = self.source.splits(0.1, 0)?.with_train_fraction(self.source_fraction, 0)?;
+        let mut transfers = Vec::new();
+        let mut downstream_splits = Vec::new();
+        for d in &self.downstream {
+            downstream_splits.push((*d, d.splits(0.1, 0)?));
+        }
+        for &pre in &self.pretrainings {
+            let pre_cfg = TrainConfig { regime: self.pretraining_regime(pre), seed: rt.seed, ..self.pretrain.clone() };
+            let pre_key = Store::key(
+                "pretrain",
+                &[
+                    self.source.name(),
+                    &serde_json::to_string(&self.arch).unwrap_or_default(),
+                    &pre_cfg.hash(),
+                    &self.source_fraction.to_string(),
+                    &rt.seed.to_string(),
+                ],
+            );
+            let label = format!("pre-train {}", pre.short());
+            let _history: History = progress.step(&label, store.has("pretrain", &pre_key), || {
+                store.get_or_run("pretrain", &pre_key, serde_json::json!({"pretraining": pre, "source": self.source}), |dir| {
+                    let mut net = Network::new(NetworkSpec::for_data(self.arch.clone(), &source.train)?, rt.device, rt.seed)?;
+                    let history = train_with(&mut net, &source, &pre_cfg, &mut Callbacks::progress(pre.short()), Some(&dir.join("train")))?;
+                    net.save(dir.join("net.safetensors"))?;
+                    Ok(history)
+                })
+            })?;
+            let pretrained = Network::load(store.dir("pretrain", &pre_key).join("net.safetensors"), rt.device)?;
+            let mut subnets: Vec<(Option<Family>, usize, Option<Mask>)> = vec![(None, 0, None)];
+            for &family in &self.families {
+                let imp_cfg = ImpConfig {
+                    retrain: TrainConfig { regime: self.family_regime(family), seed: rt.seed, ..self.imp.retrain.clone() },
+                    ..self.imp.clone()
+                };
+                let imp_key = Store::key("imp", &[&pre_key, &imp_cfg.hash()]);
+                let _sparsities: Vec<f64> =
+                    progress.step(&format!("IMP {} from {}", family_name(family), pre.short()), store.has("imp", &imp_key), || {
+                        store.get_or_run("imp", &imp_key, serde_json::json!({"pretraining": pre, "family": family}), |dir| {
+                            Ok(imp(&pretrained, &source, &imp_cfg, dir)?.0.iter().map(|t| t.sparsity()).collect::<Vec<f64>>())
+                        })
+                    })?;
+                for &r in &self.rounds {
+                    let mask = Mask::load(store.dir("imp", &imp_key).join(format!("round-{r:02}.mask.safetensors")))?;
+                    subnets.push((Some(family), r, Some(mask)));
+                }
+            }
+            for (d, splits) in &downstream_splits {
+                for (family, round, mask) in &subnets {
+                    for &ft in &self.fine_tunings {
+                        for &fraction in &self.fractions {
+                            for &seed in &self.seeds {
+                                let cfg = TransferConfig { fine_tuning: ft, fraction, seed, ..self.transfer.clone() };
+                                let mask_id =
+                                    mask.as_ref().map(|m| format!("{:?}/{round}/{}", family, m.kept())).unwrap_or_else(|| "dense".into());
+                                let key = Store::key("transfer", &[&pre_key, &mask_id, d.name(), &cfg.hash()]);
+                                let label = format!(
+                                    "transfer {} {} -> {} ({}, {}%, seed {seed})",
+                                    pre.short(),
+                                    subnet_name(*family, *round),
+                                    d.name(),
+                                    ft.name(),
+                                    100.0 * fraction
+                                );
+                                let report: TransferReport = progress.step(&label, store.has("transfer", &key), || {
+                                    store.get_or_run("transfer", &key, serde_json::json!({"label": label}), |_| {
+                                        transfer(&pretrained, mask.as_ref(), splits, &cfg)
+                                    })
+                                })?;
+                                transfers.push(TransferRecord { pretraining: pre, family: *family, round: *round, dataset: *d, report });
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        Ok(StudyResults { study: self.clone(), transfers, seconds: start.elapsed().as_secs_f64(), computed_steps: progress.computed })
+    }
+
+    fn pretraining_regime(&self, p: Pretraining) -> Regime {
+        match p {
+            Pretraining::Standard => Regime::Standard,
+            Pretraining::Fast => Regime::fast(self.eps),
+            Pretraining::Adversarial => self.adversarial(),
+        }
+    }
+
+    fn family_regime(&self, f: Family) -> Regime {
+        match f {
+            Family::ST => Regime::Standard,
+            Family::AT => self.adversarial(),
+        }
+    }
+}
+
+fn family_name(f: Family) -> &'static str {
+    match f {
+        Family::ST => "m^ST",
+        Family::AT => "m^AT",
+    }
+}
+
+fn subnet_name(family: Option<Family>, round: usize) -> String {
+    match family {
+        None => "dense".into(),
+        Some(f) => format!("{} r{round}", family_name(f)),
+    }
+}
+
+struct StudyProgress {
+    total: usize,
+    done: usize,
+    computed: usize,
+    compute_seconds: f64,
+}
+
+impl StudyProgress {
+    fn step<T>(&mut self, label: &str, cached: bool, run: impl FnOnce() -> Result<T>) -> Result<T> {
+        let t = Instant::now();
+        let value = run()?;
+        self.done += 1;
+        if cached {
+            println!("[study {}/{}] {label}: from the store", self.done, self.total);
+        } else {
+            self.computed += 1;
+            self.compute_seconds += t.elapsed().as_secs_f64();
+            let eta = self.compute_seconds / self.computed as f64 * (self.total - self.done) as f64;
+            println!("[study {}/{}] {label}: done in {:.1}s (ETA at most {:.0}s)", self.done, self.total, t.elapsed().as_secs_f64(), eta);
+        }
+        Ok(value)
+    }
+}
+
+/// One transfer run of a study.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TransferRecord {
+    pub pretraining: Pretraining,
+    pub family: Option<Family>,
+    /// IMP round (0 = the dense baseline).
+    pub round: usize,
+    pub dataset: Embedded,
+    pub report: TransferReport,
+}
+
+/// Everything a study produced.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StudyResults {
+    pub study: Study,
+    pub transfers: Vec<TransferRecord>,
+    pub seconds: f64,
+    /// Steps computed in this call (the rest came from the store).
+    pub computed_steps: usize,
+}
+
+/// A verdict with what it is about.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct VerdictCell {
+    pub pretraining: Pretraining,
+    pub family: Family,
+    pub dataset: Embedded,
+    pub fraction: f64,
+    pub verdict: Verdict,
+}
+
+impl StudyResults {
+    /// Verdicts per (pre-training, IMP family, downstream dataset, data fraction).
+    pub fn verdicts(&self) -> Vec<VerdictCell> {
+        let s = &self.study;
+        let mut out = Vec::new();
+        for &pre in &s.pretrainings {
+            for &family in &s.families {
+                for &d in &s.downstream {
+                    for &fraction in &s.fractions {
+                        let pick = |fam: Option<Family>, round: usize| -> Vec<&TransferReport> {
+                            self.transfers
+                                .iter()
+                                .filter(|t| {
+                                    t.pretraining == pre
+                                        && t.family == fam
+                                        && t.round == round
+                                        && t.dataset == d
+                                        && t.report.fraction == fraction
+                                })
+                                .map(|t| &t.report)
+                                .collect()
+                        };
+                        let dense = Scores::from_reports(&pick(None, 0));
+                        let tickets: Vec<(String, f64, Scores)> = s
+                            .rounds
+                            .iter()
+                            .filter_map(|&r| {
+                                let reports = pick(Some(family), r);
+                                let sparsity = reports.first()?.sparsity;
+                                Some((format!("{} r{r}", family_name(family)), sparsity, Scores::from_reports(&reports)))
+                            })
+                            .collect();
+                        out.push(VerdictCell {
+                            pretraining: pre,
+                            family,
+                            dataset: d,
+                            fraction,
+                            verdict: Verdict::judge(&dense, &tickets, s.tolerance),
+                        });
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// One row per verdict cell: the highest double-win sparsity and each ticket's outcome.
+    pub fn verdict_table(&self) -> Table {
+        let mut t = Table::new(
+            format!("Double-win tickets ({} transfers, tolerance {:.1} points)", self.transfers.len(), 100.0 * self.study.tolerance),
+            &["pre-training", "mask", "downstream", "data %", "tickets (sparsity: double-win?)", "highest double-win sparsity %"],
+        );
+        for c in self.verdicts() {
+            let tickets = c
+                .verdict
+                .rows
+                .iter()
+                .map(|r| format!("{:.1}%: {}", 100.0 * r.sparsity, if r.double_win { "yes" } else { "no" }))
+                .collect::<Vec<_>>()
+                .join(", ");
+            t.push(vec![
+                c.pretraining.short().into(),
+                family_name(c.family).into(),
+                c.dataset.name().into(),
+                format!("{}", 100.0 * c.fraction),
+                tickets,
+                c.verdict.highest_double_win().map(|s| format!("{:.2}", 100.0 * s)).unwrap_or_else(|| "-".into()),
+            ]);
+        }
+        t
+    }
+
+    /// Every transfer's test SA / RA.
+    pub fn transfer_table(&self) -> Table {
+        let mut t = Table::new(
+            "Transfers (test split)",
+            &[
+                "pre-training",
+                "subnetwork",
+                "sparsity %",
+                "downstream",
+                "fine-tuning",
+                "data %",
+                "seed",
+                "SA % (best val SA)",
+                "RA % (best val RA)",
+            ],
+        );
+        for r in &self.transfers {
+            t.push(vec![
+                r.pretraining.short().into(),
+                subnet_name(r.family, r.round),
+                format!("{:.2}", 100.0 * r.report.sparsity),
+                r.dataset.name().into(),
+                r.report.fine_tuning.name().into(),
+                format!("{}", 100.0 * r.report.fraction),
+                r.report.seed.to_string(),
+                format!("{:.2}", 100.0 * r.report.best_sa.test_sa),
+                format!("{:.2}", 100.0 * r.report.best_ra.test_ra),
+            ]);
+        }
+        t
+    }
+
+    pub fn evcxr_display(&self) {
+        evcxr_emit("text/html", &self.verdict_table().to_html());
+    }
+}
+
+impl std::fmt::Display for StudyResults {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.verdict_table())?;
+        writeln!(f, "{:.0}s, {} steps computed, the rest from the store", self.seconds, self.computed_steps)
+    }
+}
