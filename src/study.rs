@@ -3,7 +3,7 @@
 //! the [`Store`] does not have yet, with progress and an ETA. Re-running a finished study loads
 //! everything from disk; a killed one resumes at the step it was in.
 
-use crate::data::{Embedded, Splits};
+use crate::data::Embedded;
 use crate::display::{evcxr_emit, Table};
 use crate::error::{Error, Result};
 use crate::model::{Arch, Network, NetworkSpec};
