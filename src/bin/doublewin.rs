@@ -6,8 +6,11 @@ use doublewin::attack::robust_evaluate;
 use doublewin::data::download::{self, Remote};
 use doublewin::data::{embedded, Embedded};
 use doublewin::prelude::*;
-use doublewin::prune::{imp, ImpConfig};
+use doublewin::prune::{imp, ImpConfig, Mask};
+use doublewin::store::Store;
+use doublewin::study::Study;
 use doublewin::train::AugmentChoice;
+use doublewin::transfer::{transfer, FineTuning, TransferConfig};
 use doublewin::walkthrough;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -108,6 +111,32 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Transfer a saved network (dense, or with a ticket's mask) to an embedded downstream dataset
+    Transfer {
+        #[arg(long)]
+        net: PathBuf,
+        /// A ticket (mask .safetensors written by `imp`); without it the dense network transfers
+        #[arg(long)]
+        mask: Option<PathBuf>,
+        #[arg(long, default_value = "mnist")]
+        dataset: String,
+        /// standard | adversarial
+        #[arg(long, default_value = "standard")]
+        fine_tuning: String,
+        #[arg(long, default_value_t = 1.0)]
+        fraction: f64,
+        #[arg(long, default_value_t = 5)]
+        epochs: usize,
+        #[arg(long, default_value_t = 0.02)]
+        lr: f64,
+        #[arg(long)]
+        eps: Option<f64>,
+    },
+    /// Run, list or clean the experiment store's study (the double-win grid)
+    Study {
+        #[command(subcommand)]
+        action: StudyAction,
+    },
     /// Evaluate a saved network on an embedded dataset's test split: SA, and RA with --eps
     Evaluate {
         #[arg(long)]
@@ -125,6 +154,31 @@ enum Command {
     },
     /// Show the runtime: device, CUDA, threads, versions, data folder
     Info,
+}
+
+#[derive(Subcommand)]
+enum StudyAction {
+    /// Run what is missing of the profile's study and print the verdict table
+    Run {
+        /// tiny, small or full (default: $DOUBLEWIN_PROFILE or small)
+        #[arg(long)]
+        profile: Option<String>,
+        /// Store folder (default: $DOUBLEWIN_STORE or ~/.cache/doublewin/store)
+        #[arg(long)]
+        store: Option<PathBuf>,
+    },
+    /// List the finished steps in the store
+    List {
+        #[arg(long)]
+        store: Option<PathBuf>,
+    },
+    /// Delete finished steps (of one kind: pretrain, imp, transfer; or all)
+    Clean {
+        #[arg(long)]
+        kind: Option<String>,
+        #[arg(long)]
+        store: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -212,6 +266,51 @@ fn run(cli: Cli) -> Result<()> {
                 tickets.0.iter().map(|t| serde_json::json!({"round": t.round, "sparsity": t.sparsity(), "mask": t.path})).collect();
             print(cli.json, serde_json::Value::Array(rows), tickets.table().to_string());
         }
+        Command::Transfer { net, mask, dataset, fine_tuning, fraction, epochs, lr, eps } => {
+            let pretrained = Network::load(&net, rt.device)?;
+            let mask = mask.map(Mask::load).transpose()?;
+            let splits = Embedded::from_name(&dataset)?.splits(0.1, rt.seed)?;
+            let fine_tuning = match fine_tuning.as_str() {
+                "standard" => FineTuning::Standard,
+                "adversarial" => FineTuning::Adversarial,
+                other => return Err(Error::invalid(format!("unknown fine-tuning '{other}'"), "use standard or adversarial")),
+            };
+            let cfg = TransferConfig {
+                fine_tuning,
+                fraction,
+                eps: eps.unwrap_or_else(|| doublewin::attack::default_eps(splits.image_shape())),
+                recipe: TrainConfig::default().epochs(epochs).lr(lr).batch_size(64),
+                seed: rt.seed,
+                ..TransferConfig::default()
+            };
+            let report = transfer(&pretrained, mask.as_ref(), &splits, &cfg)?;
+            print(cli.json, serde_json::to_value(&report).unwrap_or_default(), report.to_string());
+        }
+        Command::Study { action } => match action {
+            StudyAction::Run { profile, store } => {
+                let profile = match profile {
+                    Some(p) => p.parse()?,
+                    None => Profile::from_env()?,
+                };
+                let store = Store::open(store.unwrap_or_else(Store::default_root))?;
+                let results = Study::for_profile(profile).run(&rt, &store)?;
+                print(cli.json, serde_json::to_value(&results).unwrap_or_default(), format!("{}\n{results}", results.transfer_table()));
+            }
+            StudyAction::List { store } => {
+                let store = Store::open(store.unwrap_or_else(Store::default_root))?;
+                let entries = store.entries()?;
+                let mut t = Table::new(format!("Store {}", store.root().display()), &["kind", "key", "what", "bytes"]);
+                for e in &entries {
+                    t.push(vec![e.kind.clone(), e.key.clone(), e.describe.to_string(), e.bytes.to_string()]);
+                }
+                print(cli.json, serde_json::to_value(&entries).unwrap_or_default(), t.to_string());
+            }
+            StudyAction::Clean { kind, store } => {
+                let store = Store::open(store.unwrap_or_else(Store::default_root))?;
+                let n = store.clean(kind.as_deref())?;
+                print(cli.json, serde_json::json!({"removed": n}), format!("removed {n} steps from {}", store.root().display()));
+            }
+        },
         Command::Evaluate { net, dataset, eps } => {
             let net = Network::load(&net, rt.device)?;
             let (_, test) = Embedded::from_name(&dataset)?.load()?;
