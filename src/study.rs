@@ -50,21 +50,28 @@ pub struct Study {
 }
 
 impl Study {
-    /// The walkthrough's study at a profile: every pre-training and IMP family, tickets at
-    /// rounds 2, 4 and 6 (36%, 59%, 74% sparsity), transfer to MNIST, Animal-MNIST and digits
-    /// at 100 / 10 / 1% of their training data; sizes shrink with the profile.
+    /// The walkthrough's study at a profile: every pre-training and both IMP families. `full`:
+    /// tickets at rounds 2..10 (36% to 89% sparsity), transfer to MNIST, Animal-MNIST and digits
+    /// at 100 / 10 / 1% of their data, PGD-10; `small` (a laptop, minutes): rounds 2, 4, 6
+    /// (36%, 59%, 74%), digits at 100 / 10%, PGD-3; `tiny` (tests): rounds 1, 2, digits at 100%.
     pub fn for_profile(profile: Profile) -> Study {
         let eps = 0.1;
-        let (src_frac, pre_epochs, imp_epochs, rounds, ft_epochs, downstream, fractions) = match profile {
-            Profile::Tiny => (0.05, 2, 1, vec![1, 2], 2, vec![Embedded::Digits], vec![1.0]),
-            Profile::Small => {
-                (0.1, 4, 2, vec![2, 4, 6], 4, vec![Embedded::Mnist, Embedded::AnimalMnist, Embedded::Digits], vec![1.0, 0.1, 0.01])
-            }
-            Profile::Full => {
-                (1.0, 15, 5, vec![2, 4, 6, 8, 10], 15, vec![Embedded::Mnist, Embedded::AnimalMnist, Embedded::Digits], vec![1.0, 0.1, 0.01])
-            }
+        // (source fraction, pre-training epochs, IMP re-training epochs, ticket rounds,
+        //  fine-tuning epochs, downstream datasets, data fractions, adversarial PGD steps)
+        let (src_frac, pre_epochs, imp_epochs, rounds, ft_epochs, downstream, fractions, steps) = match profile {
+            Profile::Tiny => (0.05, 2, 1, vec![1, 2], 2, vec![Embedded::Digits], vec![1.0], 3),
+            Profile::Small => (0.1, 4, 1, vec![2, 4, 6], 4, vec![Embedded::Digits], vec![1.0, 0.1], 3),
+            Profile::Full => (
+                1.0,
+                15,
+                5,
+                vec![2, 4, 6, 8, 10],
+                15,
+                vec![Embedded::Mnist, Embedded::AnimalMnist, Embedded::Digits],
+                vec![1.0, 0.1, 0.01],
+                10,
+            ),
         };
-        let steps = profile.adversarial_steps();
         let rounds_needed = rounds.iter().copied().max().unwrap_or(1);
         Study {
             source: Embedded::FashionMnist,
@@ -124,17 +131,7 @@ impl Study {
             downstream_splits.push((*d, d.splits(0.1, 0)?));
         }
         for &pre in &self.pretrainings {
-            let pre_cfg = TrainConfig { regime: self.pretraining_regime(pre), seed: rt.seed, ..self.pretrain.clone() };
-            let pre_key = Store::key(
-                "pretrain",
-                &[
-                    self.source.name(),
-                    &serde_json::to_string(&self.arch).unwrap_or_default(),
-                    &pre_cfg.hash(),
-                    &self.source_fraction.to_string(),
-                    &rt.seed.to_string(),
-                ],
-            );
+            let (pre_key, pre_cfg) = self.pretrain_key(pre, rt.seed);
             let label = format!("pre-train {}", pre.short());
             let _history: History = progress.step(&label, store.has("pretrain", &pre_key), || {
                 store.get_or_run("pretrain", &pre_key, serde_json::json!({"pretraining": pre, "source": self.source}), |dir| {
@@ -147,11 +144,7 @@ impl Study {
             let pretrained = Network::load(store.dir("pretrain", &pre_key).join("net.safetensors"), rt.device)?;
             let mut subnets: Vec<(Option<Family>, usize, Option<Mask>)> = vec![(None, 0, None)];
             for &family in &self.families {
-                let imp_cfg = ImpConfig {
-                    retrain: TrainConfig { regime: self.family_regime(family), seed: rt.seed, ..self.imp.retrain.clone() },
-                    ..self.imp.clone()
-                };
-                let imp_key = Store::key("imp", &[&pre_key, &imp_cfg.hash()]);
+                let (imp_key, imp_cfg) = self.imp_key(&pre_key, family, rt.seed);
                 let _sparsities: Vec<f64> =
                     progress.step(&format!("IMP {} from {}", family_name(family), pre.short()), store.has("imp", &imp_key), || {
                         store.get_or_run("imp", &imp_key, serde_json::json!({"pretraining": pre, "family": family}), |dir| {
@@ -193,6 +186,34 @@ impl Study {
             }
         }
         Ok(StudyResults { study: self.clone(), transfers, seconds: start.elapsed().as_secs_f64(), computed_steps: progress.computed })
+    }
+
+    /// Store key and training config of a pre-training.
+    fn pretrain_key(&self, pre: Pretraining, seed: u64) -> (String, TrainConfig) {
+        let cfg = TrainConfig { regime: self.pretraining_regime(pre), seed, ..self.pretrain.clone() };
+        let arch = serde_json::to_string(&self.arch).unwrap_or_default();
+        let key = Store::key("pretrain", &[self.source.name(), &arch, &cfg.hash(), &self.source_fraction.to_string(), &seed.to_string()]);
+        (key, cfg)
+    }
+
+    /// Store key and config of an IMP run from a pre-trained network.
+    fn imp_key(&self, pre_key: &str, family: Family, seed: u64) -> (String, ImpConfig) {
+        let cfg =
+            ImpConfig { retrain: TrainConfig { regime: self.family_regime(family), seed, ..self.imp.retrain.clone() }, ..self.imp.clone() };
+        (Store::key("imp", &[pre_key, &cfg.hash()]), cfg)
+    }
+
+    /// The ticket (mask) of an IMP round of a finished study.
+    pub fn ticket(&self, rt: &Runtime, store: &Store, pre: Pretraining, family: Family, round: usize) -> Result<Mask> {
+        let (pre_key, _) = self.pretrain_key(pre, rt.seed);
+        let (imp_key, _) = self.imp_key(&pre_key, family, rt.seed);
+        Mask::load(store.dir("imp", &imp_key).join(format!("round-{round:02}.mask.safetensors")))
+    }
+
+    /// The pre-trained source network of a finished study.
+    pub fn source_network(&self, rt: &Runtime, store: &Store, pre: Pretraining) -> Result<Network> {
+        let (pre_key, _) = self.pretrain_key(pre, rt.seed);
+        Network::load(store.dir("pretrain", &pre_key).join("net.safetensors"), rt.device)
     }
 
     fn pretraining_regime(&self, p: Pretraining) -> Regime {
@@ -348,6 +369,31 @@ impl StudyResults {
                 tickets,
                 c.verdict.highest_double_win().map(|s| format!("{:.2}", 100.0 * s)).unwrap_or_else(|| "-".into()),
             ]);
+        }
+        t
+    }
+
+    /// Per pre-training and data fraction: the highest double-win sparsity found on each
+    /// downstream dataset (over both IMP families), the paper's headline comparison.
+    pub fn headline_table(&self) -> Table {
+        let s = &self.study;
+        let mut headers = vec!["pre-training".to_string(), "data %".to_string()];
+        headers.extend(s.downstream.iter().map(|d| d.name().to_string()));
+        let mut t = Table { title: "Highest sparsity with a double-win ticket (%)".into(), headers, rows: Vec::new() };
+        let verdicts = self.verdicts();
+        for &pre in &s.pretrainings {
+            for &fraction in &s.fractions {
+                let mut row = vec![pre.short().to_string(), format!("{}", 100.0 * fraction)];
+                for &d in &s.downstream {
+                    let best = verdicts
+                        .iter()
+                        .filter(|c| c.pretraining == pre && c.dataset == d && c.fraction == fraction)
+                        .filter_map(|c| c.verdict.highest_double_win())
+                        .fold(None, |m: Option<f64>, x| Some(m.map_or(x, |m| m.max(x))));
+                    row.push(best.map(|b| format!("{:.2}", 100.0 * b)).unwrap_or_else(|| "none".into()));
+                }
+                t.rows.push(row);
+            }
         }
         t
     }

@@ -163,9 +163,17 @@ enum StudyAction {
         /// tiny, small or full (default: $DOUBLEWIN_PROFILE or small)
         #[arg(long)]
         profile: Option<String>,
+        /// A study as JSON (e.g. edited from `study show`), instead of a profile's
+        #[arg(long)]
+        config: Option<PathBuf>,
         /// Store folder (default: $DOUBLEWIN_STORE or ~/.cache/doublewin/store)
         #[arg(long)]
         store: Option<PathBuf>,
+    },
+    /// Print a profile's study as JSON (a starting point for --config)
+    Show {
+        #[arg(long)]
+        profile: Option<String>,
     },
     /// List the finished steps in the store
     List {
@@ -287,14 +295,24 @@ fn run(cli: Cli) -> Result<()> {
             print(cli.json, serde_json::to_value(&report).unwrap_or_default(), report.to_string());
         }
         Command::Study { action } => match action {
-            StudyAction::Run { profile, store } => {
+            StudyAction::Run { profile, config, store } => {
+                let study: Study = match config {
+                    Some(path) => doublewin::fsio::read_json(&path)?,
+                    None => Study::for_profile(match profile {
+                        Some(p) => p.parse()?,
+                        None => Profile::from_env()?,
+                    }),
+                };
+                let store = Store::open(store.unwrap_or_else(Store::default_root))?;
+                let results = study.run(&rt, &store)?;
+                print(cli.json, serde_json::to_value(&results).unwrap_or_default(), format!("{}\n{results}", results.transfer_table()));
+            }
+            StudyAction::Show { profile } => {
                 let profile = match profile {
                     Some(p) => p.parse()?,
                     None => Profile::from_env()?,
                 };
-                let store = Store::open(store.unwrap_or_else(Store::default_root))?;
-                let results = Study::for_profile(profile).run(&rt, &store)?;
-                print(cli.json, serde_json::to_value(&results).unwrap_or_default(), format!("{}\n{results}", results.transfer_table()));
+                println!("{}", serde_json::to_string_pretty(&Study::for_profile(profile)).unwrap_or_default());
             }
             StudyAction::List { store } => {
                 let store = Store::open(store.unwrap_or_else(Store::default_root))?;
