@@ -100,12 +100,6 @@ impl Study {
         }
     }
 
-    fn adversarial(&self) -> Regime {
-        Regime::Adversarial(
-            crate::attack::Pgd::linf(self.eps, 2.5 * self.eps / self.adversarial_steps as f64, self.adversarial_steps).train_mode(true),
-        )
-    }
-
     /// Number of steps (pre-trainings, IMP runs, transfers) in the grid.
     pub fn size(&self) -> usize {
         let p = self.pretrainings.len();
@@ -131,17 +125,9 @@ impl Study {
             downstream_splits.push((*d, d.splits(0.1, 0)?));
         }
         for &pre in &self.pretrainings {
-            let (pre_key, pre_cfg) = self.pretrain_key(pre, rt.seed);
-            let label = format!("pre-train {}", pre.short());
-            let _history: History = progress.step(&label, store.has("pretrain", &pre_key), || {
-                store.get_or_run("pretrain", &pre_key, serde_json::json!({"pretraining": pre, "source": self.source}), |dir| {
-                    let mut net = Network::new(NetworkSpec::for_data(self.arch.clone(), &source.train)?, rt.device, rt.seed)?;
-                    let history = train_with(&mut net, &source, &pre_cfg, &mut Callbacks::progress(pre.short()), Some(&dir.join("train")))?;
-                    net.save(dir.join("net.safetensors"))?;
-                    Ok(history)
-                })
-            })?;
-            let pretrained = Network::load(store.dir("pretrain", &pre_key).join("net.safetensors"), rt.device)?;
+            let pre_key = self.pretrain_key(pre, rt.seed).0;
+            let pretrained = progress
+                .step(&format!("pre-train {}", pre.short()), store.has("pretrain", &pre_key), || self.pretrained(rt, store, pre))?;
             let mut subnets: Vec<(Option<Family>, usize, Option<Mask>)> = vec![(None, 0, None)];
             for &family in &self.families {
                 let (imp_key, imp_cfg) = self.imp_key(&pre_key, family, rt.seed);
@@ -190,7 +176,7 @@ impl Study {
 
     /// Store key and training config of a pre-training.
     fn pretrain_key(&self, pre: Pretraining, seed: u64) -> (String, TrainConfig) {
-        let cfg = TrainConfig { regime: self.pretraining_regime(pre), seed, ..self.pretrain.clone() };
+        let cfg = TrainConfig { regime: pre.regime(self.eps, self.adversarial_steps), seed, ..self.pretrain.clone() };
         let arch = serde_json::to_string(&self.arch).unwrap_or_default();
         let key = Store::key("pretrain", &[self.source.name(), &arch, &cfg.hash(), &self.source_fraction.to_string(), &seed.to_string()]);
         (key, cfg)
@@ -210,24 +196,30 @@ impl Study {
         Mask::load(store.dir("imp", &imp_key).join(format!("round-{round:02}.mask.safetensors")))
     }
 
-    /// The pre-trained source network of a finished study.
-    pub fn source_network(&self, rt: &Runtime, store: &Store, pre: Pretraining) -> Result<Network> {
-        let (pre_key, _) = self.pretrain_key(pre, rt.seed);
-        Network::load(store.dir("pretrain", &pre_key).join("net.safetensors"), rt.device)
+    /// The pre-trained source network of a pre-training: from the store, or trained (and
+    /// stored) now. The weights file is `store.dir("pretrain", key)/net.safetensors`.
+    pub fn pretrained(&self, rt: &Runtime, store: &Store, pre: Pretraining) -> Result<Network> {
+        let (key, cfg) = self.pretrain_key(pre, rt.seed);
+        let _history: History =
+            store.get_or_run("pretrain", &key, serde_json::json!({"pretraining": pre, "source": self.source}), |dir| {
+                let source = self.source.splits(0.1, 0)?.with_train_fraction(self.source_fraction, 0)?;
+                let mut net = Network::new(NetworkSpec::for_data(self.arch.clone(), &source.train)?, rt.device, rt.seed)?;
+                let history = train_with(&mut net, &source, &cfg, &mut Callbacks::progress(pre.short()), Some(&dir.join("train")))?;
+                net.save(dir.join("net.safetensors"))?;
+                Ok(history)
+            })?;
+        Network::load(self.pretrained_path(rt, store, pre), rt.device)
     }
 
-    fn pretraining_regime(&self, p: Pretraining) -> Regime {
-        match p {
-            Pretraining::Standard => Regime::Standard,
-            Pretraining::Fast => Regime::fast(self.eps),
-            Pretraining::Adversarial => self.adversarial(),
-        }
+    /// Where the weights of a pre-training live in the store.
+    pub fn pretrained_path(&self, rt: &Runtime, store: &Store, pre: Pretraining) -> std::path::PathBuf {
+        store.dir("pretrain", &self.pretrain_key(pre, rt.seed).0).join("net.safetensors")
     }
 
     fn family_regime(&self, f: Family) -> Regime {
         match f {
             Family::ST => Regime::Standard,
-            Family::AT => self.adversarial(),
+            Family::AT => Pretraining::Adversarial.regime(self.eps, self.adversarial_steps),
         }
     }
 }
@@ -428,6 +420,27 @@ impl StudyResults {
             ]);
         }
         t
+    }
+
+    /// A Markdown report: headline, verdicts, every transfer, and the study's settings.
+    pub fn markdown(&self) -> String {
+        let md = |t: &Table| {
+            let mut s = format!("### {}\n\n| {} |\n|{}|\n", t.title, t.headers.join(" | "), " --- |".repeat(t.headers.len()));
+            for r in &t.rows {
+                s += &format!("| {} |\n", r.join(" | "));
+            }
+            s + "\n"
+        };
+        let mut s = format!(
+            "# Double-win study\n\n{} transfers; {:.0} s ({} steps computed, the rest from the store).\n\n",
+            self.transfers.len(),
+            self.seconds,
+            self.computed_steps
+        );
+        s += &md(&self.headline_table());
+        s += &md(&self.verdict_table());
+        s += &md(&self.transfer_table());
+        s + &format!("### Settings\n\n```json\n{}\n```\n", serde_json::to_string_pretty(&self.study).unwrap_or_default())
     }
 
     pub fn evcxr_display(&self) {

@@ -1,7 +1,7 @@
 //! The end-to-end runs behind the CLI's main job and the notebooks, with size profiles: `tiny`
 //! for CI and headless notebook checks, `small` for a laptop, `full` for the whole embedded data.
 
-use crate::attack::{default_eps, robust_evaluate, Fgsm, Pgd};
+use crate::attack::{robust_evaluate, Fgsm, Pgd};
 use crate::data::{Embedded, Splits};
 use crate::display::{evcxr_emit, Table};
 use crate::error::{Error, Result};
@@ -292,39 +292,33 @@ pub fn evaluation_attacks(eps: f64) -> Vec<crate::attack::AttackSpec> {
     vec![Fgsm::new(eps).into(), Pgd::linf(eps, eps / 4.0, 20).into()]
 }
 
-/// Pre-trains one source model on the embedded Fashion-MNIST with the profile's data and
-/// epochs, evaluates SA and RA on the test split and saves the weights into `out`.
-pub fn pretrain(rt: &Runtime, pretraining: Pretraining, profile: Profile, eps: Option<f64>, out: &Path) -> Result<SourceModel> {
+/// The source model of a pre-training in the profile's study (see [`crate::study::Study`]):
+/// from the store, or trained now; with SA and RA on the profile's test subset.
+pub fn pretrain(rt: &Runtime, pretraining: Pretraining, profile: Profile, store: &crate::store::Store) -> Result<SourceModel> {
     let start = std::time::Instant::now();
-    let splits = profile_splits(Embedded::FashionMnist, profile, rt.seed)?;
-    let eps = eps.unwrap_or_else(|| default_eps(splits.image_shape()));
-    let mut net = Network::new(NetworkSpec::for_data(Arch::convnet(), &splits.train)?, rt.device, rt.seed)?;
-    let cfg = TrainConfig::default().epochs(profile.epochs()).seed(rt.seed).regime(pretraining.regime(eps, profile.adversarial_steps()));
-    println!("pre-training {} on {} ({}), {}", pretraining.short(), splits.train.name(), splits, cfg.regime.name());
-    let history = train_with(&mut net, &splits, &cfg, &mut Callbacks::progress(pretraining.short()), None)?;
-    let test = splits.test.fraction(profile.robust_eval_fraction(), rt.seed)?;
-    let eval = robust_evaluate(&net, &test, &evaluation_attacks(eps), cfg.eval_batch_size)?;
+    let study = crate::study::Study::for_profile(profile);
+    let net = study.pretrained(rt, store, pretraining)?;
+    let history: History = crate::fsio::read_json(&study.pretrained_path(rt, store, pretraining).with_file_name("result.json"))?;
+    let (_, test) = study.source.load()?;
+    let test = test.fraction(profile.robust_eval_fraction(), rt.seed)?;
+    let eval = robust_evaluate(&net, &test, &evaluation_attacks(study.eps), 500)?;
     println!("{}: SA {:.2}%  RA {:.2}% on {} test images", pretraining.short(), 100.0 * eval.sa, 100.0 * eval.ra, eval.examples);
-    let weights = out.join(format!("source-{}.safetensors", pretraining.short().to_ascii_lowercase()));
-    net.save(&weights)?;
     Ok(SourceModel {
         pretraining,
-        eps,
+        eps: study.eps,
         history,
         sa: eval.sa,
         ra: eval.ra,
         eval_examples: eval.examples,
         seconds: start.elapsed().as_secs_f64(),
-        weights,
+        weights: study.pretrained_path(rt, store, pretraining),
     })
 }
 
-/// Pre-trains the standard, fast-adversarial and adversarial source models.
-pub fn pretrain_sources(rt: &Runtime, profile: Profile, eps: Option<f64>, out: &Path) -> Result<SourceModels> {
-    let models = Pretraining::ALL.iter().map(|&p| pretrain(rt, p, profile, eps, out)).collect::<Result<Vec<_>>>()?;
-    let report = SourceModels { dataset: Embedded::FashionMnist.name().into(), profile, models };
-    crate::fsio::write_json(&out.join("sources.json"), &report)?;
-    Ok(report)
+/// The standard, fast-adversarial and adversarial source models of the profile's study.
+pub fn pretrain_sources(rt: &Runtime, profile: Profile, store: &crate::store::Store) -> Result<SourceModels> {
+    let models = Pretraining::ALL.iter().map(|&p| pretrain(rt, p, profile, store)).collect::<Result<Vec<_>>>()?;
+    Ok(SourceModels { dataset: Embedded::FashionMnist.name().into(), profile, models })
 }
 
 /// Clean test images and their adversarial versions under `attack`, each captioned with the

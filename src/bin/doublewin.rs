@@ -69,7 +69,8 @@ enum Command {
         #[arg(long)]
         resume_dir: Option<PathBuf>,
     },
-    /// Pre-train source models (standard, fast adversarial, adversarial) on Fashion-MNIST
+    /// Pre-train source models (standard, fast adversarial, adversarial) on Fashion-MNIST with
+    /// the profile's recipe, through the store (shared with `study run` and the notebooks)
     Pretrain {
         /// standard | fast | adversarial | all
         #[arg(long, default_value = "all")]
@@ -77,11 +78,8 @@ enum Command {
         /// tiny, small or full (default: $DOUBLEWIN_PROFILE or small)
         #[arg(long)]
         profile: Option<String>,
-        /// L-inf radius for training and evaluation (default 0.1 for grey-scale data, 8/255 for colour)
         #[arg(long)]
-        eps: Option<f64>,
-        #[arg(long, default_value = "out/sources")]
-        out: PathBuf,
+        store: Option<PathBuf>,
     },
     /// Iterative magnitude pruning of a saved network on an embedded source dataset; each round's
     /// ticket is written to --out as soon as it is done, and a rerun resumes after the last one
@@ -146,6 +144,9 @@ enum Command {
         /// Also attack with FGSM then PGD-20 at this L-inf radius
         #[arg(long)]
         eps: Option<f64>,
+        /// Evaluate the network under this mask (pruned weights set to zero)
+        #[arg(long)]
+        mask: Option<PathBuf>,
     },
     /// List, verify or download datasets
     Data {
@@ -169,6 +170,18 @@ enum StudyAction {
         /// Store folder (default: $DOUBLEWIN_STORE or ~/.cache/doublewin/store)
         #[arg(long)]
         store: Option<PathBuf>,
+    },
+    /// Run (or load) the study and write its report: verdicts, headline and every transfer, as
+    /// Markdown
+    Report {
+        #[arg(long)]
+        profile: Option<String>,
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        store: Option<PathBuf>,
+        #[arg(long, default_value = "out/study-report.md")]
+        out: PathBuf,
     },
     /// Print a profile's study as JSON (a starting point for --config)
     Show {
@@ -212,6 +225,17 @@ fn print(json: bool, value: serde_json::Value, text: String) {
     }
 }
 
+/// The study of `--config FILE`, else of the profile.
+fn study_from(profile: Option<String>, config: Option<PathBuf>) -> Result<Study> {
+    Ok(match config {
+        Some(path) => doublewin::fsio::read_json(&path)?,
+        None => Study::for_profile(match profile {
+            Some(p) => p.parse()?,
+            None => Profile::from_env()?,
+        }),
+    })
+}
+
 fn run(cli: Cli) -> Result<()> {
     let device = match &cli.device {
         Some(d) => d.parse()?,
@@ -243,18 +267,21 @@ fn run(cli: Cli) -> Result<()> {
                 format!("{history}\ntest {test}\nsaved {}", out.display()),
             );
         }
-        Command::Pretrain { regime, profile, eps, out } => {
+        Command::Pretrain { regime, profile, store } => {
             let profile = match profile {
                 Some(p) => p.parse()?,
                 None => Profile::from_env()?,
             };
+            let store = Store::open(store.unwrap_or_else(Store::default_root))?;
             let report = if regime == "all" {
-                walkthrough::pretrain_sources(&rt, profile, eps, &out)?
+                walkthrough::pretrain_sources(&rt, profile, &store)?
             } else {
-                let model = walkthrough::pretrain(&rt, regime.parse()?, profile, eps, &out)?;
+                let model = walkthrough::pretrain(&rt, regime.parse()?, profile, &store)?;
                 walkthrough::SourceModels { dataset: "fashion-mnist".into(), profile, models: vec![model] }
             };
-            print(cli.json, serde_json::to_value(&report).unwrap_or_default(), format!("{report}\nwrote {}", out.display()));
+            let paths =
+                report.models.iter().map(|m| format!("{}: {}", m.pretraining.short(), m.weights.display())).collect::<Vec<_>>().join("\n");
+            print(cli.json, serde_json::to_value(&report).unwrap_or_default(), format!("{report}\n{paths}"));
         }
         Command::Imp { net, dataset, rounds, rate, regime, epochs, fraction, eps, out } => {
             let pretrained = Network::load(&net, rt.device)?;
@@ -296,16 +323,21 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Study { action } => match action {
             StudyAction::Run { profile, config, store } => {
-                let study: Study = match config {
-                    Some(path) => doublewin::fsio::read_json(&path)?,
-                    None => Study::for_profile(match profile {
-                        Some(p) => p.parse()?,
-                        None => Profile::from_env()?,
-                    }),
-                };
+                let study = study_from(profile, config)?;
                 let store = Store::open(store.unwrap_or_else(Store::default_root))?;
                 let results = study.run(&rt, &store)?;
                 print(cli.json, serde_json::to_value(&results).unwrap_or_default(), format!("{}\n{results}", results.transfer_table()));
+            }
+            StudyAction::Report { profile, config, store, out } => {
+                let study = study_from(profile, config)?;
+                let store = Store::open(store.unwrap_or_else(Store::default_root))?;
+                let results = study.run(&rt, &store)?;
+                doublewin::fsio::write_atomic(&out, results.markdown().as_bytes())?;
+                print(
+                    cli.json,
+                    serde_json::to_value(&results).unwrap_or_default(),
+                    format!("{}\n{results}wrote {}", results.headline_table(), out.display()),
+                );
             }
             StudyAction::Show { profile } => {
                 let profile = match profile {
@@ -329,8 +361,11 @@ fn run(cli: Cli) -> Result<()> {
                 print(cli.json, serde_json::json!({"removed": n}), format!("removed {n} steps from {}", store.root().display()));
             }
         },
-        Command::Evaluate { net, dataset, eps } => {
+        Command::Evaluate { net, dataset, eps, mask } => {
             let net = Network::load(&net, rt.device)?;
+            if let Some(m) = mask {
+                Mask::load(m)?.apply(&net)?;
+            }
             let (_, test) = Embedded::from_name(&dataset)?.load()?;
             match eps {
                 None => {
