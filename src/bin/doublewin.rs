@@ -157,29 +157,46 @@ enum Command {
     Info,
 }
 
+/// Which study, and which store it lives in.
+#[derive(clap::Args)]
+struct StudyChoice {
+    /// tiny, small or full (default: $DOUBLEWIN_PROFILE or small)
+    #[arg(long)]
+    profile: Option<String>,
+    /// A study as JSON (e.g. edited from `study show`), instead of a profile's
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Store folder (default: $DOUBLEWIN_STORE or ~/.cache/doublewin/store)
+    #[arg(long)]
+    store: Option<PathBuf>,
+}
+
+impl StudyChoice {
+    /// The study of `--config FILE`, else of the profile, and its store.
+    fn open(self) -> Result<(Study, Store)> {
+        let study = match self.config {
+            Some(path) => doublewin::fsio::read_json(&path)?,
+            None => Study::for_profile(match self.profile {
+                Some(p) => p.parse()?,
+                None => Profile::from_env()?,
+            }),
+        };
+        Ok((study, Store::open(self.store.unwrap_or_else(Store::default_root))?))
+    }
+}
+
 #[derive(Subcommand)]
 enum StudyAction {
-    /// Run what is missing of the profile's study and print the verdict table
+    /// Run what is missing of the study and print the verdict table
     Run {
-        /// tiny, small or full (default: $DOUBLEWIN_PROFILE or small)
-        #[arg(long)]
-        profile: Option<String>,
-        /// A study as JSON (e.g. edited from `study show`), instead of a profile's
-        #[arg(long)]
-        config: Option<PathBuf>,
-        /// Store folder (default: $DOUBLEWIN_STORE or ~/.cache/doublewin/store)
-        #[arg(long)]
-        store: Option<PathBuf>,
+        #[command(flatten)]
+        which: StudyChoice,
     },
     /// Run (or load) the study and write its report: verdicts, headline and every transfer, as
     /// Markdown
     Report {
-        #[arg(long)]
-        profile: Option<String>,
-        #[arg(long)]
-        config: Option<PathBuf>,
-        #[arg(long)]
-        store: Option<PathBuf>,
+        #[command(flatten)]
+        which: StudyChoice,
         #[arg(long, default_value = "out/study-report.md")]
         out: PathBuf,
     },
@@ -223,17 +240,6 @@ fn print(json: bool, value: serde_json::Value, text: String) {
     } else {
         println!("{text}");
     }
-}
-
-/// The study of `--config FILE`, else of the profile.
-fn study_from(profile: Option<String>, config: Option<PathBuf>) -> Result<Study> {
-    Ok(match config {
-        Some(path) => doublewin::fsio::read_json(&path)?,
-        None => Study::for_profile(match profile {
-            Some(p) => p.parse()?,
-            None => Profile::from_env()?,
-        }),
-    })
 }
 
 fn run(cli: Cli) -> Result<()> {
@@ -322,15 +328,13 @@ fn run(cli: Cli) -> Result<()> {
             print(cli.json, serde_json::to_value(&report).unwrap_or_default(), report.to_string());
         }
         Command::Study { action } => match action {
-            StudyAction::Run { profile, config, store } => {
-                let study = study_from(profile, config)?;
-                let store = Store::open(store.unwrap_or_else(Store::default_root))?;
+            StudyAction::Run { which } => {
+                let (study, store) = which.open()?;
                 let results = study.run(&rt, &store)?;
                 print(cli.json, serde_json::to_value(&results).unwrap_or_default(), format!("{}\n{results}", results.transfer_table()));
             }
-            StudyAction::Report { profile, config, store, out } => {
-                let study = study_from(profile, config)?;
-                let store = Store::open(store.unwrap_or_else(Store::default_root))?;
+            StudyAction::Report { which, out } => {
+                let (study, store) = which.open()?;
                 let results = study.run(&rt, &store)?;
                 doublewin::fsio::write_atomic(&out, results.markdown().as_bytes())?;
                 print(
