@@ -262,7 +262,7 @@ impl SourceModels {
     pub fn table(&self) -> Table {
         let mut t = Table::new(
             format!("Source models on {} ({} profile)", self.dataset, self.profile.name()),
-            &["pre-training", "eps", "epochs", "SA %", "RA % (PGD-20)", "time s"],
+            &["pre-training", "eps", "epochs", "SA %", "RA % (PGD-20)", "training s"],
         );
         for m in &self.models {
             t.push(vec![
@@ -271,7 +271,7 @@ impl SourceModels {
                 m.history.epochs.len().to_string(),
                 format!("{:.2}", 100.0 * m.sa),
                 format!("{:.2}", 100.0 * m.ra),
-                format!("{:.0}", m.seconds),
+                format!("{:.0}", m.history.total_seconds()),
             ]);
         }
         t
