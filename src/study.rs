@@ -56,17 +56,18 @@ impl Study {
     /// (36%, 59%, 74%), digits at 100 / 10%, PGD-3; `tiny` (tests): rounds 1, 2, digits at 100%.
     pub fn for_profile(profile: Profile) -> Study {
         let eps = 0.1;
-        // (source fraction, pre-training epochs, IMP re-training epochs, ticket rounds,
-        //  fine-tuning epochs, downstream datasets, data fractions, adversarial PGD steps)
-        let (src_frac, pre_epochs, imp_epochs, rounds, ft_epochs, downstream, fractions, steps) = match profile {
-            Profile::Tiny => (0.05, 2, 1, vec![1, 2], 2, vec![Embedded::Digits], vec![1.0], 3),
-            Profile::Small => (0.1, 4, 1, vec![2, 4, 6], 4, vec![Embedded::Digits], vec![1.0, 0.1], 3),
+        // (source fraction, pre-training epochs, IMP re-training epochs, ticket rounds, fine-tuning
+        //  epochs and minimum steps, downstream datasets, data fractions, adversarial PGD steps)
+        let (src_frac, pre_epochs, imp_epochs, rounds, ft_epochs, min_steps, downstream, fractions, steps) = match profile {
+            Profile::Tiny => (0.05, 2, 1, vec![1, 2], 2, 0, vec![Embedded::Digits], vec![1.0], 3),
+            Profile::Small => (0.1, 4, 1, vec![2, 4, 6], 4, 120, vec![Embedded::Digits], vec![1.0, 0.1], 3),
             Profile::Full => (
                 1.0,
                 15,
                 5,
                 vec![2, 4, 6, 8, 10],
                 15,
+                2000,
                 vec![Embedded::Mnist, Embedded::AnimalMnist, Embedded::Digits],
                 vec![1.0, 0.1, 0.01],
                 10,
@@ -94,6 +95,7 @@ impl Study {
                 val_steps: steps,
                 test_steps: 20,
                 recipe: TrainConfig::default().epochs(ft_epochs).lr(0.02).batch_size(64),
+                min_steps,
                 ..TransferConfig::default()
             },
             tolerance: 0.005,

@@ -42,6 +42,10 @@ pub struct TransferConfig {
     pub eps: f64,
     pub train_steps: usize,
     pub recipe: TrainConfig,
+    /// At least this many SGD steps: with 10% or 1% of the data the recipe's epochs are raised
+    /// to reach it (0 keeps the recipe's epochs, as the paper's code does).
+    #[serde(default)]
+    pub min_steps: usize,
     /// Attack for selecting the best-RA checkpoint on the validation split.
     pub val_steps: usize,
     /// Attack for the reported RA on the test split (the paper: PGD-20).
@@ -57,6 +61,7 @@ impl Default for TransferConfig {
             eps: 8.0 / 255.0,
             train_steps: 10,
             recipe: TrainConfig::default(),
+            min_steps: 0,
             val_steps: 10,
             test_steps: 20,
             seed: 0,
@@ -200,7 +205,9 @@ pub fn transfer(pretrained: &Network, mask: Option<&Mask>, downstream: &Splits, 
     if let Some(m) = mask {
         m.attach(&mut net)?;
     }
-    let recipe = TrainConfig { regime: cfg.regime(), select_best: false, seed: cfg.seed, ..cfg.recipe.clone() };
+    let batches = data.train.len().div_ceil(cfg.recipe.batch_size.max(1));
+    let epochs = cfg.recipe.epochs.max(cfg.min_steps.div_ceil(batches.max(1)));
+    let recipe = TrainConfig { regime: cfg.regime(), select_best: false, seed: cfg.seed, epochs, ..cfg.recipe.clone() };
     let state = Arc::new(Mutex::new(Selection::default()));
     let selector = Selector { val: data.val.clone(), attacks: cfg.attacks(cfg.val_steps), state: state.clone() };
     let label = format!("{} {}%", cfg.fine_tuning.name(), 100.0 * cfg.fraction);
