@@ -50,6 +50,15 @@ impl Table {
         s + "</tbody></table>"
     }
 
+    /// A Markdown table under a `###` heading with the title.
+    pub fn to_markdown(&self) -> String {
+        let mut s = format!("### {}\n\n| {} |\n|{}\n", self.title, self.headers.join(" | "), " --- |".repeat(self.headers.len()));
+        for r in &self.rows {
+            s += &format!("| {} |\n", r.join(" | "));
+        }
+        s + "\n"
+    }
+
     pub fn evcxr_display(&self) {
         evcxr_emit("text/html", &self.to_html());
     }
@@ -92,5 +101,6 @@ mod tests {
         assert!(text.contains("name  acc") && text.contains("a<b   91.5"), "{text}");
         let html = t.to_html();
         assert!(html.contains("a&lt;b") && html.contains("text-align:right\">91.5"));
+        assert_eq!(t.to_markdown(), "### T\n\n| name | acc |\n| --- | --- |\n| a<b | 91.5 |\n\n");
     }
 }

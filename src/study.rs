@@ -426,8 +426,7 @@ impl StudyResults {
 
     /// A Markdown report: headline, verdicts, every transfer, and the study's settings.
     pub fn markdown(&self) -> String {
-        let md = |t: &Table| {
-            let mut s = format!("### {}\n\n| {} |\n|{}|\n", t.title, t.headers.join(" | "), " --- |".repeat(t.headers.len()));
+        let mut s = format!("### {}\n\n| {} |\n|{}|\n", t.title, t.headers.join(" | "), " --- |".repeat(t.headers.len()));
             for r in &t.rows {
                 s += &format!("| {} |\n", r.join(" | "));
             }
@@ -439,9 +438,9 @@ impl StudyResults {
             self.seconds,
             self.computed_steps
         );
-        s += &md(&self.headline_table());
-        s += &md(&self.verdict_table());
-        s += &md(&self.transfer_table());
+        s += &self.headline_table().to_markdown();
+        s += &self.verdict_table().to_markdown();
+        s += &self.transfer_table().to_markdown();
         s + &format!("### Settings\n\n```json\n{}\n```\n", serde_json::to_string_pretty(&self.study).unwrap_or_default())
     }
 

@@ -123,12 +123,12 @@ impl QuickstartReport {
 
     /// Markdown summary.
     pub fn markdown(&self) -> String {
-        let t = self.table();
-        let mut s = format!("# {}\n\n{}\n\n| {} |\n|{}|\n", t.title, self.runtime, t.headers.join(" | "), " --- |".repeat(t.headers.len()));
-        for r in &t.rows {
-            s += &format!("| {} |\n", r.join(" | "));
-        }
-        s + &format!("\n## Training history\n\n```\n{}```\n\n![accuracy](accuracy.svg)\n", self.history)
+        format!(
+            "# Quickstart\n\n{}\n\n{}## Training history\n\n```\n{}```\n\n![accuracy](accuracy.svg)\n",
+            self.runtime,
+            self.table().to_markdown(),
+            self.history
+        )
     }
 
     pub fn evcxr_display(&self) {
