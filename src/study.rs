@@ -426,12 +426,6 @@ impl StudyResults {
 
     /// A Markdown report: headline, verdicts, every transfer, and the study's settings.
     pub fn markdown(&self) -> String {
-        let mut s = format!("### {}\n\n| {} |\n|{}|\n", t.title, t.headers.join(" | "), " --- |".repeat(t.headers.len()));
-            for r in &t.rows {
-                s += &format!("| {} |\n", r.join(" | "));
-            }
-            s + "\n"
-        };
         let mut s = format!(
             "# Double-win study\n\n{} transfers; {:.0} s ({} steps computed, the rest from the store).\n\n",
             self.transfers.len(),
