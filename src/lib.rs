@@ -10,9 +10,13 @@
 //! - [`model`]: networks with normalisation inside, torchvision names, save / load / import
 //! - [`attack`]: FGSM, PGD (L-inf, L2, restarts, targeted), robust evaluation, masking checks
 //! - [`train`]: the training loop, SGD, schedules, history, callbacks, evaluation
+//! - [`prune`]: masks, pruning strategies, IMP with rewinding (tickets)
+//! - [`transfer`]: fine-tuning a ticket or the dense network downstream; the double-win verdict
+//! - [`store`]: the content-addressed experiment store (and stable config hashes)
+//! - [`study`]: the paper's grid run lazily through the store; size profiles; pre-trainings
 //! - [`walkthrough`]: the end-to-end runs behind the CLI's main job and the notebooks
 //! - beside them: [`display`] (tables, notebook rendering), [`plot`] (figures),
-//!   [`store`] (stable config hashes), [`fsio`] (atomic writes, hashes)
+//!   [`fsio`] (atomic writes, hashes)
 //!
 //! In a notebook: `use doublewin::prelude::*;`.
 

@@ -1,85 +1,18 @@
-//! The end-to-end runs behind the CLI's main job and the notebooks, with size profiles: `tiny`
-//! for CI and headless notebook checks, `small` for a laptop, `full` for the whole embedded data.
+//! The end-to-end runs behind the CLI's main job and the notebooks (quickstart, source models,
+//! attack figures), sized by the study's profiles: `tiny` for CI and headless notebook checks,
+//! `small` for a laptop, `full` for the whole embedded data.
 
 use crate::attack::{robust_evaluate, Fgsm, Pgd};
 use crate::data::{Embedded, Splits};
 use crate::display::{evcxr_emit, Table};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::model::{Arch, Network, NetworkSpec};
 use crate::plot::Figure;
 use crate::runtime::Runtime;
-use crate::train::{evaluate, train_with, Callbacks, Evaluation, History, Regime, TrainConfig};
+pub use crate::study::{Pretraining, Profile};
+use crate::train::{evaluate, train_with, Callbacks, Evaluation, History, TrainConfig};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
-
-/// How much data and how many epochs a walkthrough uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Profile {
-    /// Seconds: for CI and headless notebook runs.
-    Tiny,
-    /// Minutes on a 2-core laptop.
-    Small,
-    /// All embedded data.
-    Full,
-}
-
-impl Profile {
-    /// `DOUBLEWIN_PROFILE` (tiny | small | full), default `small`.
-    pub fn from_env() -> Result<Profile> {
-        std::env::var("DOUBLEWIN_PROFILE").unwrap_or_else(|_| "small".into()).parse()
-    }
-    /// Fraction of the source training split used.
-    pub fn train_fraction(self) -> f64 {
-        match self {
-            Profile::Tiny => 0.05,
-            Profile::Small => 0.25,
-            Profile::Full => 1.0,
-        }
-    }
-    pub fn epochs(self) -> usize {
-        match self {
-            Profile::Tiny => 2,
-            Profile::Small => 6,
-            Profile::Full => 15,
-        }
-    }
-    /// PGD steps of adversarial training (the paper's 10 in `full`; fewer keep the CPU profiles
-    /// short, with the step size scaled so the steps still span the eps-ball).
-    pub fn adversarial_steps(self) -> usize {
-        match self {
-            Profile::Tiny => 3,
-            Profile::Small => 5,
-            Profile::Full => 10,
-        }
-    }
-    /// Fraction of the test split (stratified) on which robust accuracy is measured.
-    pub fn robust_eval_fraction(self) -> f64 {
-        match self {
-            Profile::Tiny => 0.05,
-            Profile::Small => 0.2,
-            Profile::Full => 1.0,
-        }
-    }
-    pub fn name(self) -> &'static str {
-        match self {
-            Profile::Tiny => "tiny",
-            Profile::Small => "small",
-            Profile::Full => "full",
-        }
-    }
-}
-
-impl std::str::FromStr for Profile {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Profile> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "tiny" => Ok(Profile::Tiny),
-            "small" | "" => Ok(Profile::Small),
-            "full" => Ok(Profile::Full),
-            other => Err(Error::invalid(format!("unknown profile '{other}'"), "use tiny, small or full")),
-        }
-    }
-}
 
 /// The splits a profile trains on: the embedded dataset with 10% of train held out for
 /// validation, and the profile's fraction of the rest.
@@ -187,51 +120,6 @@ pub fn quickstart(rt: &Runtime, profile: Profile, out: &Path) -> Result<Quicksta
     loss.save_svg(&files[3])?;
     net.save(&files[4])?;
     Ok(report)
-}
-
-/// The three ways the paper pre-trains source models.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum Pretraining {
-    /// Standard training (STD).
-    Standard,
-    /// Fast adversarial training, FGSM-RS (FAT).
-    Fast,
-    /// PGD adversarial training (AT).
-    Adversarial,
-}
-
-impl Pretraining {
-    pub const ALL: [Pretraining; 3] = [Pretraining::Standard, Pretraining::Fast, Pretraining::Adversarial];
-
-    pub fn short(self) -> &'static str {
-        match self {
-            Pretraining::Standard => "STD",
-            Pretraining::Fast => "FAT",
-            Pretraining::Adversarial => "AT",
-        }
-    }
-
-    /// The training regime at radius `eps`; adversarial training uses `pgd_steps` steps of
-    /// size 2.5 eps / steps (eps/4 at the paper's 10 steps).
-    pub fn regime(self, eps: f64, pgd_steps: usize) -> Regime {
-        match self {
-            Pretraining::Standard => Regime::Standard,
-            Pretraining::Fast => Regime::fast(eps),
-            Pretraining::Adversarial => Regime::Adversarial(Pgd::linf(eps, 2.5 * eps / pgd_steps as f64, pgd_steps).train_mode(true)),
-        }
-    }
-}
-
-impl std::str::FromStr for Pretraining {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Pretraining> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "std" | "standard" => Ok(Pretraining::Standard),
-            "fat" | "fast" => Ok(Pretraining::Fast),
-            "at" | "adversarial" | "pgd" => Ok(Pretraining::Adversarial),
-            other => Err(Error::invalid(format!("unknown pre-training '{other}'"), "use standard (std), fast (fat) or adversarial (at)")),
-        }
-    }
 }
 
 /// A pre-trained source model and its SA / RA on the source test split.
