@@ -47,11 +47,7 @@ impl RobustEvaluation {
         t
     }
     pub fn evcxr_display(&self) {
-        let mut html = self.table().to_html();
-        for w in &self.warnings {
-            html += &format!("<p style=\"color:#b00\">warning: {}</p>", crate::display::escape_html(w));
-        }
-        evcxr_emit("text/html", &html);
+        evcxr_emit("text/html", &(self.table().to_html() + &warnings_html(&self.warnings)));
     }
 }
 
@@ -64,6 +60,11 @@ impl std::fmt::Display for RobustEvaluation {
         }
         Ok(())
     }
+}
+
+/// Warnings as red HTML paragraphs.
+fn warnings_html(warnings: &[String]) -> String {
+    warnings.iter().map(|w| format!("<p style=\"color:#b00\">warning: {}</p>", crate::display::escape_html(w))).collect()
 }
 
 fn correct(net: &Network, x: &Tensor, y: &Tensor) -> Result<Tensor> {
@@ -265,10 +266,7 @@ impl MaskingCheck {
         if self.warnings.is_empty() {
             html += "<p>no sign of gradient masking</p>";
         }
-        for w in &self.warnings {
-            html += &format!("<p style=\"color:#b00\">warning: {}</p>", crate::display::escape_html(w));
-        }
-        evcxr_emit("text/html", &html);
+        evcxr_emit("text/html", &(html + &warnings_html(&self.warnings)));
     }
 }
 
