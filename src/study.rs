@@ -242,7 +242,7 @@ impl Study {
         }
         for &pre in &self.pretrainings {
             let pre_key = self.pretrain_key(pre, rt.seed).0;
-            let pretrained = progress
+            let (pretrained, _) = progress
                 .step(&format!("pre-train {}", pre.short()), store.has("pretrain", &pre_key), || self.pretrained(rt, store, pre))?;
             let mut subnets: Vec<(Option<Family>, usize, Option<Mask>)> = vec![(None, 0, None)];
             for &family in &self.families {
@@ -312,11 +312,12 @@ impl Study {
         Mask::load(store.dir("imp", &imp_key).join(format!("round-{round:02}.mask.safetensors")))
     }
 
-    /// The pre-trained source network of a pre-training: from the store, or trained (and
-    /// stored) now. The weights file is `store.dir("pretrain", key)/net.safetensors`.
-    pub fn pretrained(&self, rt: &Runtime, store: &Store, pre: Pretraining) -> Result<Network> {
+    /// The pre-trained source network of a pre-training and its training history: from the
+    /// store, or trained (and stored) now. The weights file is
+    /// `store.dir("pretrain", key)/net.safetensors`.
+    pub fn pretrained(&self, rt: &Runtime, store: &Store, pre: Pretraining) -> Result<(Network, History)> {
         let (key, cfg) = self.pretrain_key(pre, rt.seed);
-        let _history: History =
+        let history: History =
             store.get_or_run("pretrain", &key, serde_json::json!({"pretraining": pre, "source": self.source}), |dir| {
                 let source = self.source.splits(0.1, 0)?.with_train_fraction(self.source_fraction, 0)?;
                 let mut net = Network::new(NetworkSpec::for_data(self.arch.clone(), &source.train)?, rt.device, rt.seed)?;
@@ -324,7 +325,7 @@ impl Study {
                 net.save(dir.join("net.safetensors"))?;
                 Ok(history)
             })?;
-        Network::load(self.pretrained_path(rt, store, pre), rt.device)
+        Ok((Network::load(self.pretrained_path(rt, store, pre), rt.device)?, history))
     }
 
     /// Where the weights of a pre-training live in the store.

@@ -185,8 +185,7 @@ pub fn evaluation_attacks(eps: f64) -> Vec<crate::attack::AttackSpec> {
 pub fn pretrain(rt: &Runtime, pretraining: Pretraining, profile: Profile, store: &crate::store::Store) -> Result<SourceModel> {
     let start = std::time::Instant::now();
     let study = crate::study::Study::for_profile(profile);
-    let net = study.pretrained(rt, store, pretraining)?;
-    let history: History = crate::fsio::read_json(&study.pretrained_path(rt, store, pretraining).with_file_name("result.json"))?;
+    let (net, history) = study.pretrained(rt, store, pretraining)?;
     let (_, test) = study.source.load()?;
     let test = test.fraction(profile.robust_eval_fraction(), rt.seed)?;
     let eval = robust_evaluate(&net, &test, &evaluation_attacks(study.eps), 500)?;
