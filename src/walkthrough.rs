@@ -67,7 +67,7 @@ impl QuickstartReport {
     pub fn evcxr_display(&self) {
         let mut html = self.table().to_html();
         if let Ok(fig) = self.history.accuracy_figure() {
-            html += &fig.svg;
+            html += &fig.svg();
         }
         evcxr_emit("text/html", &html);
     }

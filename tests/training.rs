@@ -133,5 +133,5 @@ fn history_figures_carry_their_series() {
     assert_eq!(series.len(), 2);
     assert_eq!(series[1].name, "validation");
     assert_eq!(series[1].points[1], (2.0, 100.0 * h.epochs[1].val.accuracy));
-    assert!(fig.svg.starts_with("<svg") && fig.svg.contains("validation"));
+    assert!(fig.svg().starts_with("<svg") && fig.svg().contains("validation"));
 }

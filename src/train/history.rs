@@ -115,7 +115,7 @@ impl History {
     pub fn evcxr_display(&self) {
         let mut html = self.table().to_html();
         if let Ok(fig) = self.accuracy_figure() {
-            html = format!("<div style=\"display:flex;gap:16px;align-items:flex-start\"><div>{html}</div><div>{}</div></div>", fig.svg);
+            html = format!("<div style=\"display:flex;gap:16px;align-items:flex-start\"><div>{html}</div><div>{}</div></div>", fig.svg());
         }
         evcxr_emit("text/html", &html);
     }

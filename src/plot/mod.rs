@@ -1,0 +1,696 @@
+//! Figures: a [`Figure`] is a grid of [`Panel`]s (or of images) described as data, drawn on
+//! demand as SVG (inline in notebooks, `.svg` files) or as PNG (bitmap text from a bundled font,
+//! so no system fonts are needed). Every SVG carries the numbers it was drawn from in a
+//! `<desc id="doublewin-series">` (JSON), read back by [`Figure::series_in_svg`].
+
+mod canvas;
+
+use crate::display::evcxr_emit;
+use crate::error::{Error, Result};
+use canvas::{text_width, Anchor, Canvas, RasterCanvas, SvgCanvas, TextStyle};
+pub use canvas::Color;
+use image::RgbImage;
+use std::path::Path;
+
+/// One named line of (x, y) points.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Series {
+    pub name: String,
+    pub points: Vec<(f64, f64)>,
+}
+
+impl Series {
+    pub fn new(name: impl Into<String>, points: Vec<(f64, f64)>) -> Series {
+        Series { name: name.into(), points }
+    }
+}
+
+/// The i-th colour of the figure palette (matplotlib's tab10).
+pub fn palette(i: usize) -> Color {
+    const TAB10: [Color; 10] = [
+        Color(31, 119, 180),
+        Color(255, 127, 14),
+        Color(44, 160, 44),
+        Color(214, 39, 40),
+        Color(148, 103, 189),
+        Color(140, 86, 75),
+        Color(227, 119, 194),
+        Color(127, 127, 127),
+        Color(188, 189, 34),
+        Color(23, 190, 207),
+    ];
+    TAB10[i % TAB10.len()]
+}
+
+/// Something drawn in a panel, in data coordinates.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Layer {
+    /// A line; `labels` (optional) are written beside the points, e.g. epoch numbers.
+    Line { series: Series, color: Color, dashed: bool, markers: bool, labels: Vec<String> },
+    /// A filled band between `lower` and `upper` over x: `(x, lower, upper)`.
+    Band { name: String, color: Color, points: Vec<(f64, f64, f64)> },
+    /// A horizontal reference line (e.g. a dense baseline).
+    HLine { name: String, y: f64, color: Color },
+    /// Horizontal bars, one per category, top to bottom.
+    Bars { name: String, color: Color, labels: Vec<String>, values: Vec<f64> },
+    /// Contour lines: for each level, its segments (from [`contour_segments`]).
+    Contours { levels: Vec<f64>, segments: Vec<Vec<[(f64, f64); 2]>> },
+}
+
+impl Layer {
+    pub fn line(series: Series, color: Color) -> Layer {
+        Layer::Line { series, color, dashed: false, markers: true, labels: Vec::new() }
+    }
+    pub fn dashed(series: Series, color: Color) -> Layer {
+        Layer::Line { series, color, dashed: true, markers: false, labels: Vec::new() }
+    }
+}
+
+/// One chart: axes, labels and layers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Panel {
+    pub title: String,
+    pub x_label: String,
+    pub y_label: String,
+    pub layers: Vec<Layer>,
+    /// Fixed axis ranges; `None` fits the data.
+    pub x_range: Option<(f64, f64)>,
+    pub y_range: Option<(f64, f64)>,
+}
+
+impl Panel {
+    pub fn new(title: impl Into<String>, x_label: impl Into<String>, y_label: impl Into<String>) -> Panel {
+        Panel { title: title.into(), x_label: x_label.into(), y_label: y_label.into(), layers: Vec::new(), x_range: None, y_range: None }
+    }
+    pub fn with(mut self, layer: Layer) -> Panel {
+        self.layers.push(layer);
+        self
+    }
+    pub fn push(&mut self, layer: Layer) {
+        self.layers.push(layer);
+    }
+    pub fn x_range(mut self, lo: f64, hi: f64) -> Panel {
+        self.x_range = Some((lo, hi));
+        self
+    }
+    pub fn y_range(mut self, lo: f64, hi: f64) -> Panel {
+        self.y_range = Some((lo, hi));
+        self
+    }
+}
+
+/// A row of an image grid: a label, images and a caption under each.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImageRow {
+    pub label: String,
+    pub images: Vec<RgbImage>,
+    pub captions: Vec<String>,
+}
+
+/// A figure: a title, notes under it, and panels laid out in `cols` columns (or an image grid).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Figure {
+    pub title: String,
+    pub notes: Vec<String>,
+    pub panels: Vec<Panel>,
+    pub cols: usize,
+    /// Size of one panel in figure units (SVG pixels).
+    pub panel_size: (f64, f64),
+    pub image_rows: Vec<ImageRow>,
+}
+
+const TITLE: f64 = 16.0;
+const LABEL: f64 = 12.0;
+const TICK: f64 = 10.5;
+
+impl Figure {
+    /// Panels in a grid of `cols` columns.
+    pub fn grid(title: impl Into<String>, panels: Vec<Panel>, cols: usize) -> Result<Figure> {
+        let title = title.into();
+        if panels.is_empty() {
+            return Err(Error::invalid(format!("figure '{title}' has no panels"), "add at least one panel"));
+        }
+        for p in &panels {
+            if panel_bounds(p).is_none() {
+                return Err(Error::invalid(
+                    format!("panel '{}' of figure '{title}' has no finite points", p.title),
+                    "plot after at least one result exists",
+                ));
+            }
+        }
+        let single = panels.len() == 1;
+        Ok(Figure {
+            title,
+            notes: Vec::new(),
+            panels,
+            cols: cols.max(1),
+            panel_size: if single { (640.0, 400.0) } else { (340.0, 260.0) },
+            image_rows: Vec::new(),
+        })
+    }
+
+    /// Line chart of several series sharing the axes, coloured from the palette.
+    pub fn lines(title: &str, x_label: &str, y_label: &str, series: &[Series]) -> Result<Figure> {
+        let mut panel = Panel::new("", x_label, y_label);
+        for (i, s) in series.iter().enumerate() {
+            panel.push(Layer::line(s.clone(), palette(i)));
+        }
+        Figure::grid(title, vec![panel], 1)
+    }
+
+    /// Horizontal bars, e.g. per-layer density of a mask.
+    pub fn bars(title: &str, value_label: &str, name: &str, labels: Vec<String>, values: Vec<f64>) -> Result<Figure> {
+        if labels.len() != values.len() {
+            return Err(Error::invalid(format!("{} labels for {} bars", labels.len(), values.len()), "pass one label per value"));
+        }
+        let rows = labels.len() as f64;
+        let mut fig = Figure::grid(
+            title,
+            vec![Panel::new("", value_label, "").with(Layer::Bars { name: name.into(), color: palette(0), labels, values })],
+            1,
+        )?;
+        fig.panel_size = (640.0, (60.0 + 18.0 * rows).max(160.0));
+        Ok(fig)
+    }
+
+    /// A grid of images: one row per `(row label, batch N x C x H x W in [0, 1])`, with an
+    /// optional caption under each image (e.g. the predicted class).
+    pub fn image_grid(title: &str, rows: &[(String, tch::Tensor)], captions: &[Vec<String>]) -> Result<Figure> {
+        let mut image_rows = Vec::new();
+        for (r, (label, batch)) in rows.iter().enumerate() {
+            let mut images = Vec::new();
+            for k in 0..batch.size()[0] {
+                images.push(rgb_image(&batch.f_get(k)?, 1)?);
+            }
+            image_rows.push(ImageRow { label: label.clone(), images, captions: captions.get(r).cloned().unwrap_or_default() });
+        }
+        Ok(Figure { title: title.into(), notes: Vec::new(), panels: Vec::new(), cols: 1, panel_size: (84.0, 106.0), image_rows })
+    }
+
+    /// Adds a line of text under the title.
+    pub fn note(mut self, note: impl Into<String>) -> Figure {
+        self.notes.push(note.into());
+        self
+    }
+
+    pub fn size(&self) -> (f64, f64) {
+        let head = 30.0 + 16.0 * self.notes.len() as f64 + 18.0 * self.legend_rows().len() as f64;
+        if !self.image_rows.is_empty() {
+            let cols = self.image_rows.iter().map(|r| r.images.len()).max().unwrap_or(0) as f64;
+            return (110.0 + cols * self.panel_size.0 + 10.0, head + self.image_rows.len() as f64 * self.panel_size.1 + 8.0);
+        }
+        let rows = self.panels.len().div_ceil(self.cols) as f64;
+        (self.cols.min(self.panels.len()) as f64 * self.panel_size.0, head + rows * self.panel_size.1)
+    }
+
+    /// Legend entries shared by all panels, wrapped into rows that fit the width.
+    fn legend_rows(&self) -> Vec<Vec<(String, Color, bool, bool)>> {
+        let mut entries: Vec<(String, Color, bool, bool)> = Vec::new();
+        for p in &self.panels {
+            for l in &p.layers {
+                let e = match l {
+                    Layer::Line { series, color, dashed, .. } => (series.name.clone(), *color, *dashed, false),
+                    Layer::HLine { name, color, .. } => (name.clone(), *color, true, false),
+                    Layer::Band { name, color, .. } => (name.clone(), *color, false, true),
+                    Layer::Bars { .. } | Layer::Contours { .. } => continue,
+                };
+                if !e.0.is_empty() && !entries.iter().any(|x| x.0 == e.0) {
+                    entries.push(e);
+                }
+            }
+        }
+        let width = self.cols.min(self.panels.len()).max(1) as f64 * self.panel_size.0 - 20.0;
+        let mut rows: Vec<Vec<(String, Color, bool, bool)>> = Vec::new();
+        let mut used = f64::MAX;
+        for e in entries {
+            let w = legend_entry_width(&e.0);
+            if used + w > width {
+                rows.push(Vec::new());
+                used = 0.0;
+            }
+            used += w;
+            if let Some(r) = rows.last_mut() {
+                r.push(e);
+            }
+        }
+        rows
+    }
+
+    fn draw(&self, c: &mut dyn Canvas) {
+        let (w, _) = self.size();
+        c.text((w / 2.0, 22.0), &self.title, TextStyle::new(TITLE).anchor(Anchor::Middle));
+        let mut y = 30.0;
+        for n in &self.notes {
+            y += 16.0;
+            c.text((w / 2.0, y - 4.0), n, TextStyle::new(LABEL - 1.0).anchor(Anchor::Middle).color(Color::GREY));
+        }
+        for row in self.legend_rows() {
+            y += 18.0;
+            let total: f64 = row.iter().map(|e| legend_entry_width(&e.0)).sum();
+            let mut x = (w - total) / 2.0;
+            for (name, color, dashed, band) in row {
+                if band {
+                    c.polygon(&[(x, y - 10.0), (x + 22.0, y - 10.0), (x + 22.0, y - 2.0), (x, y - 2.0)], color, 0.25);
+                } else {
+                    c.polyline(&[(x, y - 6.0), (x + 22.0, y - 6.0)], color, 2.0, dashed);
+                }
+                c.text((x + 27.0, y - 2.0), &name, TextStyle::new(LABEL - 1.0));
+                x += legend_entry_width(&name);
+            }
+        }
+        let top = y;
+        if !self.image_rows.is_empty() {
+            self.draw_images(c, top);
+            return;
+        }
+        let (pw, ph) = self.panel_size;
+        for (i, p) in self.panels.iter().enumerate() {
+            let (col, row) = ((i % self.cols) as f64, (i / self.cols) as f64);
+            draw_panel(c, p, (col * pw, top + row * ph), (pw, ph));
+        }
+    }
+
+    fn draw_images(&self, c: &mut dyn Canvas, top: f64) {
+        let (cell, row_h) = self.panel_size;
+        for (r, row) in self.image_rows.iter().enumerate() {
+            let y = top + r as f64 * row_h + 6.0;
+            c.text((4.0, y + cell / 2.0), &row.label, TextStyle::new(LABEL));
+            for (k, img) in row.images.iter().enumerate() {
+                let x = 110.0 + k as f64 * cell;
+                c.image((x, y), (cell - 4.0, cell - 4.0), img);
+                if let Some(cap) = row.captions.get(k) {
+                    c.text((x + (cell - 4.0) / 2.0, y + cell + 10.0), cap, TextStyle::new(TICK).anchor(Anchor::Middle));
+                }
+            }
+        }
+    }
+
+    /// JSON of every series drawn, as embedded in the SVG.
+    fn series_json(&self) -> String {
+        let mut out = Vec::new();
+        for p in &self.panels {
+            let x_span = panel_bounds(p).map(|b| (b.0, b.1)).unwrap_or((0.0, 1.0));
+            let mut put = |name: &str, points: Vec<(f64, f64)>| out.push(serde_json::json!({"panel": p.title, "name": name, "points": points}));
+            for l in &p.layers {
+                match l {
+                    Layer::Line { series, .. } => put(&series.name, series.points.clone()),
+                    Layer::Band { name, points, .. } => {
+                        put(&format!("{name} (lower)"), points.iter().map(|p| (p.0, p.1)).collect());
+                        put(&format!("{name} (upper)"), points.iter().map(|p| (p.0, p.2)).collect());
+                    }
+                    Layer::HLine { name, y, .. } => put(name, vec![(x_span.0, *y), (x_span.1, *y)]),
+                    Layer::Bars { name, values, .. } => put(name, values.iter().enumerate().map(|(i, v)| (i as f64, *v)).collect()),
+                    Layer::Contours { levels, .. } => put("contour levels", levels.iter().enumerate().map(|(i, v)| (i as f64, *v)).collect()),
+                }
+            }
+        }
+        serde_json::Value::Array(out).to_string()
+    }
+
+    /// The figure as an SVG document.
+    pub fn svg(&self) -> String {
+        let (w, h) = self.size();
+        let mut c = SvgCanvas::new(w, h);
+        self.draw(&mut c);
+        c.finish(&format!("<title>{}</title><desc id=\"doublewin-series\">{}</desc>", escape(&self.title), escape(&self.series_json())))
+    }
+
+    /// The figure as an RGB raster at `dpr` pixels per figure unit.
+    pub fn raster(&self, dpr: f64) -> RgbImage {
+        let (w, h) = self.size();
+        let mut c = RasterCanvas::new(w, h, dpr);
+        self.draw(&mut c);
+        c.image
+    }
+
+    /// The figure as PNG bytes (2 pixels per figure unit).
+    pub fn png(&self) -> Result<Vec<u8>> {
+        let mut out = std::io::Cursor::new(Vec::new());
+        self.raster(2.0)
+            .write_to(&mut out, image::ImageFormat::Png)
+            .map_err(|e| Error::invalid(format!("PNG encoding failed: {e}"), "report this as a bug"))?;
+        Ok(out.into_inner())
+    }
+
+    /// The series a figure was built from, read back out of its SVG.
+    pub fn series(&self) -> Result<Vec<Series>> {
+        Figure::series_in_svg(&self.svg())
+    }
+
+    /// Reads the series embedded in an SVG written by this module.
+    pub fn series_in_svg(svg: &str) -> Result<Vec<Series>> {
+        const TAG: &str = "<desc id=\"doublewin-series\">";
+        let start = svg.find(TAG).ok_or_else(|| Error::invalid("SVG carries no series data", "use an SVG written by doublewin"))?;
+        let rest = &svg[start + TAG.len()..];
+        let json = unescape(&rest[..rest.find("</desc>").unwrap_or(rest.len())]);
+        let v: Vec<serde_json::Value> =
+            serde_json::from_str(&json).map_err(|e| Error::invalid(format!("series data unreadable: {e}"), "report this as a bug"))?;
+        Ok(v.iter()
+            .map(|s| Series {
+                name: s["name"].as_str().unwrap_or_default().to_string(),
+                points: s["points"]
+                    .as_array()
+                    .map(|a| a.iter().map(|p| (p[0].as_f64().unwrap_or(f64::NAN), p[1].as_f64().unwrap_or(f64::NAN))).collect())
+                    .unwrap_or_default(),
+            })
+            .collect())
+    }
+
+    /// Writes the SVG atomically.
+    pub fn save_svg(&self, path: impl AsRef<Path>) -> Result<()> {
+        crate::fsio::write_atomic(path.as_ref(), self.svg().as_bytes())
+    }
+
+    /// Writes the PNG atomically.
+    pub fn save_png(&self, path: impl AsRef<Path>) -> Result<()> {
+        crate::fsio::write_atomic(path.as_ref(), &self.png()?)
+    }
+
+    /// Writes `.svg` or `.png`, chosen by the extension.
+    pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
+        let path = path.as_ref();
+        match path.extension().and_then(|e| e.to_str()).map(|e| e.to_ascii_lowercase()).as_deref() {
+            Some("svg") => self.save_svg(path),
+            Some("png") => self.save_png(path),
+            _ => Err(Error::invalid(format!("cannot tell the image format of {}", path.display()), "end the file name in .svg or .png")),
+        }
+    }
+
+    pub fn evcxr_display(&self) {
+        evcxr_emit("image/svg+xml", &self.svg());
+    }
+}
+
+fn escape(s: &str) -> String {
+    crate::display::escape_html(s)
+}
+
+fn unescape(s: &str) -> String {
+    s.replace("&quot;", "\"").replace("&#39;", "'").replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+}
+
+fn legend_entry_width(name: &str) -> f64 {
+    36.0 + text_width(name, LABEL - 1.0)
+}
+
+/// Data bounds (x0, x1, y0, y1) of a panel, or `None` when nothing finite is drawn.
+fn panel_bounds(p: &Panel) -> Option<(f64, f64, f64, f64)> {
+    let mut xs = Vec::new();
+    let mut ys = Vec::new();
+    for l in &p.layers {
+        match l {
+            Layer::Line { series, .. } => series.points.iter().for_each(|&(x, y)| {
+                xs.push(x);
+                ys.push(y)
+            }),
+            Layer::Band { points, .. } => points.iter().for_each(|&(x, lo, hi)| {
+                xs.push(x);
+                ys.extend([lo, hi])
+            }),
+            Layer::HLine { y, .. } => ys.push(*y),
+            Layer::Bars { values, .. } => {
+                xs.push(0.0);
+                xs.extend(values.iter().copied());
+                ys.extend([-0.6, values.len() as f64 - 0.4]);
+            }
+            Layer::Contours { segments, .. } => segments.iter().flatten().for_each(|s| {
+                for &(x, y) in s {
+                    xs.push(x);
+                    ys.push(y)
+                }
+            }),
+        }
+    }
+    let fin = |v: &[f64]| {
+        let f: Vec<f64> = v.iter().copied().filter(|x| x.is_finite()).collect();
+        (!f.is_empty()).then(|| f.iter().fold((f64::MAX, f64::MIN), |(a, b), &x| (a.min(x), b.max(x))))
+    };
+    let (y0, y1) = p.y_range.or_else(|| fin(&ys))?;
+    let (x0, x1) = match p.x_range.or_else(|| fin(&xs)) {
+        Some(r) => r,
+        None if p.layers.iter().any(|l| matches!(l, Layer::HLine { .. })) => (0.0, 1.0),
+        None => return None,
+    };
+    Some((x0, x1, y0, y1))
+}
+
+/// "Nice" tick positions (1, 2, 5 x 10^k) covering [lo, hi].
+fn ticks(lo: f64, hi: f64, target: usize) -> Vec<f64> {
+    let span = (hi - lo).abs().max(1e-12);
+    let raw = span / target.max(1) as f64;
+    let mag = 10f64.powf(raw.log10().floor());
+    let step = [1.0, 2.0, 2.5, 5.0, 10.0].iter().map(|m| m * mag).find(|s| *s >= raw).unwrap_or(10.0 * mag);
+    let first = (lo / step).ceil() * step;
+    (0..=target * 3).map(|i| first + i as f64 * step).take_while(|v| *v <= hi + step * 1e-9).collect()
+}
+
+fn tick_label(v: f64, step: f64) -> String {
+    // As many decimals as the step needs (0.25 -> 2, 5 -> 0).
+    let decimals = (0..6).find(|&d| ((step * 10f64.powi(d)).round() - step * 10f64.powi(d)).abs() < 1e-6).unwrap_or(6) as usize;
+    let s = format!("{v:.decimals$}");
+    if s.trim_start_matches('-').chars().all(|c| c == '0' || c == '.') {
+        "0".into()
+    } else {
+        s
+    }
+}
+
+/// Viridis-like colour map for contour levels (t in [0, 1]).
+fn level_color(t: f64) -> Color {
+    const STOPS: [(f64, f64, f64); 5] =
+        [(68.0, 1.0, 84.0), (59.0, 82.0, 139.0), (33.0, 145.0, 140.0), (94.0, 201.0, 98.0), (253.0, 231.0, 37.0)];
+    let t = t.clamp(0.0, 1.0) * (STOPS.len() - 1) as f64;
+    let (i, f) = ((t.floor() as usize).min(STOPS.len() - 2), t - t.floor().min((STOPS.len() - 2) as f64));
+    let (a, b) = (STOPS[i], STOPS[i + 1]);
+    let mix = |x: f64, y: f64| (x + (y - x) * f).round() as u8;
+    Color(mix(a.0, b.0), mix(a.1, b.1), mix(a.2, b.2))
+}
+
+fn draw_panel(c: &mut dyn Canvas, p: &Panel, (ox, oy): (f64, f64), (pw, ph): (f64, f64)) {
+    let Some((mut x0, mut x1, mut y0, mut y1)) = panel_bounds(p) else { return };
+    let bars = p.layers.iter().find_map(|l| if let Layer::Bars { labels, .. } = l { Some(labels.clone()) } else { None });
+    let contours = p.layers.iter().find_map(|l| if let Layer::Contours { levels, .. } = l { Some(levels.clone()) } else { None });
+    if p.x_range.is_none() {
+        let pad = if bars.is_some() { 0.0 } else { ((x1 - x0) * 0.04).max(if x1 == x0 { 0.5 } else { 0.0 }) };
+        (x0, x1) = (x0 - pad, x1 + pad + if bars.is_some() { (x1 - x0) * 0.08 } else { 0.0 });
+    }
+    if p.y_range.is_none() && bars.is_none() {
+        let pad = ((y1 - y0) * 0.06).max(if y1 == y0 { 0.5 } else { 0.0 });
+        (y0, y1) = (y0 - pad, y1 + pad);
+    }
+    let left = match &bars {
+        Some(labels) => 12.0 + labels.iter().map(|l| text_width(l, TICK)).fold(0.0, f64::max),
+        None => 58.0,
+    };
+    let right = if contours.is_some() { 64.0 } else { 14.0 };
+    let (ax, ay) = (ox + left, oy + if p.title.is_empty() { 10.0 } else { 26.0 });
+    let (aw, ah) = (pw - left - right, ph - (ay - oy) - 44.0);
+    let sx = |x: f64| ax + (x - x0) / (x1 - x0) * aw;
+    let sy = |y: f64| ay + ah - (y - y0) / (y1 - y0) * ah;
+    if !p.title.is_empty() {
+        c.text((ax + aw / 2.0, oy + 18.0), &p.title, TextStyle::new(LABEL + 1.0).anchor(Anchor::Middle));
+    }
+    // Grid and ticks.
+    let xt = ticks(x0, x1, (aw / 70.0).round().max(2.0) as usize);
+    let x_step = if xt.len() > 1 { xt[1] - xt[0] } else { 1.0 };
+    for &t in &xt {
+        c.polyline(&[(sx(t), ay), (sx(t), ay + ah)], Color::LIGHT, 1.0, false);
+        c.text((sx(t), ay + ah + 15.0), &tick_label(t, x_step), TextStyle::new(TICK).anchor(Anchor::Middle));
+    }
+    match &bars {
+        Some(labels) => {
+            for (i, l) in labels.iter().enumerate() {
+                c.text((ax - 6.0, sy((labels.len() - 1 - i) as f64) + 4.0), l, TextStyle::new(TICK).anchor(Anchor::End));
+            }
+        }
+        None => {
+            let yt = ticks(y0, y1, (ah / 45.0).round().max(2.0) as usize);
+            let y_step = if yt.len() > 1 { yt[1] - yt[0] } else { 1.0 };
+            for &t in &yt {
+                c.polyline(&[(ax, sy(t)), (ax + aw, sy(t))], Color::LIGHT, 1.0, false);
+                c.text((ax - 5.0, sy(t) + 4.0), &tick_label(t, y_step), TextStyle::new(TICK).anchor(Anchor::End));
+            }
+        }
+    }
+    c.frame(ax, ay, aw, ah, Color::GREY, 1.0);
+    c.text((ax + aw / 2.0, ay + ah + 34.0), &p.x_label, TextStyle::new(LABEL).anchor(Anchor::Middle));
+    if bars.is_none() {
+        c.text((ox + 14.0, ay + ah / 2.0), &p.y_label, TextStyle::new(LABEL).anchor(Anchor::Middle).vertical());
+    }
+    let clip = |(x, y): (f64, f64)| x.is_finite() && y.is_finite() && x >= x0 && x <= x1 && y >= y0 && y <= y1;
+    for l in &p.layers {
+        match l {
+            Layer::Band { color, points, .. } => {
+                let mut poly: Vec<(f64, f64)> = points.iter().filter(|p| p.1.is_finite() && p.2.is_finite()).map(|p| (sx(p.0), sy(p.1))).collect();
+                poly.extend(points.iter().rev().filter(|p| p.1.is_finite() && p.2.is_finite()).map(|p| (sx(p.0), sy(p.2))));
+                c.polygon(&poly, *color, 0.2);
+            }
+            Layer::HLine { y, color, .. } => c.polyline(&[(ax, sy(*y)), (ax + aw, sy(*y))], *color, 1.5, true),
+            Layer::Bars { color, values, .. } => {
+                for (i, v) in values.iter().enumerate() {
+                    // Category i is drawn i-th from the top.
+                    let row = (values.len() - 1 - i) as f64;
+                    let (top, bottom) = (sy(row + 0.38), sy(row - 0.38));
+                    let (a, b) = (sx(0.0), sx(*v));
+                    c.rect(a.min(b), top, (b - a).abs(), bottom - top, *color);
+                    c.text((b + 4.0, sy(row) + 4.0), &format!("{v:.1}"), TextStyle::new(TICK - 1.0).color(Color::GREY));
+                }
+            }
+            Layer::Contours { levels, segments } => {
+                let (lo, hi) = levels.iter().fold((f64::MAX, f64::MIN), |(a, b), &v| (a.min(v), b.max(v)));
+                for (level, segs) in levels.iter().zip(segments) {
+                    let color = level_color((level - lo) / (hi - lo).max(1e-12));
+                    for s in segs {
+                        c.polyline(&[(sx(s[0].0), sy(s[0].1)), (sx(s[1].0), sy(s[1].1))], color, 1.2, false);
+                    }
+                }
+                // Colour bar with the lowest and highest level.
+                let (bx, bw) = (ax + aw + 10.0, 10.0);
+                let n = levels.len().max(2);
+                for i in 0..n {
+                    let t = i as f64 / (n - 1) as f64;
+                    c.rect(bx, ay + ah - (i + 1) as f64 * ah / n as f64, bw, ah / n as f64 + 0.5, level_color(t));
+                }
+                c.text((bx + bw + 3.0, ay + 8.0), &format!("{hi:.3}"), TextStyle::new(TICK - 1.5));
+                c.text((bx + bw + 3.0, ay + ah), &format!("{lo:.3}"), TextStyle::new(TICK - 1.5));
+                c.text((bx + bw + 14.0, ay + ah / 2.0), "loss", TextStyle::new(TICK).anchor(Anchor::Middle).vertical());
+            }
+            Layer::Line { .. } => {}
+        }
+    }
+    // Lines last, so they sit on top of bands and contours.
+    for l in &p.layers {
+        if let Layer::Line { series, color, dashed, markers, labels } = l {
+            let pts: Vec<(f64, f64)> = series.points.iter().copied().filter(|&p| clip(p)).map(|(x, y)| (sx(x), sy(y))).collect();
+            c.polyline(&pts, *color, 2.0, *dashed);
+            if *markers {
+                pts.iter().for_each(|&p| c.circle(p, 3.0, *color));
+            }
+            for (p, text) in series.points.iter().zip(labels) {
+                if clip(*p) {
+                    c.text((sx(p.0) + 5.0, sy(p.1) - 5.0), text, TextStyle::new(TICK - 1.5).color(*color));
+                }
+            }
+        }
+    }
+}
+
+/// Marching squares: the segments where the bilinear interpolation of `z` (rows over `ys`,
+/// columns over `xs`) crosses `level`. Saddles are split by the cell's mean.
+pub fn contour_segments(xs: &[f64], ys: &[f64], z: &[Vec<f64>], level: f64) -> Vec<[(f64, f64); 2]> {
+    let mut out = Vec::new();
+    for j in 0..ys.len().saturating_sub(1) {
+        for i in 0..xs.len().saturating_sub(1) {
+            // Corners counter-clockwise from bottom-left: (i,j) (i+1,j) (i+1,j+1) (i,j+1).
+            let corners = [(xs[i], ys[j], z[j][i]), (xs[i + 1], ys[j], z[j][i + 1]), (xs[i + 1], ys[j + 1], z[j + 1][i + 1]), (xs[i], ys[j + 1], z[j + 1][i])];
+            if corners.iter().any(|c| !c.2.is_finite()) {
+                continue;
+            }
+            let cross = |a: (f64, f64, f64), b: (f64, f64, f64)| {
+                let t = (level - a.2) / (b.2 - a.2);
+                (a.0 + t * (b.0 - a.0), a.1 + t * (b.1 - a.1))
+            };
+            let mut points = Vec::new();
+            for k in 0..4 {
+                let (a, b) = (corners[k], corners[(k + 1) % 4]);
+                if (a.2 >= level) != (b.2 >= level) {
+                    points.push((k, cross(a, b)));
+                }
+            }
+            match points.len() {
+                2 => out.push([points[0].1, points[1].1]),
+                4 => {
+                    let mean = corners.iter().map(|c| c.2).sum::<f64>() / 4.0;
+                    // Edges are numbered after their first corner. When the centre is on corner
+                    // 0's side, corners 0 and 2 connect and the lines cut off corners 1 and 3.
+                    let above0 = corners[0].2 >= level;
+                    if above0 == (mean >= level) {
+                        out.push([points[0].1, points[1].1]);
+                        out.push([points[2].1, points[3].1]);
+                    } else {
+                        out.push([points[3].1, points[0].1]);
+                        out.push([points[1].1, points[2].1]);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    out
+}
+
+/// PNG bytes of one image (C x H x W floats in [0, 1], C = 1 or 3), scaled up `scale` times.
+pub fn png_bytes(image: &tch::Tensor, scale: u32) -> Result<Vec<u8>> {
+    let img = rgb_image(image, scale)?;
+    let mut out = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut out, image::ImageFormat::Png)
+        .map_err(|e| Error::invalid(format!("PNG encoding failed: {e}"), "report this as a bug"))?;
+    Ok(out.into_inner())
+}
+
+/// One image tensor (C x H x W in [0, 1]) as an RGB buffer, scaled up `scale` times.
+pub fn rgb_image(image: &tch::Tensor, scale: u32) -> Result<RgbImage> {
+    let size = image.size();
+    let [c, h, w]: [i64; 3] = size.clone().try_into().map_err(|_| Error::invalid(format!("image of shape {size:?}"), "pass C x H x W"))?;
+    let px: Vec<u8> =
+        Vec::<f32>::try_from(image.f_to_device(tch::Device::Cpu)?.f_clamp(0.0, 1.0)?.f_mul_scalar(255.0)?.f_round()?.f_flatten(0, -1)?)?
+            .into_iter()
+            .map(|v| v as u8)
+            .collect();
+    let (h, w, scale) = (h as u32, w as u32, scale.max(1));
+    Ok(RgbImage::from_fn(w * scale, h * scale, |x, y| {
+        let (i, j) = ((y / scale) as usize, (x / scale) as usize);
+        let at = |ch: usize| px[ch * (h * w) as usize + i * w as usize + j];
+        if c == 1 {
+            image::Rgb([at(0); 3])
+        } else {
+            image::Rgb([at(0), at(1), at(2)])
+        }
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn svg_carries_every_series_and_png_decodes() {
+        let a = Series::new("ticket", vec![(20.0, 90.5), (36.0, 89.25)]);
+        let panel = Panel::new("SA", "sparsity (%)", "accuracy (%)")
+            .with(Layer::line(a.clone(), palette(0)))
+            .with(Layer::HLine { name: "dense".into(), y: 91.0, color: palette(0) })
+            .with(Layer::Band { name: "seeds".into(), color: palette(0), points: vec![(20.0, 90.0, 91.0), (36.0, 88.0, 90.0)] });
+        let fig = Figure::grid("t <&>", vec![panel.clone(), panel], 2).unwrap();
+        let s = fig.series().unwrap();
+        assert_eq!(s.len(), 8);
+        assert_eq!(s[0], a);
+        assert_eq!(s[1].points, vec![(20.0, 91.0), (36.0, 91.0)]);
+        let png = fig.png().unwrap();
+        let img = image::load_from_memory(&png).unwrap();
+        let (w, h) = fig.size();
+        assert_eq!((img.width(), img.height()), ((2.0 * w).ceil() as u32, (2.0 * h).ceil() as u32));
+        // The line colour is present in the raster.
+        let rgb = img.to_rgb8();
+        assert!(rgb.pixels().any(|p| p.0 == [31, 119, 180]));
+    }
+
+    #[test]
+    fn marching_squares_traces_a_circle() {
+        let xs: Vec<f64> = (0..41).map(|i| -1.0 + i as f64 * 0.05).collect();
+        let z: Vec<Vec<f64>> = xs.iter().map(|y| xs.iter().map(|x| x * x + y * y).collect()).collect();
+        let segs = contour_segments(&xs, &xs, &z, 0.25);
+        assert!(segs.len() > 20);
+        for s in &segs {
+            for p in s {
+                let r = (p.0 * p.0 + p.1 * p.1).sqrt();
+                assert!((r - 0.5).abs() < 0.01, "point {p:?} at radius {r}");
+            }
+        }
+    }
+
+    #[test]
+    fn ticks_are_nice() {
+        assert_eq!(ticks(0.0, 100.0, 5), vec![0.0, 20.0, 40.0, 60.0, 80.0, 100.0]);
+        assert_eq!(tick_label(0.30000000000000004, 0.1), "0.3");
+    }
+}
