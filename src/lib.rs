@@ -17,10 +17,12 @@
 //! - [`walkthrough`]: the end-to-end runs behind the CLI's main job and the notebooks
 //! - beside them: [`display`] (tables, notebook rendering), [`plot`] (figures),
 //!   [`fsio`] (atomic writes, hashes)
+//! - on top: [`bench`]: the benchmarks side by side with a PyTorch peer (`doublewin bench`)
 //!
 //! In a notebook: `use doublewin::prelude::*;`.
 
 pub mod attack;
+pub mod bench;
 pub mod data;
 pub mod display;
 pub mod error;

@@ -155,6 +155,27 @@ enum Command {
     },
     /// Show the runtime: device, CUDA, threads, versions, data folder
     Info,
+    /// Benchmark the hot paths side by side with a PyTorch peer (bench/peer.py) on this machine
+    Bench {
+        /// Short mode: tiny batches, one run each; checks that everything works, times mean nothing
+        #[arg(long)]
+        quick: bool,
+        /// Timed runs per workload and side (default 5, quick 1)
+        #[arg(long)]
+        repeats: Option<usize>,
+        /// Untimed warm-up runs before them (default 1, quick 0)
+        #[arg(long)]
+        warmup: Option<usize>,
+        /// Only workloads whose id contains this text (repeatable), e.g. pgd, convnet, prune-resnet50
+        #[arg(long)]
+        only: Vec<String>,
+        /// Do not run the PyTorch peer (no ratios)
+        #[arg(long)]
+        no_peer: bool,
+        /// Write the report (Markdown) here, atomically
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
 }
 
 /// Which study, and which store it lives in.
@@ -406,6 +427,27 @@ fn run(cli: Cli) -> Result<()> {
             let dir = dir.unwrap_or_else(|| embedded::data_dir().join("downloads"));
             let (train, test) = download::fetch(Remote::from_name(&name)?, &dir, base_url.as_deref())?;
             print(cli.json, serde_json::json!({"train": train.len(), "test": test.len(), "dir": dir}), format!("{train}\n{test}"));
+        }
+        Command::Bench { quick, repeats, warmup, only, no_peer, out } => {
+            let base = if quick { doublewin::bench::BenchConfig::quick() } else { doublewin::bench::BenchConfig::default() };
+            let cfg = doublewin::bench::BenchConfig {
+                repeats: repeats.unwrap_or(base.repeats),
+                warmup: warmup.unwrap_or(base.warmup),
+                only,
+                peer: !no_peer,
+                threads: rt.threads,
+                seed: rt.seed,
+                ..base
+            };
+            let report = doublewin::bench::run(&cfg)?;
+            if let Some(out) = &out {
+                doublewin::fsio::write_atomic(
+                    out,
+                    doublewin::bench::markdown_document(&report, &std::env::args().collect::<Vec<_>>()).as_bytes(),
+                )?;
+            }
+            let wrote = out.map(|o| format!("wrote {}", o.display())).unwrap_or_default();
+            print(cli.json, serde_json::to_value(&report).unwrap_or_default(), format!("{report}{wrote}"));
         }
         Command::Info => {
             let info = serde_json::json!({

@@ -23,12 +23,45 @@ fn check_fraction(fraction: f64) -> Result<()> {
 
 /// Prunes the `k` lowest-scoring kept entries of one flat score vector (pruned entries are
 /// ignored); returns the new flat keep-vector.
+///
+/// Linear time: the k-th smallest kept score is found by selection (`kthvalue`), not by sorting;
+/// every score below it is pruned, and among the scores equal to it the first ones by position,
+/// as many as are still needed (the deterministic tie rule of this module).
 fn prune_lowest(scores: &Tensor, keep: &Tensor, k: i64) -> Result<Tensor> {
-    // Already-pruned entries get +inf so they sort last and are never counted twice.
-    let masked = scores.f_masked_fill(&keep.f_logical_not()?, f64::INFINITY)?;
-    let order = masked.f_argsort_stable(true, 0, false)?;
-    let drop = order.f_narrow(0, 0, k)?;
-    Ok(keep.f_index_fill(0, &drop, 0)?)
+    if k <= 0 {
+        return crate::model::deep_copy(keep);
+    }
+    // Already-pruned entries get +inf so they are never selected again.
+    let all_kept = keep.f_all()?.f_int64_value(&[])? != 0;
+    let masked = if all_kept { scores.shallow_clone() } else { scores.f_masked_fill(&keep.f_logical_not()?, f64::INFINITY)? };
+    let (threshold, _) = masked.f_kthvalue(k, 0, false)?;
+    let below = masked.f_lt_tensor(&threshold)?;
+    let need = k - below.f_sum(Kind::Int64)?.f_int64_value(&[])?;
+    let at = masked.f_eq_tensor(&threshold)?;
+    let at = if all_kept { at } else { at.f_logical_and(keep)? };
+    let prune = if at.f_sum(Kind::Int64)?.f_int64_value(&[])? <= need {
+        below.f_logical_or(&at)?
+    } else {
+        // Ties at the threshold: the first `need` of them by position.
+        let rank = at.f_cumsum(0, Kind::Int64)?;
+        below.f_logical_or(&at.f_logical_and(&rank.f_le(need)?)?)?
+    };
+    Ok(keep.f_logical_and(&prune.f_logical_not()?)?)
+}
+
+/// |w| of every tensor of `mask`, flattened and concatenated in name order (one copy, made on
+/// the CPU, then made absolute in place).
+fn flat_magnitudes(net: &Network, mask: &Mask) -> Result<Tensor> {
+    mask.check_fits(net)?;
+    let tensors: BTreeMap<String, Tensor> = net.named_tensors().into_iter().collect();
+    let _guard = tch::no_grad_guard();
+    let flat = mask
+        .names()
+        .map(|n| Ok(tensors[n].f_detach()?.f_to_device(Device::Cpu)?.f_to_kind(Kind::Float)?.f_reshape([-1])?))
+        .collect::<Result<Vec<_>>>()?;
+    let mut cat = Tensor::f_cat(&flat, 0)?;
+    let _ = cat.f_abs_()?;
+    Ok(cat)
 }
 
 fn magnitudes(net: &Network, mask: &Mask) -> Result<BTreeMap<String, Tensor>> {
@@ -45,9 +78,8 @@ fn with_masks(mask: &Mask, masks: BTreeMap<String, Tensor>) -> Result<Mask> {
 /// together, prunes the `fraction` of still-kept weights with the smallest |w|.
 pub fn global_magnitude(net: &Network, mask: &Mask, fraction: f64) -> Result<Mask> {
     check_fraction(fraction)?;
-    let mags = magnitudes(net, mask)?;
+    let flat_scores = flat_magnitudes(net, mask)?;
     let names: Vec<&String> = mask.names().collect();
-    let flat_scores = Tensor::f_cat(&names.iter().map(|n| mags[*n].f_flatten(0, -1)).collect::<std::result::Result<Vec<_>, _>>()?, 0)?;
     let flat_keep =
         Tensor::f_cat(&names.iter().map(|n| mask.get(n).unwrap().f_flatten(0, -1)).collect::<std::result::Result<Vec<_>, _>>()?, 0)?;
     let k = count_to_prune(fraction, flat_keep.f_sum(Kind::Int64)?.f_int64_value(&[])?);

@@ -241,6 +241,31 @@ pub fn evaluate(net: &Network, data: &Dataset, batch_size: usize) -> Result<Eval
     Ok(Evaluation { loss: loss_sum.f_double_value(&[])? / n, accuracy: correct.f_int64_value(&[])? as f64 / n, examples: data.len() })
 }
 
+/// One SGD step of `regime` on a batch: the regime's attack (seeded with `attack_seed`, network
+/// in the attack's mode), then forward in train mode, backward and the update with rate `lr`.
+/// Returns the batch's mean loss (detached) and its number of correct predictions.
+pub fn train_step(
+    net: &Network,
+    sgd: &mut Sgd,
+    regime: &Regime,
+    images: &Tensor,
+    labels: &Tensor,
+    attack_seed: u64,
+    lr: f64,
+) -> Result<(Tensor, Tensor)> {
+    let inputs = match regime {
+        Regime::Standard => images.shallow_clone(),
+        Regime::Fast { attack, .. } => attack.clone().seed(attack_seed).perturb(net, images, labels)?,
+        Regime::Adversarial(pgd) => pgd.clone().seed(attack_seed).perturb(net, images, labels)?,
+    };
+    let logits = net.forward(&inputs, true)?;
+    let (loss, c) = loss_and_correct(&logits, labels)?;
+    sgd.zero_grad()?;
+    loss.f_backward()?;
+    sgd.step(lr)?;
+    Ok((loss.f_detach()?, c))
+}
+
 /// Trains with progress output. See [`train_with`].
 pub fn train(net: &mut Network, data: &Splits, cfg: &TrainConfig) -> Result<History> {
     train_with(net, data, cfg, &mut Callbacks::progress("train"), None)
@@ -320,18 +345,9 @@ pub fn train_with(
             lr = cfg.schedule.lr(cfg.sgd.lr, t, cfg.epochs, cfg.warmup_epochs);
             // Each batch's attack gets its own seed, so a resumed run draws the same starts.
             let attack_seed = Rng::derive(seed, &format!("attack{i}")).next_u64();
-            let inputs = match &cfg.regime {
-                Regime::Standard => b.images.shallow_clone(),
-                Regime::Fast { attack, .. } => attack.clone().seed(attack_seed).perturb(net, &b.images, &b.labels)?,
-                Regime::Adversarial(pgd) => pgd.clone().seed(attack_seed).perturb(net, &b.images, &b.labels)?,
-            };
-            let logits = net.forward(&inputs, true)?;
-            let (loss, c) = loss_and_correct(&logits, &b.labels)?;
-            sgd.zero_grad()?;
-            loss.f_backward()?;
-            sgd.step(lr)?;
+            let (loss, c) = train_step(net, &mut sgd, &cfg.regime, &b.images, &b.labels, attack_seed, lr)?;
             let _guard = tch::no_grad_guard();
-            loss_sum = loss_sum.f_add(&loss.f_detach()?.f_mul_scalar(b.labels.size()[0] as f64)?)?;
+            loss_sum = loss_sum.f_add(&loss.f_mul_scalar(b.labels.size()[0] as f64)?)?;
             correct = correct.f_add(&c)?;
             callbacks.batch_end(&BatchInfo { epoch, epochs: cfg.epochs, batch: i + 1, batches: batches_per_epoch })?;
         }

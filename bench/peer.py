@@ -1,0 +1,254 @@
+"""The PyTorch peer of `doublewin bench`: the same workloads written the way a practitioner
+writes them in eager PyTorch. Masks go through torch.nn.utils.prune's reparametrisation
+(custom_from_mask, global_unstructured), PGD is torchattacks' loop, FGSM-RS is Wong et al.'s
+fast adversarial training step, evaluation runs under no_grad with PGD-20 on the points the
+network classifies correctly. Weights, masks and data come from the files doublewin wrote, so
+both sides compute the same thing; the thread count and seed come from its config.
+
+usage: peer.py CONFIG.json OUT.json
+"""
+import copy
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+import torch.nn.utils.prune as prune
+import torchvision
+from safetensors.torch import load_file, save_file
+
+
+class Block(nn.Module):
+    def __init__(self, c_in, c_out):
+        super().__init__()
+        self.conv = nn.Conv2d(c_in, c_out, 3, padding=1, bias=False)
+        self.bn = nn.BatchNorm2d(c_out)
+
+
+class ConvNet(nn.Module):
+    """doublewin's Arch::convnet(): conv3x3-BN-ReLU blocks, 2x2 max-pool between them, global
+    average pooling, linear head `fc` (same parameter names)."""
+
+    def __init__(self, widths=(32, 64, 128), c_in=1, side=28, classes=10):
+        super().__init__()
+        self.features = nn.ModuleList()
+        self.pool = []
+        for i, w in enumerate(widths):
+            self.features.append(Block(c_in, w))
+            pools = i + 1 < len(widths) and side >= 4
+            side = side // 2 if pools else side
+            self.pool.append(pools)
+            c_in = w
+        self.fc = nn.Linear(c_in, classes)
+
+    def forward(self, x):
+        for block, pool in zip(self.features, self.pool):
+            x = F.relu(block.bn(block.conv(x)))
+            if pool:
+                x = F.max_pool2d(x, 2)
+        return self.fc(F.adaptive_avg_pool2d(x, 1).flatten(1))
+
+
+def resnet18_cifar(classes=10):
+    """torchvision's ResNet-18 with the usual CIFAR stem: 3x3 conv stride 1, no max-pool."""
+    model = torchvision.models.resnet18(weights=None, num_classes=classes)
+    model.conv1 = nn.Conv2d(3, 64, 3, 1, 1, bias=False)
+    model.maxpool = nn.Identity()
+    return model
+
+
+class Normalized(nn.Module):
+    """Normalisation inside the model, so attacks work on [0, 1] pixels."""
+
+    def __init__(self, net, mean, std):
+        super().__init__()
+        self.net = net
+        self.register_buffer("mean", mean.view(1, -1, 1, 1))
+        self.register_buffer("std", std.view(1, -1, 1, 1))
+
+    def forward(self, x):
+        return self.net((x - self.mean) / self.std)
+
+
+def load_model(d, name):
+    data = load_file(str(d / f"{name}.data.safetensors"))
+    net = ConvNet() if name == "convnet" else resnet18_cifar()
+    missing, unexpected = net.load_state_dict(load_file(str(d / f"{name}.weights.safetensors")), strict=False)
+    assert not unexpected and all(k.endswith("num_batches_tracked") for k in missing), (missing, unexpected)
+    return Normalized(net, data["mean"], data["std"]), data["x"], data["y"]
+
+
+def pgd(model, images, labels, eps, alpha, steps, random_start=True):
+    """torchattacks.PGD.forward."""
+    images = images.clone().detach()
+    labels = labels.clone().detach()
+    loss = nn.CrossEntropyLoss()
+    adv_images = images.clone().detach()
+    if random_start:
+        adv_images = adv_images + torch.empty_like(adv_images).uniform_(-eps, eps)
+        adv_images = torch.clamp(adv_images, min=0, max=1).detach()
+    for _ in range(steps):
+        adv_images.requires_grad = True
+        outputs = model(adv_images)
+        cost = loss(outputs, labels)
+        grad = torch.autograd.grad(cost, adv_images, retain_graph=False, create_graph=False)[0]
+        adv_images = adv_images.detach() + alpha * grad.sign()
+        delta = torch.clamp(adv_images - images, min=-eps, max=eps)
+        adv_images = torch.clamp(images + delta, min=0, max=1).detach()
+    return adv_images
+
+
+def fgsm_rs(model, x, y, eps, alpha):
+    """The attack of Wong et al.'s fast adversarial training (their train_fgsm.py)."""
+    delta = torch.zeros_like(x).uniform_(-eps, eps)
+    delta.data = torch.clamp(delta, -x, 1 - x)
+    delta.requires_grad = True
+    output = model(x + delta)
+    loss = F.cross_entropy(output, y)
+    loss.backward()
+    grad = delta.grad.detach()
+    delta.data = torch.clamp(delta + alpha * torch.sign(grad), -eps, eps)
+    delta.data = torch.clamp(delta, -x, 1 - x)
+    return (x + delta.detach()).detach()
+
+
+def accuracy(model, x, y):
+    with torch.no_grad():
+        return 100.0 * (model(x).argmax(1) == y).float().mean().item()
+
+
+def timed(w, cfg, run):
+    for _ in range(cfg["warmup"]):
+        run()
+    seconds = []
+    for _ in range(cfg["repeats"]):
+        t = time.perf_counter()
+        run()
+        seconds.append(time.perf_counter() - t)
+    return seconds
+
+
+def bench_pgd(w, cfg, d):
+    model, x, y = load_model(d, w["model"])
+    model.eval()
+    x, y = x[: w["batch"]], y[: w["batch"]]
+    out = {}
+
+    def run():
+        out["adv"] = pgd(model, x, y, w["eps"], w["step"], w["attack_steps"])
+
+    seconds = timed(w, cfg, run)
+    clean, adv = accuracy(model, x, y), accuracy(model, out["adv"], y)
+    return seconds, f"clean {clean:.1f}%, adv {adv:.1f}%", {"clean %": clean, "adv %": adv}
+
+
+def bench_train(w, cfg, d):
+    model, x, y = load_model(d, w["model"])
+    masks = None
+    if w["kind"] == "at":
+        masks = load_file(str(d / f"{w['model']}.mask.safetensors"))
+        for name, module in model.net.named_modules():
+            if f"{name}.weight" in masks:
+                prune.custom_from_mask(module, "weight", masks[f"{name}.weight"])
+    opt = torch.optim.SGD(model.parameters(), lr=w["lr"], momentum=0.9, weight_decay=5e-4)
+    b = w["batch"]
+    batches = [(x[i * b : (i + 1) * b], y[i * b : (i + 1) * b]) for i in range(w["steps"])]
+    model.train()
+    last = {}
+
+    def run():
+        for xb, yb in batches:
+            if w["kind"] == "at":
+                adv = pgd(model, xb, yb, w["eps"], w["step"], w["attack_steps"])
+            else:
+                adv = fgsm_rs(model, xb, yb, w["eps"], w["step"])
+            loss = F.cross_entropy(model(adv), yb)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            last["loss"] = loss.item()
+
+    seconds = timed(w, cfg, run)
+    outcome = f"last loss {last['loss']:.3f}"
+    if masks is not None:
+        kept = sum(int((m.weight != 0).sum()) for m in model.net.modules() if hasattr(m, "weight_mask"))
+        total = sum(m.weight.numel() for m in model.net.modules() if hasattr(m, "weight_mask"))
+        outcome += f", sparsity {100.0 * (1 - kept / total):.1f}%"
+    return seconds, outcome, {"loss": last["loss"]}
+
+
+def bench_eval(w, cfg, d):
+    model, x, y = load_model(d, w["model"])
+    model.eval()
+    n, b = w["n"], w["batch"]
+    x, y = x[:n], y[:n]
+    res = {}
+
+    def run():
+        clean = robust = 0
+        for i in range(0, n, b):
+            xb, yb = x[i : i + b], y[i : i + b]
+            with torch.no_grad():
+                ok = model(xb).argmax(1) == yb
+            clean += int(ok.sum())
+            idx = ok.nonzero().flatten()
+            if len(idx) == 0:
+                continue
+            adv = pgd(model, xb[idx], yb[idx], w["eps"], w["step"], w["attack_steps"])
+            with torch.no_grad():
+                robust += int((model(adv).argmax(1) == yb[idx]).sum())
+        res["sa"], res["ra"] = 100.0 * clean / n, 100.0 * robust / n
+
+    seconds = timed(w, cfg, run)
+    return seconds, f"SA {res['sa']:.1f}%, RA {res['ra']:.1f}%", {"SA %": res["sa"], "RA %": res["ra"]}
+
+
+def bench_prune(w, cfg, d):
+    model = torchvision.models.resnet50(weights=None)
+    missing, unexpected = model.load_state_dict(load_file(str(d / "resnet50.weights.safetensors")), strict=False)
+    assert not unexpected, unexpected
+    names = {m: n for n, m in model.named_modules() if isinstance(m, nn.Conv2d)}
+    seconds, kept = [], None
+    for i in range(cfg["warmup"] + cfg["repeats"]):
+        fresh = copy.deepcopy(model)  # a fresh, unpruned model per run (not timed)
+        convs = [m for m in fresh.modules() if isinstance(m, nn.Conv2d)]
+        t = time.perf_counter()
+        prune.global_unstructured([(m, "weight") for m in convs], pruning_method=prune.L1Unstructured, amount=w["fraction"])
+        elapsed = time.perf_counter() - t
+        if i >= cfg["warmup"]:
+            seconds.append(elapsed)
+        if kept is None:
+            by_name = dict(zip([names[m] for m in model.modules() if isinstance(m, nn.Conv2d)], convs))
+            save_file({f"{n}.weight": m.weight_mask.contiguous() for n, m in by_name.items()}, str(d / "resnet50.peer-mask.safetensors"))
+            kept = sum(int(m.weight_mask.sum()) for m in convs)
+    pruned = w["n"] - kept
+    return seconds, f"pruned {pruned}", {"pruned": float(pruned)}
+
+
+def main():
+    cfg = json.loads(Path(sys.argv[1]).read_text())
+    torch.set_num_threads(cfg["threads"])
+    torch.manual_seed(cfg["seed"])
+    d = Path(cfg["dir"])
+    kinds = {"pgd": bench_pgd, "at": bench_train, "fast": bench_train, "eval": bench_eval, "prune": bench_prune}
+    results = []
+    for w in cfg["workloads"]:
+        seconds, outcome, values = kinds[w["kind"]](w, cfg, d)
+        results.append({"id": w["id"], "seconds": seconds, "outcome": outcome, "values": values})
+        print(f"[peer] {w['id']}: median {sorted(seconds)[len(seconds) // 2] * 1e3:.1f} ms ({outcome})", file=sys.stderr)
+    out = {
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "python": platform.python_version(),
+        "threads": torch.get_num_threads(),
+        "results": results,
+    }
+    Path(sys.argv[2]).write_text(json.dumps(out, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,28 @@
+//! `cargo bench`: the doublewin vs PyTorch benchmark through the library. Quick mode by default
+//! (a check that it works); `DOUBLEWIN_BENCH=full cargo bench` for the full run, and
+//! `DOUBLEWIN_BENCH_OUT=path.md` to write the Markdown report.
+
+use doublewin::bench::{markdown_document, run, BenchConfig};
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let full = std::env::var("DOUBLEWIN_BENCH").is_ok_and(|v| v == "full") || std::env::args().any(|a| a == "--full");
+    let cfg = if full { BenchConfig::default() } else { BenchConfig::quick() };
+    match run(&cfg) {
+        Ok(report) => {
+            println!("{report}");
+            if let Some(out) = std::env::var_os("DOUBLEWIN_BENCH_OUT") {
+                let args = vec!["cargo".to_string(), "bench".to_string()];
+                if let Err(e) = doublewin::fsio::write_atomic(std::path::Path::new(&out), markdown_document(&report, &args).as_bytes()) {
+                    eprintln!("error: {e}");
+                    return ExitCode::FAILURE;
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
