@@ -12,6 +12,7 @@
 //! - [`train`]: the training loop, SGD, schedules, history, callbacks, evaluation
 //! - [`prune`]: masks, pruning strategies, IMP with rewinding (tickets)
 //! - [`transfer`]: fine-tuning a ticket or the dense network downstream; the double-win verdict
+//! - [`landscape`]: loss landscapes on a 2-D plane with the fine-tuning trajectory (Fig. 6)
 //! - [`store`]: the content-addressed experiment store (and stable config hashes)
 //! - [`study`]: the paper's grid run lazily through the store; size profiles; pre-trainings
 //! - [`walkthrough`]: the end-to-end runs behind the CLI's main job and the notebooks
@@ -27,6 +28,7 @@ pub mod data;
 pub mod display;
 pub mod error;
 pub mod fsio;
+pub mod landscape;
 pub mod model;
 pub mod plot;
 pub mod prune;

@@ -10,7 +10,7 @@ use crate::display::{evcxr_emit, Table};
 use crate::error::{Error, Result};
 use crate::model::{Network, Normalization};
 use crate::prune::Mask;
-use crate::train::{train_with, Callback, Callbacks, EpochRecord, History, Regime, TrainConfig};
+use crate::train::{train_with, Callback, Callbacks, EpochCheckpoints, EpochRecord, History, Regime, TrainConfig};
 use serde::{Deserialize, Serialize};
 use std::sync::{Arc, Mutex};
 
@@ -187,6 +187,18 @@ impl Callback for Selector {
 /// Fine-tunes `pretrained` (masked by `mask`, if any) on `downstream` and reports SA / RA on the
 /// test split at the best-validation-SA and best-validation-RA checkpoints.
 pub fn transfer(pretrained: &Network, mask: Option<&Mask>, downstream: &Splits, cfg: &TransferConfig) -> Result<TransferReport> {
+    transfer_recorded(pretrained, mask, downstream, cfg, None)
+}
+
+/// [`transfer`], also saving the weights before fine-tuning (`epoch-000`) and after every epoch
+/// into `checkpoints`: the trajectory a [`crate::landscape`] draws.
+pub fn transfer_recorded(
+    pretrained: &Network,
+    mask: Option<&Mask>,
+    downstream: &Splits,
+    cfg: &TransferConfig,
+    checkpoints: Option<&std::path::Path>,
+) -> Result<TransferReport> {
     let start = std::time::Instant::now();
     if pretrained.spec().in_channels != downstream.image_shape()[0] {
         return Err(Error::invalid(
@@ -211,7 +223,13 @@ pub fn transfer(pretrained: &Network, mask: Option<&Mask>, downstream: &Splits, 
     let state = Arc::new(Mutex::new(Selection::default()));
     let selector = Selector { val: data.val.clone(), attacks: cfg.attacks(cfg.val_steps), state: state.clone() };
     let label = format!("{} {}%", cfg.fine_tuning.name(), 100.0 * cfg.fraction);
-    let history = train_with(&mut net, &data, &recipe, &mut Callbacks::progress(&label).with(selector), None)?;
+    let mut callbacks = Callbacks::progress(&label).with(selector);
+    if let Some(dir) = checkpoints {
+        let saver = EpochCheckpoints::new(dir);
+        net.save(saver.path(0))?;
+        callbacks = callbacks.with(saver);
+    }
+    let history = train_with(&mut net, &data, &recipe, &mut callbacks, None)?;
     let selection = std::mem::take(&mut *state.lock().unwrap_or_else(|p| p.into_inner()));
     let test_attacks = cfg.attacks(cfg.test_steps);
     let mut judge = |best: Option<Candidate>| -> Result<Checkpoint> {
