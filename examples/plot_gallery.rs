@@ -43,9 +43,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let levels: Vec<f64> = (1..12).map(|i| 0.3 + i as f64 * 0.25).collect();
     let segments = levels.iter().map(|l| contour_segments(&xs, &xs, &z, *l)).collect();
     let traj = Series::new("trajectory", vec![(-0.9, 0.8), (-0.5, 0.4), (-0.2, 0.15), (0.0, 0.0)]);
-    let panel = Panel::new("adversarial loss", "PC1 (71.2%)", "PC2 (18.4%)")
-        .with(Layer::Contours { levels, segments })
-        .with(Layer::Line { series: traj, color: palette(3), dashed: false, markers: true, labels: vec!["1".into(), "2".into(), "3".into(), "4".into()] });
+    let panel = Panel::new("adversarial loss", "PC1 (71.2%)", "PC2 (18.4%)").with(Layer::Contours { levels, segments }).with(Layer::Line {
+        series: traj,
+        color: palette(3),
+        dashed: false,
+        markers: true,
+        labels: vec!["1".into(), "2".into(), "3".into(), "4".into()],
+    });
     let land = Figure::grid("Loss landscape", vec![panel.clone(), panel.clone(), panel], 3)?;
     land.save(out.join("landscape.png"))?;
     land.save(out.join("landscape.svg"))?;

@@ -1,16 +1,20 @@
 #!/usr/bin/env bash
-# The main job: set up (idempotent), then the quickstart from the CLI (report + figures in
-# out/quickstart), the double-win study through the experiment store (out/study-report.md) and
-# the executed notebooks in out/notebooks. DOUBLEWIN_PROFILE picks the size (tiny | small | full;
-# default small). A rerun takes finished steps from the store.
+# The main job: set up (idempotent), run the double-win study through the experiment store and
+# write its report (out/report/report.html, self-contained, and report.md with figures/), then
+# execute every notebook into out/notebooks. DOUBLEWIN_PROFILE picks the size (tiny | small |
+# full; default small, about 15 minutes on a 2-core laptop). A rerun takes finished steps from
+# the store (~/.cache/doublewin/store, or DOUBLEWIN_STORE) and only re-renders.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 bash "$here/setup.sh"
 source "$here/env.sh"
 cd "$DW_ROOT"
+export DOUBLEWIN_PROFILE="${DOUBLEWIN_PROFILE:-small}"
 cargo build --release --quiet
 t0=$(date +%s)
-target/release/doublewin quickstart --out out/quickstart
-target/release/doublewin study report --out out/study-report.md
+target/release/doublewin study report --profile "$DOUBLEWIN_PROFILE" --out out/report
+t1=$(date +%s)
 bash "$here/run_notebooks.sh" out/notebooks
-echo "[main] done in $(( $(date +%s) - t0 )) s: out/quickstart/report.md, out/study-report.md, out/notebooks/"
+t2=$(date +%s)
+echo "[main] study + report in $(( t1 - t0 )) s, notebooks in $(( t2 - t1 )) s"
+echo "[main] done in $(( t2 - t0 )) s: out/report/report.html, out/report/report.md, out/notebooks/"

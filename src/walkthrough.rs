@@ -244,3 +244,58 @@ pub fn robustness_curves(
     }
     Ok((Figure::lines("Accuracy under PGD vs eps", "eps (L-inf)", "accuracy (%)", &series)?, checks))
 }
+
+/// What every notebook starts with: the runtime and profile from the environment
+/// (`DOUBLEWIN_DEVICE`, `DOUBLEWIN_PROFILE`, ...), the default experiment store and the profile's
+/// study. `Session::from_env()?` in a cell replaces the same five lines in every notebook.
+#[derive(Debug)]
+pub struct Session {
+    pub rt: Runtime,
+    pub profile: Profile,
+    pub store: crate::store::Store,
+    pub study: crate::study::Study,
+}
+
+impl Session {
+    pub fn from_env() -> Result<Session> {
+        let profile = Profile::from_env()?;
+        Ok(Session {
+            rt: Runtime::from_env()?,
+            profile,
+            store: crate::store::Store::open(crate::store::Store::default_root())?,
+            study: crate::study::Study::for_profile(profile),
+        })
+    }
+
+    /// The study's results: run what is missing, load the rest from the store.
+    pub fn results(&self) -> Result<crate::study::StudyResults> {
+        self.study.run(&self.rt, &self.store)
+    }
+
+    /// The study's report (results and figures).
+    pub fn report(&self) -> Result<crate::study::StudyReport> {
+        self.study.report(&self.rt, &self.store)
+    }
+
+    /// A ticket of the study (run the study first).
+    pub fn ticket(&self, pre: Pretraining, family: crate::study::Family, round: usize) -> Result<crate::prune::Mask> {
+        self.study.ticket(&self.rt, &self.store, pre, family, round)
+    }
+
+    pub fn evcxr_display(&self) {
+        evcxr_emit("text/html", &format!("<pre>{}</pre>", crate::display::escape_html(&self.to_string())));
+    }
+}
+
+impl std::fmt::Display for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "{} | profile {} | study of {} steps | store {}",
+            self.rt.describe(),
+            self.profile.name(),
+            self.study.size(),
+            self.store.root().display()
+        )
+    }
+}

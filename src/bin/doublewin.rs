@@ -213,12 +213,12 @@ enum StudyAction {
         #[command(flatten)]
         which: StudyChoice,
     },
-    /// Run (or load) the study and write its report: verdicts, headline and every transfer, as
-    /// Markdown
+    /// Run (or load) the study and write its report into a folder: report.html (self-contained,
+    /// figures inline), report.md, results.json and figures/*.svg|png
     Report {
         #[command(flatten)]
         which: StudyChoice,
-        #[arg(long, default_value = "out/study-report.md")]
+        #[arg(long, default_value = "out/report")]
         out: PathBuf,
     },
     /// Print a profile's study as JSON (a starting point for --config)
@@ -356,12 +356,12 @@ fn run(cli: Cli) -> Result<()> {
             }
             StudyAction::Report { which, out } => {
                 let (study, store) = which.open()?;
-                let results = study.run(&rt, &store)?;
-                doublewin::fsio::write_atomic(&out, results.markdown().as_bytes())?;
+                let report = study.report(&rt, &store)?;
+                let html = report.save(&out)?;
                 print(
                     cli.json,
-                    serde_json::to_value(&results).unwrap_or_default(),
-                    format!("{}\n{results}wrote {}", results.headline_table(), out.display()),
+                    serde_json::to_value(&report.results).unwrap_or_default(),
+                    format!("{}\n{report}wrote {} and {}", report.results.verdict_table(), html.display(), out.join("report.md").display()),
                 );
             }
             StudyAction::Show { profile } => {

@@ -7,8 +7,8 @@ mod canvas;
 
 use crate::display::evcxr_emit;
 use crate::error::{Error, Result};
-use canvas::{text_width, Anchor, Canvas, RasterCanvas, SvgCanvas, TextStyle};
 pub use canvas::Color;
+use canvas::{text_width, Anchor, Canvas, RasterCanvas, SvgCanvas, TextStyle};
 use image::RgbImage;
 use std::path::Path;
 
@@ -200,7 +200,9 @@ impl Figure {
             return (110.0 + cols * self.panel_size.0 + 10.0, head + self.image_rows.len() as f64 * self.panel_size.1 + 8.0);
         }
         let rows = self.panels.len().div_ceil(self.cols) as f64;
-        (self.cols.min(self.panels.len()) as f64 * self.panel_size.0, head + rows * self.panel_size.1)
+        let panels_width = self.cols.min(self.panels.len()) as f64 * self.panel_size.0;
+        let text = std::iter::once(text_width(&self.title, TITLE)).chain(self.notes.iter().map(|n| text_width(n, LABEL - 1.0)));
+        (text.fold(panels_width, |w, t| w.max(t + 40.0)), head + rows * self.panel_size.1)
     }
 
     /// Legend entries shared by all panels, wrapped into rows that fit the width.
@@ -290,7 +292,8 @@ impl Figure {
         let mut out = Vec::new();
         for p in &self.panels {
             let x_span = panel_bounds(p).map(|b| (b.0, b.1)).unwrap_or((0.0, 1.0));
-            let mut put = |name: &str, points: Vec<(f64, f64)>| out.push(serde_json::json!({"panel": p.title, "name": name, "points": points}));
+            let mut put =
+                |name: &str, points: Vec<(f64, f64)>| out.push(serde_json::json!({"panel": p.title, "name": name, "points": points}));
             for l in &p.layers {
                 match l {
                     Layer::Line { series, .. } => put(&series.name, series.points.clone()),
@@ -300,7 +303,9 @@ impl Figure {
                     }
                     Layer::HLine { name, y, .. } => put(name, vec![(x_span.0, *y), (x_span.1, *y)]),
                     Layer::Bars { name, values, .. } => put(name, values.iter().enumerate().map(|(i, v)| (i as f64, *v)).collect()),
-                    Layer::Contours { levels, .. } => put("contour levels", levels.iter().enumerate().map(|(i, v)| (i as f64, *v)).collect()),
+                    Layer::Contours { levels, .. } => {
+                        put("contour levels", levels.iter().enumerate().map(|(i, v)| (i as f64, *v)).collect())
+                    }
                 }
             }
         }
@@ -521,7 +526,8 @@ fn draw_panel(c: &mut dyn Canvas, p: &Panel, (ox, oy): (f64, f64), (pw, ph): (f6
     for l in &p.layers {
         match l {
             Layer::Band { color, points, .. } => {
-                let mut poly: Vec<(f64, f64)> = points.iter().filter(|p| p.1.is_finite() && p.2.is_finite()).map(|p| (sx(p.0), sy(p.1))).collect();
+                let mut poly: Vec<(f64, f64)> =
+                    points.iter().filter(|p| p.1.is_finite() && p.2.is_finite()).map(|p| (sx(p.0), sy(p.1))).collect();
                 poly.extend(points.iter().rev().filter(|p| p.1.is_finite() && p.2.is_finite()).map(|p| (sx(p.0), sy(p.2))));
                 c.polygon(&poly, *color, 0.2);
             }
@@ -582,7 +588,12 @@ pub fn contour_segments(xs: &[f64], ys: &[f64], z: &[Vec<f64>], level: f64) -> V
     for j in 0..ys.len().saturating_sub(1) {
         for i in 0..xs.len().saturating_sub(1) {
             // Corners counter-clockwise from bottom-left: (i,j) (i+1,j) (i+1,j+1) (i,j+1).
-            let corners = [(xs[i], ys[j], z[j][i]), (xs[i + 1], ys[j], z[j][i + 1]), (xs[i + 1], ys[j + 1], z[j + 1][i + 1]), (xs[i], ys[j + 1], z[j + 1][i])];
+            let corners = [
+                (xs[i], ys[j], z[j][i]),
+                (xs[i + 1], ys[j], z[j][i + 1]),
+                (xs[i + 1], ys[j + 1], z[j + 1][i + 1]),
+                (xs[i], ys[j + 1], z[j + 1][i]),
+            ];
             if corners.iter().any(|c| !c.2.is_finite()) {
                 continue;
             }

@@ -106,6 +106,48 @@ impl Mask {
             .collect()
     }
 
+    /// Overlap of the kept weights of two masks over the same tensors: |A and B| / |A or B|.
+    pub fn overlap(&self, other: &Mask) -> Result<f64> {
+        let (mut both, mut either) = (0i64, 0i64);
+        for (name, a) in self.iter() {
+            let b = other
+                .get(name)
+                .ok_or_else(|| Error::invalid(format!("the other mask has no '{name}'"), "compare masks of the same architecture"))?;
+            if a.size() != b.size() {
+                return Err(Error::invalid(
+                    format!("'{name}' has shapes {:?} and {:?}", a.size(), b.size()),
+                    "compare masks of the same architecture",
+                ));
+            }
+            both += a.f_logical_and(b)?.f_sum(Kind::Int64)?.f_int64_value(&[])?;
+            either += a.f_logical_or(b)?.f_sum(Kind::Int64)?.f_int64_value(&[])?;
+        }
+        Ok(both as f64 / either.max(1) as f64)
+    }
+
+    /// Per-layer density bars (in %), top to bottom in layer order.
+    pub fn density_panel(&self, title: impl Into<String>) -> crate::plot::Panel {
+        let layers = self.per_layer();
+        crate::plot::Panel::new(title, "weights kept (%)", "").x_range(0.0, 110.0).with(crate::plot::Layer::Bars {
+            name: "density %".into(),
+            color: crate::plot::palette(0),
+            labels: layers.iter().map(|l| l.name.trim_end_matches(".weight").to_string()).collect(),
+            values: layers.iter().map(|l| 100.0 * l.density()).collect(),
+        })
+    }
+
+    /// [`Mask::density_panel`] as a figure.
+    pub fn density_figure(&self) -> Result<crate::plot::Figure> {
+        let rows = self.per_layer().len() as f64;
+        let mut fig = crate::plot::Figure::grid(
+            format!("Density per layer ({:.2}% sparse overall)", 100.0 * self.sparsity()),
+            vec![self.density_panel("")],
+            1,
+        )?;
+        fig.panel_size = (640.0, (60.0 + 20.0 * rows).max(160.0));
+        Ok(fig)
+    }
+
     /// Fraction of masked-out weights over all tensors of the mask.
     pub fn sparsity(&self) -> f64 {
         let (kept, total) = self.per_layer().iter().fold((0i64, 0i64), |(k, t), l| (k + l.kept, t + l.total));

@@ -3,16 +3,20 @@
 //! the [`Store`] does not have yet, with progress and an ETA. Re-running a finished study loads
 //! everything from disk; a killed one resumes at the step it was in.
 
+mod report;
+
+pub use report::{StudyReport, VerdictCell};
+
 use crate::attack::Pgd;
 use crate::data::Embedded;
-use crate::display::{evcxr_emit, Table};
 use crate::error::{Error, Result};
+use crate::landscape::{landscape, load_trajectory, Landscape, LandscapeConfig, LandscapeLoss};
 use crate::model::{Arch, Network, NetworkSpec};
 use crate::prune::{imp, ImpConfig, Mask};
 use crate::runtime::Runtime;
 use crate::store::Store;
 use crate::train::{train_with, Callbacks, History, Regime, TrainConfig};
-use crate::transfer::{transfer, FineTuning, Scores, TransferConfig, TransferReport, Verdict};
+use crate::transfer::{transfer, transfer_recorded, FineTuning, TransferConfig, TransferReport};
 use serde::{Deserialize, Serialize};
 use std::time::Instant;
 
@@ -161,6 +165,30 @@ pub struct Study {
     pub transfer: TransferConfig,
     /// Verdict tolerance with one seed (fraction: 0.005 = 0.5 points).
     pub tolerance: f64,
+    /// The loss landscapes of the paper's Fig. 6 (none when `None`).
+    #[serde(default)]
+    pub landscapes: Option<LandscapePlan>,
+}
+
+/// Which transfers get a loss landscape: one ticket (IMP family and round), fine-tuned on one
+/// downstream dataset at several data fractions, from every pre-training of the study.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LandscapePlan {
+    pub family: Family,
+    pub round: usize,
+    pub dataset: Embedded,
+    pub fine_tuning: FineTuning,
+    pub fractions: Vec<f64>,
+    pub config: LandscapeConfig,
+}
+
+/// One landscape of a study, with the fine-tuning run it was drawn from.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LandscapeRecord {
+    pub pretraining: Pretraining,
+    pub fraction: f64,
+    pub report: TransferReport,
+    pub landscape: Landscape,
 }
 
 impl Study {
@@ -173,7 +201,7 @@ impl Study {
         // (source fraction, pre-training epochs, IMP re-training epochs, ticket rounds, fine-tuning
         //  epochs and minimum steps, downstream datasets, data fractions, adversarial PGD steps)
         let (src_frac, pre_epochs, imp_epochs, rounds, ft_epochs, min_steps, downstream, fractions, steps) = match profile {
-            Profile::Tiny => (0.05, 2, 1, vec![1, 2], 2, 0, vec![Embedded::Digits], vec![1.0], 3),
+            Profile::Tiny => (0.05, 2, 1, vec![1, 2], 2, 0, vec![Embedded::Digits], vec![1.0, 0.1], 3),
             Profile::Small => (0.1, 4, 1, vec![2, 4, 6], 4, 120, vec![Embedded::Digits], vec![1.0, 0.1], 3),
             Profile::Full => (
                 1.0,
@@ -187,7 +215,22 @@ impl Study {
                 10,
             ),
         };
-        let rounds_needed = rounds.iter().copied().max().unwrap_or(1);
+        // Fig. 6: the round-6 m^ST ticket (73.79% sparse), adversarially fine-tuned on digits at
+        // 100 / 10 / 1% of the data; `tiny` draws the round-2 ticket on a 5 x 5 grid.
+        let (ls_round, ls_fractions, ls_config) = match profile {
+            Profile::Tiny => (2, vec![1.0, 0.1], LandscapeConfig::default().resolution(5).examples(64)),
+            Profile::Small => (
+                6,
+                vec![1.0, 0.1, 0.01],
+                LandscapeConfig::default().resolution(13).examples(200).loss(LandscapeLoss::Adversarial { eps, steps: 3 }),
+            ),
+            Profile::Full => (
+                6,
+                vec![1.0, 0.1, 0.01],
+                LandscapeConfig::default().resolution(21).examples(500).loss(LandscapeLoss::Adversarial { eps, steps: 10 }),
+            ),
+        };
+        let rounds_needed = rounds.iter().copied().max().unwrap_or(1).max(ls_round);
         Study {
             source: Embedded::FashionMnist,
             arch: Arch::convnet(),
@@ -213,6 +256,14 @@ impl Study {
                 ..TransferConfig::default()
             },
             tolerance: 0.005,
+            landscapes: Some(LandscapePlan {
+                family: Family::ST,
+                round: ls_round,
+                dataset: Embedded::Digits,
+                fine_tuning: FineTuning::Adversarial,
+                fractions: ls_fractions,
+                config: ls_config,
+            }),
         }
     }
 
@@ -220,13 +271,27 @@ impl Study {
     pub fn size(&self) -> usize {
         let p = self.pretrainings.len();
         let subnets = 1 + self.families.len() * self.rounds.len();
+        let landscapes = self.landscapes.as_ref().map_or(0, |l| 2 * p * l.fractions.len());
         p + p * self.families.len()
             + p * subnets * self.downstream.len() * self.fine_tunings.len() * self.fractions.len() * self.seeds.len()
+            + landscapes
     }
 
     /// Runs every missing step; returns all results.
     pub fn run(&self, rt: &Runtime, store: &Store) -> Result<StudyResults> {
-        if self.rounds.iter().any(|&r| r == 0 || r > self.imp.rounds) {
+        if let Some(plan) = &self.landscapes {
+            if !self.families.contains(&plan.family) || self.seeds.is_empty() {
+                return Err(Error::invalid(
+                    format!(
+                        "landscapes use {:?} tickets, the study runs IMP for {:?} (seeds {:?})",
+                        plan.family, self.families, self.seeds
+                    ),
+                    "add the landscape's family to study.families and at least one seed",
+                ));
+            }
+        }
+        let landscape_round = self.landscapes.as_ref().map(|l| l.round);
+        if self.rounds.iter().chain(landscape_round.as_ref()).any(|&r| r == 0 || r > self.imp.rounds) {
             return Err(Error::invalid(
                 format!("ticket rounds {:?} outside 1..={}", self.rounds, self.imp.rounds),
                 "raise imp.rounds or pick lower rounds",
@@ -236,6 +301,7 @@ impl Study {
         let mut progress = StudyProgress { total: self.size(), done: 0, computed: 0, compute_seconds: 0.0 };
         let source = self.source.splits(0.1, 0)?.with_train_fraction(self.source_fraction, 0)?;
         let mut transfers = Vec::new();
+        let mut landscapes = Vec::new();
         let mut downstream_splits = Vec::new();
         for d in &self.downstream {
             downstream_splits.push((*d, d.splits(0.1, 0)?));
@@ -286,8 +352,83 @@ impl Study {
                     }
                 }
             }
+            if let Some(plan) = &self.landscapes {
+                landscapes.extend(self.run_landscapes(rt, store, &mut progress, plan, pre, &pretrained)?);
+            }
         }
-        Ok(StudyResults { study: self.clone(), transfers, seconds: start.elapsed().as_secs_f64(), computed_steps: progress.computed })
+        Ok(StudyResults {
+            study: self.clone(),
+            transfers,
+            landscapes,
+            seconds: start.elapsed().as_secs_f64(),
+            computed_steps: progress.computed,
+        })
+    }
+
+    /// The fine-tuning runs with per-epoch checkpoints and the landscapes drawn from them.
+    fn run_landscapes(
+        &self,
+        rt: &Runtime,
+        store: &Store,
+        progress: &mut StudyProgress,
+        plan: &LandscapePlan,
+        pre: Pretraining,
+        pretrained: &Network,
+    ) -> Result<Vec<LandscapeRecord>> {
+        let pre_key = self.pretrain_key(pre, rt.seed).0;
+        let imp_key = self.imp_key(&pre_key, plan.family, rt.seed).0;
+        let mask = Mask::load(store.dir("imp", &imp_key).join(format!("round-{:02}.mask.safetensors", plan.round)))?;
+        let splits = plan.dataset.splits(0.1, 0)?;
+        let name = subnet_name(Some(plan.family), plan.round);
+        let mut out = Vec::new();
+        for &fraction in &plan.fractions {
+            let (run_key, cfg) = self.trajectory_key(plan, &pre_key, &imp_key, fraction);
+            let label = format!(
+                "{} {name} -> {} ({}, {}%) with checkpoints",
+                pre.short(),
+                plan.dataset.name(),
+                plan.fine_tuning.name(),
+                100.0 * fraction
+            );
+            let report: TransferReport = progress.step(&format!("fine-tune {label}"), store.has("trajectory", &run_key), || {
+                store.get_or_run("trajectory", &run_key, serde_json::json!({"label": label}), |dir| {
+                    transfer_recorded(pretrained, Some(&mask), &splits, &cfg, Some(&dir.join("checkpoints")))
+                })
+            })?;
+            let config = serde_json::to_string(&plan.config).unwrap_or_default();
+            let key = Store::key("landscape", &[&run_key, &config]);
+            let title = format!("{} {}, {}% data", pre.short(), name, 100.0 * fraction);
+            let checkpoints = store.dir("trajectory", &run_key).join("checkpoints");
+            let landscape: Landscape = progress.step(&format!("landscape {title}"), store.has("landscape", &key), || {
+                store.get_or_run("landscape", &key, serde_json::json!({"title": title}), |_| {
+                    let trajectory = load_trajectory(&checkpoints, rt.device)?;
+                    landscape(&title, &trajectory, Some(&mask), &splits.test, &plan.config)
+                })
+            })?;
+            out.push(LandscapeRecord { pretraining: pre, fraction, report, landscape });
+        }
+        Ok(out)
+    }
+
+    /// Store key and fine-tuning config of a landscape's fine-tuning run.
+    fn trajectory_key(&self, plan: &LandscapePlan, pre_key: &str, imp_key: &str, fraction: f64) -> (String, TransferConfig) {
+        let cfg = TransferConfig { fine_tuning: plan.fine_tuning, fraction, seed: self.seeds[0], ..self.transfer.clone() };
+        (Store::key("trajectory", &[pre_key, imp_key, &plan.round.to_string(), plan.dataset.name(), &cfg.hash()]), cfg)
+    }
+
+    /// The per-epoch checkpoints of a landscape's fine-tuning run (run the study first).
+    pub fn trajectory_dir(&self, rt: &Runtime, store: &Store, pre: Pretraining, fraction: f64) -> Result<std::path::PathBuf> {
+        let plan = self.landscapes.as_ref().ok_or_else(|| Error::invalid("this study draws no landscapes", "set study.landscapes"))?;
+        let pre_key = self.pretrain_key(pre, rt.seed).0;
+        let imp_key = self.imp_key(&pre_key, plan.family, rt.seed).0;
+        let key = self.trajectory_key(plan, &pre_key, &imp_key, fraction).0;
+        if !store.has("trajectory", &key) {
+            return Err(Error::not_found(
+                format!("the {} fine-tuning run at {}% data", pre.short(), 100.0 * fraction),
+                "run the study first",
+            ));
+        }
+        Ok(store.dir("trajectory", &key).join("checkpoints"))
     }
 
     /// Store key and training config of a pre-training.
@@ -395,172 +536,9 @@ pub struct TransferRecord {
 pub struct StudyResults {
     pub study: Study,
     pub transfers: Vec<TransferRecord>,
+    #[serde(default)]
+    pub landscapes: Vec<LandscapeRecord>,
     pub seconds: f64,
     /// Steps computed in this call (the rest came from the store).
     pub computed_steps: usize,
-}
-
-/// A verdict with what it is about.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct VerdictCell {
-    pub pretraining: Pretraining,
-    pub family: Family,
-    pub dataset: Embedded,
-    pub fraction: f64,
-    pub verdict: Verdict,
-}
-
-impl StudyResults {
-    /// Verdicts per (pre-training, IMP family, downstream dataset, data fraction).
-    pub fn verdicts(&self) -> Vec<VerdictCell> {
-        let s = &self.study;
-        let mut out = Vec::new();
-        for &pre in &s.pretrainings {
-            for &family in &s.families {
-                for &d in &s.downstream {
-                    for &fraction in &s.fractions {
-                        let pick = |fam: Option<Family>, round: usize| -> Vec<&TransferReport> {
-                            self.transfers
-                                .iter()
-                                .filter(|t| {
-                                    t.pretraining == pre
-                                        && t.family == fam
-                                        && t.round == round
-                                        && t.dataset == d
-                                        && t.report.fraction == fraction
-                                })
-                                .map(|t| &t.report)
-                                .collect()
-                        };
-                        let dense = Scores::from_reports(&pick(None, 0));
-                        let tickets: Vec<(String, f64, Scores)> = s
-                            .rounds
-                            .iter()
-                            .filter_map(|&r| {
-                                let reports = pick(Some(family), r);
-                                let sparsity = reports.first()?.sparsity;
-                                Some((format!("{} r{r}", family_name(family)), sparsity, Scores::from_reports(&reports)))
-                            })
-                            .collect();
-                        out.push(VerdictCell {
-                            pretraining: pre,
-                            family,
-                            dataset: d,
-                            fraction,
-                            verdict: Verdict::judge(&dense, &tickets, s.tolerance),
-                        });
-                    }
-                }
-            }
-        }
-        out
-    }
-
-    /// One row per verdict cell: the highest double-win sparsity and each ticket's outcome.
-    pub fn verdict_table(&self) -> Table {
-        let mut t = Table::new(
-            format!("Double-win tickets ({} transfers, tolerance {:.1} points)", self.transfers.len(), 100.0 * self.study.tolerance),
-            &["pre-training", "mask", "downstream", "data %", "tickets (sparsity: double-win?)", "highest double-win sparsity %"],
-        );
-        for c in self.verdicts() {
-            let tickets = c
-                .verdict
-                .rows
-                .iter()
-                .map(|r| format!("{:.1}%: {}", 100.0 * r.sparsity, if r.double_win { "yes" } else { "no" }))
-                .collect::<Vec<_>>()
-                .join(", ");
-            t.push(vec![
-                c.pretraining.short().into(),
-                family_name(c.family).into(),
-                c.dataset.name().into(),
-                format!("{}", 100.0 * c.fraction),
-                tickets,
-                c.verdict.highest_double_win().map(|s| format!("{:.2}", 100.0 * s)).unwrap_or_else(|| "-".into()),
-            ]);
-        }
-        t
-    }
-
-    /// Per pre-training and data fraction: the highest double-win sparsity found on each
-    /// downstream dataset (over both IMP families), the paper's headline comparison.
-    pub fn headline_table(&self) -> Table {
-        let s = &self.study;
-        let mut headers = vec!["pre-training".to_string(), "data %".to_string()];
-        headers.extend(s.downstream.iter().map(|d| d.name().to_string()));
-        let mut t = Table { title: "Highest sparsity with a double-win ticket (%)".into(), headers, rows: Vec::new() };
-        let verdicts = self.verdicts();
-        for &pre in &s.pretrainings {
-            for &fraction in &s.fractions {
-                let mut row = vec![pre.short().to_string(), format!("{}", 100.0 * fraction)];
-                for &d in &s.downstream {
-                    let best = verdicts
-                        .iter()
-                        .filter(|c| c.pretraining == pre && c.dataset == d && c.fraction == fraction)
-                        .filter_map(|c| c.verdict.highest_double_win())
-                        .fold(None, |m: Option<f64>, x| Some(m.map_or(x, |m| m.max(x))));
-                    row.push(best.map(|b| format!("{:.2}", 100.0 * b)).unwrap_or_else(|| "none".into()));
-                }
-                t.rows.push(row);
-            }
-        }
-        t
-    }
-
-    /// Every transfer's test SA / RA.
-    pub fn transfer_table(&self) -> Table {
-        let mut t = Table::new(
-            "Transfers (test split)",
-            &[
-                "pre-training",
-                "subnetwork",
-                "sparsity %",
-                "downstream",
-                "fine-tuning",
-                "data %",
-                "seed",
-                "SA % (best val SA)",
-                "RA % (best val RA)",
-            ],
-        );
-        for r in &self.transfers {
-            t.push(vec![
-                r.pretraining.short().into(),
-                subnet_name(r.family, r.round),
-                format!("{:.2}", 100.0 * r.report.sparsity),
-                r.dataset.name().into(),
-                r.report.fine_tuning.name().into(),
-                format!("{}", 100.0 * r.report.fraction),
-                r.report.seed.to_string(),
-                format!("{:.2}", 100.0 * r.report.best_sa.test_sa),
-                format!("{:.2}", 100.0 * r.report.best_ra.test_ra),
-            ]);
-        }
-        t
-    }
-
-    /// A Markdown report: headline, verdicts, every transfer, and the study's settings.
-    pub fn markdown(&self) -> String {
-        let mut s = format!(
-            "# Double-win study\n\n{} transfers; {:.0} s ({} steps computed, the rest from the store).\n\n",
-            self.transfers.len(),
-            self.seconds,
-            self.computed_steps
-        );
-        s += &self.headline_table().to_markdown();
-        s += &self.verdict_table().to_markdown();
-        s += &self.transfer_table().to_markdown();
-        s + &format!("### Settings\n\n```json\n{}\n```\n", serde_json::to_string_pretty(&self.study).unwrap_or_default())
-    }
-
-    pub fn evcxr_display(&self) {
-        evcxr_emit("text/html", &self.verdict_table().to_html());
-    }
-}
-
-impl std::fmt::Display for StudyResults {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", self.verdict_table())?;
-        writeln!(f, "{:.0}s, {} steps computed, the rest from the store", self.seconds, self.computed_steps)
-    }
 }

@@ -1,0 +1,84 @@
+//! A small study end to end: its figures carry exactly the numbers of its results, the report
+//! is written as self-contained HTML + Markdown + PNG, and a rerun comes from the store.
+
+mod common;
+
+use common::*;
+use doublewin::prelude::*;
+use doublewin::store::Store;
+use doublewin::study::{Family, Study};
+use doublewin::transfer::FineTuning;
+
+/// The tiny profile cut down to one pre-training, one IMP family and one ticket round, with
+/// one landscape on a 3 x 3 grid.
+fn mini_study() -> Study {
+    let mut s = Study::for_profile(Profile::Tiny);
+    s.pretrainings = vec![Pretraining::Standard];
+    s.families = vec![Family::ST];
+    s.rounds = vec![1];
+    s.imp.rounds = 1;
+    s.fractions = vec![1.0];
+    s.source_fraction = 0.02;
+    s.pretrain = s.pretrain.clone().epochs(1);
+    s.transfer.recipe = s.transfer.recipe.clone().epochs(2);
+    if let Some(plan) = s.landscapes.as_mut() {
+        plan.round = 1;
+        plan.fractions = vec![1.0];
+        plan.config = plan.config.clone().resolution(3).examples(32);
+    }
+    s
+}
+
+#[test]
+fn figures_carry_the_results_and_the_report_is_self_contained() {
+    let rt = Runtime::new(DeviceChoice::Cpu, 2, 0).unwrap();
+    let store = Store::open(temp_dir("report-store")).unwrap();
+    let study = mini_study();
+    let report = study.report(&rt, &store).unwrap();
+    let results = &report.results;
+    assert_eq!(results.transfers.len(), 4);
+    assert_eq!(results.landscapes.len(), 1);
+
+    // The sparsity figure's SVG holds the ticket's test numbers and the dense baselines.
+    let fig = results.sparsity_figure(Embedded::Digits, 1.0, Family::ST).unwrap();
+    let series = Figure::series_in_svg(&fig.svg()).unwrap();
+    let pick = |family: Option<Family>, ft: FineTuning| {
+        results.transfers.iter().find(|t| t.family == family && t.report.fine_tuning == ft).map(|t| t.report.clone()).unwrap()
+    };
+    let ticket_std = pick(Some(Family::ST), FineTuning::Standard);
+    let ticket_adv = pick(Some(Family::ST), FineTuning::Adversarial);
+    let dense_adv = pick(None, FineTuning::Adversarial);
+    let x = 100.0 * ticket_std.sparsity;
+    let expected = [100.0 * ticket_std.best_sa.test_sa, 100.0 * ticket_adv.best_sa.test_sa, 100.0 * ticket_adv.best_ra.test_ra];
+    let lines: Vec<&Series> = series.iter().filter(|s| s.name == "STD ticket").collect();
+    assert_eq!(lines.len(), 3, "one ticket curve per metric panel: {series:?}");
+    for (line, want) in lines.iter().zip(expected) {
+        assert_eq!(line.points, vec![(x, want)]);
+    }
+    // With one pre-training the baseline is just "dense".
+    let dense: Vec<&Series> = series.iter().filter(|s| s.name == "dense").collect();
+    assert_eq!(dense.len(), 3);
+    assert_eq!(dense[2].points[0].1, 100.0 * dense_adv.best_ra.test_ra);
+
+    // Files: HTML with every figure inline and nothing fetched, Markdown, PNGs that decode.
+    let out = temp_dir("report-out");
+    let html_path = report.save(&out).unwrap();
+    let html = std::fs::read_to_string(&html_path).unwrap();
+    assert_eq!(html.matches("<svg").count(), report.figures.len());
+    assert!(!html.contains("src=\"http") && !html.contains("href=\"http"));
+    assert!(html.contains("Findings") && html.contains("Highest sparsity with a double-win ticket"));
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    for (stem, _) in &report.figures {
+        assert!(md.contains(&format!("figures/{stem}.png")));
+        let png = image::open(out.join("figures").join(format!("{stem}.png"))).unwrap();
+        assert!(png.width() > 300 && png.height() > 150);
+    }
+    assert!(report.figures.iter().any(|(stem, _)| stem == "landscapes"));
+    assert!(report.figures.iter().any(|(stem, _)| stem == "density"));
+
+    // A rerun computes nothing and gives the same numbers.
+    let again = study.run(&rt, &store).unwrap();
+    assert_eq!(again.computed_steps, 0);
+    assert_eq!(again.transfers.len(), results.transfers.len());
+    assert_eq!(again.landscapes[0].landscape, results.landscapes[0].landscape);
+}
