@@ -1,13 +1,17 @@
 //! `cargo bench`: the doublewin vs PyTorch benchmark through the library. Quick mode by default
 //! (a check that it works); `DOUBLEWIN_BENCH=full cargo bench` for the full run, and
-//! `DOUBLEWIN_BENCH_OUT=path.md` to write the Markdown report.
+//! `DOUBLEWIN_BENCH_OUT=path.md` to write the Markdown report, `DOUBLEWIN_BENCH_ONLY=pgd,convnet`
+//! to select workloads.
 
 use doublewin::bench::{markdown_document, run, BenchConfig};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let full = std::env::var("DOUBLEWIN_BENCH").is_ok_and(|v| v == "full") || std::env::args().any(|a| a == "--full");
-    let cfg = if full { BenchConfig::default() } else { BenchConfig::quick() };
+    let mut cfg = if full { BenchConfig::default() } else { BenchConfig::quick() };
+    if let Ok(only) = std::env::var("DOUBLEWIN_BENCH_ONLY") {
+        cfg.only = only.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
+    }
     match run(&cfg) {
         Ok(report) => {
             println!("{report}");

@@ -58,7 +58,8 @@ pub struct BenchConfig {
     pub seed: u64,
     /// Where the exchange files for the peer go.
     pub workdir: PathBuf,
-    /// The Python interpreter for the peer (default: $DOUBLEWIN_PYTHON, $VIRTUAL_ENV/bin/python, python3).
+    /// The Python interpreter for the peer (default: $DOUBLEWIN_PYTHON, $VIRTUAL_ENV/bin/python, the
+    /// project's .venv, python3).
     pub python: Option<PathBuf>,
 }
 
@@ -475,6 +476,12 @@ fn time_runs(warmup: usize, repeats: usize, mut run: impl FnMut() -> Result<()>)
     Ok(Timing { seconds })
 }
 
+/// Adds a result and prints its median to stderr (progress while the benchmark runs).
+fn push(results: &mut Vec<WorkloadResult>, r: WorkloadResult) {
+    eprintln!("[doublewin] {}: median {:.1} ms ({})", r.id, 1e3 * r.ours.timing.median(), r.ours.outcome);
+    results.push(r);
+}
+
 /// FLOP/s of an n x n f32 matmul on `device`, best of `runs`.
 pub fn matmul_peak(n: i64, runs: usize, device: Device) -> Result<f64> {
     let a = Tensor::f_randn([n, n], (Kind::Float, device))?;
@@ -635,6 +642,10 @@ fn python(cfg: &BenchConfig) -> PathBuf {
             return p;
         }
     }
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
+    if venv.exists() {
+        return venv;
+    }
     PathBuf::from("python3")
 }
 
@@ -706,6 +717,7 @@ pub fn run(cfg: &BenchConfig) -> Result<BenchReport> {
     let matmul_peak = matmul_peak(sizes.matmul, if cfg.quick { 2 } else { 10 }, device)?;
     let mut results: Vec<WorkloadResult> = Vec::new();
     let mut peer_workloads = Vec::new();
+    let mut machine = machine(threads, device);
     let lr = 0.01;
 
     let needs = |model: &str| WORKLOADS.iter().any(|w| w.ends_with(model) && !w.starts_with("prune") && cfg.selected(w));
@@ -751,17 +763,25 @@ pub fn run(cfg: &BenchConfig) -> Result<BenchReport> {
             let (clean, adv_acc) = (100.0 * accuracy(&f.net, &x, &y)?, 100.0 * accuracy(&f.net, &adv, &y)?);
             let outcome = format!("clean {clean:.1}%, adv {adv_acc:.1}%");
             let values = BTreeMap::from([("clean %".to_string(), clean), ("adv %".to_string(), adv_acc)]);
-            results.push(WorkloadResult {
-                id: id.clone(),
-                description: format!("PGD-10 L-inf eps {} attack, {} batch {batch}", crate::attack::format_eps(eps), f.net.arch().name()),
-                items_per_run: batch as f64,
-                unit: "img".into(),
-                flops_per_run: Some(batch as f64 * fwd * 2.0 * 10.0),
-                ours: Side { timing, outcome, values },
-                peer: None,
-                agreement: String::new(),
-            });
+            push(
+                &mut results,
+                WorkloadResult {
+                    id: id.clone(),
+                    description: format!(
+                        "PGD-10 L-inf eps {} attack, {} batch {batch}",
+                        crate::attack::format_eps(eps),
+                        f.net.arch().name()
+                    ),
+                    items_per_run: batch as f64,
+                    unit: "img".into(),
+                    flops_per_run: Some(batch as f64 * fwd * 2.0 * 10.0),
+                    ours: Side { timing, outcome, values },
+                    peer: None,
+                    agreement: String::new(),
+                },
+            );
             peer_workloads.push(pw(&id, "pgd", batch, 1, 10, batch));
+            flush_peer(cfg, &mut peer_workloads, &mut results, &mut machine, None)?;
         }
 
         // (b) PGD-10 adversarial training of the 90%-sparse network, (c) FGSM-RS training.
@@ -797,17 +817,21 @@ pub fn run(cfg: &BenchConfig) -> Result<BenchReport> {
             let images = (batch * train_steps as i64) as f64;
             let what =
                 if kind == "at" { "PGD-10 adversarial training, 90% sparse (mask attached)" } else { "FGSM-RS fast adversarial training" };
-            results.push(WorkloadResult {
-                id: id.clone(),
-                description: format!("{what}, {} batch {batch} x {train_steps} steps", net.arch().name()),
-                items_per_run: images,
-                unit: "img".into(),
-                flops_per_run: Some(images * fwd * (2.0 * attack_steps + 3.0)),
-                ours: Side { timing, outcome, values },
-                peer: None,
-                agreement: String::new(),
-            });
+            push(
+                &mut results,
+                WorkloadResult {
+                    id: id.clone(),
+                    description: format!("{what}, {} batch {batch} x {train_steps} steps", net.arch().name()),
+                    items_per_run: images,
+                    unit: "img".into(),
+                    flops_per_run: Some(images * fwd * (2.0 * attack_steps + 3.0)),
+                    ours: Side { timing, outcome, values },
+                    peer: None,
+                    agreement: String::new(),
+                },
+            );
             peer_workloads.push(pw(&id, kind, batch, train_steps, attack_steps as usize, images as i64));
+            flush_peer(cfg, &mut peer_workloads, &mut results, &mut machine, None)?;
         }
 
         // (e) evaluation: SA, then RA under PGD-20 on the points still correct.
@@ -823,31 +847,34 @@ pub fn run(cfg: &BenchConfig) -> Result<BenchReport> {
             })?;
             let e = eval.ok_or_else(|| Error::invalid("no evaluation ran", "use --repeats 1 or more"))?;
             let attacked = e.sa * n as f64;
-            results.push(WorkloadResult {
-                id: id.clone(),
-                description: format!(
-                    "SA + RA (PGD-20 eps {} on the clean-correct points), {} on {n} images, batch {}",
-                    crate::attack::format_eps(eps),
-                    f.net.arch().name(),
-                    sizes.eval_batch
-                ),
-                items_per_run: n as f64,
-                unit: "img".into(),
-                flops_per_run: Some(n as f64 * fwd + attacked * fwd * (2.0 * 20.0 + 1.0)),
-                ours: Side {
-                    timing,
-                    outcome: format!("SA {:.1}%, RA {:.1}%", 100.0 * e.sa, 100.0 * e.ra),
-                    values: BTreeMap::from([("SA %".to_string(), 100.0 * e.sa), ("RA %".to_string(), 100.0 * e.ra)]),
+            push(
+                &mut results,
+                WorkloadResult {
+                    id: id.clone(),
+                    description: format!(
+                        "SA + RA (PGD-20 eps {} on the clean-correct points), {} on {n} images, batch {}",
+                        crate::attack::format_eps(eps),
+                        f.net.arch().name(),
+                        sizes.eval_batch
+                    ),
+                    items_per_run: n as f64,
+                    unit: "img".into(),
+                    flops_per_run: Some(n as f64 * fwd + attacked * fwd * (2.0 * 20.0 + 1.0)),
+                    ours: Side {
+                        timing,
+                        outcome: format!("SA {:.1}%, RA {:.1}%", 100.0 * e.sa, 100.0 * e.ra),
+                        values: BTreeMap::from([("SA %".to_string(), 100.0 * e.sa), ("RA %".to_string(), 100.0 * e.ra)]),
+                    },
+                    peer: None,
+                    agreement: String::new(),
                 },
-                peer: None,
-                agreement: String::new(),
-            });
+            );
             peer_workloads.push(pw(&id, "eval", sizes.eval_batch as i64, 1, 20, n));
+            flush_peer(cfg, &mut peer_workloads, &mut results, &mut machine, None)?;
         }
     }
 
     // (d) one global magnitude pruning step (20% of the conv weights) over ResNet-50.
-    let mut ours_mask = None;
     if cfg.selected("prune-resnet50") {
         let spec = NetworkSpec {
             arch: Arch::resnet50(),
@@ -867,21 +894,23 @@ pub fn run(cfg: &BenchConfig) -> Result<BenchReport> {
         })?;
         let mask = mask.ok_or_else(|| Error::invalid("no pruning ran", "use --repeats 1 or more"))?;
         let total: i64 = dense.per_layer().iter().map(|l| l.total).sum();
-        results.push(WorkloadResult {
-            id: "prune-resnet50".into(),
-            description: format!("one global magnitude pruning step (20%) over ResNet-50's {} conv tensors", dense.names().count()),
-            items_per_run: total as f64 / 1e6,
-            unit: "M weights".into(),
-            flops_per_run: None,
-            ours: Side {
-                timing,
-                outcome: format!("pruned {}", total - mask.kept()),
-                values: BTreeMap::from([("pruned".to_string(), (total - mask.kept()) as f64)]),
+        push(
+            &mut results,
+            WorkloadResult {
+                id: "prune-resnet50".into(),
+                description: format!("one global magnitude pruning step (20%) over ResNet-50's {} conv tensors", dense.names().count()),
+                items_per_run: total as f64 / 1e6,
+                unit: "M weights".into(),
+                flops_per_run: None,
+                ours: Side {
+                    timing,
+                    outcome: format!("pruned {}", total - mask.kept()),
+                    values: BTreeMap::from([("pruned".to_string(), (total - mask.kept()) as f64)]),
+                },
+                peer: None,
+                agreement: String::new(),
             },
-            peer: None,
-            agreement: String::new(),
-        });
-        ours_mask = Some(mask);
+        );
         peer_workloads.push(PeerWorkload {
             id: "prune-resnet50".into(),
             kind: "prune".into(),
@@ -895,24 +924,49 @@ pub fn run(cfg: &BenchConfig) -> Result<BenchReport> {
             n: total,
             fraction: 0.2,
         });
+        flush_peer(cfg, &mut peer_workloads, &mut results, &mut machine, Some(&mask))?;
     }
 
-    let mut machine = machine(threads, device);
     let mut notes = Vec::new();
-    if cfg.peer && !peer_workloads.is_empty() {
-        let peer_cfg = PeerConfig { threads, repeats, warmup, seed: cfg.seed, dir: dir.clone(), workloads: peer_workloads };
-        let out = run_peer(cfg, &peer_cfg)?;
-        (machine.torch, machine.torchvision, machine.python) = (out.torch, out.torchvision, out.python);
-        for p in out.results {
-            let Some(r) = results.iter_mut().find(|r| r.id == p.id) else { continue };
-            r.agreement = agreement(r, &p, ours_mask.as_ref(), &dir)?;
-            r.peer = Some(Side { timing: Timing { seconds: p.seconds }, outcome: p.outcome, values: p.values });
-        }
+    // The exchange files (ResNet-50's weights among them) are large: keep them only on request.
+    if std::env::var_os("DOUBLEWIN_BENCH_KEEP").is_none() {
+        let _ = std::fs::remove_dir_all(&cfg.workdir);
     }
     if !cfg.peer {
         notes.push("peer not run (--no-peer): no ratios".into());
     }
     Ok(BenchReport { config: cfg.clone(), machine, matmul_peak, matmul_size: sizes.matmul, results, notes })
+}
+
+/// Runs the peer on the pending workloads (right after our side of them, so both see the same
+/// machine state) and fills in its results.
+fn flush_peer(
+    cfg: &BenchConfig,
+    pending: &mut Vec<PeerWorkload>,
+    results: &mut [WorkloadResult],
+    machine: &mut Machine,
+    ours_mask: Option<&Mask>,
+) -> Result<()> {
+    if !cfg.peer || pending.is_empty() {
+        pending.clear();
+        return Ok(());
+    }
+    let peer_cfg = PeerConfig {
+        threads: machine.threads,
+        repeats: cfg.repeats,
+        warmup: cfg.warmup,
+        seed: cfg.seed,
+        dir: cfg.workdir.clone(),
+        workloads: std::mem::take(pending),
+    };
+    let out = run_peer(cfg, &peer_cfg)?;
+    (machine.torch, machine.torchvision, machine.python) = (out.torch, out.torchvision, out.python);
+    for p in out.results {
+        let Some(r) = results.iter_mut().find(|r| r.id == p.id) else { continue };
+        r.agreement = agreement(r, &p, ours_mask, &cfg.workdir)?;
+        r.peer = Some(Side { timing: Timing { seconds: p.seconds }, outcome: p.outcome, values: p.values });
+    }
+    Ok(())
 }
 
 /// Whether both sides computed the same thing: for pruning, the masks weight by weight; else

@@ -260,9 +260,7 @@ pub fn train_step(
     };
     let logits = net.forward(&inputs, true)?;
     let (loss, c) = loss_and_correct(&logits, labels)?;
-    sgd.zero_grad()?;
-    loss.f_backward()?;
-    sgd.step(lr)?;
+    sgd.backward_step(&loss, lr)?;
     Ok((loss.f_detach()?, c))
 }
 

@@ -76,35 +76,80 @@ impl Sgd {
         Ok(())
     }
 
-    /// One update with learning rate `lr`:
+    /// One update with learning rate `lr` from the gradients accumulated in the parameters'
+    /// `.grad` (after `zero_grad` and `backward`); the `.grad` tensors are left as they were.
     /// d = g + wd p; b = m b + (1 - dampening) d (b = d at the first step);
     /// d = d + m b (Nesterov) or b; p -= lr d.
     pub fn step(&mut self, lr: f64) -> Result<()> {
+        let grads = {
+            let _guard = tch::no_grad_guard();
+            self.params
+                .iter()
+                .map(|(_, p)| p.grad())
+                .map(|g| if g.defined() { crate::model::deep_copy(&g) } else { Ok(g) })
+                .collect::<Result<Vec<_>>>()?
+        };
+        self.step_with_grads(grads, lr)
+    }
+
+    /// Backward pass of `loss` to the parameters and one update, without touching their `.grad`:
+    /// the gradients come back as fresh tensors (no zeroing pass, no accumulation pass) and the
+    /// update runs in place on them.
+    pub fn backward_step(&mut self, loss: &Tensor, lr: f64) -> Result<()> {
+        let params: Vec<&Tensor> = self.params.iter().map(|(_, p)| p).collect();
+        let grads = Tensor::f_run_backward(&[loss], &params, false, false)?;
+        self.step_with_grads(grads, lr)
+    }
+
+    /// One update from `grads` (one per parameter, in [`Network::parameters`] order; undefined
+    /// tensors skip their parameter). The gradients are consumed: the update works in place on
+    /// them and on the momentum buffers, with no temporary tensors.
+    pub fn step_with_grads(&mut self, grads: Vec<Tensor>, lr: f64) -> Result<()> {
+        if grads.len() != self.params.len() {
+            return Err(Error::invalid(
+                format!("{} gradients for {} parameters", grads.len(), self.params.len()),
+                "pass one per parameter",
+            ));
+        }
         let c = &self.config;
         let _guard = tch::no_grad_guard();
-        for (((_, p), buf), mask) in self.params.iter().zip(self.momentum.iter_mut()).zip(&self.masks) {
-            let mut g = p.grad();
+        let scalar = |v: f64| Tensor::f_full([], v, (tch::Kind::Float, tch::Device::Cpu));
+        let (wd, momentum, keep, neg_lr) = (scalar(c.weight_decay)?, scalar(c.momentum)?, scalar(1.0 - c.dampening)?, scalar(-lr)?);
+        for ((((_, p), buf), mask), mut g) in self.params.iter().zip(self.momentum.iter_mut()).zip(&self.masks).zip(grads) {
             if !g.defined() {
                 continue;
             }
-            if let Some(m) = mask {
-                g = g.f_mul(m)?;
+            if g.kind() != p.kind() {
+                g = g.f_to_kind(p.kind())?;
             }
-            let mut d = if c.weight_decay != 0.0 { g.f_add(&p.f_mul_scalar(c.weight_decay)?)? } else { g };
-            if c.momentum != 0.0 {
+            if let Some(m) = mask {
+                let _ = g.f_mul_(m)?;
+            }
+            if c.weight_decay != 0.0 {
+                let _ = g.f_addcmul_(p, &wd)?;
+            }
+            let d = if c.momentum != 0.0 {
                 let b = match buf.take() {
-                    None => crate::model::deep_copy(&d)?,
+                    None => crate::model::deep_copy(&g)?,
                     Some(mut b) => {
-                        let _ = b.f_mul_scalar_(c.momentum)?;
-                        let _ = b.f_add_(&d.f_mul_scalar(1.0 - c.dampening)?)?;
+                        let _ = b.f_mul_(&momentum)?;
+                        let _ = if c.dampening != 0.0 { b.f_addcmul_(&g, &keep)? } else { b.f_add_(&g)? };
                         b
                     }
                 };
-                d = if c.nesterov { d.f_add(&b.f_mul_scalar(c.momentum)?)? } else { b.shallow_clone() };
+                let d = if c.nesterov {
+                    let _ = g.f_addcmul_(&b, &momentum)?;
+                    g
+                } else {
+                    b.shallow_clone()
+                };
                 *buf = Some(b);
-            }
+                d
+            } else {
+                g
+            };
             let mut p = p.shallow_clone();
-            let _ = p.f_sub_(&d.f_mul_scalar(lr)?)?;
+            let _ = p.f_addcmul_(&d, &neg_lr)?;
         }
         Ok(())
     }
