@@ -82,3 +82,25 @@ fn figures_carry_the_results_and_the_report_is_self_contained() {
     assert_eq!(again.transfers.len(), results.transfers.len());
     assert_eq!(again.landscapes[0].landscape, results.landscapes[0].landscape);
 }
+
+#[test]
+fn every_profile_is_a_valid_study_that_round_trips_through_json() {
+    for p in ["tiny", "small", "full", "paper"] {
+        let study = Study::for_profile(p.parse().unwrap());
+        let json = serde_json::to_string(&study).unwrap();
+        let back: Study = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, study, "{p}");
+        let plan = study.landscapes.as_ref().unwrap();
+        assert!(study.families.contains(&plan.family) && plan.round <= study.imp.rounds);
+        assert!(study.rounds.iter().all(|&r| r >= 1 && r <= study.imp.rounds));
+    }
+    // Fig. 6's ticket: round 6 of m^ST, 73.79% sparse, at 100 / 10 / 1% data.
+    let small = Study::for_profile(Profile::Small);
+    let plan = small.landscapes.unwrap();
+    assert_eq!((plan.family, plan.round, plan.fractions), (Family::ST, 6, vec![1.0, 0.1, 0.01]));
+    assert!((1.0 - 0.8f64.powi(plan.round as i32) - 0.7379).abs() < 1e-4);
+    let paper = Study::for_profile("paper".parse().unwrap());
+    assert_eq!(paper.source.name(), "cifar100");
+    assert_eq!(paper.downstream.iter().map(|d| d.name()).collect::<Vec<_>>(), vec!["cifar10", "svhn"]);
+    assert!((paper.eps - 8.0 / 255.0).abs() < 1e-12);
+}

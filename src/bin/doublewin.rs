@@ -4,7 +4,7 @@
 use clap::{Parser, Subcommand};
 use doublewin::attack::robust_evaluate;
 use doublewin::data::download::{self, Remote};
-use doublewin::data::{embedded, Embedded};
+use doublewin::data::{embedded, DataSource, Embedded};
 use doublewin::prelude::*;
 use doublewin::prune::{imp, ImpConfig, Mask};
 use doublewin::store::Store;
@@ -44,7 +44,7 @@ enum Command {
         #[arg(long, default_value = "out/quickstart")]
         out: PathBuf,
     },
-    /// Train a network on an embedded dataset and save it
+    /// Train a network on a dataset (embedded, or cifar10 / cifar100 / svhn downloaded on first use) and save it
     Train {
         #[arg(long, default_value = "fashion-mnist")]
         dataset: String,
@@ -81,7 +81,7 @@ enum Command {
         #[arg(long)]
         store: Option<PathBuf>,
     },
-    /// Iterative magnitude pruning of a saved network on an embedded source dataset; each round's
+    /// Iterative magnitude pruning of a saved network on a source dataset; each round's
     /// ticket is written to --out as soon as it is done, and a rerun resumes after the last one
     Imp {
         /// The pre-trained network (.safetensors with its .json sidecar)
@@ -109,7 +109,7 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
-    /// Transfer a saved network (dense, or with a ticket's mask) to an embedded downstream dataset
+    /// Transfer a saved network (dense, or with a ticket's mask) to a downstream dataset
     Transfer {
         #[arg(long)]
         net: PathBuf,
@@ -135,7 +135,7 @@ enum Command {
         #[command(subcommand)]
         action: StudyAction,
     },
-    /// Evaluate a saved network on an embedded dataset's test split: SA, and RA with --eps
+    /// Evaluate a saved network on a dataset's test split: SA, and RA with --eps
     Evaluate {
         #[arg(long)]
         net: PathBuf,
@@ -279,7 +279,7 @@ fn run(cli: Cli) -> Result<()> {
             print(cli.json, serde_json::to_value(&report).unwrap_or_default(), format!("{report}\nwrote {}", out.display()));
         }
         Command::Train { dataset, arch, epochs, lr, batch_size, fraction, no_augment, out, resume_dir } => {
-            let data = Embedded::from_name(&dataset)?.splits(0.1, rt.seed)?.with_train_fraction(fraction, rt.seed)?;
+            let data = DataSource::from_name(&dataset)?.splits(0.1, rt.seed)?.with_train_fraction(fraction, rt.seed)?;
             let mut net = Network::new(NetworkSpec::for_data(Arch::from_name(&arch)?, &data.train)?, rt.device, rt.seed)?;
             let mut cfg = TrainConfig::default().epochs(epochs).lr(lr).batch_size(batch_size).seed(rt.seed);
             if no_augment {
@@ -312,7 +312,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Imp { net, dataset, rounds, rate, regime, epochs, fraction, eps, out } => {
             let pretrained = Network::load(&net, rt.device)?;
-            let source = Embedded::from_name(&dataset)?.splits(0.1, rt.seed)?.with_train_fraction(fraction, rt.seed)?;
+            let source = DataSource::from_name(&dataset)?.splits(0.1, rt.seed)?.with_train_fraction(fraction, rt.seed)?;
             let eps = eps.unwrap_or_else(|| doublewin::attack::default_eps(source.image_shape()));
             let retrain_regime = match regime.as_str() {
                 "standard" | "st" => Regime::Standard,
@@ -331,7 +331,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Transfer { net, mask, dataset, fine_tuning, fraction, epochs, lr, eps } => {
             let pretrained = Network::load(&net, rt.device)?;
             let mask = mask.map(Mask::load).transpose()?;
-            let splits = Embedded::from_name(&dataset)?.splits(0.1, rt.seed)?;
+            let splits = DataSource::from_name(&dataset)?.splits(0.1, rt.seed)?;
             let fine_tuning = match fine_tuning.as_str() {
                 "standard" => FineTuning::Standard,
                 "adversarial" => FineTuning::Adversarial,
@@ -391,7 +391,7 @@ fn run(cli: Cli) -> Result<()> {
             if let Some(m) = mask {
                 Mask::load(m)?.apply(&net)?;
             }
-            let (_, test) = Embedded::from_name(&dataset)?.load()?;
+            let (_, test) = DataSource::from_name(&dataset)?.load()?;
             match eps {
                 None => {
                     let e = evaluate(&net, &test, 500)?;

@@ -8,10 +8,12 @@ pub mod download;
 pub mod embedded;
 pub mod folder;
 pub mod idx;
+mod source;
 pub mod svhn;
 
 pub use batches::{Augment, Batch, Batches};
 pub use embedded::Embedded;
+pub use source::DataSource;
 
 use crate::error::{Error, Result};
 use crate::runtime::Rng;

@@ -8,7 +8,7 @@ mod report;
 pub use report::{StudyReport, VerdictCell};
 
 use crate::attack::Pgd;
-use crate::data::Embedded;
+use crate::data::{DataSource, Embedded};
 use crate::error::{Error, Result};
 use crate::landscape::{landscape, load_trajectory, Landscape, LandscapeConfig, LandscapeLoss};
 use crate::model::{Arch, Network, NetworkSpec};
@@ -29,10 +29,13 @@ pub enum Profile {
     Small,
     /// All embedded data.
     Full,
+    /// CIFAR-scale, for CUDA machines: ResNet-18 pre-trained on CIFAR-100, tickets transferred
+    /// to CIFAR-10 and SVHN (downloaded on first use) with the paper's attacks.
+    Paper,
 }
 
 impl Profile {
-    /// `DOUBLEWIN_PROFILE` (tiny | small | full), default `small`.
+    /// `DOUBLEWIN_PROFILE` (tiny | small | full | paper), default `small`.
     pub fn from_env() -> Result<Profile> {
         std::env::var("DOUBLEWIN_PROFILE").unwrap_or_else(|_| "small".into()).parse()
     }
@@ -41,7 +44,7 @@ impl Profile {
         match self {
             Profile::Tiny => 0.05,
             Profile::Small => 0.25,
-            Profile::Full => 1.0,
+            Profile::Full | Profile::Paper => 1.0,
         }
     }
     pub fn epochs(self) -> usize {
@@ -49,6 +52,7 @@ impl Profile {
             Profile::Tiny => 2,
             Profile::Small => 6,
             Profile::Full => 15,
+            Profile::Paper => 100,
         }
     }
     /// PGD steps of adversarial training (the paper's 10 in `full`; fewer keep the CPU profiles
@@ -57,7 +61,7 @@ impl Profile {
         match self {
             Profile::Tiny => 3,
             Profile::Small => 5,
-            Profile::Full => 10,
+            Profile::Full | Profile::Paper => 10,
         }
     }
     /// Fraction of the test split (stratified) on which robust accuracy is measured.
@@ -65,7 +69,7 @@ impl Profile {
         match self {
             Profile::Tiny => 0.05,
             Profile::Small => 0.2,
-            Profile::Full => 1.0,
+            Profile::Full | Profile::Paper => 1.0,
         }
     }
     pub fn name(self) -> &'static str {
@@ -73,6 +77,7 @@ impl Profile {
             Profile::Tiny => "tiny",
             Profile::Small => "small",
             Profile::Full => "full",
+            Profile::Paper => "paper",
         }
     }
 }
@@ -84,7 +89,8 @@ impl std::str::FromStr for Profile {
             "tiny" => Ok(Profile::Tiny),
             "small" | "" => Ok(Profile::Small),
             "full" => Ok(Profile::Full),
-            other => Err(Error::invalid(format!("unknown profile '{other}'"), "use tiny, small or full")),
+            "paper" => Ok(Profile::Paper),
+            other => Err(Error::invalid(format!("unknown profile '{other}'"), "use tiny, small, full or paper")),
         }
     }
 }
@@ -144,10 +150,15 @@ pub enum Family {
 /// The declared grid and every recipe in it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Study {
-    pub source: Embedded,
+    pub source: DataSource,
     pub arch: Arch,
     /// Fraction of the source training split used for pre-training and IMP.
     pub source_fraction: f64,
+    /// Fraction of that pre-training subset IMP re-trains on between rounds (stratified; 1.0 =
+    /// all of it). Below 1 it makes m^AT affordable on a laptop: each round's PGD re-training
+    /// costs several times a standard epoch.
+    #[serde(default = "one")]
+    pub imp_fraction: f64,
     /// L-inf radius for adversarial pre-training, m^AT re-training and transfer.
     pub eps: f64,
     pub pretrainings: Vec<Pretraining>,
@@ -158,7 +169,7 @@ pub struct Study {
     pub imp: ImpConfig,
     /// IMP rounds whose tickets are transferred (the dense baseline always is).
     pub rounds: Vec<usize>,
-    pub downstream: Vec<Embedded>,
+    pub downstream: Vec<DataSource>,
     pub fine_tunings: Vec<FineTuning>,
     pub fractions: Vec<f64>,
     pub seeds: Vec<u64>,
@@ -170,13 +181,17 @@ pub struct Study {
     pub landscapes: Option<LandscapePlan>,
 }
 
+fn one() -> f64 {
+    1.0
+}
+
 /// Which transfers get a loss landscape: one ticket (IMP family and round), fine-tuned on one
 /// downstream dataset at several data fractions, from every pre-training of the study.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LandscapePlan {
     pub family: Family,
     pub round: usize,
-    pub dataset: Embedded,
+    pub dataset: DataSource,
     pub fine_tuning: FineTuning,
     pub fractions: Vec<f64>,
     pub config: LandscapeConfig,
@@ -195,22 +210,26 @@ impl Study {
     /// The walkthrough's study at a profile: every pre-training and both IMP families. `full`:
     /// tickets at rounds 2..10 (36% to 89% sparsity), transfer to MNIST, Animal-MNIST and digits
     /// at 100 / 10 / 1% of their data, PGD-10; `small` (a laptop, minutes): rounds 2, 4, 6
-    /// (36%, 59%, 74%), digits at 100 / 10%, PGD-3; `tiny` (tests): rounds 1, 2, digits at 100%.
+    /// (36%, 59%, 74%), digits at 100 / 10%, PGD-3; `tiny` (tests): rounds 1, 2, digits at
+    /// 100 / 10%; `paper`: see [`Study::paper`].
     pub fn for_profile(profile: Profile) -> Study {
+        if profile == Profile::Paper {
+            return Study::paper();
+        }
         let eps = 0.1;
         // (source fraction, pre-training epochs, IMP re-training epochs, ticket rounds, fine-tuning
         //  epochs and minimum steps, downstream datasets, data fractions, adversarial PGD steps)
         let (src_frac, pre_epochs, imp_epochs, rounds, ft_epochs, min_steps, downstream, fractions, steps) = match profile {
-            Profile::Tiny => (0.05, 2, 1, vec![1, 2], 2, 0, vec![Embedded::Digits], vec![1.0, 0.1], 3),
-            Profile::Small => (0.1, 4, 1, vec![2, 4, 6], 4, 120, vec![Embedded::Digits], vec![1.0, 0.1], 3),
-            Profile::Full => (
+            Profile::Tiny => (0.05, 2, 1, vec![1, 2], 2, 0, vec![Embedded::Digits.into()], vec![1.0, 0.1], 3),
+            Profile::Small => (0.1, 4, 1, vec![2, 4, 6], 4, 120, vec![Embedded::Digits.into()], vec![1.0, 0.1], 3),
+            Profile::Full | Profile::Paper => (
                 1.0,
                 15,
                 5,
                 vec![2, 4, 6, 8, 10],
                 15,
                 2000,
-                vec![Embedded::Mnist, Embedded::AnimalMnist, Embedded::Digits],
+                vec![Embedded::Mnist.into(), Embedded::AnimalMnist.into(), Embedded::Digits.into()],
                 vec![1.0, 0.1, 0.01],
                 10,
             ),
@@ -224,7 +243,7 @@ impl Study {
                 vec![1.0, 0.1, 0.01],
                 LandscapeConfig::default().resolution(13).examples(200).loss(LandscapeLoss::Adversarial { eps, steps: 3 }),
             ),
-            Profile::Full => (
+            Profile::Full | Profile::Paper => (
                 6,
                 vec![1.0, 0.1, 0.01],
                 LandscapeConfig::default().resolution(21).examples(500).loss(LandscapeLoss::Adversarial { eps, steps: 10 }),
@@ -232,9 +251,10 @@ impl Study {
         };
         let rounds_needed = rounds.iter().copied().max().unwrap_or(1).max(ls_round);
         Study {
-            source: Embedded::FashionMnist,
+            source: Embedded::FashionMnist.into(),
             arch: Arch::convnet(),
             source_fraction: src_frac,
+            imp_fraction: if profile == Profile::Small { 0.34 } else { 1.0 },
             eps,
             pretrainings: Pretraining::ALL.to_vec(),
             pretrain: TrainConfig::default().epochs(pre_epochs),
@@ -259,10 +279,60 @@ impl Study {
             landscapes: Some(LandscapePlan {
                 family: Family::ST,
                 round: ls_round,
-                dataset: Embedded::Digits,
+                dataset: Embedded::Digits.into(),
                 fine_tuning: FineTuning::Adversarial,
                 fractions: ls_fractions,
                 config: ls_config,
+            }),
+        }
+    }
+
+    /// The paper's protocol at CIFAR scale, for a CUDA machine (days of GPU time; never run on
+    /// the 2-core development machine). ImageNet is not downloadable, so CIFAR-100 stands in as
+    /// the source domain: ResNet-18 (3x3 stem) pre-trained STD / FAT / AT at eps 8/255 (PGD-10,
+    /// step 2/255), IMP to round 10 (89.26%) re-training 10 epochs per round (lr 5e-4, as the
+    /// official code), tickets at 36 / 59 / 74 / 83 / 89% transferred to CIFAR-10 and SVHN at
+    /// 100 / 10 / 1% with 3 seeds, PGD-20 evaluation, and the Fig. 6 landscapes on CIFAR-10.
+    /// One fine-tuning recipe serves both regimes (the paper uses lr 0.001 / 150 epochs for
+    /// standard and lr 0.1 / 100 epochs for adversarial fine-tuning): edit `transfer.recipe`
+    /// through `study show` / `--config` to match either exactly.
+    pub fn paper() -> Study {
+        use crate::data::download::Remote;
+        let eps = 8.0 / 255.0;
+        let rounds = vec![2, 4, 6, 8, 10];
+        Study {
+            source: Remote::Cifar100.into(),
+            arch: Arch::resnet18_cifar(),
+            source_fraction: 1.0,
+            imp_fraction: 1.0,
+            eps,
+            pretrainings: Pretraining::ALL.to_vec(),
+            pretrain: TrainConfig::default().epochs(100).lr(0.1).batch_size(128),
+            adversarial_steps: 10,
+            families: vec![Family::ST, Family::AT],
+            imp: ImpConfig::default().rounds(10).retrain(TrainConfig::default().epochs(10).lr(5e-4).weight_decay(1e-4).batch_size(128)),
+            rounds,
+            downstream: vec![Remote::Cifar10.into(), Remote::Svhn.into()],
+            fine_tunings: FineTuning::BOTH.to_vec(),
+            fractions: vec![1.0, 0.1, 0.01],
+            seeds: vec![0, 1, 2],
+            transfer: TransferConfig {
+                eps,
+                train_steps: 10,
+                val_steps: 10,
+                test_steps: 20,
+                recipe: TrainConfig::default().epochs(100).lr(0.01).batch_size(128),
+                min_steps: 4000,
+                ..TransferConfig::default()
+            },
+            tolerance: 0.005,
+            landscapes: Some(LandscapePlan {
+                family: Family::ST,
+                round: 6,
+                dataset: Remote::Cifar10.into(),
+                fine_tuning: FineTuning::Adversarial,
+                fractions: vec![1.0, 0.1, 0.01],
+                config: LandscapeConfig::default().resolution(21).examples(500).loss(LandscapeLoss::Adversarial { eps, steps: 10 }),
             }),
         }
     }
@@ -300,6 +370,7 @@ impl Study {
         let start = Instant::now();
         let mut progress = StudyProgress { total: self.size(), done: 0, computed: 0, compute_seconds: 0.0 };
         let source = self.source.splits(0.1, 0)?.with_train_fraction(self.source_fraction, 0)?;
+        let imp_source = if self.imp_fraction < 1.0 { source.with_train_fraction(self.imp_fraction, 0)? } else { source.clone() };
         let mut transfers = Vec::new();
         let mut landscapes = Vec::new();
         let mut downstream_splits = Vec::new();
@@ -316,7 +387,7 @@ impl Study {
                 let _sparsities: Vec<f64> =
                     progress.step(&format!("IMP {} from {}", family_name(family), pre.short()), store.has("imp", &imp_key), || {
                         store.get_or_run("imp", &imp_key, serde_json::json!({"pretraining": pre, "family": family}), |dir| {
-                            Ok(imp(&pretrained, &source, &imp_cfg, dir)?.0.iter().map(|t| t.sparsity()).collect::<Vec<f64>>())
+                            Ok(imp(&pretrained, &imp_source, &imp_cfg, dir)?.0.iter().map(|t| t.sparsity()).collect::<Vec<f64>>())
                         })
                     })?;
                 for &r in &self.rounds {
@@ -443,7 +514,13 @@ impl Study {
     fn imp_key(&self, pre_key: &str, family: Family, seed: u64) -> (String, ImpConfig) {
         let cfg =
             ImpConfig { retrain: TrainConfig { regime: self.family_regime(family), seed, ..self.imp.retrain.clone() }, ..self.imp.clone() };
-        (Store::key("imp", &[pre_key, &cfg.hash()]), cfg)
+        // The fraction joins the key only below 1, so stores written before it existed still match.
+        let (hash, fraction) = (cfg.hash(), self.imp_fraction.to_string());
+        let mut parts = vec![pre_key, hash.as_str()];
+        if self.imp_fraction < 1.0 {
+            parts.push(&fraction);
+        }
+        (Store::key("imp", &parts), cfg)
     }
 
     /// The ticket (mask) of an IMP round of a finished study.
@@ -527,7 +604,7 @@ pub struct TransferRecord {
     pub family: Option<Family>,
     /// IMP round (0 = the dense baseline).
     pub round: usize,
-    pub dataset: Embedded,
+    pub dataset: DataSource,
     pub report: TransferReport,
 }
 

@@ -2,7 +2,7 @@
 //! IMP-family / landscape figures, and the Markdown and self-contained HTML reports.
 
 use super::{family_name, subnet_name, Family, Pretraining, StudyResults};
-use crate::data::Embedded;
+use crate::data::DataSource;
 use crate::display::{evcxr_emit, Table};
 use crate::error::{Error, Result};
 use crate::landscape::{landscape_figure, landscape_table, Landscape};
@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 pub struct VerdictCell {
     pub pretraining: Pretraining,
     pub family: Family,
-    pub dataset: Embedded,
+    pub dataset: DataSource,
     pub fraction: f64,
     pub verdict: Verdict,
 }
@@ -44,9 +44,10 @@ impl StudyResults {
         pre: Pretraining,
         family: Option<Family>,
         round: usize,
-        dataset: Embedded,
+        dataset: impl Into<DataSource>,
         fraction: f64,
     ) -> Vec<&TransferReport> {
+        let dataset = dataset.into();
         self.transfers
             .iter()
             .filter(|t| {
@@ -58,7 +59,13 @@ impl StudyResults {
 
     /// One panel per verdict metric: SA / RA against sparsity for each (label, colour, family,
     /// pre-training) curve, with the dense baselines dashed and min-max bands over seeds.
-    fn metric_panels(&self, title: &str, dataset: Embedded, fraction: f64, curves: &[(String, Color, Family, Pretraining)]) -> Vec<Panel> {
+    fn metric_panels(
+        &self,
+        title: &str,
+        dataset: DataSource,
+        fraction: f64,
+        curves: &[(String, Color, Family, Pretraining)],
+    ) -> Vec<Panel> {
         METRICS
             .iter()
             .map(|(metric, get)| {
@@ -101,7 +108,8 @@ impl StudyResults {
 
     /// The paper's main figure: SA and RA of the tickets against sparsity, one curve per
     /// pre-training, with each pre-training's dense baseline dashed.
-    pub fn sparsity_figure(&self, dataset: Embedded, fraction: f64, family: Family) -> Result<Figure> {
+    pub fn sparsity_figure(&self, dataset: impl Into<DataSource>, fraction: f64, family: Family) -> Result<Figure> {
+        let dataset = dataset.into();
         let panels = self.metric_panels("", dataset, fraction, &self.pretraining_curves(family));
         Ok(Figure::grid(
             format!("{} tickets transferred to {} with {}% of its data", family_name(family), dataset.name(), 100.0 * fraction),
@@ -112,7 +120,8 @@ impl StudyResults {
     }
 
     /// One row of panels per data fraction (100 / 10 / 1%): data-efficient transfer.
-    pub fn data_efficiency_figure(&self, dataset: Embedded, family: Family) -> Result<Figure> {
+    pub fn data_efficiency_figure(&self, dataset: impl Into<DataSource>, family: Family) -> Result<Figure> {
+        let dataset = dataset.into();
         let curves = self.pretraining_curves(family);
         let panels =
             self.study.fractions.iter().flat_map(|&f| self.metric_panels(&format!("{}% data: ", 100.0 * f), dataset, f, &curves)).collect();
@@ -123,7 +132,8 @@ impl StudyResults {
     }
 
     /// m^ST against m^AT tickets, one row of panels per pre-training.
-    pub fn family_figure(&self, dataset: Embedded, fraction: f64) -> Result<Figure> {
+    pub fn family_figure(&self, dataset: impl Into<DataSource>, fraction: f64) -> Result<Figure> {
+        let dataset = dataset.into();
         let mut panels = Vec::new();
         for &pre in &self.study.pretrainings {
             let curves: Vec<_> =
