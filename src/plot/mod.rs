@@ -386,6 +386,19 @@ impl Figure {
     }
 }
 
+/// In a terminal: the title and what the figure holds (save it to look at it).
+impl std::fmt::Display for Figure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (w, h) = self.size();
+        writeln!(f, "Figure '{}' ({w:.0} x {h:.0}): {} panels, {} image rows", self.title, self.panels.len(), self.image_rows.len())?;
+        for p in &self.panels {
+            let lines = p.layers.iter().filter(|l| matches!(l, Layer::Line { .. })).count();
+            writeln!(f, "  panel '{}': {lines} lines, {} layers in all", p.title, p.layers.len())?;
+        }
+        write!(f, "  save with .save(\"figure.png\") or .save(\"figure.svg\")")
+    }
+}
+
 fn escape(s: &str) -> String {
     crate::display::escape_html(s)
 }
