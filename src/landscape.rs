@@ -393,7 +393,10 @@ impl Landscape {
         levels.retain(|v| v.is_finite());
         let segments = levels.iter().map(|l| contour_segments(&self.alphas, &self.betas, &self.loss, *l)).collect();
         let (x, y) = self.axis_labels();
-        let labels = (0..self.trajectory.len()).map(|e| e.to_string()).collect();
+        // Label about eight epochs (always the first and the last), so long runs stay legible.
+        let n = self.trajectory.len();
+        let every = n.div_ceil(8).max(1);
+        let labels = (0..n).map(|e| if e % every == 0 || e + 1 == n { e.to_string() } else { String::new() }).collect();
         Panel::new(self.title.clone(), x, y)
             .with(Layer::Contours { levels, segments })
             .with(Layer::Line {

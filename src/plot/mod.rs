@@ -586,7 +586,7 @@ fn draw_panel(c: &mut dyn Canvas, p: &Panel, (ox, oy): (f64, f64), (pw, ph): (f6
                 pts.iter().for_each(|&p| c.circle(p, 3.0, *color));
             }
             for (p, text) in series.points.iter().zip(labels) {
-                if clip(*p) {
+                if clip(*p) && !text.is_empty() {
                     c.text((sx(p.0) + 5.0, sy(p.1) - 5.0), text, TextStyle::new(TICK - 1.5).color(*color));
                 }
             }
