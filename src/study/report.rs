@@ -452,21 +452,28 @@ impl StudyReport {
         Ok(StudyReport { results, figures })
     }
 
-    fn findings_markdown(&self) -> String {
-        self.results.findings().iter().map(|f| format!("- {f}\n")).collect::<String>() + "\n"
+    /// One line on what was run and how long it took.
+    fn summary_line(&self) -> String {
+        let r = &self.results;
+        format!(
+            "{} transfers and {} landscapes; {:.0} s ({} steps computed, the rest from the store).",
+            r.transfers.len(),
+            r.landscapes.len(),
+            r.seconds,
+            r.computed_steps
+        )
+    }
+
+    fn findings_html(&self) -> String {
+        let items: String = self.results.findings().iter().map(|f| format!("<li>{}</li>", crate::display::escape_html(f))).collect();
+        format!("<ul>{items}</ul>")
     }
 
     /// The Markdown summary; figures are referenced as `figures/<stem>.png`.
     pub fn markdown(&self) -> String {
         let r = &self.results;
-        let mut s = format!(
-            "# Double-win study\n\n{} transfers and {} landscapes; {:.0} s ({} steps computed, the rest from the store).\n\n## Findings\n\n{}",
-            r.transfers.len(),
-            r.landscapes.len(),
-            r.seconds,
-            r.computed_steps,
-            self.findings_markdown()
-        );
+        let findings: String = r.findings().iter().map(|f| format!("- {f}\n")).collect();
+        let mut s = format!("# Double-win study\n\n{}\n\n## Findings\n\n{findings}\n", self.summary_line());
         s += &r.headline_table().to_markdown();
         for (stem, fig) in &self.figures {
             s += &format!("![{}](figures/{stem}.png)\n\n", fig.title);
@@ -483,14 +490,7 @@ impl StudyReport {
     pub fn html(&self) -> String {
         let r = &self.results;
         let esc = crate::display::escape_html;
-        let mut body = format!(
-            "<h1>Double-win study</h1><p>{} transfers and {} landscapes; {:.0} s ({} steps computed, the rest from the store).</p><h2>Findings</h2><ul>{}</ul>",
-            r.transfers.len(),
-            r.landscapes.len(),
-            r.seconds,
-            r.computed_steps,
-            r.findings().iter().map(|f| format!("<li>{}</li>", esc(f))).collect::<String>()
-        );
+        let mut body = format!("<h1>Double-win study</h1><p>{}</p><h2>Findings</h2>{}", esc(&self.summary_line()), self.findings_html());
         body += &r.headline_table().to_html();
         body += "<h2>Figures</h2>";
         for (_, fig) in &self.figures {
@@ -525,9 +525,7 @@ impl StudyReport {
     }
 
     pub fn evcxr_display(&self) {
-        let r = &self.results;
-        let findings: String = r.findings().iter().map(|f| format!("<li>{}</li>", crate::display::escape_html(f))).collect();
-        evcxr_emit("text/html", &format!("<ul>{findings}</ul>{}", r.headline_table().to_html()));
+        evcxr_emit("text/html", &format!("{}{}", self.findings_html(), self.results.headline_table().to_html()));
     }
 }
 
