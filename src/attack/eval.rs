@@ -2,7 +2,7 @@
 //! run in sequence on the points still classified correctly (the AutoAttack convention), and
 //! checks for signs of gradient masking.
 
-use super::{input_gradient, Attack, AttackSpec, Fgsm, Pgd};
+use super::{input_gradient, input_gradient_of, Attack, AttackSpec, Fgsm, Pgd};
 use crate::data::{Augment, Dataset};
 use crate::display::{evcxr_emit, Table};
 use crate::error::{Error, Result};
@@ -68,11 +68,16 @@ fn warnings_html(warnings: &[String]) -> String {
 }
 
 /// Examples the vanishing-gradient probe of [`robust_evaluate`] looks at.
-const PROBE: usize = 32;
+const PROBE: usize = 8;
 
 fn correct(net: &Network, x: &Tensor, y: &Tensor) -> Result<Tensor> {
     let _guard = tch::no_grad_guard();
     Ok(net.forward(x, false)?.f_argmax(-1, false)?.f_eq_tensor(y)?)
+}
+
+fn correct_folded(net: &crate::model::FoldedNetwork, x: &Tensor, y: &Tensor) -> Result<Tensor> {
+    let _guard = tch::no_grad_guard();
+    Ok(net.forward(x)?.f_argmax(-1, false)?.f_eq_tensor(y)?)
 }
 
 /// SA, and RA under `attacks` applied in sequence to the examples still classified correctly.
@@ -84,9 +89,11 @@ pub fn robust_evaluate(net: &Network, data: &Dataset, attacks: &[AttackSpec], ba
     let device = net.device();
     let mut clean = 0i64;
     let mut broken = vec![0i64; attacks.len()];
+    // The weights do not change during an evaluation: fold the batch norms once.
+    let folded = net.folded_eval()?;
     for batch in data.batches(batch_size, None, Augment::none(), device)? {
         let b = batch?;
-        let mut ok = correct(net, &b.images, &b.labels)?;
+        let mut ok = correct_folded(&folded, &b.images, &b.labels)?;
         clean += ok.f_sum(Kind::Int64)?.f_int64_value(&[])?;
         for (i, attack) in attacks.iter().enumerate() {
             let idx = ok.f_nonzero()?.f_flatten(0, -1)?;
@@ -95,7 +102,7 @@ pub fn robust_evaluate(net: &Network, data: &Dataset, attacks: &[AttackSpec], ba
             }
             let (x, y) = (b.images.f_index_select(0, &idx)?, b.labels.f_index_select(0, &idx)?);
             let adv = attack.perturb(net, &x, &y)?;
-            let still = correct(net, &adv, &y)?;
+            let still = correct_folded(&folded, &adv, &y)?;
             broken[i] += still.f_logical_not()?.f_sum(Kind::Int64)?.f_int64_value(&[])?;
             ok = ok.f_index_put_(&[Some(idx)], &still, false)?;
         }
@@ -117,7 +124,7 @@ pub fn robust_evaluate(net: &Network, data: &Dataset, attacks: &[AttackSpec], ba
         let probe = data.subset(&(0..data.len().min(batch_size).min(PROBE) as i64).collect::<Vec<_>>(), "probe")?;
         let b = probe.batches(batch_size, None, Augment::none(), device)?.next().transpose()?;
         if let Some(b) = b {
-            let (_, g) = input_gradient(net, &b.images, &b.labels, false)?;
+            let (_, g) = input_gradient_of(&|x: &Tensor| folded.forward(x), &b.images, &b.labels)?;
             let per = g.f_abs()?.f_flatten(1, -1)?.f_sum_dim_intlist([1i64].as_slice(), false, Kind::Double)?;
             let zero = per.f_eq(0.0)?.f_to_kind(Kind::Double)?.f_mean(Kind::Double)?.f_double_value(&[])?;
             if zero > 0.5 {

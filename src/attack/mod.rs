@@ -174,8 +174,13 @@ pub(crate) fn check_batch(net: &Network, x: &Tensor, y: &Tensor, eps: f64) -> Re
 /// gradient with respect to `x_adv` only (parameter gradients are not touched: the backward pass
 /// is asked for the input's gradient alone).
 pub(crate) fn input_gradient(net: &Network, x_adv: &Tensor, labels: &Tensor, train_mode: bool) -> Result<(Tensor, Tensor)> {
+    input_gradient_of(&|x: &Tensor| net.forward(x, train_mode), x_adv, labels)
+}
+
+/// [`input_gradient`] through any forward function (the network, or its folded eval form).
+pub(crate) fn input_gradient_of(forward: &dyn Fn(&Tensor) -> Result<Tensor>, x_adv: &Tensor, labels: &Tensor) -> Result<(Tensor, Tensor)> {
     let x_adv = x_adv.f_detach()?.f_set_requires_grad(true)?;
-    let logits = net.forward(&x_adv, train_mode)?;
+    let logits = forward(&x_adv)?;
     let losses = logits.f_cross_entropy_loss::<Tensor>(labels, None, Reduction::None, -100, 0.0)?;
     let total = losses.f_sum(Kind::Float)?;
     let grad = Tensor::f_run_backward(&[&total], &[&x_adv], false, false)?
@@ -251,11 +256,18 @@ pub(crate) struct Ascent {
     pub train_mode: bool,
 }
 
-/// `a.steps` projected gradient steps from `start`, toward `labels` when `targeted`.
+/// `a.steps` projected gradient steps from `start`, toward `labels` when `targeted`. In eval
+/// mode the weights cannot change during the attack, so the network is folded once
+/// ([`Network::folded_eval`]) and every step runs without batch-norm passes.
 pub(crate) fn iterate(net: &Network, x: &Tensor, labels: &Tensor, start: Tensor, a: Ascent, targeted: bool) -> Result<Tensor> {
+    let folded = if a.train_mode { None } else { Some(net.folded_eval()?) };
+    let forward = |x: &Tensor| match &folded {
+        Some(f) => f.forward(x),
+        None => net.forward(x, a.train_mode),
+    };
     let mut x_adv = start;
     for _ in 0..a.steps {
-        let (_, grad) = input_gradient(net, &x_adv, labels, a.train_mode)?;
+        let (_, grad) = input_gradient_of(&forward, &x_adv, labels)?;
         let _guard = tch::no_grad_guard();
         x_adv = project(&ascend(&x_adv, &grad, a.step, a.norm, targeted)?, x, a.eps, a.norm)?;
     }

@@ -2,7 +2,7 @@
 //! average pooling and a linear head `fc`. Parameters: `features.{i}.conv.weight`,
 //! `features.{i}.bn.*`, `fc.*`.
 
-use super::layers::{BatchNorm2d, Conv2d, Linear};
+use super::layers::{BatchNorm2d, Conv2d, FoldedConv, Linear};
 use crate::error::Result;
 use tch::{nn, Tensor};
 
@@ -37,6 +37,38 @@ impl ConvNet {
         let mut h = x.shallow_clone();
         for ((conv, bn), &pool) in self.blocks.iter().zip(&self.pool) {
             h = bn.forward(&conv.forward(&h)?, train)?.f_relu()?;
+            if pool {
+                h = h.f_max_pool2d([2, 2], [2, 2], [0, 0], [1, 1], false)?;
+            }
+        }
+        let h = h.f_adaptive_avg_pool2d([1, 1])?.f_flatten(1, -1)?;
+        self.fc.forward(&h)
+    }
+}
+
+/// The ConvNet in eval mode with every batch norm folded into its convolution.
+#[derive(Debug)]
+pub struct FoldedConvNet {
+    blocks: Vec<FoldedConv>,
+    pool: Vec<bool>,
+    fc: Linear,
+}
+
+impl ConvNet {
+    pub fn folded(&self) -> Result<FoldedConvNet> {
+        Ok(FoldedConvNet {
+            blocks: self.blocks.iter().map(|(c, b)| FoldedConv::new(c, b)).collect::<Result<_>>()?,
+            pool: self.pool.clone(),
+            fc: self.fc.detached()?,
+        })
+    }
+}
+
+impl FoldedConvNet {
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let mut h = x.shallow_clone();
+        for (conv, &pool) in self.blocks.iter().zip(&self.pool) {
+            h = conv.forward(&h)?.f_relu()?;
             if pool {
                 h = h.f_max_pool2d([2, 2], [2, 2], [0, 0], [1, 1], false)?;
             }

@@ -183,6 +183,55 @@ pub struct Network {
     weight_mask: Option<std::collections::BTreeMap<String, Tensor>>,
 }
 
+#[derive(Debug)]
+enum FoldedBody {
+    ConvNet(convnet::FoldedConvNet),
+    Linear(layers::Linear),
+    ResNet(resnet::FoldedResNet),
+}
+
+/// A network frozen in eval mode for attacks and evaluation ([`Network::folded_eval`]): every
+/// batch norm folded into the convolution before it, constant weights (input gradients only).
+/// Same logits as `forward(x, false)` up to float rounding; valid while the weights do not change.
+#[derive(Debug)]
+pub struct FoldedNetwork {
+    in_channels: i64,
+    device: Device,
+    mean: Tensor,
+    std: Tensor,
+    body: FoldedBody,
+}
+
+impl FoldedNetwork {
+    /// Logits for a batch of images in [0, 1] (see [`Network::forward`]).
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        check_input(x, self.in_channels, self.device)?;
+        let x = x.f_sub(&self.mean)?.f_div(&self.std)?;
+        match &self.body {
+            FoldedBody::ConvNet(m) => m.forward(&x),
+            FoldedBody::Linear(m) => m.forward(&x.f_flatten(1, -1)?),
+            FoldedBody::ResNet(m) => m.forward(&x),
+        }
+    }
+}
+
+fn check_input(x: &Tensor, in_channels: i64, device: Device) -> Result<()> {
+    let size = x.size();
+    if size.len() != 4 || size[1] != in_channels {
+        return Err(Error::invalid(
+            format!("input of shape {size:?} for a network that takes N x {in_channels} x H x W"),
+            "pass a 4-d batch with the network's number of channels",
+        ));
+    }
+    if x.device() != device {
+        return Err(Error::invalid(
+            format!("input on {:?}, network on {device:?}", x.device()),
+            "move the batch with .to_device(net.device())",
+        ));
+    }
+    Ok(())
+}
+
 /// A detached copy of a tensor with its own storage.
 pub fn deep_copy(t: &Tensor) -> Result<Tensor> {
     let _guard = tch::no_grad_guard();
@@ -243,25 +292,30 @@ impl Network {
     /// Logits for a batch of images in [0, 1], N x C x H x W. `train` selects batch statistics
     /// (and updates BN running averages) instead of the running averages.
     pub fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        let size = x.size();
-        if size.len() != 4 || size[1] != self.spec.in_channels {
-            return Err(Error::invalid(
-                format!("input of shape {size:?} for a network that takes N x {} x H x W", self.spec.in_channels),
-                "pass a 4-d batch with the network's number of channels",
-            ));
-        }
-        if x.device() != self.device() {
-            return Err(Error::invalid(
-                format!("input on {:?}, network on {:?}", x.device(), self.device()),
-                "move the batch with .to_device(net.device())",
-            ));
-        }
+        check_input(x, self.spec.in_channels, self.device())?;
         let x = x.f_sub(&self.mean)?.f_div(&self.std)?;
         match &self.body {
             Body::ConvNet(m) => m.forward(&x, train),
             Body::Linear(m) => m.forward(&x.f_flatten(1, -1)?),
             Body::ResNet(m) => m.forward(&x, train),
         }
+    }
+
+    /// The network frozen in eval mode with batch norms folded into the convolutions, for the
+    /// many forward / input-backward passes of an attack or an evaluation (see [`FoldedNetwork`]).
+    pub fn folded_eval(&self) -> Result<FoldedNetwork> {
+        let body = match &self.body {
+            Body::ConvNet(m) => FoldedBody::ConvNet(m.folded()?),
+            Body::Linear(m) => FoldedBody::Linear(m.detached()?),
+            Body::ResNet(m) => FoldedBody::ResNet(m.folded()?),
+        };
+        Ok(FoldedNetwork {
+            in_channels: self.spec.in_channels,
+            device: self.device(),
+            mean: self.mean.shallow_clone(),
+            std: self.std.shallow_clone(),
+            body,
+        })
     }
 
     /// Sets (or clears) the 0/1 masks the optimizer keeps pruned weights zero with; used by

@@ -4,7 +4,7 @@
 //! a 3x3 stem for 32x32 inputs, and ImageNet ResNet-18/50 (7x7 stem + max-pool).
 //! Shortcuts that change shape are 1x1 projections ("option B").
 
-use super::layers::{BatchNorm2d, Conv2d, Linear};
+use super::layers::{BatchNorm2d, Conv2d, FoldedConv, Linear};
 use super::Stem;
 use crate::error::Result;
 use tch::{nn, Tensor};
@@ -92,6 +92,55 @@ impl ResNet {
         }
         for b in &self.blocks {
             h = b.forward(&h, train)?;
+        }
+        self.fc.forward(&h.f_adaptive_avg_pool2d([1, 1])?.f_flatten(1, -1)?)
+    }
+}
+
+/// A ResNet in eval mode with every batch norm folded into its convolution.
+#[derive(Debug)]
+pub struct FoldedResNet {
+    stem: Stem,
+    conv1: FoldedConv,
+    blocks: Vec<(Vec<FoldedConv>, Option<FoldedConv>)>,
+    fc: Linear,
+}
+
+impl ResNet {
+    pub fn folded(&self) -> Result<FoldedResNet> {
+        let blocks = self
+            .blocks
+            .iter()
+            .map(|b| {
+                let convs = b.convs.iter().map(|(c, n)| FoldedConv::new(c, n)).collect::<Result<Vec<_>>>()?;
+                let down = b.downsample.as_ref().map(|(c, n)| FoldedConv::new(c, n)).transpose()?;
+                Ok((convs, down))
+            })
+            .collect::<Result<_>>()?;
+        Ok(FoldedResNet { stem: self.stem, conv1: FoldedConv::new(&self.conv1, &self.bn1)?, blocks, fc: self.fc.detached()? })
+    }
+}
+
+impl FoldedResNet {
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let mut h = self.conv1.forward(x)?.f_relu()?;
+        if self.stem == Stem::ImageNet {
+            h = h.f_max_pool2d([3, 3], [2, 2], [1, 1], [1, 1], false)?;
+        }
+        for (convs, down) in &self.blocks {
+            let mut y = h.shallow_clone();
+            let last = convs.len() - 1;
+            for (i, conv) in convs.iter().enumerate() {
+                y = conv.forward(&y)?;
+                if i < last {
+                    y = y.f_relu()?;
+                }
+            }
+            let shortcut = match down {
+                Some(conv) => conv.forward(&h)?,
+                None => h.shallow_clone(),
+            };
+            h = y.f_add(&shortcut)?.f_relu()?;
         }
         self.fc.forward(&h.f_adaptive_avg_pool2d([1, 1])?.f_flatten(1, -1)?)
     }
