@@ -3,7 +3,9 @@
 # write its report (out/report/report.html, self-contained, and report.md with figures/), then
 # execute every notebook into out/notebooks. DOUBLEWIN_PROFILE picks the size (tiny | small |
 # full; default small, about 15 minutes on a 2-core laptop). A rerun takes finished steps from
-# the store (~/.cache/doublewin/store, or DOUBLEWIN_STORE) and only re-renders.
+# the store (~/.cache/doublewin/store, or DOUBLEWIN_STORE) and only re-renders the report; a
+# notebook whose inputs (notebook, library sources, profile, store contents) did not change is
+# not executed again.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 bash "$here/setup.sh"
@@ -14,7 +16,7 @@ cargo build --release --quiet
 t0=$(date +%s)
 target/release/doublewin study report --profile "$DOUBLEWIN_PROFILE" --out out/report
 t1=$(date +%s)
-bash "$here/run_notebooks.sh" out/notebooks
+DOUBLEWIN_NOTEBOOK_CACHE=1 bash "$here/run_notebooks.sh" out/notebooks
 t2=$(date +%s)
 echo "[main] study + report in $(( t1 - t0 )) s, notebooks in $(( t2 - t1 )) s"
 echo "[main] done in $(( t2 - t0 )) s: out/report/report.html, out/report/report.md, out/notebooks/"

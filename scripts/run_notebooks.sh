@@ -1,18 +1,37 @@
 #!/usr/bin/env bash
 # Executes every notebook headless with the doublewin kernel and writes the executed copies to
 # out/notebooks (or $1). Fails on the first cell error. The run size comes from
-# DOUBLEWIN_PROFILE (tiny | small | full); default small.
+# DOUBLEWIN_PROFILE (tiny | small | full | paper); default small.
+# With DOUBLEWIN_NOTEBOOK_CACHE=1 (the main job sets it) a notebook is skipped when its executed
+# copy was made from the same notebook, library sources, profile and experiment-store contents:
+# re-executing it would print the same results.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 source "$here/env.sh"
 out="${1:-$DW_ROOT/out/notebooks}"
 mkdir -p "$out"
 export DOUBLEWIN_PROFILE="${DOUBLEWIN_PROFILE:-small}"
+inputs_hash() {
+  local store="${DOUBLEWIN_STORE:-${XDG_CACHE_HOME:-$HOME/.cache}/doublewin/store}"
+  {
+    sha256sum "$1"
+    (cd "$DW_ROOT" && find src Cargo.toml Cargo.lock -type f | sort | xargs sha256sum)
+    echo "profile $DOUBLEWIN_PROFILE"
+    (cd "$store" 2>/dev/null && find . -name result.json | sort) || true
+  } | sha256sum | cut -d' ' -f1
+}
 for nb in "$DW_ROOT"/notebooks/*.ipynb; do
+  name="$(basename "$nb")"
+  stamp="$out/.${name%.ipynb}.inputs"
+  if [ "${DOUBLEWIN_NOTEBOOK_CACHE:-0}" = 1 ] && [ -f "$out/$name" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$(inputs_hash "$nb")" ]; then
+    echo "[notebooks] $name: unchanged inputs, executed copy kept ($out/$name)"
+    continue
+  fi
   t0=$(date +%s)
-  echo "[notebooks] $(basename "$nb") (profile $DOUBLEWIN_PROFILE)"
+  echo "[notebooks] $name (profile $DOUBLEWIN_PROFILE)"
   (cd "$DW_ROOT/notebooks" && jupyter nbconvert --to notebook --execute \
       --ExecutePreprocessor.kernel_name=doublewin --ExecutePreprocessor.timeout=3600 \
       --output-dir "$out" "$nb" --log-level=WARN)
-  echo "[notebooks] $(basename "$nb") ok in $(( $(date +%s) - t0 )) s -> $out/$(basename "$nb")"
+  inputs_hash "$nb" > "$stamp"
+  echo "[notebooks] $name ok in $(( $(date +%s) - t0 )) s -> $out/$name"
 done
