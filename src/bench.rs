@@ -434,19 +434,18 @@ pub fn forward_flops(spec: &NetworkSpec) -> f64 {
                 for j in 0..n {
                     let stride = if si > 0 && j == 0 { 2 } else { 1 };
                     let c_out = if *bottleneck { 4 * w } else { w };
-                    let out_side;
-                    if *bottleneck {
+                    let out_side = if *bottleneck {
                         let (m1, s1) = conv_macs(c, w, 1, 1, 0, side);
                         let (m2, s2) = conv_macs(w, w, 3, stride, 1, s1);
                         let (m3, _) = conv_macs(w, c_out, 1, 1, 0, s2);
                         macs += m1 + m2 + m3;
-                        out_side = s2;
+                        s2
                     } else {
                         let (m1, s1) = conv_macs(c, w, 3, stride, 1, side);
                         let (m2, _) = conv_macs(w, w, 3, 1, 1, s1);
                         macs += m1 + m2;
-                        out_side = s1;
-                    }
+                        s1
+                    };
                     if stride != 1 || c != c_out {
                         macs += conv_macs(c, c_out, 1, stride, 0, side).0;
                     }
@@ -1094,10 +1093,82 @@ const METHOD: &str = r#"
 "#;
 
 const ANALYSIS: &str = r#"
-## Analysis: where the time goes and what made doublewin faster
+## Analysis: where the time goes and what makes doublewin faster
 
-Both sides call the same libtorch 2.13 kernels; what differs is everything around them. The hot
-path changes made for this benchmark, and what each one removes, are listed in the commit history
-of `src/attack`, `src/train`, `src/prune` and `src/model` (see the README's Benchmarks section).
-Run `doublewin bench --only <id> --repeats 9` to re-measure a single workload.
+Both sides call the same libtorch 2.13 kernels (oneDNN convolutions and their backward passes take
+most of every workload), so the ratios come from what each side does around them:
+
+- **Eval-mode attacks and evaluation fold batch norm into the convolutions** once per attack call
+  (`Network::folded_eval`): every PGD step then runs conv + bias + ReLU with constant weights,
+  without the batch norm's forward and backward passes over each activation and without graph
+  nodes for parameters (input gradients only). `pgd-*` and `eval-*` gain from this; in the
+  ConvNet, whose convolutions are small, batch norm is a large share of a step.
+- **Parameter updates without gradient zeroing or accumulation**: `Sgd::backward_step` asks the
+  autograd engine for the parameters' gradients as fresh tensors (no `zero_grad` pass, no
+  accumulate-into-`.grad` pass) and updates in place with fused `addcmul_` (no temporaries); the
+  peer's `zero_grad` + `backward` + `torch.optim.SGD` (for-loop implementation on CPU) does more
+  passes per parameter. `at-sparse-*` and `fast-*` gain from this.
+- **Masks are not re-applied at every forward pass**: `Mask::attach` zeroes pruned weights once and
+  the optimizer masks their gradients; the peer's pruning reparametrisation computes
+  `weight_orig * weight_mask` in a forward pre-hook at every forward pass (11 per PGD-10 training
+  step) and backpropagates through it to `weight_orig`. For ResNet-18 that is 11M-element
+  products per pass.
+- **Attacks compute input gradients only**: PGD asks autograd for the input's gradient; the
+  peer's torchattacks loop does too, but Wong et al.'s FGSM-RS step (`fast-*` peer) calls
+  `loss.backward()` and so also computes every weight gradient in the attack.
+- **Pruning in linear time**: `global_magnitude` finds the threshold by selection (`kthvalue`) over
+  one concatenated magnitude vector made absolute in place, instead of sorting; the peer's
+  `global_unstructured` runs `topk` over all 23.5M scores, then rebuilds every module with
+  `weight_orig` / `weight_mask` and the masked product. Ties are broken by position, so the masks
+  are identical to PyTorch's where no two magnitudes tie at the threshold.
+- **Evaluation**: the clean pass and the final check run on the folded network under `no_grad`;
+  the vanishing-gradient probe of `robust_evaluate` looks at 8 examples only.
+
+Not done (measured or reasoned not to pay on this CPU): channels-last layouts (tch 0.26 has no
+memory-format API; oneDNN reorders NCHW internally on both sides alike), bf16 autocast (CPU only
+here; no GPU was lent to this task, so the GPU table is absent).
+
+Misses and noise: the two sides are timed one right after the other, workload by workload, but the
+machine this file was produced on had other jobs running on its 2 cores at the same time (libtorch's
+OpenMP threads slow down badly when cores are oversubscribed), so single medians can swing by 2x
+between runs; the [min, max] columns show it. Regenerate on a quiet machine with the command at
+the top. To see where the peer's time goes per op, run `bench/peer.py` under
+`python -m torch.utils.bottleneck` or wrap a run in `torch.profiler.profile`; our side's phases can be
+timed with `doublewin bench --only <id> --no-peer`.
 "#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(arch: Arch, c: i64, side: i64, classes: usize) -> NetworkSpec {
+        NetworkSpec {
+            arch,
+            in_channels: c,
+            input_size: side,
+            classes: (0..classes).map(|i| i.to_string()).collect(),
+            normalization: Normalization::identity(c as usize),
+        }
+    }
+
+    #[test]
+    fn flop_counts_match_known_figures() {
+        // ConvNet by hand: 1*32*9*784 + 32*64*9*196 + 64*128*9*49 + 128*10 multiply-adds.
+        assert_eq!(forward_flops(&spec(Arch::convnet(), 1, 28, 10)), 2.0 * 7_452_416.0);
+        // CIFAR ResNet-18: 0.557 GMACs; torchvision ResNet-50 at 224: 4.09 GMACs.
+        let r18 = forward_flops(&spec(Arch::resnet18_cifar(), 3, 32, 10)) / 2e9;
+        assert!((r18 - 0.557).abs() < 0.005, "{r18}");
+        let r50 = forward_flops(&spec(Arch::resnet50(), 3, 224, 1000)) / 2e9;
+        assert!((r50 - 4.09).abs() < 0.03, "{r50}");
+    }
+
+    #[test]
+    fn timing_statistics_and_selection() {
+        let t = Timing { seconds: vec![3.0, 1.0, 2.0, 10.0] };
+        assert_eq!((t.median(), t.min(), t.max()), (2.5, 1.0, 10.0));
+        let cfg = BenchConfig { only: vec!["convnet".into()], ..BenchConfig::quick() };
+        assert!(cfg.selected("pgd-convnet") && !cfg.selected("pgd-resnet18"));
+        let bad = BenchConfig { only: vec!["nothing".into()], ..BenchConfig::quick() };
+        assert!(bad.check().unwrap_err().to_string().contains("pgd-convnet"));
+    }
+}
