@@ -10,6 +10,7 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 source "$here/env.sh"
 out="${1:-$DW_ROOT/out/notebooks}"
 mkdir -p "$out"
+out="$(cd "$out" && pwd)"   # absolute: nbconvert runs from notebooks/
 export DOUBLEWIN_PROFILE="${DOUBLEWIN_PROFILE:-small}"
 inputs_hash() {
   local store="${DOUBLEWIN_STORE:-${XDG_CACHE_HOME:-$HOME/.cache}/doublewin/store}"
