@@ -172,6 +172,12 @@ enum Command {
         /// Do not run the PyTorch peer (no ratios)
         #[arg(long)]
         no_peer: bool,
+        /// Passes over all workloads, timed runs pooled (default 1)
+        #[arg(long, default_value_t = 1)]
+        rounds: usize,
+        /// Also time a notebook's first result in a fresh kernel session, cold and warm (minutes)
+        #[arg(long)]
+        first_result: bool,
         /// Write the report (Markdown) here, atomically
         #[arg(long)]
         out: Option<PathBuf>,
@@ -428,7 +434,7 @@ fn run(cli: Cli) -> Result<()> {
             let (train, test) = download::fetch(Remote::from_name(&name)?, &dir, base_url.as_deref())?;
             print(cli.json, serde_json::json!({"train": train.len(), "test": test.len(), "dir": dir}), format!("{train}\n{test}"));
         }
-        Command::Bench { quick, repeats, warmup, only, no_peer, out } => {
+        Command::Bench { quick, repeats, warmup, only, no_peer, rounds, first_result, out } => {
             let base = if quick { doublewin::bench::BenchConfig::quick() } else { doublewin::bench::BenchConfig::default() };
             let cfg = doublewin::bench::BenchConfig {
                 repeats: repeats.unwrap_or(base.repeats),
@@ -437,6 +443,8 @@ fn run(cli: Cli) -> Result<()> {
                 peer: !no_peer,
                 threads: rt.threads,
                 seed: rt.seed,
+                rounds: rounds.max(1),
+                first_result,
                 ..base
             };
             let report = doublewin::bench::run(&cfg)?;
