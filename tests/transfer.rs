@@ -114,6 +114,9 @@ fn a_study_runs_its_grid_once_and_then_loads_it() {
     study.pretrain = TrainConfig::default().epochs(1);
     study.transfer.recipe = TrainConfig::default().epochs(1).batch_size(64);
     study.transfer.test_steps = 5;
+    // The grid only: one data fraction, no landscapes (tests/report.rs covers those).
+    study.fractions = vec![1.0];
+    study.landscapes = None;
     let store = Store::open(temp_dir("study")).unwrap();
     let rt = Runtime::new(DeviceChoice::Cpu, 0, 0).unwrap();
     let first = study.run(&rt, &store).unwrap();

@@ -356,6 +356,18 @@ impl Study {
     /// Runs every missing step; returns all results.
     pub fn run(&self, rt: &Runtime, store: &Store) -> Result<StudyResults> {
         if let Some(plan) = &self.landscapes {
+            if plan.config.directions == crate::landscape::Directions::Pca
+                && self.transfer.recipe.epochs < 2
+                && self.transfer.min_steps == 0
+            {
+                return Err(Error::invalid(
+                    format!(
+                        "PCA landscapes need at least 3 checkpoints, the fine-tuning recipe has {} epoch(s)",
+                        self.transfer.recipe.epochs
+                    ),
+                    "raise transfer.recipe.epochs to 2 or more, use random directions, or set landscapes to null",
+                ));
+            }
             if !self.families.contains(&plan.family) || self.seeds.is_empty() {
                 return Err(Error::invalid(
                     format!(
