@@ -146,21 +146,10 @@ impl Plane {
         }
     }
 
+    /// The mask over `names` as 0 / 1 floats, flattened like the weights (all ones without a mask).
     fn flat_mask(mask: Option<&Mask>, names: &[String], len: i64) -> Result<Tensor> {
         match mask {
-            Some(m) => {
-                let parts = names
-                    .iter()
-                    .map(|n| {
-                        Ok(m.get(n)
-                            .ok_or_else(|| Error::not_found(format!("mask entry '{n}'"), "report this as a bug"))?
-                            .f_to_kind(Kind::Double)?
-                            .f_to_device(tch::Device::Cpu)?
-                            .f_reshape([-1])?)
-                    })
-                    .collect::<Result<Vec<Tensor>>>()?;
-                Ok(Tensor::f_cat(&parts, 0)?)
-            }
+            Some(m) => flatten(&m.iter().map(|(n, t)| (n.clone(), t.shallow_clone())).collect(), names),
             None => Ok(Tensor::f_ones([len], (Kind::Double, tch::Device::Cpu))?),
         }
     }

@@ -138,15 +138,17 @@ impl Figure {
                 ));
             }
         }
-        let single = panels.len() == 1;
-        Ok(Figure {
-            title,
-            notes: Vec::new(),
-            panels,
-            cols: cols.max(1),
-            panel_size: if single { (640.0, 400.0) } else { (340.0, 260.0) },
-            image_rows: Vec::new(),
-        })
+        let (width, mut height) = if panels.len() == 1 { (640.0, 400.0) } else { (340.0, 260.0) };
+        // Bar panels get a fixed height per category, so long lists of layers stay legible.
+        let bar_rows = panels
+            .iter()
+            .flat_map(|p| &p.layers)
+            .filter_map(|l| if let Layer::Bars { labels, .. } = l { Some(labels.len()) } else { None })
+            .max();
+        if let Some(rows) = bar_rows {
+            height = (70.0 + 20.0 * rows as f64).max(160.0);
+        }
+        Ok(Figure { title, notes: Vec::new(), panels, cols: cols.max(1), panel_size: (width, height), image_rows: Vec::new() })
     }
 
     /// Line chart of several series sharing the axes, coloured from the palette.
@@ -163,14 +165,11 @@ impl Figure {
         if labels.len() != values.len() {
             return Err(Error::invalid(format!("{} labels for {} bars", labels.len(), values.len()), "pass one label per value"));
         }
-        let rows = labels.len() as f64;
-        let mut fig = Figure::grid(
+        Figure::grid(
             title,
             vec![Panel::new("", value_label, "").with(Layer::Bars { name: name.into(), color: palette(0), labels, values })],
             1,
-        )?;
-        fig.panel_size = (640.0, (60.0 + 18.0 * rows).max(160.0));
-        Ok(fig)
+        )
     }
 
     /// A grid of images: one row per `(row label, batch N x C x H x W in [0, 1])`, with an
@@ -330,11 +329,7 @@ impl Figure {
 
     /// The figure as PNG bytes (2 pixels per figure unit).
     pub fn png(&self) -> Result<Vec<u8>> {
-        let mut out = std::io::Cursor::new(Vec::new());
-        self.raster(2.0)
-            .write_to(&mut out, image::ImageFormat::Png)
-            .map_err(|e| Error::invalid(format!("PNG encoding failed: {e}"), "report this as a bug"))?;
-        Ok(out.into_inner())
+        encode_png(&self.raster(2.0))
     }
 
     /// The series a figure was built from, read back out of its SVG.
@@ -645,9 +640,13 @@ pub fn contour_segments(xs: &[f64], ys: &[f64], z: &[Vec<f64>], level: f64) -> V
 
 /// PNG bytes of one image (C x H x W floats in [0, 1], C = 1 or 3), scaled up `scale` times.
 pub fn png_bytes(image: &tch::Tensor, scale: u32) -> Result<Vec<u8>> {
-    let img = rgb_image(image, scale)?;
+    encode_png(&rgb_image(image, scale)?)
+}
+
+fn encode_png(image: &RgbImage) -> Result<Vec<u8>> {
     let mut out = std::io::Cursor::new(Vec::new());
-    img.write_to(&mut out, image::ImageFormat::Png)
+    image
+        .write_to(&mut out, image::ImageFormat::Png)
         .map_err(|e| Error::invalid(format!("PNG encoding failed: {e}"), "report this as a bug"))?;
     Ok(out.into_inner())
 }

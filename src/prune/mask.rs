@@ -138,14 +138,11 @@ impl Mask {
 
     /// [`Mask::density_panel`] as a figure.
     pub fn density_figure(&self) -> Result<crate::plot::Figure> {
-        let rows = self.per_layer().len() as f64;
-        let mut fig = crate::plot::Figure::grid(
+        crate::plot::Figure::grid(
             format!("Density per layer ({:.2}% sparse overall)", 100.0 * self.sparsity()),
             vec![self.density_panel("")],
             1,
-        )?;
-        fig.panel_size = (640.0, (60.0 + 20.0 * rows).max(160.0));
-        Ok(fig)
+        )
     }
 
     /// Fraction of masked-out weights over all tensors of the mask.

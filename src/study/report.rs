@@ -445,9 +445,7 @@ impl StudyReport {
         }
         if !masks.is_empty() {
             let panels = masks.iter().map(|(label, m)| m.density_panel(format!("{label} ({:.2}% sparse)", 100.0 * m.sparsity()))).collect();
-            let mut fig = Figure::grid("Per-layer density of the tickets", panels, masks.len().min(3))?;
-            fig.panel_size = (340.0, (70.0 + 20.0 * masks[0].1.per_layer().len() as f64).max(160.0));
-            figures.push(("density".into(), fig));
+            figures.push(("density".into(), Figure::grid("Per-layer density of the tickets", panels, masks.len().min(3))?));
         }
         Ok(StudyReport { results, figures })
     }
