@@ -9,9 +9,9 @@ source "$here/env.sh"
 cd "$DW_ROOT"
 t0=$(date +%s)
 cargo fmt --check
-cargo clippy --all-targets --quiet -- -D warnings
-cargo test --quiet 2>&1 | tee "$DW_ROOT/target/test.log"
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+cargo test --workspace --quiet 2>&1 | tee "$DW_ROOT/target/test.log"
 # The benchmark in its short mode: checks that both sides still run (no timing assertions).
-cargo run --quiet -- bench --quick --out "$DW_ROOT/target/bench-quick.md" > "$DW_ROOT/target/bench-quick.log"
+cargo run --quiet --bin doublewin -- bench --quick --out "$DW_ROOT/target/bench-quick.md" > "$DW_ROOT/target/bench-quick.log"
 DOUBLEWIN_PROFILE=small bash "$here/run_notebooks.sh" "$DW_ROOT/target/notebooks"
 echo "[test] all checks passed in $(( $(date +%s) - t0 )) s"

@@ -11,7 +11,7 @@ work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 python3 - "$work/first.ipynb" "$DW_ROOT" <<'PY'
 import json, sys
-cells = [':dep doublewin = { path = "%s", default-features = false }' % sys.argv[2],
+cells = [':dep doublewin = { path = "%s" }' % sys.argv[2],
          'doublewin::runtime::Runtime::from_env()?.describe()']
 nb = {"cells": [{"cell_type": "code", "id": f"c{i}", "metadata": {}, "execution_count": None, "outputs": [],
                  "source": c} for i, c in enumerate(cells)],

@@ -18,12 +18,13 @@
 //! - [`walkthrough`]: the end-to-end runs behind the CLI's main job and the notebooks
 //! - beside them: [`display`] (tables, notebook rendering), [`plot`] (figures),
 //!   [`fsio`] (atomic writes, hashes)
-//! - on top: [`bench`]: the benchmarks side by side with a PyTorch peer (`doublewin bench`)
+//!
+//! Beside this crate in the workspace: `crates/cli` (the `doublewin` command line) and
+//! `crates/bench` (the benchmarks side by side with a PyTorch peer, `doublewin bench`).
 //!
 //! In a notebook: `use doublewin::prelude::*;`.
 
 pub mod attack;
-pub mod bench;
 pub mod data;
 pub mod display;
 pub mod error;

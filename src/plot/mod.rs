@@ -4,11 +4,13 @@
 //! `<desc id="doublewin-series">` (JSON), read back by [`Figure::series_in_svg`].
 
 mod canvas;
+#[cfg(feature = "png")]
+mod raster;
 
 use crate::display::evcxr_emit;
 use crate::error::{Error, Result};
 pub use canvas::Color;
-use canvas::{text_width, Anchor, Canvas, RasterCanvas, SvgCanvas, TextStyle};
+use canvas::{text_width, Anchor, Canvas, SvgCanvas, TextStyle};
 use image::RgbImage;
 use std::path::Path;
 
@@ -320,14 +322,16 @@ impl Figure {
     }
 
     /// The figure as an RGB raster at `dpr` pixels per figure unit.
+    #[cfg(feature = "png")]
     pub fn raster(&self, dpr: f64) -> RgbImage {
         let (w, h) = self.size();
-        let mut c = RasterCanvas::new(w, h, dpr);
+        let mut c = raster::RasterCanvas::new(w, h, dpr);
         self.draw(&mut c);
         c.image
     }
 
     /// The figure as PNG bytes (2 pixels per figure unit).
+    #[cfg(feature = "png")]
     pub fn png(&self) -> Result<Vec<u8>> {
         encode_png(&self.raster(2.0))
     }
@@ -362,6 +366,7 @@ impl Figure {
     }
 
     /// Writes the PNG atomically.
+    #[cfg(feature = "png")]
     pub fn save_png(&self, path: impl AsRef<Path>) -> Result<()> {
         crate::fsio::write_atomic(path.as_ref(), &self.png()?)
     }
@@ -371,8 +376,12 @@ impl Figure {
         let path = path.as_ref();
         match path.extension().and_then(|e| e.to_str()).map(|e| e.to_ascii_lowercase()).as_deref() {
             Some("svg") => self.save_svg(path),
+            #[cfg(feature = "png")]
             Some("png") => self.save_png(path),
-            _ => Err(Error::invalid(format!("cannot tell the image format of {}", path.display()), "end the file name in .svg or .png")),
+            _ => Err(Error::invalid(
+                format!("cannot write {} as an image", path.display()),
+                "end the file name in .svg (or .png, with the crate's `png` feature)",
+            )),
         }
     }
 
@@ -688,13 +697,16 @@ mod tests {
         assert_eq!(s.len(), 8);
         assert_eq!(s[0], a);
         assert_eq!(s[1].points, vec![(20.0, 91.0), (36.0, 91.0)]);
-        let png = fig.png().unwrap();
-        let img = image::load_from_memory(&png).unwrap();
-        let (w, h) = fig.size();
-        assert_eq!((img.width(), img.height()), ((2.0 * w).ceil() as u32, (2.0 * h).ceil() as u32));
-        // The line colour is present in the raster.
-        let rgb = img.to_rgb8();
-        assert!(rgb.pixels().any(|p| p.0 == [31, 119, 180]));
+        #[cfg(feature = "png")]
+        {
+            let png = fig.png().unwrap();
+            let img = image::load_from_memory(&png).unwrap();
+            let (w, h) = fig.size();
+            assert_eq!((img.width(), img.height()), ((2.0 * w).ceil() as u32, (2.0 * h).ceil() as u32));
+            // The line colour is present in the raster.
+            let rgb = img.to_rgb8();
+            assert!(rgb.pixels().any(|p| p.0 == [31, 119, 180]));
+        }
     }
 
     #[test]

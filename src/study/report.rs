@@ -467,14 +467,14 @@ impl StudyReport {
         format!("<ul>{items}</ul>")
     }
 
-    /// The Markdown summary; figures are referenced as `figures/<stem>.png`.
+    /// The Markdown summary; figures are referenced as `figures/<stem>.svg`.
     pub fn markdown(&self) -> String {
         let r = &self.results;
         let findings: String = r.findings().iter().map(|f| format!("- {f}\n")).collect();
         let mut s = format!("# Double-win study\n\n{}\n\n## Findings\n\n{findings}\n", self.summary_line());
         s += &r.headline_table().to_markdown();
         for (stem, fig) in &self.figures {
-            s += &format!("![{}](figures/{stem}.png)\n\n", fig.title);
+            s += &format!("![{}](figures/{stem}.svg)\n\n", fig.title);
         }
         s += &r.verdict_table().to_markdown();
         if !r.landscapes.is_empty() {
@@ -507,12 +507,14 @@ impl StudyReport {
         )
     }
 
-    /// Writes `report.html`, `report.md`, `results.json` and `figures/*.svg|png` into `dir`
+    /// Writes `report.html`, `report.md`, `results.json` and `figures/*.svg` (and `.png` with the
+    /// `png` feature) into `dir`
     /// (each file atomically); returns the HTML file's path.
     pub fn save(&self, dir: impl AsRef<std::path::Path>) -> Result<std::path::PathBuf> {
         let dir = dir.as_ref();
         for (stem, fig) in &self.figures {
             fig.save_svg(dir.join("figures").join(format!("{stem}.svg")))?;
+            #[cfg(feature = "png")]
             fig.save_png(dir.join("figures").join(format!("{stem}.png")))?;
         }
         crate::fsio::write_json(&dir.join("results.json"), &self.results)?;

@@ -155,7 +155,7 @@ enum Command {
     },
     /// Show the runtime: device, CUDA, threads, versions, data folder
     Info,
-    /// Benchmark the hot paths side by side with a PyTorch peer (bench/peer.py) on this machine
+    /// Benchmark the hot paths side by side with a PyTorch peer (crates/bench/peer.py) on this machine
     Bench {
         /// Short mode: tiny batches, one run each; checks that everything works, times mean nothing
         #[arg(long)]
@@ -435,8 +435,8 @@ fn run(cli: Cli) -> Result<()> {
             print(cli.json, serde_json::json!({"train": train.len(), "test": test.len(), "dir": dir}), format!("{train}\n{test}"));
         }
         Command::Bench { quick, repeats, warmup, only, no_peer, rounds, first_result, out } => {
-            let base = if quick { doublewin::bench::BenchConfig::quick() } else { doublewin::bench::BenchConfig::default() };
-            let cfg = doublewin::bench::BenchConfig {
+            let base = if quick { doublewin_bench::BenchConfig::quick() } else { doublewin_bench::BenchConfig::default() };
+            let cfg = doublewin_bench::BenchConfig {
                 repeats: repeats.unwrap_or(base.repeats),
                 warmup: warmup.unwrap_or(base.warmup),
                 only,
@@ -447,11 +447,11 @@ fn run(cli: Cli) -> Result<()> {
                 first_result,
                 ..base
             };
-            let report = doublewin::bench::run(&cfg)?;
+            let report = doublewin_bench::run(&cfg)?;
             if let Some(out) = &out {
                 doublewin::fsio::write_atomic(
                     out,
-                    doublewin::bench::markdown_document(&report, &std::env::args().collect::<Vec<_>>()).as_bytes(),
+                    doublewin_bench::markdown_document(&report, &std::env::args().collect::<Vec<_>>()).as_bytes(),
                 )?;
             }
             let wrote = out.map(|o| format!("wrote {}", o.display())).unwrap_or_default();

@@ -3,7 +3,7 @@
 //! `DOUBLEWIN_BENCH_OUT=path.md` to write the Markdown report, `DOUBLEWIN_BENCH_ONLY=pgd,convnet`
 //! to select workloads.
 
-use doublewin::bench::{markdown_document, run, BenchConfig};
+use doublewin_bench::{markdown_document, run, BenchConfig};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {

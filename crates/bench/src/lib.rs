@@ -1,5 +1,5 @@
 //! Benchmarks (`doublewin bench`, `cargo bench`): the project's hot paths timed side by side
-//! with a PyTorch peer (`bench/peer.py`, eager PyTorch written the way practitioners write it)
+//! with a PyTorch peer (`crates/bench/peer.py`, eager PyTorch written the way practitioners write it)
 //! in one run on one machine, with the same thread count, shapes, seeds, weights and data.
 //!
 //! This module owns the workloads (PGD-10 attack throughput, PGD-10 adversarial training of a
@@ -10,21 +10,22 @@
 //! safetensors, results read back as JSON) and the report ([`BenchReport`], rendered as a
 //! Markdown or HTML table through [`Table`]).
 
-use crate::attack::{robust_evaluate, Attack, AttackSpec, Fgsm, Pgd};
-use crate::data::{Dataset, DatasetMeta, Embedded};
-use crate::display::{evcxr_emit, Table};
-use crate::error::{Error, Result};
-use crate::model::{Arch, Network, NetworkSpec, Normalization, Stem};
-use crate::prune::{strategy, Mask};
-use crate::train::{train_step, Regime, Sgd, SgdConfig};
+use doublewin::attack::{robust_evaluate, Attack, AttackSpec, Fgsm, Pgd};
+use doublewin::data::{Dataset, DatasetMeta, Embedded};
+use doublewin::display::{evcxr_emit, Table};
+use doublewin::error::{Error, Result};
+use doublewin::model::{Arch, Network, NetworkSpec, Normalization, Stem};
+use doublewin::prune::{strategy, Mask};
+use doublewin::train::{train_step, Regime, Sgd, SgdConfig};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 use tch::{Device, Kind, Tensor};
 
-/// The peer script, embedded so the binary runs it wherever it is started from.
-const PEER_SCRIPT: &str = include_str!("../bench/peer.py");
+/// The report's prose, kept as Markdown files beside this crate's sources.
+const METHOD: &str = include_str!("../method.md");
+const ANALYSIS: &str = include_str!("../analysis.md");
 
 /// Every workload id, in report order. `--only` selects those containing a given text.
 pub const WORKLOADS: [&str; 9] = [
@@ -530,7 +531,7 @@ struct Fixture {
 fn save_tensors(path: &Path, tensors: &[(String, Tensor)]) -> Result<()> {
     let cpu: Vec<(String, Tensor)> =
         tensors.iter().map(|(n, t)| Ok((n.clone(), t.f_to_device(Device::Cpu)?.f_contiguous()?))).collect::<Result<_>>()?;
-    crate::fsio::write_atomic_with(path, |tmp| Ok(Tensor::write_safetensors(&cpu, tmp)?))
+    doublewin::fsio::write_atomic_with(path, |tmp| Ok(Tensor::write_safetensors(&cpu, tmp)?))
 }
 
 fn fashion_mnist(quick: bool) -> Result<(Dataset, Dataset)> {
@@ -546,7 +547,7 @@ fn convnet_fixture(cfg: &BenchConfig, sizes: &Sizes, device: Device) -> Result<F
     let mut sgd = Sgd::new(&net, SgdConfig { lr: 0.05, ..SgdConfig::default() })?;
     let mut steps = 0;
     'outer: for epoch in 0.. {
-        for b in train.batches(128, Some(cfg.seed + epoch), crate::data::Augment::none(), device)? {
+        for b in train.batches(128, Some(cfg.seed + epoch), doublewin::data::Augment::none(), device)? {
             let b = b?;
             let _ = train_step(&net, &mut sgd, &Regime::Standard, &b.images, &b.labels, 0, 0.05)?;
             steps += 1;
@@ -659,19 +660,32 @@ fn python(cfg: &BenchConfig) -> PathBuf {
             return p;
         }
     }
-    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
+    let venv = workspace_root().join(".venv/bin/python");
     if venv.exists() {
         return venv;
     }
     PathBuf::from("python3")
 }
 
+/// The workspace root (the benchmark runs from a checkout: it needs the peer script, the
+/// notebook scripts and the project venv).
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The PyTorch peer, `crates/bench/peer.py`.
+fn peer_script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("peer.py")
+}
+
 fn run_peer(cfg: &BenchConfig, peer_cfg: &PeerConfig) -> Result<PeerOutput> {
     let dir = &cfg.workdir;
-    let script = dir.join("peer.py");
-    crate::fsio::write_atomic(&script, PEER_SCRIPT.as_bytes())?;
+    let script = peer_script();
+    if !script.exists() {
+        return Err(Error::not_found(format!("the peer script {}", script.display()), "run the benchmark from a doublewin checkout"));
+    }
     let config = dir.join("peer-config.json");
-    crate::fsio::write_json(&config, peer_cfg)?;
+    doublewin::fsio::write_json(&config, peer_cfg)?;
     let out = dir.join("peer-results.json");
     let _ = std::fs::remove_file(&out);
     let py = python(cfg);
@@ -687,7 +701,7 @@ fn run_peer(cfg: &BenchConfig, peer_cfg: &PeerConfig) -> Result<PeerOutput> {
             "see its output above; it needs torch, torchvision and safetensors (the project venv has them), or pass --no-peer",
         ));
     }
-    crate::fsio::read_json(&out)
+    doublewin::fsio::read_json(&out)
 }
 
 fn machine(threads: usize, device: Device) -> Machine {
@@ -700,8 +714,8 @@ fn machine(threads: usize, device: Device) -> Machine {
         cores: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
         threads,
         device: format!("{device:?}"),
-        doublewin: crate::VERSION.into(),
-        libtorch: crate::LIBTORCH_VERSION.into(),
+        doublewin: doublewin::VERSION.into(),
+        libtorch: doublewin::LIBTORCH_VERSION.into(),
         torch: String::new(),
         torchvision: String::new(),
         python: String::new(),
@@ -746,7 +760,7 @@ pub fn run(cfg: &BenchConfig) -> Result<BenchReport> {
 /// Runs `scripts/time_first_result.sh` of this source tree and reads its
 /// `[first-result] <session> kernel session: <seconds> s` lines.
 fn time_first_result() -> Result<Vec<(String, f64)>> {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts").join("time_first_result.sh");
+    let script = workspace_root().join("scripts").join("time_first_result.sh");
     println!("[bench] notebook time to first result ({})", script.display());
     let out = std::process::Command::new("bash").arg(&script).output().map_err(|e| {
         Error::invalid(format!("cannot run {}: {e}", script.display()), "run from a doublewin checkout after scripts/setup.sh")
@@ -834,7 +848,7 @@ fn run_round(cfg: &BenchConfig) -> Result<BenchReport> {
                     id: id.clone(),
                     description: format!(
                         "PGD-10 L-inf eps {} attack, {} batch {batch}",
-                        crate::attack::format_eps(eps),
+                        doublewin::attack::format_eps(eps),
                         f.net.arch().name()
                     ),
                     items_per_run: batch as f64,
@@ -918,7 +932,7 @@ fn run_round(cfg: &BenchConfig) -> Result<BenchReport> {
                     id: id.clone(),
                     description: format!(
                         "SA + RA (PGD-20 eps {} on the clean-correct points), {} on {n} images, batch {}",
-                        crate::attack::format_eps(eps),
+                        doublewin::attack::format_eps(eps),
                         f.net.arch().name(),
                         sizes.eval_batch
                     ),
@@ -1093,6 +1107,7 @@ pub fn markdown_document(report: &BenchReport, args: &[String]) -> String {
     for n in &report.notes {
         s += &format!("- {n}\n");
     }
+    s += "\n";
     s += METHOD;
     let misses: Vec<&WorkloadResult> = report.results.iter().filter(|r| r.ratio().is_some_and(|x| x < r.target())).collect();
     s += "\n## Workloads that miss their target in this run\n\n";
@@ -1106,6 +1121,7 @@ pub fn markdown_document(report: &BenchReport, args: &[String]) -> String {
         s += "libtorch kernels (oneDNN convolutions and their backward passes), so the remaining gap is what our code ";
         s += "cannot remove around them.\n";
     }
+    s += "\n";
     s += ANALYSIS;
     s += "\n## Notebook time to first result\n\n";
     s += "Time from a fresh kernel session to the first rendered result, cold (empty kernel build folder: the `:dep` ";
@@ -1122,105 +1138,6 @@ pub fn markdown_document(report: &BenchReport, args: &[String]) -> String {
     }
     s
 }
-
-const METHOD: &str = r#"
-## What is measured
-
-- **Both sides in one run, on one machine**: doublewin runs every workload first, then writes the
-  weights, the 90% masks and the data as safetensors and runs `bench/peer.py` with the same intra-op
-  thread count (`torch.set_num_threads`), seed, shapes and batch sizes. The peer loads the same
-  weights, so clean accuracies agree exactly; attacks draw their random starts from each side's
-  own generator, so adversarial accuracies and losses agree up to that noise (the "diff" entries
-  are peer minus doublewin).
-- **Timing**: wall clock per run, after the warm-up runs; median and [min, max] over the timed
-  runs. Throughput = items per run / median time. **ratio = peer median time / doublewin median
-  time: above 1 doublewin is faster.**
-- **FLOPs**: 2 x the multiply-adds of the convolutions and linear layers, counted from the layer
-  shapes (batch norm, activations, pooling and the optimizer are not counted). A PGD or FGSM step
-  is a forward pass plus a backward pass to the input only (2x forward; weight gradients are not
-  computed); a training step is forward + backward (3x forward). Evaluation counts the clean
-  forward pass, 20 attack steps and the final forward pass on the points attacked. The peer's FGSM
-  step calls `loss.backward()` (as Wong et al.'s reference code does), which also computes weight
-  gradients: its FLOP/s is counted with the same (lower) FLOP count, so it understates its work.
-- **% peak**: achieved FLOP/s over the FLOP/s of an f32 matmul of the size given, measured by doublewin
-  in the same run (best of 10 runs): how close each workload runs to this machine's limit.
-- **Workloads** (ids for `--only`):
-  - `pgd-*`: PGD-10 L-inf from a random start, network in eval mode, one batch (torchattacks' loop
-    in the peer). eps 0.1 step 0.025 for the 28x28 grey ConvNet, eps 8/255 step 2/255 for ResNet-18.
-  - `at-sparse-*`: PGD-10 adversarial training steps (attack in train mode, SGD momentum 0.9, weight
-    decay 5e-4, lr 0.01) of the network pruned to 90% sparsity by global magnitude; doublewin
-    attaches the mask (`prune::Mask::attach`: pruned weights zeroed once, their gradients masked
-    in the optimizer), the peer uses `torch.nn.utils.prune.custom_from_mask` (weight = weight_orig *
-    weight_mask recomputed by a forward pre-hook at every forward pass).
-  - `fast-*`: FGSM-RS fast adversarial training steps (random start, step 1.25 eps), dense network.
-  - `prune-resnet50`: one global magnitude pruning step (20% of all conv weights of torchvision's
-    ResNet-50, 53 tensors, 23.5M weights): `prune::strategy::global_magnitude` vs
-    `prune.global_unstructured(..., L1Unstructured, amount=0.2)` on a fresh copy of the model per run
-    (the copy is not timed). The masks are compared weight by weight.
-  - `eval-*`: SA on the clean images, then RA with PGD-20 (eval mode) on the points still correct
-    (both sides attack only those), `attack::robust_evaluate` vs a `no_grad` + torchattacks loop.
-- **Networks and data**: `Arch::convnet()` (widths 32/64/128, ~94k parameters), briefly trained on
-  embedded Fashion-MNIST so accuracies are not trivial, on Fashion-MNIST test images; CIFAR
-  ResNet-18 (3x3 stem, no max-pool, 11.2M parameters) at its seeded initialisation with batch-norm
-  statistics calibrated on the inputs, on Fashion-MNIST test images padded to 32x32 and repeated to
-  3 channels (CIFAR's shape; the embedded data hold no colour set and the benchmark runs offline).
-"#;
-
-const ANALYSIS: &str = r#"
-## Analysis: where the time goes and what makes doublewin faster
-
-Both sides call the same libtorch 2.13 kernels (oneDNN convolutions and their backward passes take
-most of every workload), so the ratios come from what each side does around them:
-
-- **Eval-mode attacks and evaluation fold batch norm into the convolutions** once per attack call
-  (`Network::folded_eval`): every PGD step then runs conv + bias + ReLU with constant weights,
-  without the batch norm's forward and backward passes over each activation and without graph
-  nodes for parameters (input gradients only). `pgd-*` and `eval-*` gain from this; in the
-  ConvNet, whose convolutions are small, batch norm is a large share of a step.
-- **Parameter updates without gradient zeroing or accumulation**: `Sgd::backward_step` asks the
-  autograd engine for the parameters' gradients as fresh tensors (no `zero_grad` pass, no
-  accumulate-into-`.grad` pass) and updates in place with fused `addcmul_` (no temporaries); the
-  peer's `zero_grad` + `backward` + `torch.optim.SGD` (for-loop implementation on CPU) does more
-  passes per parameter. `at-sparse-*` and `fast-*` gain from this.
-- **Masks are not re-applied at every forward pass**: `Mask::attach` zeroes pruned weights once and
-  the optimizer masks their gradients; the peer's pruning reparametrisation computes
-  `weight_orig * weight_mask` in a forward pre-hook at every forward pass (11 per PGD-10 training
-  step) and backpropagates through it to `weight_orig`. For ResNet-18 that is 11M-element
-  products per pass.
-- **Attacks compute input gradients only**: PGD asks autograd for the input's gradient; the
-  peer's torchattacks loop does too, but Wong et al.'s FGSM-RS step (`fast-*` peer) calls
-  `loss.backward()` and so also computes every weight gradient in the attack.
-- **Pruning in linear time**: `global_magnitude` finds the threshold by selection (`kthvalue`) over
-  one concatenated magnitude vector made absolute in place, instead of sorting; the peer's
-  `global_unstructured` runs `topk` over all 23.5M scores, then rebuilds every module with
-  `weight_orig` / `weight_mask` and the masked product. Ties are broken by position, so the masks
-  are identical to PyTorch's where no two magnitudes tie at the threshold.
-- **Evaluation**: the clean pass and the final check run on the folded network under `no_grad`;
-  the vanishing-gradient probe of `robust_evaluate` looks at 8 examples only.
-
-Not done (measured or reasoned not to pay on this CPU): channels-last layouts (tch 0.26 has no
-memory-format API; oneDNN reorders NCHW internally on both sides alike), bf16 autocast (CPU only
-here; no GPU was lent to this task, so the GPU table is absent).
-
-Noise: this machine is a 2-vCPU virtual machine. Even with nothing else running, one binary's
-medians moved by up to 1.4x between runs (pgd-convnet: 611 ms, then 447 ms, in two runs minutes
-apart, with the peer at 577 and 631 ms), more than the gaps being measured; a single pass can
-therefore put either side ahead. The documented command runs 3 passes (`--rounds 3`), each timing
-ours then the peer workload by workload, and pools the timed runs, so slow phases fall on both
-sides; the [min, max] columns show the spread that remains. With other jobs on the cores
-(libtorch's OpenMP threads slow down badly when cores are oversubscribed) medians swing by 2x.
-
-Where the time goes (Linux `perf record` of `doublewin bench --only pgd-convnet`): the ConvNet's
-convolutions are small (28x28, 32 to 128 channels), so memory-bound kernels take a large share:
-max-pool forward about 13% of samples, MKL sgemm 7 to 14%, batch norm (statistics and backward, in
-the train-mode steps) 5 to 7%, ReLU / clamp / fill a few % each, the rest in oneDNN's JIT
-convolution kernels. Both sides run these same libtorch kernels, which is why the ConvNet rows
-reach only 35 to 45% of the matmul peak and why the project's margin there comes from work it
-skips (batch-norm folding, no mask products, no gradient zeroing), not from faster kernels.
-ResNet-18's rows sit at 85 to 100% of the peak on both sides: convolution-bound, so the ratios
-stay close to 1. To see the peer's time per op, wrap a run of `bench/peer.py` in
-`torch.profiler.profile`; our side's phases can be timed with `doublewin bench --only <id> --no-peer`.
-"#;
 
 #[cfg(test)]
 mod tests {
