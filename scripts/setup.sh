@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One idempotent set-up for everything doublewin needs; re-running re-uses what is there.
 #   1. system tools (apt): dpkg-deb, npm, python3-venv when missing
-#   2. the project venv (.venv): torch==2.13.0 (libtorch for tch), Jupyter, numpy, scipy, safetensors
+#   2. the project venv (.venv): torch==2.13.0 (libtorch for tch), Jupyter, numpy, scipy, safetensors,
+#      torchattacks 3.5.1 (the reference for attack parity tests)
 #   3. the embedded datasets, prepared into $DOUBLEWIN_DATA and verified by hash
 #   4. the notebook kernel (evcxr_jupyter + kernelspec "doublewin")   [skip with --no-kernel]
 set -euo pipefail
@@ -33,6 +34,12 @@ if ! "$DW_VENV/bin/python" -c "import torch, torchvision, numpy, scipy, safetens
   echo "[setup] creating $DW_VENV with ${PY_PACKAGES[*]} (~3 GB download the first time)"
   [ -x "$DW_VENV/bin/python" ] || python3 -m venv "$DW_VENV"
   "$DW_VENV/bin/python" -m pip install --quiet --disable-pip-version-check "${PY_PACKAGES[@]}"
+fi
+# torchattacks: the independent implementation the attack parity tests compare against. Its
+# requirements would pull other torch versions; it needs only torch, numpy and scipy at run time.
+if ! "$DW_VENV/bin/python" -c "import torchattacks; assert torchattacks.__version__ == '3.5.1'" 2>/dev/null; then
+  echo "[setup] installing torchattacks==3.5.1 (--no-deps)"
+  "$DW_VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps "torchattacks==3.5.1"
 fi
 source "$here/env.sh"   # torch's lib folder exists now
 
