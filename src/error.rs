@@ -12,8 +12,9 @@ pub type Result<T> = std::result::Result<T, Error>;
 pub enum Error {
     /// A file could not be read or written.
     Io { path: PathBuf, source: std::io::Error },
-    /// A file exists but its content is not what it should be (corrupt, truncated, wrong format).
-    BadFile { path: PathBuf, problem: String },
+    /// A file exists but its content is not what it should be (corrupt, truncated, wrong format);
+    /// `fix` says what to do about it, which depends on what the file is.
+    BadFile { path: PathBuf, problem: String, fix: String },
     /// A parameter or argument is out of range or inconsistent.
     InvalidInput { problem: String, fix: String },
     /// A dataset, network or artifact that was asked for is not there.
@@ -30,8 +31,17 @@ impl Error {
     pub fn io(path: impl AsRef<Path>, source: std::io::Error) -> Self {
         Error::Io { path: path.as_ref().to_path_buf(), source }
     }
-    pub fn bad_file(path: impl AsRef<Path>, problem: impl Into<String>) -> Self {
-        Error::BadFile { path: path.as_ref().to_path_buf(), problem: problem.into() }
+    /// A damaged or foreign file, with what to do about it.
+    pub fn bad_file_fix(path: impl AsRef<Path>, problem: impl Into<String>, fix: impl Into<String>) -> Self {
+        Error::BadFile { path: path.as_ref().to_path_buf(), problem: problem.into(), fix: fix.into() }
+    }
+    /// A damaged dataset file: it can be prepared or downloaded again.
+    pub fn bad_data_file(path: impl AsRef<Path>, problem: impl Into<String>) -> Self {
+        Error::bad_file_fix(
+            path,
+            problem,
+            "the file is corrupt, truncated or not in the expected format; delete it and prepare (bash scripts/setup.sh) or download it again",
+        )
     }
     pub fn invalid(problem: impl Into<String>, fix: impl Into<String>) -> Self {
         Error::InvalidInput { problem: problem.into(), fix: fix.into() }
@@ -54,12 +64,7 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::Io { path, source } => write!(f, "{}: {source}", path.display()),
-            Error::BadFile { path, problem } => write!(
-                f,
-                "{}: {problem}. The file is corrupt, truncated or not in the expected format; \
-                 delete it and prepare or download it again",
-                path.display()
-            ),
+            Error::BadFile { path, problem, fix } => write!(f, "{}: {problem}; {fix}", path.display()),
             Error::InvalidInput { problem, fix } => write!(f, "{problem}; {fix}"),
             Error::NotFound { what, fix } => write!(f, "{what} not found; {fix}"),
             Error::KeyMismatch { path, unplaced, missing, shape_mismatch } => {

@@ -66,7 +66,8 @@ pub fn sha256(bytes: &[u8]) -> String {
 /// Reads and parses a JSON file, naming the file in any error.
 pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    serde_json::from_str(&text).map_err(|e| Error::bad_file(path, format!("invalid JSON ({e})")))
+    serde_json::from_str(&text)
+        .map_err(|e| Error::bad_file_fix(path, format!("invalid JSON ({e})"), "fix the JSON (or restore the file if doublewin wrote it)"))
 }
 
 /// Serialises `value` as pretty JSON and writes it atomically.

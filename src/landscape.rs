@@ -4,7 +4,7 @@
 //! adversarial loss on an N x N grid over a fixed data subset; the checkpoints projected onto the
 //! plane. Only the prunable weights move in the plane, and pruned weights stay exactly zero.
 
-use crate::attack::{Attack, AttackSpec, Pgd};
+use crate::attack::{Attack, AttackSpec, Norm, Pgd};
 use crate::data::{Augment, Dataset};
 use crate::display::{evcxr_emit, Table};
 use crate::error::{Error, Result};
@@ -14,11 +14,12 @@ use crate::prune::Mask;
 use crate::runtime::Rng;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use tch::{Kind, Reduction, Tensor};
 
 /// How the plane is chosen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Directions {
     /// Top-2 principal directions of the trajectory (centred, as Li et al.'s code does).
     Pca,
@@ -28,6 +29,7 @@ pub enum Directions {
 
 /// The loss drawn on the grid.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum LandscapeLoss {
     Clean,
     /// Cross-entropy on PGD examples (L-inf, random start seeded identically at every point).
@@ -47,13 +49,14 @@ impl LandscapeLoss {
     fn attack(&self) -> Option<AttackSpec> {
         match *self {
             LandscapeLoss::Clean => None,
-            LandscapeLoss::Adversarial { eps, steps } => Some(Pgd::linf(eps, 2.5 * eps / steps.max(1) as f64, steps).seed(0).into()),
+            LandscapeLoss::Adversarial { eps, steps } => Some(Pgd::spanning(Norm::Linf, eps, steps).seed(0).into()),
         }
     }
 }
 
 /// Grid, plane and loss of a landscape.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct LandscapeConfig {
     pub directions: Directions,
     pub loss: LandscapeLoss,
@@ -94,7 +97,8 @@ impl LandscapeConfig {
         self.margin = m;
         self
     }
-    fn check(&self) -> Result<()> {
+    /// Checks the values before any work starts.
+    pub fn check(&self) -> Result<()> {
         if self.resolution < 3 || self.resolution.is_multiple_of(2) {
             return Err(Error::invalid(format!("grid resolution {}", self.resolution), "use an odd number >= 3, e.g. 21"));
         }
@@ -154,20 +158,30 @@ impl Plane {
         }
     }
 
-    /// The top-2 PCA directions of `trajectory` relative to `last` (the final weights), zeroed
-    /// where the mask prunes and orthonormalised.
-    pub fn pca(last: &Network, trajectory: &[Network], mask: Option<&Mask>) -> Result<Plane> {
+    /// The top-2 PCA directions of `trajectory` relative to its last checkpoint (the final
+    /// weights), zeroed where the mask prunes and orthonormalised. The checkpoints are read one
+    /// at a time; only their moving weights are kept (memory: parameters x checkpoints).
+    pub fn pca(trajectory: &Trajectory, mask: Option<&Mask>) -> Result<Plane> {
         if trajectory.len() < 3 {
             return Err(Error::invalid(
                 format!("{} checkpoints: PCA of a trajectory needs at least 3", trajectory.len()),
                 "fine-tune for at least 2 epochs with per-epoch checkpoints, or use random directions",
             ));
         }
-        let names = Plane::moving(last, mask);
-        let w_final = flatten(&tensors_of(last), &names)?;
-        let rows = trajectory.iter().map(|n| Ok(flatten(&tensors_of(n), &names)?.f_sub(&w_final)?)).collect::<Result<Vec<_>>>()?;
+        let last = trajectory.last()?;
+        let names = Plane::moving(&last, mask);
+        let shapes = shapes_of(&last, &names);
+        let w_final = flatten(&tensors_of(&last), &names)?;
+        drop(last);
+        let mut rows = Vec::with_capacity(trajectory.len());
+        trajectory.each(|_, net| {
+            rows.push(flatten(&tensors_of(net), &names)?.f_sub(&w_final)?);
+            Ok(())
+        })?;
         let m = Tensor::f_stack(&rows, 0)?;
+        drop(rows);
         let centred = m.f_sub(&m.f_mean_dim(0, true, Kind::Double)?)?;
+        drop(m);
         let gram = centred.f_matmul(&centred.f_transpose(0, 1)?)?;
         let (values, vectors) = gram.f_linalg_eigh("L")?;
         let n = values.size()[0];
@@ -179,13 +193,7 @@ impl Plane {
         let mask_flat = Plane::flat_mask(mask, &names, w_final.size()[0])?;
         let dir = |k: i64| -> Result<Tensor> { Ok(centred.f_transpose(0, 1)?.f_matmul(&vectors.f_select(1, k)?)?.f_mul(&mask_flat)?) };
         let (d1, d2) = orthonormal(dir(n - 1)?, dir(n - 2)?)?;
-        Ok(Plane {
-            shapes: shapes_of(last, &names),
-            names,
-            d1,
-            d2,
-            explained_variance: Some([ev[(n - 1) as usize] / total, ev[(n - 2) as usize] / total]),
-        })
+        Ok(Plane { shapes, names, d1, d2, explained_variance: Some([ev[(n - 1) as usize] / total, ev[(n - 2) as usize] / total]) })
     }
 
     /// Two filter-normalised Gaussian directions (Li et al.): each output filter of each weight
@@ -286,6 +294,8 @@ pub struct Landscape {
     pub loss: Vec<Vec<f64>>,
     /// The checkpoints' coordinates, in training order (the last is the final weights, (0, 0)).
     pub trajectory: Vec<(f64, f64)>,
+    /// The epoch of each trajectory point.
+    pub epochs: Vec<usize>,
     pub explained_variance: Option<[f64; 2]>,
     /// Loss of the final weights on the subset, measured before any weight moved.
     pub final_loss: f64,
@@ -293,24 +303,30 @@ pub struct Landscape {
     pub sparsity: f64,
 }
 
-/// Computes the landscape around the last of `trajectory` (per-epoch checkpoints in order,
-/// starting with the initial weights), with `mask` zeroing pruned weights everywhere on the plane.
-pub fn landscape(title: &str, trajectory: &[Network], mask: Option<&Mask>, data: &Dataset, cfg: &LandscapeConfig) -> Result<Landscape> {
+/// Computes the landscape around the last checkpoint of `trajectory` (in epoch order, starting
+/// with the initial weights), with `mask` zeroing pruned weights everywhere on the plane.
+/// Checkpoints are read one at a time, so memory stays O(parameters x checkpoints) for PCA
+/// planes and O(parameters) for random ones.
+pub fn landscape(title: &str, trajectory: &Trajectory, mask: Option<&Mask>, data: &Dataset, cfg: &LandscapeConfig) -> Result<Landscape> {
     cfg.check()?;
-    let last = trajectory.last().ok_or_else(|| Error::invalid("empty trajectory", "pass the per-epoch checkpoints of a run"))?;
+    let net = trajectory.last()?;
+    net.check_fits(data)?;
     if let Some(m) = mask {
-        m.check_fits(last)?;
+        m.check_fits(&net)?;
     }
-    let net = last.try_clone()?;
     let subset = if cfg.examples >= data.len() { data.clone() } else { data.fraction(cfg.examples as f64 / data.len() as f64, cfg.seed)? };
     let attack = cfg.loss.attack();
     let final_loss = loss_on(&net, &subset, attack.as_ref())?;
     let plane = match cfg.directions {
-        Directions::Pca => Plane::pca(last, trajectory, mask)?,
-        Directions::FilterNormalizedRandom { seed } => Plane::filter_normalized(last, mask, seed)?,
+        Directions::Pca => Plane::pca(trajectory, mask)?,
+        Directions::FilterNormalizedRandom { seed } => Plane::filter_normalized(&net, mask, seed)?,
     };
-    let origin = flatten(&tensors_of(last), &plane.names)?;
-    let coords = trajectory.iter().map(|n| plane.project(&origin, n)).collect::<Result<Vec<_>>>()?;
+    let origin = flatten(&tensors_of(&net), &plane.names)?;
+    let mut coords = Vec::with_capacity(trajectory.len());
+    trajectory.each(|_, checkpoint| {
+        coords.push(plane.project(&origin, checkpoint)?);
+        Ok(())
+    })?;
     let extent = |f: fn(&(f64, f64)) -> f64| match cfg.directions {
         Directions::Pca => cfg.margin * coords.iter().map(|c| f(c).abs()).fold(1e-6, f64::max),
         Directions::FilterNormalizedRandom { .. } => cfg.margin.max(cfg.margin * coords.iter().map(|c| f(c).abs()).fold(0.0, f64::max)),
@@ -327,7 +343,7 @@ pub fn landscape(title: &str, trajectory: &[Network], mask: Option<&Mask>, data:
             loss[j][i] = loss_on(&net, &subset, attack.as_ref())?;
         }
         if started.elapsed().as_secs() >= 5 || j + 1 == n {
-            println!("landscape {title}: row {}/{n} ({:.0}s)", j + 1, started.elapsed().as_secs_f64());
+            crate::progress::note(&format!("landscape {title}: row {}/{n} ({:.0}s)", j + 1, started.elapsed().as_secs_f64()));
         }
     }
     Ok(Landscape {
@@ -337,6 +353,7 @@ pub fn landscape(title: &str, trajectory: &[Network], mask: Option<&Mask>, data:
         betas,
         loss,
         trajectory: coords,
+        epochs: trajectory.epochs().to_vec(),
         explained_variance: plane.explained_variance,
         final_loss,
         examples: subset.len(),
@@ -344,19 +361,90 @@ pub fn landscape(title: &str, trajectory: &[Network], mask: Option<&Mask>, data:
     })
 }
 
-/// Loads the per-epoch checkpoints `epoch-NNN.safetensors` of a run, in epoch order.
-pub fn load_trajectory(dir: impl AsRef<Path>, device: tch::Device) -> Result<Vec<Network>> {
-    let dir = dir.as_ref();
-    let mut files: Vec<_> = std::fs::read_dir(dir)
-        .map_err(|e| Error::not_found(format!("checkpoint folder {} ({e})", dir.display()), "train with EpochCheckpoints into it first"))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.file_name().and_then(|f| f.to_str()).is_some_and(|f| f.starts_with("epoch-") && f.ends_with(".safetensors")))
-        .collect();
-    files.sort();
-    if files.is_empty() {
-        return Err(Error::not_found(format!("epoch-*.safetensors in {}", dir.display()), "train with EpochCheckpoints into it first"));
+/// The checkpoints of a training run in epoch order: files written by
+/// [`crate::train::EpochCheckpoints`] (read one at a time, when needed) or networks in memory.
+#[derive(Debug)]
+pub struct Trajectory {
+    epochs: Vec<usize>,
+    source: Checkpoints,
+}
+
+#[derive(Debug)]
+enum Checkpoints {
+    Files { paths: Vec<PathBuf>, device: tch::Device },
+    Networks(Vec<Network>),
+}
+
+impl Trajectory {
+    /// The checkpoints `epoch-N.safetensors` of `dir`, ordered by the epoch number N (parsed,
+    /// so `epoch-1000` comes after `epoch-999` whatever the padding).
+    pub fn open(dir: impl AsRef<Path>, device: tch::Device) -> Result<Trajectory> {
+        let dir = dir.as_ref();
+        let entries = std::fs::read_dir(dir).map_err(|e| {
+            Error::not_found(format!("checkpoint folder {} ({e})", dir.display()), "train with EpochCheckpoints into it first")
+        })?;
+        let mut files: Vec<(usize, PathBuf)> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter_map(|p| Some((crate::train::EpochCheckpoints::epoch_of(&p)?, p)))
+            .collect();
+        files.sort();
+        if files.is_empty() {
+            return Err(Error::not_found(format!("epoch-*.safetensors in {}", dir.display()), "train with EpochCheckpoints into it first"));
+        }
+        let (epochs, paths) = files.into_iter().unzip();
+        Ok(Trajectory { epochs, source: Checkpoints::Files { paths, device } })
     }
-    files.iter().map(|f| Network::load(f, device)).collect()
+
+    /// Networks already in memory, in training order (epochs numbered 0, 1, ...).
+    pub fn from_networks(nets: Vec<Network>) -> Result<Trajectory> {
+        if nets.is_empty() {
+            return Err(Error::invalid("empty trajectory", "pass the per-epoch checkpoints of a run"));
+        }
+        Ok(Trajectory { epochs: (0..nets.len()).collect(), source: Checkpoints::Networks(nets) })
+    }
+
+    pub fn len(&self) -> usize {
+        self.epochs.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.epochs.is_empty()
+    }
+    /// The epoch of each checkpoint, in order.
+    pub fn epochs(&self) -> &[usize] {
+        &self.epochs
+    }
+
+    /// The `i`-th checkpoint (0-based position, not epoch).
+    pub fn get(&self, i: usize) -> Result<Network> {
+        match &self.source {
+            _ if i >= self.len() => Err(Error::invalid(format!("checkpoint {i} of {}", self.len()), "use a position below len()")),
+            Checkpoints::Files { paths, device } => Network::load(&paths[i], *device),
+            Checkpoints::Networks(nets) => nets[i].try_clone(),
+        }
+    }
+
+    /// The final weights.
+    pub fn last(&self) -> Result<Network> {
+        self.get(self.len().saturating_sub(1))
+    }
+
+    /// Calls `f(epoch, network)` for every checkpoint in order, holding one at a time.
+    pub fn each(&self, mut f: impl FnMut(usize, &Network) -> Result<()>) -> Result<()> {
+        match &self.source {
+            Checkpoints::Files { paths, device } => {
+                for (e, p) in self.epochs.iter().zip(paths) {
+                    f(*e, &Network::load(p, *device)?)?;
+                }
+                Ok(())
+            }
+            Checkpoints::Networks(nets) => self.epochs.iter().zip(nets).try_for_each(|(e, n)| f(*e, n)),
+        }
+    }
+}
+
+/// [`Trajectory::open`].
+pub fn load_trajectory(dir: impl AsRef<Path>, device: tch::Device) -> Result<Trajectory> {
+    Trajectory::open(dir, device)
 }
 
 impl Landscape {
@@ -385,7 +473,9 @@ impl Landscape {
         // Label about eight epochs (always the first and the last), so long runs stay legible.
         let n = self.trajectory.len();
         let every = n.div_ceil(8).max(1);
-        let labels = (0..n).map(|e| if e % every == 0 || e + 1 == n { e.to_string() } else { String::new() }).collect();
+        let labels = (0..n)
+            .map(|i| if i % every == 0 || i + 1 == n { self.epochs.get(i).copied().unwrap_or(i).to_string() } else { String::new() })
+            .collect();
         Panel::new(self.title.clone(), x, y)
             .with(Layer::Contours { levels, segments })
             .with(Layer::Line {

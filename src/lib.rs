@@ -13,11 +13,14 @@
 //! - [`prune`]: masks, pruning strategies, IMP with rewinding (tickets)
 //! - [`transfer`]: fine-tuning a ticket or the dense network downstream; the double-win verdict
 //! - [`landscape`]: loss landscapes on a 2-D plane with the fine-tuning trajectory (Fig. 6)
-//! - [`store`]: the content-addressed experiment store (and stable config hashes)
-//! - [`study`]: the paper's grid run lazily through the store; size profiles; pre-trainings
+//! - [`store`]: the content-addressed experiment store: steps named by the hash of their
+//!   descriptions, verified manifests, per-step locks
+//! - [`study`]: the paper's grid run lazily through the store: profiles, the grid, step
+//!   descriptions, the plan, the runner, results and reports
 //! - [`walkthrough`]: the end-to-end runs behind the CLI's main job and the notebooks
 //! - beside them: [`display`] (tables, notebook rendering), [`plot`] (figures),
-//!   [`fsio`] (atomic writes, hashes)
+//!   [`progress`] (events and their renderers: library code never prints), [`fsio`] (atomic
+//!   writes, hashes)
 //!
 //! Beside this crate in the workspace: `crates/cli` (the `doublewin` command line) and
 //! `crates/bench` (the benchmarks side by side with a PyTorch peer, `doublewin bench`).
@@ -32,6 +35,7 @@ pub mod fsio;
 pub mod landscape;
 pub mod model;
 pub mod plot;
+pub mod progress;
 pub mod prune;
 pub mod runtime;
 pub mod store;
@@ -40,21 +44,22 @@ pub mod train;
 pub mod transfer;
 pub mod walkthrough;
 
-/// This crate's version.
-pub const VERSION: &str = env!("CARGO_PKG_VERSION");
-/// The libtorch version tch 0.26 is built against.
-pub const LIBTORCH_VERSION: &str = "2.13.0";
+pub use runtime::{LIBTORCH_VERSION, VERSION};
 
 /// The names a notebook or script usually needs.
 pub mod prelude {
-    pub use crate::attack::{robust_evaluate, Attack, AttackSpec, Fgsm, MaskingCheck, Norm, Pgd, RobustEvaluation, Targeting};
+    pub use crate::attack::{robust_evaluate, Attack, AttackSpec, Fgsm, MaskingCheck, Norm, Pgd, RobustEvaluation, Targeting, ThreatModel};
     pub use crate::data::{Augment, Dataset, Embedded, Splits};
     pub use crate::display::Table;
     pub use crate::error::{Error, Result};
     pub use crate::model::{Arch, Network, NetworkSpec, Normalization};
     pub use crate::plot::{Figure, Series};
     pub use crate::runtime::{DeviceChoice, Runtime};
-    pub use crate::train::{evaluate, train, train_with, Callbacks, EpochCheckpoints, Evaluation, History, Regime, Schedule, TrainConfig};
-    pub use crate::walkthrough::{Pretraining, Profile, QuickstartReport, SourceModels};
+    pub use crate::store::Store;
+    pub use crate::study::{Profile, Study};
+    pub use crate::train::{
+        evaluate, train, train_with, Callbacks, EpochCheckpoints, Evaluation, History, Regime, RegimeKind, Schedule, TrainConfig,
+    };
+    pub use crate::walkthrough::{QuickstartReport, SourceModels};
     pub use tch::{Device, Kind, Tensor};
 }

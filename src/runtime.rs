@@ -2,6 +2,11 @@
 //! every random number generator the crate uses (libtorch's and our own [`Rng`]).
 
 use crate::error::{Error, Result};
+
+/// This crate's version.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+/// The libtorch version tch 0.26 is built against.
+pub const LIBTORCH_VERSION: &str = "2.13.0";
 use std::sync::OnceLock;
 use tch::Device;
 
@@ -100,7 +105,7 @@ impl Runtime {
 
     /// A one-line description, e.g. for reports.
     pub fn describe(&self) -> String {
-        format!("device {:?}, {} CPU threads, seed {}, libtorch {}", self.device, self.threads, self.seed, crate::LIBTORCH_VERSION)
+        format!("device {:?}, {} CPU threads, seed {}, libtorch {}", self.device, self.threads, self.seed, LIBTORCH_VERSION)
     }
 }
 

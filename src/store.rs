@@ -1,85 +1,159 @@
-//! The experiment store: a stable hash of a configuration, computed (as open_lth does) over the
-//! fields that differ from the defaults, so adding a new field with a default value does not
-//! rename existing experiments; and [`Store`], which keeps every finished step on disk under
-//! that name.
-
-use serde::Serialize;
-use serde_json::Value;
-
-fn diff(value: &Value, default: &Value) -> Option<Value> {
-    match (value, default) {
-        (Value::Object(v), Value::Object(d)) => {
-            let m: serde_json::Map<String, Value> = v
-                .iter()
-                .filter_map(|(k, x)| match d.get(k) {
-                    Some(dx) => diff(x, dx).map(|x| (k.clone(), x)),
-                    None => Some((k.clone(), x.clone())),
-                })
-                .collect();
-            (!m.is_empty()).then_some(Value::Object(m))
-        }
-        _ if value == default => None,
-        _ => Some(value.clone()),
-    }
-}
-
-/// The non-default part of a configuration as canonical JSON (keys sorted).
-pub fn non_default_json<T: Serialize + Default>(config: &T) -> String {
-    let v = serde_json::to_value(config).unwrap_or(Value::Null);
-    let d = serde_json::to_value(T::default()).unwrap_or(Value::Null);
-    // serde_json's Map is a BTreeMap (no preserve_order feature), so the text is canonical.
-    diff(&v, &d).unwrap_or(Value::Object(Default::default())).to_string()
-}
-
-/// A 16-hex-digit name for a configuration, stable across runs, machines and added defaults.
-pub fn stable_hash<T: Serialize + Default>(config: &T) -> String {
-    crate::fsio::sha256(non_default_json(config).as_bytes())[..16].to_string()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    #[derive(Serialize, Default)]
-    struct C {
-        a: u32,
-        b: String,
-    }
-    #[test]
-    fn hash_ignores_defaults_and_is_stable() {
-        assert_eq!(non_default_json(&C::default()), "{}");
-        assert_eq!(non_default_json(&C { a: 3, ..Default::default() }), "{\"a\":3}");
-        assert_eq!(stable_hash(&C { a: 3, ..Default::default() }), stable_hash(&C { a: 3, b: String::new() }));
-        assert_ne!(stable_hash(&C { a: 3, ..Default::default() }), stable_hash(&C::default()));
-    }
-}
+//! The experiment store: every finished step of a study, on disk, named by the hash of its
+//! description. A step's description (a serde value, see `study::desc`) nests the descriptions
+//! of everything upstream of it, so its key ([`Store::key`]) changes whenever anything that
+//! produced it changes, and nothing else ever names a step: no key is assembled by hand.
+//!
+//! Layout: `root/store.json` (the format), `root/<kind>/<key>/` with `describe.json` (the
+//! description itself), the step's files, and `result.json`, written last and atomically: the
+//! step's value plus a manifest of its files (size and SHA-256). A step is done only when its
+//! `result.json` parses and every file it lists exists and verifies; a broken step is computed
+//! again. Steps run under an exclusive per-step file lock (`<kind>/<key>.lock`, released by the
+//! OS when a process dies), so concurrent processes never compute a step twice, and a process
+//! killed at any moment leaves at worst a half-filled step folder that is not done.
 
 use crate::error::{Error, Result};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
-/// A content-addressed store of finished steps: `root/<kind>/<key>/` holds a step's artifacts
-/// and `result.json`; `key` hashes the step's config and its inputs' keys. A step runs under
-/// an exclusive file lock, so two processes running the same study never compute or write the
-/// same step at once; `result.json` is written last and atomically, so a step killed half-way
-/// simply runs again (resuming from whatever its own checkpoints saved).
+/// The store layout this version writes and reads.
+pub const FORMAT: &str = "doublewin-store/2";
+const STEP_FORMAT: &str = "doublewin-step/2";
+const MARKER: &str = "store.json";
+const RESULT: &str = "result.json";
+const DESCRIBE: &str = "describe.json";
+
+/// A 16-hex-digit name for a step: SHA-256 of the canonical JSON of `{kind, description}`
+/// (serde_json sorts object keys, so the text is canonical). Serialisation errors propagate.
+pub fn key_of<D: Serialize + ?Sized>(kind: &str, description: &D) -> Result<String> {
+    let value = serde_json::to_value(description)
+        .map_err(|e| Error::invalid(format!("cannot describe a {kind} step: {e}"), "report this as a bug"))?;
+    let text = serde_json::json!({ "kind": kind, "description": value }).to_string();
+    Ok(crate::fsio::sha256(text.as_bytes())[..16].to_string())
+}
+
+/// What the store needs of a step's description: its kind (the folder it lives in), a label
+/// for listings and progress lines, and its serialisation (whose hash is its key).
+pub trait StepDescription: Serialize {
+    fn kind(&self) -> &'static str;
+    fn label(&self) -> String;
+    fn key(&self) -> Result<String> {
+        key_of(self.kind(), self)
+    }
+}
+
+/// A file of a finished step, as recorded in its manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileRecord {
+    /// Path relative to the step folder, with `/` separators.
+    pub path: String,
+    pub bytes: u64,
+    pub sha256: String,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Record<T> {
+    format: String,
+    kind: String,
+    key: String,
+    label: String,
+    files: Vec<FileRecord>,
+    value: T,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Marker {
+    format: String,
+}
+
+/// Where a step stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Status {
+    /// Never finished.
+    Missing,
+    /// Finished and intact.
+    Done,
+    /// Has a result whose files are missing or damaged (the reason says which): it is computed
+    /// again when needed.
+    Broken(String),
+}
+
+/// How carefully [`Store::status`] checks a finished step's files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Check {
+    /// Existence and size (fast; for listings and plans).
+    Sizes,
+    /// Existence, size and SHA-256 (before a step's value or files are used).
+    Hashes,
+}
+
+/// One finished step in the store.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Entry {
+    pub kind: String,
+    pub key: String,
+    pub label: String,
+    /// The step's description (`describe.json`).
+    pub describe: serde_json::Value,
+    pub bytes: u64,
+}
+
+/// The outcome of [`Store::try_run`].
+#[derive(Debug)]
+pub enum Attempt<T> {
+    /// The step was already in the store.
+    Stored(T),
+    /// This call computed it.
+    Computed(T),
+    /// Another process holds the step's lock (it is computing it).
+    Busy,
+}
+
+/// A content-addressed store of finished steps (see the module comment).
 #[derive(Debug, Clone)]
 pub struct Store {
     root: PathBuf,
 }
 
-/// One finished step in the store.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct Entry {
-    pub kind: String,
-    pub key: String,
-    pub describe: serde_json::Value,
-    pub bytes: u64,
-}
-
 impl Store {
-    /// Opens (creating) a store at `root`.
+    /// Opens the store at `root`, creating it when the folder is missing or empty. A folder that
+    /// holds files but no `store.json` (a store of an older doublewin, whose keys did not name
+    /// every upstream setting, or not a store at all) is refused with the fix.
     pub fn open(root: impl Into<PathBuf>) -> Result<Store> {
         let root = root.into();
         std::fs::create_dir_all(&root).map_err(|e| Error::io(&root, e))?;
+        let marker = root.join(MARKER);
+        if marker.exists() {
+            let m: Marker = crate::fsio::read_json(&marker)?;
+            if m.format != FORMAT {
+                return Err(Error::invalid(
+                    format!("{} is a store of format '{}', this doublewin reads '{FORMAT}'", root.display(), m.format),
+                    "use a doublewin of that version, or start a new store (DOUBLEWIN_STORE=another folder)",
+                ));
+            }
+        } else {
+            let others: Vec<String> = std::fs::read_dir(&root)
+                .map_err(|e| Error::io(&root, e))?
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect();
+            if !others.is_empty() {
+                return Err(Error::invalid(
+                    format!(
+                        "{} holds {} but no {MARKER}: it is a store written by an older doublewin (its keys did not name every \
+                         upstream setting, so it could hand back results of other settings) or not a store at all",
+                        root.display(),
+                        others.join(", ")
+                    ),
+                    format!(
+                        "remove the old steps with `doublewin study clean --old-format --store {}` (or delete the folder), \
+                         or point DOUBLEWIN_STORE / --store at a new folder",
+                        root.display()
+                    ),
+                ));
+            }
+            crate::fsio::write_json(&marker, &Marker { format: FORMAT.into() })?;
+        }
         Ok(Store { root })
     }
 
@@ -91,18 +165,18 @@ impl Store {
         crate::data::embedded::data_dir().parent().map(|p| p.join("store")).unwrap_or_else(|| PathBuf::from("store"))
     }
 
+    /// [`Store::open`] of [`Store::default_root`].
+    pub fn open_default() -> Result<Store> {
+        Store::open(Store::default_root())
+    }
+
     pub fn root(&self) -> &Path {
         &self.root
     }
 
-    /// The key of a step from its kind and the canonical texts of its config and inputs.
-    pub fn key(kind: &str, parts: &[&str]) -> String {
-        let mut text = kind.to_string();
-        for p in parts {
-            text.push('\u{1f}');
-            text.push_str(p);
-        }
-        crate::fsio::sha256(text.as_bytes())[..16].to_string()
+    /// [`key_of`].
+    pub fn key<D: Serialize>(kind: &str, description: &D) -> Result<String> {
+        key_of(kind, description)
     }
 
     /// The folder of a step.
@@ -110,77 +184,239 @@ impl Store {
         self.root.join(kind).join(key)
     }
 
-    /// Whether a step is finished.
-    pub fn has(&self, kind: &str, key: &str) -> bool {
-        self.dir(kind, key).join("result.json").exists()
+    fn read_record<T: DeserializeOwned>(&self, kind: &str, key: &str) -> Result<Record<T>> {
+        let path = self.dir(kind, key).join(RESULT);
+        let record: Record<T> = crate::fsio::read_json(&path)?;
+        if record.format != STEP_FORMAT || record.kind != kind || record.key != key {
+            return Err(Error::bad_file_fix(
+                &path,
+                format!(
+                    "a '{}' record of {}/{} where {kind}/{key} in format {STEP_FORMAT} belongs",
+                    record.format, record.kind, record.key
+                ),
+                "run `doublewin study clean` on this store",
+            ));
+        }
+        Ok(record)
     }
 
-    /// Returns the stored result of a step, or runs it (in its folder, under the step's lock)
-    /// and stores the result. `describe` is kept beside the result for listings.
-    pub fn get_or_run<T: serde::Serialize + serde::de::DeserializeOwned>(
-        &self,
-        kind: &str,
-        key: &str,
-        describe: serde_json::Value,
-        run: impl FnOnce(&Path) -> Result<T>,
-    ) -> Result<T> {
+    /// Whether a step is done, missing, or broken (and why).
+    pub fn status(&self, kind: &str, key: &str, check: Check) -> Status {
         let dir = self.dir(kind, key);
-        let result = dir.join("result.json");
-        if result.exists() {
-            return crate::fsio::read_json(&result);
+        if !dir.join(RESULT).exists() {
+            return Status::Missing;
         }
+        let record = match self.read_record::<serde_json::Value>(kind, key) {
+            Ok(r) => r,
+            Err(e) => return Status::Broken(e.to_string()),
+        };
+        for f in &record.files {
+            let path = dir.join(&f.path);
+            match std::fs::metadata(&path) {
+                Err(_) => return Status::Broken(format!("{} is missing", f.path)),
+                Ok(m) if m.len() != f.bytes => return Status::Broken(format!("{} has {} bytes, not {}", f.path, m.len(), f.bytes)),
+                _ => {}
+            }
+            if check == Check::Hashes && crate::fsio::sha256_file(&path).ok().as_deref() != Some(f.sha256.as_str()) {
+                return Status::Broken(format!("{} does not match its SHA-256", f.path));
+            }
+        }
+        Status::Done
+    }
+
+    /// The value of a finished, intact step (files verified by hash), or `None`.
+    pub fn load<T: DeserializeOwned>(&self, kind: &str, key: &str) -> Result<Option<T>> {
+        match self.status(kind, key, Check::Hashes) {
+            Status::Done => Ok(Some(self.read_record::<T>(kind, key)?.value)),
+            _ => Ok(None),
+        }
+    }
+
+    /// The value of the step described by `description`: from the store when done (its files
+    /// verified), else computed by `run` in the step's folder under the step's lock (waiting for
+    /// another process that holds it) and stored. The flag says whether this call computed it.
+    pub fn get_or_run<D: StepDescription, T: Serialize + DeserializeOwned>(
+        &self,
+        description: &D,
+        run: impl FnOnce(&Path) -> Result<T>,
+    ) -> Result<(T, bool)> {
+        match self.run_step(description, true, run)? {
+            Attempt::Stored(v) => Ok((v, false)),
+            Attempt::Computed(v) => Ok((v, true)),
+            Attempt::Busy => Err(Error::invalid("a blocking lock returned busy", "report this as a bug")),
+        }
+    }
+
+    /// Like [`Store::get_or_run`], but never waits: when another process holds the step's lock,
+    /// returns [`Attempt::Busy`] at once.
+    pub fn try_run<D: StepDescription, T: Serialize + DeserializeOwned>(
+        &self,
+        description: &D,
+        run: impl FnOnce(&Path) -> Result<T>,
+    ) -> Result<Attempt<T>> {
+        self.run_step(description, false, run)
+    }
+
+    fn run_step<D: StepDescription, T: Serialize + DeserializeOwned>(
+        &self,
+        description: &D,
+        wait: bool,
+        run: impl FnOnce(&Path) -> Result<T>,
+    ) -> Result<Attempt<T>> {
+        let (kind, key) = (description.kind(), description.key()?);
+        if let Some(v) = self.load(kind, &key)? {
+            return Ok(Attempt::Stored(v));
+        }
+        let dir = self.dir(kind, &key);
         std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
         let lock_path = self.root.join(kind).join(format!("{key}.lock"));
         let lock =
             std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path).map_err(|e| Error::io(&lock_path, e))?;
-        lock.lock().map_err(|e| Error::io(&lock_path, e))?;
-        // Another process may have finished the step while we waited for the lock.
-        if result.exists() {
-            return crate::fsio::read_json(&result);
+        if wait {
+            lock.lock().map_err(|e| Error::io(&lock_path, e))?;
+        } else {
+            match lock.try_lock() {
+                Ok(()) => {}
+                Err(std::fs::TryLockError::WouldBlock) => return Ok(Attempt::Busy),
+                Err(std::fs::TryLockError::Error(e)) => return Err(Error::io(&lock_path, e)),
+            }
         }
+        // Another process may have finished the step while we waited for the lock.
+        match self.status(kind, &key, Check::Hashes) {
+            Status::Done => return Ok(Attempt::Stored(self.read_record::<T>(kind, &key)?.value)),
+            Status::Broken(why) => {
+                crate::progress::warn(&format!("{kind} step {key} is broken ({why}): computing it again"));
+                let result = dir.join(RESULT);
+                std::fs::remove_file(&result).map_err(|e| Error::io(&result, e))?;
+            }
+            Status::Missing => {}
+        }
+        crate::fsio::write_json(&dir.join(DESCRIBE), description)?;
         let value = run(&dir)?;
-        crate::fsio::write_json(&dir.join("describe.json"), &describe)?;
-        crate::fsio::write_json(&result, &value)?;
+        let files = manifest(&dir)?;
+        let record = Record { format: STEP_FORMAT.into(), kind: kind.into(), key: key.clone(), label: description.label(), files, value };
+        crate::fsio::write_json(&dir.join(RESULT), &record)?;
         drop(lock);
-        Ok(value)
+        // Read back what was written: the caller gets exactly what later runs will load.
+        Ok(Attempt::Computed(self.read_record::<T>(kind, &key)?.value))
     }
 
-    /// Every finished step.
+    /// Every finished step (sizes checked, not hashes).
     pub fn entries(&self) -> Result<Vec<Entry>> {
         let mut out = Vec::new();
-        let Ok(kinds) = std::fs::read_dir(&self.root) else { return Ok(out) };
-        for kind in kinds.flatten().filter(|k| k.path().is_dir()) {
-            for step in std::fs::read_dir(kind.path()).map_err(|e| Error::io(kind.path(), e))?.flatten() {
-                let dir = step.path();
-                if !dir.join("result.json").exists() {
+        for kind in subdirs(&self.root)? {
+            let kind_name = file_name(&kind);
+            for step in subdirs(&kind)? {
+                let key = file_name(&step);
+                if self.status(&kind_name, &key, Check::Sizes) != Status::Done {
                     continue;
                 }
-                let describe = crate::fsio::read_json(&dir.join("describe.json")).unwrap_or(serde_json::Value::Null);
-                let bytes =
-                    std::fs::read_dir(&dir).map(|d| d.flatten().filter_map(|f| f.metadata().ok()).map(|m| m.len()).sum()).unwrap_or(0);
-                out.push(Entry {
-                    kind: kind.file_name().to_string_lossy().into(),
-                    key: step.file_name().to_string_lossy().into(),
-                    describe,
-                    bytes,
-                });
+                let describe = crate::fsio::read_json(&step.join(DESCRIBE))?;
+                let record = self.read_record::<serde_json::Value>(&kind_name, &key)?;
+                let bytes = record.files.iter().map(|f| f.bytes).sum();
+                out.push(Entry { kind: kind_name.clone(), key, label: record.label, describe, bytes });
             }
         }
         out.sort_by(|a, b| (&a.kind, &a.key).cmp(&(&b.kind, &b.key)));
         Ok(out)
     }
 
-    /// Removes every step of `kind` (or everything); returns how many step folders went.
+    /// Removes every step of `kind` (or every step); returns how many step folders went.
     pub fn clean(&self, kind: Option<&str>) -> Result<usize> {
         let mut n = 0;
-        let Ok(kinds) = std::fs::read_dir(&self.root) else { return Ok(0) };
-        for k in kinds.flatten().filter(|k| k.path().is_dir()) {
-            if kind.is_some_and(|want| k.file_name().to_string_lossy() != want) {
+        for k in subdirs(&self.root)? {
+            if kind.is_some_and(|want| file_name(&k) != want) {
                 continue;
             }
-            n += std::fs::read_dir(k.path()).map(|d| d.flatten().filter(|e| e.path().is_dir()).count()).unwrap_or(0);
-            std::fs::remove_dir_all(k.path()).map_err(|e| Error::io(k.path(), e))?;
+            n += subdirs(&k)?.len();
+            std::fs::remove_dir_all(&k).map_err(|e| Error::io(&k, e))?;
         }
         Ok(n)
+    }
+
+    /// Removes the steps of a store written by an older doublewin (folders `<kind>/<key>/` with a
+    /// `result.json`, and their lock files), then marks the folder as a store of this format.
+    /// Refuses a folder that is not such a store. Returns how many step folders went.
+    pub fn remove_old_format(root: impl AsRef<Path>) -> Result<usize> {
+        let root = root.as_ref();
+        if root.join(MARKER).exists() {
+            return Err(Error::invalid(format!("{} is a store of the current format", root.display()), "use `doublewin study clean`"));
+        }
+        let mut n = 0;
+        for entry in std::fs::read_dir(root).map_err(|e| Error::io(root, e))?.flatten() {
+            let kind = entry.path();
+            let steps = if kind.is_dir() { subdirs(&kind)? } else { Vec::new() };
+            let is_kind = !steps.is_empty() && steps.iter().all(|s| s.join(RESULT).exists() || s.join(DESCRIBE).exists());
+            if !is_kind {
+                return Err(Error::invalid(
+                    format!("{} holds {}, which is not a step folder of a doublewin store", root.display(), kind.display()),
+                    "remove it by hand if it is yours to remove",
+                ));
+            }
+        }
+        for kind in subdirs(root)? {
+            n += subdirs(&kind)?.len();
+            std::fs::remove_dir_all(&kind).map_err(|e| Error::io(&kind, e))?;
+        }
+        crate::fsio::write_json(&root.join(MARKER), &Marker { format: FORMAT.into() })?;
+        Ok(n)
+    }
+}
+
+fn file_name(p: &Path) -> String {
+    p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+}
+
+fn subdirs(dir: &Path) -> Result<Vec<PathBuf>> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return Ok(Vec::new()) };
+    let mut v: Vec<PathBuf> = entries.flatten().map(|e| e.path()).filter(|p| p.is_dir()).collect();
+    v.sort();
+    Ok(v)
+}
+
+/// Every file under a step folder except its description and result (and temporary files),
+/// with size and SHA-256, in path order.
+fn manifest(dir: &Path) -> Result<Vec<FileRecord>> {
+    fn walk(base: &Path, dir: &Path, out: &mut Vec<FileRecord>) -> Result<()> {
+        for entry in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                walk(base, &path, out)?;
+                continue;
+            }
+            let rel = path.strip_prefix(base).unwrap_or(&path).to_string_lossy().replace('\\', "/");
+            if rel == RESULT || rel == DESCRIBE || rel.contains(".tmp-") {
+                continue;
+            }
+            let bytes = std::fs::metadata(&path).map_err(|e| Error::io(&path, e))?.len();
+            out.push(FileRecord { path: rel, bytes, sha256: crate::fsio::sha256_file(&path)? });
+        }
+        Ok(())
+    }
+    let mut out = Vec::new();
+    walk(dir, dir, &mut out)?;
+    out.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_name_the_whole_description_and_kind() {
+        #[derive(Serialize)]
+        struct D {
+            a: u32,
+            inner: Vec<f64>,
+        }
+        let k = key_of("x", &D { a: 1, inner: vec![0.5] }).unwrap();
+        assert_eq!(k.len(), 16);
+        assert_eq!(k, key_of("x", &D { a: 1, inner: vec![0.5] }).unwrap());
+        assert_ne!(k, key_of("y", &D { a: 1, inner: vec![0.5] }).unwrap());
+        assert_ne!(k, key_of("x", &D { a: 1, inner: vec![0.25] }).unwrap());
+        // A description that cannot be serialised is an error, never an empty key.
+        let bad: std::collections::HashMap<Vec<u8>, u8> = [(vec![1u8], 1u8)].into_iter().collect();
+        assert!(key_of("x", &bad).is_err());
     }
 }

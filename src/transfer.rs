@@ -4,103 +4,119 @@
 //! test split at two checkpoints picked on the validation split: best validation SA and best
 //! validation RA, as in the paper. [`Verdict`] compares tickets with the dense baseline.
 
-use crate::attack::{robust_evaluate, Fgsm, Pgd};
+use crate::attack::{robust_evaluate, AttackOutcome, AttackSpec, ThreatModel};
 use crate::data::Splits;
 use crate::display::{evcxr_emit, Table};
 use crate::error::{Error, Result};
 use crate::model::{Network, Normalization};
 use crate::prune::Mask;
-use crate::train::{train_with, Callback, Callbacks, EpochCheckpoints, EpochRecord, History, Regime, TrainConfig};
+use crate::train::{train_with, Callback, Callbacks, EpochCheckpoints, EpochRecord, History, Regime, RegimeKind, TrainConfig};
 use serde::{Deserialize, Serialize};
 use std::sync::{Arc, Mutex};
 
-/// Standard or adversarial fine-tuning.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum FineTuning {
-    Standard,
-    Adversarial,
-}
-
-impl FineTuning {
-    pub const BOTH: [FineTuning; 2] = [FineTuning::Standard, FineTuning::Adversarial];
-    pub fn name(self) -> &'static str {
-        match self {
-            FineTuning::Standard => "standard",
-            FineTuning::Adversarial => "adversarial",
-        }
-    }
-}
-
-/// A transfer run's settings. `recipe` is the fine-tuning schedule; its regime is set from
-/// `fine_tuning` and `eps` (adversarial: PGD-`train_steps`, step 2.5 eps / steps, train mode; the
-/// paper's PGD-10, 2/255 at 8/255).
+/// A transfer run's settings, all explicit: the fine-tuning recipe with its regime (standard or
+/// adversarial fine-tuning), the data fraction, and the attacks that select the best-RA
+/// checkpoint and measure the reported RA. [`TransferConfig::new`] derives the regime and the
+/// attacks from a [`ThreatModel`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct TransferConfig {
-    pub fine_tuning: FineTuning,
     /// Fraction of the downstream training split (stratified, seeded): 1.0, 0.1, 0.01.
     pub fraction: f64,
-    pub eps: f64,
-    pub train_steps: usize,
+    /// The fine-tuning recipe; its regime is the fine-tuning's (`Regime::of(kind, threat)`).
     pub recipe: TrainConfig,
     /// At least this many SGD steps: with 10% or 1% of the data the recipe's epochs are raised
     /// to reach it (0 keeps the recipe's epochs, as the paper's code does).
-    #[serde(default)]
     pub min_steps: usize,
-    /// Attack for selecting the best-RA checkpoint on the validation split.
-    pub val_steps: usize,
-    /// Attack for the reported RA on the test split (the paper: PGD-20).
-    pub test_steps: usize,
+    /// Attacks on the validation split that pick the best-RA checkpoint.
+    pub val_attacks: Vec<AttackSpec>,
+    /// Attacks of the reported test RA, run in sequence on the points still correct.
+    pub test_attacks: Vec<AttackSpec>,
+    /// Seeds the data subset, the batch order, the new head and every attack's random starts:
+    /// the same seed gives a ticket and the dense network the same draws (paired comparisons).
     pub seed: u64,
 }
 
 impl Default for TransferConfig {
+    /// Standard fine-tuning on all the data, with the paper's validation and test attacks.
     fn default() -> Self {
+        let threat = ThreatModel::paper();
         TransferConfig {
-            fine_tuning: FineTuning::Standard,
             fraction: 1.0,
-            eps: 8.0 / 255.0,
-            train_steps: 10,
             recipe: TrainConfig::default(),
             min_steps: 0,
-            val_steps: 10,
-            test_steps: 20,
+            val_attacks: threat.val_attacks(),
+            test_attacks: threat.test_attacks(),
             seed: 0,
         }
     }
 }
 
 impl TransferConfig {
-    pub fn hash(&self) -> String {
-        crate::store::stable_hash(self)
+    /// `kind` fine-tuning (standard, fast or adversarial) under `threat`, the default recipe.
+    pub fn new(kind: RegimeKind, threat: &ThreatModel) -> Result<TransferConfig> {
+        Ok(TransferConfig {
+            recipe: TrainConfig::default().regime(Regime::of(kind, threat)?),
+            val_attacks: threat.val_attacks(),
+            test_attacks: threat.test_attacks(),
+            ..TransferConfig::default()
+        })
     }
-    fn regime(&self) -> Regime {
-        match self.fine_tuning {
-            FineTuning::Standard => Regime::Standard,
-            FineTuning::Adversarial => {
-                Regime::Adversarial(Pgd::linf(self.eps, 2.5 * self.eps / self.train_steps as f64, self.train_steps).train_mode(true))
+    pub fn fraction(mut self, f: f64) -> Self {
+        self.fraction = f;
+        self
+    }
+    /// Another recipe (epochs, SGD, schedule, ...), keeping this config's regime.
+    pub fn recipe(mut self, recipe: TrainConfig) -> Self {
+        self.recipe = TrainConfig { regime: self.recipe.regime.clone(), ..recipe };
+        self
+    }
+    pub fn min_steps(mut self, n: usize) -> Self {
+        self.min_steps = n;
+        self
+    }
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+    /// Standard, fast or adversarial fine-tuning.
+    pub fn fine_tuning(&self) -> RegimeKind {
+        self.recipe.regime.kind()
+    }
+    /// Checks every value before any work starts.
+    pub fn check(&self) -> Result<()> {
+        if !(self.fraction > 0.0 && self.fraction <= 1.0) {
+            return Err(Error::invalid(format!("transfer data fraction {}", self.fraction), "use a fraction in (0, 1], e.g. 0.1"));
+        }
+        for a in self.val_attacks.iter().chain(&self.test_attacks) {
+            if !(a.eps().is_finite() && a.eps() > 0.0) {
+                return Err(Error::invalid(format!("evaluation attack {a:?} has eps {}", a.eps()), "use eps > 0"));
             }
         }
-    }
-    fn attacks(&self, steps: usize) -> Vec<crate::attack::AttackSpec> {
-        vec![Fgsm::new(self.eps).into(), Pgd::linf(self.eps, 2.5 * self.eps / steps.max(1) as f64, steps).into()]
+        self.recipe.check()
     }
 }
 
 /// Test-split SA and RA of one selected checkpoint.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Checkpoint {
     pub epoch: usize,
     pub val_sa: f64,
     pub val_ra: f64,
     pub test_sa: f64,
+    /// Accuracy under every test attack in sequence (the worst case over them).
     pub test_ra: f64,
+    /// Accuracy after each test attack (and those before it), in order.
+    pub test_per_attack: Vec<AttackOutcome>,
+    /// Warnings of the test evaluation (gradient masking signs).
+    pub warnings: Vec<String>,
 }
 
 /// The outcome of one transfer run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TransferReport {
     pub dataset: String,
-    pub fine_tuning: FineTuning,
+    pub fine_tuning: RegimeKind,
     pub fraction: f64,
     pub train_examples: usize,
     /// Sparsity of the ticket (0 for the dense baseline).
@@ -111,6 +127,8 @@ pub struct TransferReport {
     /// The checkpoint with the best validation RA.
     pub best_ra: Checkpoint,
     pub history: History,
+    /// What the user should know about the run (e.g. the source network's input size differs).
+    pub notes: Vec<String>,
     pub seconds: f64,
 }
 
@@ -139,13 +157,18 @@ impl TransferReport {
         t
     }
     pub fn evcxr_display(&self) {
-        evcxr_emit("text/html", &self.table().to_html());
+        let notes: String = self.notes.iter().map(|n| format!("<p>note: {}</p>", crate::display::escape_html(n))).collect();
+        evcxr_emit("text/html", &(self.table().to_html() + &notes));
     }
 }
 
 impl std::fmt::Display for TransferReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", self.table())
+        write!(f, "{}", self.table())?;
+        for n in &self.notes {
+            writeln!(f, "note: {n}")?;
+        }
+        Ok(())
     }
 }
 
@@ -163,16 +186,19 @@ struct Selection {
     best_ra: Option<Candidate>,
 }
 
-/// Measures validation RA after every epoch and keeps the best-SA and best-RA weights.
+/// Measures validation RA after every epoch (the same attack starts every epoch) and keeps the
+/// best-SA and best-RA weights.
 struct Selector {
     val: crate::data::Dataset,
-    attacks: Vec<crate::attack::AttackSpec>,
+    attacks: Vec<AttackSpec>,
+    seed: u64,
     state: Arc<Mutex<Selection>>,
 }
 
 impl Callback for Selector {
     fn on_epoch_end(&mut self, r: &EpochRecord, net: &Network) -> Result<()> {
-        let e = robust_evaluate(net, &self.val, &self.attacks, 500)?;
+        let attacks: Vec<AttackSpec> = self.attacks.iter().map(|a| a.seeded(self.seed)).collect();
+        let e = robust_evaluate(net, &self.val, &attacks, 500)?;
         let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
         if s.best_sa.as_ref().is_none_or(|b| e.sa > b.sa) {
             s.best_sa = Some(Candidate { sa: e.sa, ra: e.ra, epoch: r.epoch, weights: net.snapshot()? });
@@ -190,53 +216,80 @@ pub fn transfer(pretrained: &Network, mask: Option<&Mask>, downstream: &Splits, 
     transfer_recorded(pretrained, mask, downstream, cfg, None)
 }
 
-/// [`transfer`], also saving the weights before fine-tuning (`epoch-000`) and after every epoch
-/// into `checkpoints`: the trajectory a [`crate::landscape`] draws.
+/// [`transfer`], also saving the weights before fine-tuning (`epoch-000000`) and after the epochs
+/// `checkpoints` keeps: the trajectory a [`crate::landscape`] draws.
 pub fn transfer_recorded(
     pretrained: &Network,
     mask: Option<&Mask>,
     downstream: &Splits,
     cfg: &TransferConfig,
-    checkpoints: Option<&std::path::Path>,
+    checkpoints: Option<&CheckpointPlan>,
 ) -> Result<TransferReport> {
     let start = std::time::Instant::now();
-    if pretrained.spec().in_channels != downstream.image_shape()[0] {
+    cfg.check()?;
+    let [c, h, w] = downstream.image_shape();
+    let spec = pretrained.spec();
+    if spec.in_channels != c {
         return Err(Error::invalid(
-            format!(
-                "the network takes {} channels, {} has {}",
-                pretrained.spec().in_channels,
-                downstream.train.name(),
-                downstream.image_shape()[0]
-            ),
+            format!("the network takes {} channels, {} has {c}", spec.in_channels, downstream.train.name()),
             "transfer between datasets with the same number of channels",
+        ));
+    }
+    let mut notes = Vec::new();
+    if spec.input_size != h || spec.input_size != w {
+        notes.push(format!(
+            "the source network was built for {0}x{0} images, {1} has {h}x{w}: the convolutions and global pooling adapt, \
+             but features learnt at one scale may transfer less well",
+            spec.input_size,
+            downstream.train.name()
         ));
     }
     let data = downstream.with_train_fraction(cfg.fraction, cfg.seed)?;
     let mut net = pretrained.with_new_head(downstream.classes().to_vec(), cfg.seed)?;
     net.set_normalization(Normalization::of(&data.train)?)?;
+    if h != w {
+        return Err(Error::invalid(format!("{} has {h}x{w} images", downstream.train.name()), "use square images"));
+    }
+    net.set_input_size(h)?;
     if let Some(m) = mask {
         m.attach(&mut net)?;
     }
     let batches = data.train.len().div_ceil(cfg.recipe.batch_size.max(1));
     let epochs = cfg.recipe.epochs.max(cfg.min_steps.div_ceil(batches.max(1)));
-    let recipe = TrainConfig { regime: cfg.regime(), select_best: false, seed: cfg.seed, epochs, ..cfg.recipe.clone() };
+    let recipe = TrainConfig { select_best: false, seed: cfg.seed, epochs, ..cfg.recipe.clone() };
     let state = Arc::new(Mutex::new(Selection::default()));
-    let selector = Selector { val: data.val.clone(), attacks: cfg.attacks(cfg.val_steps), state: state.clone() };
-    let label = format!("{} {}%", cfg.fine_tuning.name(), 100.0 * cfg.fraction);
+    let selector = Selector { val: data.val.clone(), attacks: cfg.val_attacks.clone(), seed: cfg.seed, state: state.clone() };
+    let label = format!("{} {}%", cfg.fine_tuning().name(), 100.0 * cfg.fraction);
     let mut callbacks = Callbacks::progress(&label).with(selector);
-    if let Some(dir) = checkpoints {
-        let saver = EpochCheckpoints::new(dir);
+    if let Some(plan) = checkpoints {
+        let saver = EpochCheckpoints::at_most(&plan.dir, epochs, plan.max);
         net.save(saver.path(0))?;
         callbacks = callbacks.with(saver);
     }
     let history = train_with(&mut net, &data, &recipe, &mut callbacks, None)?;
     let selection = std::mem::take(&mut *state.lock().unwrap_or_else(|p| p.into_inner()));
-    let test_attacks = cfg.attacks(cfg.test_steps);
+    // Each checkpoint is evaluated once, with attack starts seeded by the run's seed: the test
+    // numbers are a function of the checkpoint (the best-SA and best-RA rows of one epoch agree).
+    let test_attacks: Vec<AttackSpec> = cfg.test_attacks.iter().map(|a| a.seeded(cfg.seed)).collect();
+    let mut judged: Vec<Checkpoint> = Vec::new();
     let mut judge = |best: Option<Candidate>| -> Result<Checkpoint> {
         let c = best.ok_or_else(|| Error::invalid("no epoch was trained", "use at least one epoch"))?;
+        if let Some(done) = judged.iter().find(|j| j.epoch == c.epoch) {
+            return Ok(done.clone());
+        }
         net.restore(&c.weights)?;
         let e = robust_evaluate(&net, &data.test, &test_attacks, 500)?;
-        Ok(Checkpoint { epoch: c.epoch, val_sa: c.sa, val_ra: c.ra, test_sa: e.sa, test_ra: e.ra })
+        let checkpoint = Checkpoint {
+            epoch: c.epoch,
+            val_sa: c.sa,
+            val_ra: c.ra,
+            test_sa: e.sa,
+            test_ra: e.ra,
+            test_per_attack: e.per_attack,
+            warnings: e.warnings,
+        };
+        judged.push(checkpoint.clone());
+        Ok(checkpoint)
     };
     let best_sa = judge(selection.best_sa)?;
     let best_ra = judge(selection.best_ra)?;
@@ -247,7 +300,7 @@ pub fn transfer_recorded(
     }
     Ok(TransferReport {
         dataset: downstream.train.name().trim_end_matches("/train").to_string(),
-        fine_tuning: cfg.fine_tuning,
+        fine_tuning: cfg.fine_tuning(),
         fraction: cfg.fraction,
         train_examples: data.train.len(),
         sparsity: mask.map(|m| m.sparsity()).unwrap_or(0.0),
@@ -255,8 +308,17 @@ pub fn transfer_recorded(
         best_sa,
         best_ra,
         history,
+        notes,
         seconds: start.elapsed().as_secs_f64(),
     })
+}
+
+/// Where [`transfer_recorded`] saves its trajectory, and at most how many checkpoints (epoch 0
+/// and the last always among them; see [`EpochCheckpoints::spaced`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckpointPlan {
+    pub dir: std::path::PathBuf,
+    pub max: usize,
 }
 
 /// Mean and sample standard deviation.
@@ -281,11 +343,11 @@ impl Scores {
     /// Collects the scores from transfer reports of one subnetwork (any order, any seeds).
     pub fn from_reports(reports: &[&TransferReport]) -> Scores {
         let pick =
-            |ft: FineTuning, f: &dyn Fn(&TransferReport) -> f64| reports.iter().filter(|r| r.fine_tuning == ft).map(|r| f(r)).collect();
+            |ft: RegimeKind, f: &dyn Fn(&TransferReport) -> f64| reports.iter().filter(|r| r.fine_tuning == ft).map(|r| f(r)).collect();
         Scores {
-            std_sa: pick(FineTuning::Standard, &|r| r.best_sa.test_sa),
-            adv_sa: pick(FineTuning::Adversarial, &|r| r.best_sa.test_sa),
-            adv_ra: pick(FineTuning::Adversarial, &|r| r.best_ra.test_ra),
+            std_sa: pick(RegimeKind::Standard, &|r| r.best_sa.test_sa),
+            adv_sa: pick(RegimeKind::Adversarial, &|r| r.best_sa.test_sa),
+            adv_ra: pick(RegimeKind::Adversarial, &|r| r.best_ra.test_ra),
         }
     }
 }

@@ -2,15 +2,15 @@
 //! attack figures), sized by the study's profiles: `tiny` for CI and headless notebook checks,
 //! `small` for a laptop, `full` for the whole embedded data.
 
-use crate::attack::{robust_evaluate, Fgsm, Pgd};
+use crate::attack::{robust_evaluate, Pgd, ThreatModel};
 use crate::data::{Embedded, Splits};
 use crate::display::{evcxr_emit, Table};
 use crate::error::Result;
 use crate::model::{Arch, Network, NetworkSpec};
 use crate::plot::Figure;
 use crate::runtime::Runtime;
-pub use crate::study::{Pretraining, Profile};
-use crate::train::{evaluate, train_with, Callbacks, Evaluation, History, TrainConfig};
+pub use crate::study::Profile;
+use crate::train::{evaluate, train_with, Callbacks, Evaluation, History, RegimeKind, TrainConfig};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -86,14 +86,14 @@ pub fn quickstart(rt: &Runtime, profile: Profile, out: &Path) -> Result<Quicksta
     let start = std::time::Instant::now();
     let dataset = Embedded::FashionMnist;
     let splits = profile_splits(dataset, profile, rt.seed)?;
-    println!("{dataset}: {splits} ({} profile); {}", profile.name(), rt.describe());
+    crate::progress::note(&format!("{dataset}: {splits} ({} profile); {}", profile.name(), rt.describe()));
     let spec = NetworkSpec::for_data(Arch::convnet(), &splits.train)?;
     let mut net = Network::new(spec, rt.device, rt.seed)?;
-    println!("{net}");
+    crate::progress::note(&net.to_string());
     let cfg = TrainConfig::default().epochs(profile.epochs()).seed(rt.seed);
     let history = train_with(&mut net, &splits, &cfg, &mut Callbacks::progress("quickstart"), None)?;
     let test = evaluate(&net, &splits.test, cfg.eval_batch_size)?;
-    println!("test: {test}");
+    crate::progress::note(&format!("test: {test}"));
     let accuracy: Figure = history.accuracy_figure()?;
     let loss = history.loss_figure()?;
     let files = vec![
@@ -125,13 +125,13 @@ pub fn quickstart(rt: &Runtime, profile: Profile, out: &Path) -> Result<Quicksta
 /// A pre-trained source model and its SA / RA on the source test split.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SourceModel {
-    pub pretraining: Pretraining,
+    pub pretraining: RegimeKind,
     pub eps: f64,
     pub history: History,
     /// Standard accuracy on the test split.
     pub sa: f64,
-    /// Robust accuracy under FGSM then PGD-20 (eps, step eps/4, random start) on the test split
-    /// (the profile's stratified fraction of it, `eval_examples` images).
+    /// Robust accuracy under the study's test attacks (FGSM then PGD-20, step eps/4, random
+    /// start) on the test split (the profile's stratified fraction of it, `eval_examples` images).
     pub ra: f64,
     pub eval_examples: usize,
     pub seconds: f64,
@@ -175,36 +175,42 @@ impl std::fmt::Display for SourceModels {
     }
 }
 
-/// The evaluation attacks for SA / RA at radius `eps`: FGSM, then PGD-20 (step eps/4).
+/// The evaluation attacks for SA / RA at L-inf radius `eps`: FGSM, then PGD-20 (step eps/4).
 pub fn evaluation_attacks(eps: f64) -> Vec<crate::attack::AttackSpec> {
-    vec![Fgsm::new(eps).into(), Pgd::linf(eps, eps / 4.0, 20).into()]
+    ThreatModel::linf(eps).test_attacks()
 }
 
 /// The source model of a pre-training in the profile's study (see [`crate::study::Study`]):
 /// from the store, or trained now; with SA and RA on the profile's test subset.
-pub fn pretrain(rt: &Runtime, pretraining: Pretraining, profile: Profile, store: &crate::store::Store) -> Result<SourceModel> {
+pub fn pretrain(rt: &Runtime, pretraining: RegimeKind, profile: Profile, store: &crate::store::Store) -> Result<SourceModel> {
     let start = std::time::Instant::now();
     let study = crate::study::Study::for_profile(profile);
     let (net, history) = study.pretrained(rt, store, pretraining)?;
     let (_, test) = study.source.load()?;
     let test = test.fraction(profile.robust_eval_fraction(), rt.seed)?;
-    let eval = robust_evaluate(&net, &test, &evaluation_attacks(study.eps), 500)?;
-    println!("{}: SA {:.2}%  RA {:.2}% on {} test images", pretraining.short(), 100.0 * eval.sa, 100.0 * eval.ra, eval.examples);
+    let eval = robust_evaluate(&net, &test, &study.threat.test_attacks(), 500)?;
+    crate::progress::note(&format!(
+        "{}: SA {:.2}%  RA {:.2}% on {} test images",
+        pretraining.short(),
+        100.0 * eval.sa,
+        100.0 * eval.ra,
+        eval.examples
+    ));
     Ok(SourceModel {
         pretraining,
-        eps: study.eps,
+        eps: study.threat.eps,
         history,
         sa: eval.sa,
         ra: eval.ra,
         eval_examples: eval.examples,
         seconds: start.elapsed().as_secs_f64(),
-        weights: study.pretrained_path(rt, store, pretraining),
+        weights: study.pretrained_path(store, pretraining)?,
     })
 }
 
 /// The standard, fast-adversarial and adversarial source models of the profile's study.
 pub fn pretrain_sources(rt: &Runtime, profile: Profile, store: &crate::store::Store) -> Result<SourceModels> {
-    let models = Pretraining::ALL.iter().map(|&p| pretrain(rt, p, profile, store)).collect::<Result<Vec<_>>>()?;
+    let models = RegimeKind::ALL.iter().map(|&p| pretrain(rt, p, profile, store)).collect::<Result<Vec<_>>>()?;
     Ok(SourceModels { dataset: Embedded::FashionMnist.name().into(), profile, models })
 }
 
@@ -278,8 +284,8 @@ impl Session {
     }
 
     /// A ticket of the study (run the study first).
-    pub fn ticket(&self, pre: Pretraining, family: crate::study::Family, round: usize) -> Result<crate::prune::Mask> {
-        self.study.ticket(&self.rt, &self.store, pre, family, round)
+    pub fn ticket(&self, pre: RegimeKind, family: RegimeKind, round: usize) -> Result<crate::prune::Mask> {
+        self.study.ticket(&self.store, pre, family, round)
     }
 
     pub fn evcxr_display(&self) {
@@ -294,7 +300,7 @@ impl std::fmt::Display for Session {
             "{} | profile {} | study of {} steps | store {}",
             self.rt.describe(),
             self.profile.name(),
-            self.study.size(),
+            self.study.plan().map(|p| p.len()).unwrap_or(0),
             self.store.root().display()
         )
     }

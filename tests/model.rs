@@ -3,7 +3,9 @@
 mod common;
 
 use common::*;
+use doublewin::data::Embedded;
 use doublewin::model::{Arch, Network, NetworkSpec, Normalization};
+use doublewin::train::evaluate;
 use tch::{Device, Kind, Tensor};
 
 fn spec(arch: Arch, channels: i64, size: i64, classes: usize) -> NetworkSpec {
@@ -112,4 +114,28 @@ fn import_into_the_wrong_architecture_lists_the_keys() {
     let err = Network::import(dir.join("weights.safetensors"), spec(Arch::resnet50(), 3, 64, 10), Device::Cpu).unwrap_err().to_string();
     assert!(err.contains("missing from the file") && err.contains("layer1.0.conv3.weight"), "{err}");
     assert!(err.contains("Shape mismatches") || err.contains("no place"), "{err}");
+}
+
+#[test]
+fn a_network_is_only_evaluated_on_data_it_fits() {
+    let fm = Embedded::FashionMnist.load().unwrap().1;
+    let digits = Embedded::Digits.load().unwrap().1;
+    let net = Network::new(NetworkSpec::for_data(Arch::convnet(), &fm).unwrap(), Device::Cpu, 0).unwrap();
+    // Another task (other classes, other size): refused, not a meaningless 10%.
+    let e = evaluate(&net, &digits, 500).unwrap_err().to_string();
+    assert!(e.contains("8x8") && e.contains("classes"), "{e}");
+    assert!(doublewin::attack::robust_evaluate(&net, &digits, &[], 500).is_err());
+    // A sidecar that claims another input size is caught when the data do not match it.
+    let dir = temp_dir("sidecar-size");
+    let path = dir.join("net.safetensors");
+    net.save(&path).unwrap();
+    let side = dir.join("net.safetensors.json");
+    let mut sidecar: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&side).unwrap()).unwrap();
+    sidecar["spec"]["input_size"] = serde_json::json!(32);
+    std::fs::write(&side, sidecar.to_string()).unwrap();
+    let tampered = Network::load(&path, Device::Cpu).unwrap();
+    assert!(evaluate(&tampered, &fm, 500).unwrap_err().to_string().contains("built for 32x32"));
+    // A missing weights file is reported as such (not as a missing sidecar).
+    let e = Network::load(dir.join("none.safetensors"), Device::Cpu).unwrap_err().to_string();
+    assert!(e.contains("network file") && e.contains("not found"), "{e}");
 }

@@ -117,7 +117,7 @@ fn masked_weights_stay_exactly_zero_through_training() {
     let changed = n.named_tensors().iter().zip(&before).filter(|((_, a), (_, b))| !a.equal(b)).count();
     assert!(changed > 0);
     // Adversarial training keeps them zero too.
-    let cfg = cfg.regime(Regime::adversarial(0.1)).epochs(1);
+    let cfg = cfg.regime(Regime::adversarial(0.1).unwrap()).epochs(1);
     train_with(&mut n, &data, &cfg, &mut Callbacks::none(), None).unwrap();
     assert!(mask.holds_in(&n).unwrap());
 }
@@ -176,4 +176,24 @@ fn imp_in_the_library_leaves_the_pretrained_network_untouched() {
     let again = imp(&pretrained, &data, &cfg, &dir).unwrap();
     assert!(start.elapsed().as_secs_f64() < 1.0);
     assert_eq!(again.round(2).unwrap().mask, tickets.round(2).unwrap().mask);
+}
+
+#[test]
+fn imp_refuses_to_resume_a_folder_of_other_settings() {
+    let data = digits();
+    let pretrained = net(&data, 9);
+    let dir = temp_dir("imp-other-settings");
+    let cfg = ImpConfig::default().rounds(1).retrain(TrainConfig::default().epochs(1).batch_size(64));
+    imp(&pretrained, &data, &cfg, &dir).unwrap();
+    // Another rate, another re-training regime, other weights: refused, naming what differs.
+    let e = imp(&pretrained, &data, &cfg.clone().rate(0.3), &dir).unwrap_err().to_string();
+    assert!(e.contains("config.rate") && e.contains("new --out"), "{e}");
+    let at = cfg.clone().retrain(cfg.retrain.clone().regime(Regime::adversarial(0.1).unwrap()));
+    assert!(imp(&pretrained, &data, &at, &dir).unwrap_err().to_string().contains("config.retrain"));
+    assert!(imp(&net(&data, 10), &data, &cfg, &dir).unwrap_err().to_string().contains("weights_hash"));
+    // More rounds of the same run continue it.
+    assert_eq!(imp(&pretrained, &data, &cfg.clone().rounds(2), &dir).unwrap().len(), 2);
+    // Bad values are refused before any work.
+    let bad = cfg.clone().retrain(cfg.retrain.clone().regime(Regime::Adversarial(Pgd::linf(-1.0, 0.1, 3))));
+    assert!(imp(&pretrained, &data, &bad, &temp_dir("imp-bad")).unwrap_err().to_string().contains("eps = -1"));
 }

@@ -1,7 +1,7 @@
 //! Training regimes on the real embedded data: adversarial training buys robustness, fast
 //! adversarial training most of it.
 
-use doublewin::attack::{robust_evaluate, Fgsm, Pgd};
+use doublewin::attack::{robust_evaluate, Fgsm};
 use doublewin::prelude::*;
 use doublewin::train::Regime;
 
@@ -9,9 +9,9 @@ use doublewin::train::Regime;
 fn adversarial_training_beats_standard_in_ra_and_fast_gets_most_of_it() {
     let eps = doublewin::attack::default_eps([1, 8, 8]);
     let splits = Embedded::Digits.splits(0.1, 0).unwrap();
-    let attacks = [Fgsm::new(eps).into(), Pgd::linf(eps, eps / 4.0, 20).into()];
+    let attacks = ThreatModel::linf(eps).test_attacks();
     let mut results = Vec::new();
-    for regime in [Regime::Standard, Regime::fast(eps), Regime::adversarial(eps)] {
+    for regime in [Regime::Standard, Regime::fast(eps).unwrap(), Regime::adversarial(eps).unwrap()] {
         let mut net = Network::new(NetworkSpec::for_data(Arch::convnet(), &splits.train).unwrap(), Device::Cpu, 5).unwrap();
         let cfg = TrainConfig::default().epochs(8).batch_size(64).lr(0.05).seed(2).regime(regime.clone());
         let h = train_with(&mut net, &splits, &cfg, &mut Callbacks::none(), None).unwrap();
@@ -34,7 +34,7 @@ fn the_overfitting_guard_stops_and_restores_the_epoch_before_the_collapse() {
     let splits = Embedded::Digits.splits(0.1, 0).unwrap().with_train_fraction(0.3, 0).unwrap();
     // A guard that reads every drop (even a rise) as a collapse: it must stop at epoch 2 and
     // hand back epoch 1's weights.
-    let mut guard = doublewin::train::OverfitGuard::for_eps(eps);
+    let mut guard = doublewin::train::OverfitGuard::for_threat(&ThreatModel::linf(eps));
     guard.max_drop = -1.0;
     let regime = Regime::Fast { attack: Fgsm::random_start(eps).train_mode(true), guard: Some(guard) };
     let cfg = |epochs| {

@@ -86,6 +86,7 @@ pub fn robust_evaluate(net: &Network, data: &Dataset, attacks: &[AttackSpec], ba
     if data.is_empty() {
         return Err(Error::invalid(format!("{} is empty", data.name()), "evaluate on a non-empty split"));
     }
+    net.check_fits(data)?;
     let device = net.device();
     let mut clean = 0i64;
     let mut broken = vec![0i64; attacks.len()];

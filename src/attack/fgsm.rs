@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use tch::Tensor;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Fgsm {
     pub eps: f64,
     /// Step size (eps for plain FGSM, 1.25 eps for FGSM-RS).

@@ -2,15 +2,18 @@
 //! in [0, 1] and their labels and returns the adversarial batch, also in [0, 1] and inside the
 //! eps-ball around `x`. Attacks compute gradients with respect to the input only: parameter
 //! gradients are left exactly as they were. One file per attack ([`Fgsm`], [`Pgd`]), plus
-//! robust evaluation and gradient-masking checks in [`eval`].
+//! robust evaluation and gradient-masking checks in [`eval`], and the [`ThreatModel`] every
+//! training and evaluation attack of a study derives from.
 
 pub mod eval;
 mod fgsm;
 mod pgd;
+mod threat;
 
-pub use eval::{robust_evaluate, MaskingCheck, RobustEvaluation};
+pub use eval::{robust_evaluate, AttackOutcome, MaskingCheck, RobustEvaluation};
 pub use fgsm::Fgsm;
-pub use pgd::Pgd;
+pub use pgd::{spanning_step, Pgd};
+pub use threat::{TestAttack, ThreatModel};
 
 use crate::error::{Error, Result};
 use crate::model::Network;
@@ -21,6 +24,8 @@ use tch::{Kind, Reduction, Tensor};
 
 /// The threat model's norm.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum Norm {
     #[default]
     Linf,
@@ -29,6 +34,7 @@ pub enum Norm {
 
 /// Whom the attack aims at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
 pub enum Targeting {
     /// Maximise the loss of the true label.
     #[default]
@@ -48,8 +54,9 @@ pub trait Attack {
     fn name(&self) -> String;
 }
 
-/// Either attack, as a serialisable value (used in training regimes and evaluation lists).
+/// Any attack, as a serialisable value (used in training regimes and evaluation lists).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum AttackSpec {
     Fgsm(Fgsm),
     Pgd(Pgd),
@@ -77,6 +84,14 @@ impl Attack for AttackSpec {
 }
 
 impl AttackSpec {
+    /// The same attack with its random starts seeded by `seed` and its call count reset: two
+    /// evaluations with the same seed on the same data draw the same starts.
+    pub fn seeded(&self, seed: u64) -> AttackSpec {
+        match self {
+            AttackSpec::Fgsm(a) => AttackSpec::Fgsm(a.clone().seed(seed)),
+            AttackSpec::Pgd(a) => AttackSpec::Pgd(a.clone().seed(seed)),
+        }
+    }
     pub fn eps(&self) -> f64 {
         match self {
             AttackSpec::Fgsm(a) => a.eps,

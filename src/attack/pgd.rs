@@ -8,7 +8,14 @@ use crate::model::Network;
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Reduction, Tensor};
 
+/// The step size of a `steps`-step PGD at radius `eps`: the one place the project derives it
+/// (see [`Pgd::spanning`]).
+pub fn spanning_step(eps: f64, steps: usize) -> f64 {
+    eps * (2.5 / steps.max(1) as f64).max(0.25)
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Pgd {
     pub norm: Norm,
     pub eps: f64,
@@ -41,17 +48,24 @@ impl Pgd {
             calls: CallCounter::default(),
         }
     }
+    /// PGD-`steps` in `norm` with the project's one step rule, [`spanning_step`]: eps/4 per
+    /// step (the paper's 2/255 at 8/255 for PGD-10 training and PGD-20 evaluation), but at least
+    /// 2.5 eps / steps so that short attacks can still cross the ball (Madry et al. 2018).
+    /// Random start, eval mode, one run.
+    pub fn spanning(norm: Norm, eps: f64, steps: usize) -> Pgd {
+        Pgd { norm, ..Pgd::linf(eps, spanning_step(eps, steps), steps) }
+    }
     /// L2 PGD with a random start, eval mode, one run.
     pub fn l2(eps: f64, step: f64, steps: usize) -> Pgd {
         Pgd { norm: Norm::L2, ..Pgd::linf(eps, step, steps) }
     }
     /// The paper's evaluation attack: PGD-20, eps 8/255, step 2/255, random start.
     pub fn paper_eval() -> Pgd {
-        Pgd::linf(8.0 / 255.0, 2.0 / 255.0, 20)
+        Pgd::spanning(Norm::Linf, 8.0 / 255.0, 20)
     }
     /// The paper's adversarial fine-tuning attack: PGD-10, eps 8/255, step 2/255, train mode.
     pub fn paper_train() -> Pgd {
-        Pgd::linf(8.0 / 255.0, 2.0 / 255.0, 10).train_mode(true)
+        Pgd::spanning(Norm::Linf, 8.0 / 255.0, 10).train_mode(true)
     }
     pub fn random_start(mut self, on: bool) -> Pgd {
         self.random_start = on;

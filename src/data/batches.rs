@@ -8,6 +8,7 @@ use tch::{Device, Kind, Tensor};
 
 /// Training-time augmentation: random crop after zero padding, and random horizontal flip.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
 pub struct Augment {
     /// Pixels of zero padding on each side before a random crop back to the original size
     /// (0 = no crop).

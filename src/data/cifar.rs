@@ -61,7 +61,7 @@ pub fn load_records(kind: Cifar, files: &[&Path], classes: Vec<String>, meta: Da
     for path in files {
         let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
         if bytes.is_empty() || bytes.len() % record != 0 {
-            return Err(Error::bad_file(
+            return Err(Error::bad_data_file(
                 path,
                 format!("{} bytes is not a whole number of {}-byte {} records", bytes.len(), record, kind.name()),
             ));
@@ -70,7 +70,7 @@ pub fn load_records(kind: Cifar, files: &[&Path], classes: Vec<String>, meta: Da
             // CIFAR-100 records are <coarse label><fine label><pixels>: the fine label is last.
             let label = rec[kind.label_bytes() - 1] as usize;
             if label >= kind.num_classes() {
-                return Err(Error::bad_file(path, format!("label {label} out of range for {}", kind.name())));
+                return Err(Error::bad_data_file(path, format!("label {label} out of range for {}", kind.name())));
             }
             labels.push(label as i64);
             pixels.extend_from_slice(&rec[kind.label_bytes()..]);
@@ -91,7 +91,7 @@ pub fn load_cifar(kind: Cifar, dir: &Path) -> Result<(Dataset, Dataset)> {
         .map(String::from)
         .collect();
     if classes.len() != kind.num_classes() {
-        return Err(Error::bad_file(
+        return Err(Error::bad_data_file(
             &names_path,
             format!("lists {} class names, {} has {}", classes.len(), kind.name(), kind.num_classes()),
         ));

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 /// A dataset that can be downloaded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Remote {
     Mnist,
     FashionMnist,
@@ -216,11 +217,11 @@ fn extract_tar_gz(archive: &Path, into: &Path, folder: &str) -> Result<()> {
     let file = std::fs::File::open(archive).map_err(|e| Error::io(archive, e))?;
     tar::Archive::new(flate2::read::GzDecoder::new(file))
         .unpack(&tmp)
-        .map_err(|e| Error::bad_file(archive, format!("cannot extract ({e})")))?;
+        .map_err(|e| Error::bad_data_file(archive, format!("cannot extract ({e})")))?;
     let inner = tmp.join(folder);
     if !inner.is_dir() {
         let _ = std::fs::remove_dir_all(&tmp);
-        return Err(Error::bad_file(archive, format!("archive has no top-level folder '{folder}'")));
+        return Err(Error::bad_data_file(archive, format!("archive has no top-level folder '{folder}'")));
     }
     std::fs::rename(&inner, into.join(folder)).map_err(|e| Error::io(into.join(folder), e))?;
     let _ = std::fs::remove_dir_all(&tmp);

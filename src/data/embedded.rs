@@ -27,6 +27,7 @@ pub fn data_dir() -> PathBuf {
 
 /// One of the embedded datasets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Embedded {
     FashionMnist,
     Mnist,
@@ -110,7 +111,7 @@ fn verify_file(path: &Path, expected: &str) -> Result<()> {
     }
     let actual = sha256_file(path)?;
     if actual != expected {
-        return Err(Error::bad_file(
+        return Err(Error::bad_data_file(
             path,
             format!("SHA-256 is {actual}, expected {expected}; run `bash scripts/setup.sh` to prepare it again"),
         ));

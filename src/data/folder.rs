@@ -33,7 +33,7 @@ pub fn load_image_folder(root: &Path, resize: Option<(u32, u32)>, hflip: bool) -
     }
     let mut images = Vec::with_capacity(files.len());
     for (path, _) in &files {
-        let img = image::open(path).map_err(|e| Error::bad_file(path, format!("cannot decode image ({e})")))?;
+        let img = image::open(path).map_err(|e| Error::bad_data_file(path, format!("cannot decode image ({e})")))?;
         let img = match resize {
             Some((h, w)) => img.resize_exact(w, h, image::imageops::FilterType::Triangle),
             None => img,

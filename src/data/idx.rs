@@ -13,7 +13,7 @@ pub fn read_maybe_gz(path: &Path) -> Result<Vec<u8>> {
         let mut out = Vec::with_capacity(raw.len() * 4);
         flate2::read::MultiGzDecoder::new(&raw[..])
             .read_to_end(&mut out)
-            .map_err(|e| Error::bad_file(path, format!("gzip data is damaged ({e})")))?;
+            .map_err(|e| Error::bad_data_file(path, format!("gzip data is damaged ({e})")))?;
         Ok(out)
     } else {
         Ok(raw)
@@ -23,7 +23,7 @@ pub fn read_maybe_gz(path: &Path) -> Result<Vec<u8>> {
 /// Parses an IDX file of u8 values: returns its dimensions and payload.
 pub fn read_idx_u8(path: &Path) -> Result<(Vec<usize>, Vec<u8>)> {
     let bytes = read_maybe_gz(path)?;
-    parse_idx_u8(&bytes).map_err(|problem| Error::bad_file(path, problem))
+    parse_idx_u8(&bytes).map_err(|problem| Error::bad_data_file(path, problem))
 }
 
 fn parse_idx_u8(bytes: &[u8]) -> std::result::Result<(Vec<usize>, Vec<u8>), String> {
@@ -51,14 +51,14 @@ fn parse_idx_u8(bytes: &[u8]) -> std::result::Result<(Vec<usize>, Vec<u8>), Stri
 pub fn load_idx_pair(images: &Path, labels: &Path, classes: Vec<String>, meta: DatasetMeta) -> Result<Dataset> {
     let (dims, pixels) = read_idx_u8(images)?;
     if dims.len() != 3 {
-        return Err(Error::bad_file(images, format!("expected N x H x W images, found dimensions {dims:?}")));
+        return Err(Error::bad_data_file(images, format!("expected N x H x W images, found dimensions {dims:?}")));
     }
     let (ldims, raw_labels) = read_idx_u8(labels)?;
     if ldims.len() != 1 || ldims[0] != dims[0] {
-        return Err(Error::bad_file(labels, format!("has {ldims:?} labels for {} images in {}", dims[0], images.display())));
+        return Err(Error::bad_data_file(labels, format!("has {ldims:?} labels for {} images in {}", dims[0], images.display())));
     }
     if let Some(&bad) = raw_labels.iter().find(|&&l| l as usize >= classes.len()) {
-        return Err(Error::bad_file(labels, format!("label {bad} but only {} classes", classes.len())));
+        return Err(Error::bad_data_file(labels, format!("label {bad} but only {} classes", classes.len())));
     }
     let labels = raw_labels.into_iter().map(i64::from).collect();
     let shape = [dims[0] as i64, 1, dims[1] as i64, dims[2] as i64];

@@ -228,6 +228,22 @@ impl Dataset {
         Ok((self.subset(&rest, &format!("{base}/train"))?, self.subset(&held, &format!("{base}/val"))?))
     }
 
+    /// SHA-256 (hex) of the pixels, labels and class names: two datasets with the same hash
+    /// hold the same examples in the same order.
+    pub fn content_hash(&self) -> Result<String> {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        let images = self.images.f_to_device(Device::Cpu)?.f_contiguous()?;
+        let pixels = Vec::<u8>::try_from(images.f_flatten(0, -1)?)?;
+        h.update(&pixels);
+        for l in self.label_vec()? {
+            h.update(l.to_le_bytes());
+        }
+        h.update(self.classes.join("\n").as_bytes());
+        h.update(format!("{:?}", self.images.size()).as_bytes());
+        Ok(crate::fsio::hex(&h.finalize()))
+    }
+
     /// Per-channel mean and standard deviation of the pixels scaled to [0, 1].
     pub fn channel_stats(&self) -> Result<(Vec<f64>, Vec<f64>)> {
         let x = self.images.f_to_kind(Kind::Float)?.f_div_scalar(255.0)?.f_transpose(0, 1)?.f_flatten(1, -1)?;

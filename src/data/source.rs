@@ -7,8 +7,10 @@ use super::{embedded::data_dir, Dataset, Embedded, Splits};
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
 
+/// Serialised as `{"embedded": "digits"}` or `{"remote": "cifar10"}`: the two kinds share
+/// names (`mnist`, `fashion-mnist`), so the JSON says which is meant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(untagged)]
+#[serde(rename_all = "kebab-case")]
 pub enum DataSource {
     Embedded(Embedded),
     Remote(Remote),
@@ -20,6 +22,16 @@ impl DataSource {
         match self {
             DataSource::Embedded(e) => e.name(),
             DataSource::Remote(r) => r.name(),
+        }
+    }
+
+    /// Colour channels of the images (known without loading them: studies check transfers
+    /// between datasets before anything runs).
+    pub fn channels(self) -> i64 {
+        match self {
+            DataSource::Embedded(_) => 1,
+            DataSource::Remote(Remote::Mnist | Remote::FashionMnist) => 1,
+            DataSource::Remote(Remote::Cifar10 | Remote::Cifar100 | Remote::Svhn) => 3,
         }
     }
 
@@ -73,16 +85,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn names_round_trip_and_old_study_json_still_parses() {
+    fn names_round_trip_and_json_says_which_kind() {
         for n in ["fashion-mnist", "mnist", "animal-mnist", "digits", "cifar10", "cifar100", "svhn"] {
             assert_eq!(DataSource::from_name(n).unwrap().name(), n);
         }
         assert_eq!(DataSource::from_name("mnist").unwrap(), DataSource::Embedded(Embedded::Mnist));
-        // Studies written when datasets were `Embedded` only read back unchanged.
-        let d: DataSource = serde_json::from_str("\"Digits\"").unwrap();
+        let d: DataSource = serde_json::from_str(r#"{"embedded": "digits"}"#).unwrap();
         assert_eq!(d, DataSource::Embedded(Embedded::Digits));
-        let c: DataSource = serde_json::from_str("\"Cifar10\"").unwrap();
-        assert_eq!(serde_json::to_string(&c).unwrap(), "\"Cifar10\"");
+        let c = DataSource::Remote(Remote::Cifar10);
+        assert_eq!(serde_json::to_string(&c).unwrap(), r#"{"remote":"cifar10"}"#);
+        let m = DataSource::Remote(Remote::Mnist);
+        assert_eq!(serde_json::from_str::<DataSource>(&serde_json::to_string(&m).unwrap()).unwrap(), m);
         assert!(DataSource::from_name("imagenet").unwrap_err().to_string().contains("cifar10"));
     }
 }

@@ -136,7 +136,7 @@ fn parse_matrix(body: &[u8]) -> std::result::Result<Option<(String, MatArray)>, 
 /// Reads every numeric array of a level-5 MAT file, by variable name.
 pub fn read_mat(path: &Path) -> Result<HashMap<String, MatArray>> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    parse_mat(&bytes).map_err(|p| Error::bad_file(path, p))
+    parse_mat(&bytes).map_err(|p| Error::bad_data_file(path, p))
 }
 
 fn parse_mat(bytes: &[u8]) -> std::result::Result<HashMap<String, MatArray>, String> {
@@ -178,19 +178,19 @@ fn parse_mat(bytes: &[u8]) -> std::result::Result<HashMap<String, MatArray>, Str
 /// Loads one SVHN split file into a 3 x 32 x 32 dataset with labels 0..9 (10 becomes 0).
 pub fn load_svhn_mat(path: &Path, split: &str) -> Result<Dataset> {
     let vars = read_mat(path)?;
-    let x = vars.get("X").ok_or_else(|| Error::bad_file(path, "no variable 'X' (images)"))?;
-    let y = vars.get("y").ok_or_else(|| Error::bad_file(path, "no variable 'y' (labels)"))?;
+    let x = vars.get("X").ok_or_else(|| Error::bad_data_file(path, "no variable 'X' (images)"))?;
+    let y = vars.get("y").ok_or_else(|| Error::bad_data_file(path, "no variable 'y' (labels)"))?;
     let pixels = match &x.data {
         MatData::U8(p) => p,
-        MatData::F64(_) => return Err(Error::bad_file(path, "'X' is not uint8")),
+        MatData::F64(_) => return Err(Error::bad_data_file(path, "'X' is not uint8")),
     };
     if x.dims.len() != 4 || x.dims[0] != 32 || x.dims[1] != 32 || x.dims[2] != 3 {
-        return Err(Error::bad_file(path, format!("'X' has dimensions {:?}, expected 32 x 32 x 3 x N", x.dims)));
+        return Err(Error::bad_data_file(path, format!("'X' has dimensions {:?}, expected 32 x 32 x 3 x N", x.dims)));
     }
     let n = x.dims[3];
     let labels: Vec<i64> = y.data.to_f64().into_iter().map(|v| if v == 10.0 { 0 } else { v as i64 }).collect();
     if labels.len() != n || labels.iter().any(|&l| !(0..10).contains(&l)) {
-        return Err(Error::bad_file(path, format!("'y' must hold {n} labels in 1..=10")));
+        return Err(Error::bad_data_file(path, format!("'y' must hold {n} labels in 1..=10")));
     }
     // Column-major (row, col, channel, image) -> row-major image x channel x row x col.
     let mut chw = vec![0u8; pixels.len()];

@@ -41,7 +41,7 @@ impl Network {
             format: FORMAT.into(),
             spec: self.spec.clone(),
             content_hash: self.content_hash()?,
-            doublewin_version: crate::VERSION.into(),
+            doublewin_version: crate::runtime::VERSION.into(),
         };
         fsio::write_json(&sidecar_path(path), &sidecar)
     }
@@ -49,6 +49,12 @@ impl Network {
     /// Loads a network saved with [`Network::save`] onto `device`, checking the content hash.
     pub fn load(path: impl AsRef<Path>, device: Device) -> Result<Network> {
         let path = path.as_ref();
+        if !path.is_file() {
+            return Err(Error::not_found(
+                format!("network file {}", path.display()),
+                "check the path; doublewin saves networks as NAME.safetensors with a NAME.safetensors.json sidecar",
+            ));
+        }
         let side = sidecar_path(path);
         if !side.exists() {
             return Err(Error::not_found(
@@ -58,13 +64,21 @@ impl Network {
         }
         let sidecar: Sidecar = fsio::read_json(&side)?;
         if sidecar.format != FORMAT {
-            return Err(Error::bad_file(&side, format!("format '{}' is not {FORMAT}", sidecar.format)));
+            return Err(Error::bad_file_fix(
+                &side,
+                format!("format '{}' is not {FORMAT}", sidecar.format),
+                "save the network again with this doublewin, or import foreign checkpoints with Network::import",
+            ));
         }
         let mut net = Network::new(sidecar.spec, Device::Cpu, 0)?;
         let tensors = read_safetensors(path)?;
         place(&mut net, path, tensors.into_iter().collect())?;
         if net.content_hash()? != sidecar.content_hash {
-            return Err(Error::bad_file(path, "weights do not match the content hash in the sidecar (file changed or damaged)"));
+            return Err(Error::bad_file_fix(
+                path,
+                "weights do not match the content hash in the sidecar (file changed or damaged)",
+                "restore the file, or train / save the network again",
+            ));
         }
         net.to_device(device)?;
         Ok(net)
@@ -139,7 +153,13 @@ fn read_safetensors(path: &Path) -> Result<Vec<(String, Tensor)>> {
     if !path.exists() {
         return Err(Error::not_found(format!("weights file {}", path.display()), "check the path"));
     }
-    Tensor::read_safetensors(path).map_err(|e| Error::bad_file(path, format!("cannot read safetensors ({e})")))
+    Tensor::read_safetensors(path).map_err(|e| {
+        Error::bad_file_fix(
+            path,
+            format!("cannot read safetensors ({e})"),
+            "check that the path names a .safetensors file and that it is complete",
+        )
+    })
 }
 
 /// Copies `tensors` into the network by exact name; fails listing every missing, unplaced and

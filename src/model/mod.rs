@@ -346,6 +346,34 @@ impl Network {
         Ok(Vec::<i64>::try_from(self.forward(x, false)?.f_argmax(-1, false)?.f_to_device(Device::Cpu)?)?)
     }
 
+    /// Checks that `data` is what this network was built for: same channels, image size and
+    /// classes (by name). Evaluating a network on another task's data would print a number
+    /// that means nothing; transfer gives the network a new head first
+    /// ([`Network::with_new_head`]).
+    pub fn check_fits(&self, data: &crate::data::Dataset) -> Result<()> {
+        let [c, h, w] = data.image_shape();
+        let spec = &self.spec;
+        let mut problems = Vec::new();
+        if c != spec.in_channels {
+            problems.push(format!("{c} channels, the network takes {}", spec.in_channels));
+        }
+        if h != spec.input_size || w != spec.input_size {
+            problems.push(format!("{h}x{w} images, the network was built for {0}x{0}", spec.input_size));
+        }
+        if data.classes() != spec.classes.as_slice() {
+            let show = |c: &[String]| if c.len() > 4 { format!("{}, ... ({} classes)", c[..4].join(", "), c.len()) } else { c.join(", ") };
+            problems.push(format!("classes [{}], the network predicts [{}]", show(data.classes()), show(&spec.classes)));
+        }
+        if problems.is_empty() {
+            return Ok(());
+        }
+        Err(Error::invalid(
+            format!("{} does not fit the network: {}", data.name(), problems.join("; ")),
+            "evaluate on the data the network was trained for, build a network for this dataset (NetworkSpec::for_data), \
+             or transfer it (new head) first",
+        ))
+    }
+
     pub fn spec(&self) -> &NetworkSpec {
         &self.spec
     }
@@ -455,6 +483,23 @@ impl Network {
         spec.check()?;
         self.spec = spec;
         self.refresh_normalizer()
+    }
+
+    /// Adapts the network to square inputs of `size` pixels, for transfer to data of another
+    /// size: convolutional networks end in global pooling and take any size; a linear model
+    /// (whose weights depend on the input size) cannot.
+    pub fn set_input_size(&mut self, size: i64) -> Result<()> {
+        if size == self.spec.input_size {
+            return Ok(());
+        }
+        if matches!(self.spec.arch, Arch::Linear) {
+            return Err(Error::invalid(
+                format!("a linear model built for {0}x{0} inputs cannot take {size}x{size}", self.spec.input_size),
+                "transfer between datasets with the same image size",
+            ));
+        }
+        self.spec = NetworkSpec { input_size: size, ..self.spec.clone() };
+        Ok(())
     }
 
     /// SHA-256 over names, shapes and values of every tensor: identifies weights independent

@@ -95,6 +95,10 @@ impl Panel {
         self.x_range = Some((lo, hi));
         self
     }
+    /// Whether the panel has anything to draw (at least one finite point).
+    pub fn has_data(&self) -> bool {
+        panel_bounds(self).is_some()
+    }
     pub fn y_range(mut self, lo: f64, hi: f64) -> Panel {
         self.y_range = Some((lo, hi));
         self

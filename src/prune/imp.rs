@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 
 /// Which weights the pruned network restarts from after each pruning step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
 pub enum Rewind {
     /// The pre-trained weights (the paper's choice).
     #[default]
@@ -28,6 +29,7 @@ pub enum Rewind {
 
 /// How each round prunes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
 pub enum Strategy {
     /// Over all prunable tensors together (the paper's).
     #[default]
@@ -38,6 +40,7 @@ pub enum Strategy {
 /// IMP settings. Defaults: 20% of the remaining weights per round, rewinding to the
 /// pre-trained weights, global magnitude over every convolution weight.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ImpConfig {
     pub rounds: usize,
     pub rate: f64,
@@ -91,8 +94,18 @@ impl ImpConfig {
     pub fn sparsity_after(&self, round: usize) -> f64 {
         1.0 - (1.0 - self.rate).powi(round as i32)
     }
-    pub fn hash(&self) -> String {
-        crate::store::stable_hash(self)
+    /// Checks every value before any work starts.
+    pub fn check(&self) -> Result<()> {
+        if self.rounds == 0 || !(self.rate > 0.0 && self.rate < 1.0) {
+            return Err(Error::invalid(
+                format!("IMP with {} rounds at rate {}", self.rounds, self.rate),
+                "use rounds >= 1 and 0 < rate < 1 (the paper: 0.2)",
+            ));
+        }
+        if let Rewind::Epoch(0) = self.rewind {
+            return Err(Error::invalid("rewind to epoch 0", "use Rewind::Pretrained for the pre-trained weights"));
+        }
+        self.retrain.check()
     }
 }
 
@@ -153,18 +166,50 @@ fn prune_step(net: &Network, mask: &Mask, cfg: &ImpConfig) -> Result<Mask> {
     }
 }
 
+/// What an IMP folder was made from (`imp.json`): a run resumed in the folder must match it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct ImpRun {
+    config: ImpConfig,
+    weights_hash: String,
+    data_hash: String,
+}
+
+impl ImpRun {
+    /// Whether a run of `other` may continue this one (more rounds are fine).
+    fn continues(&self, other: &ImpRun) -> bool {
+        let same = |c: &ImpConfig| ImpConfig { rounds: 0, ..c.clone() };
+        same(&self.config) == same(&other.config) && self.weights_hash == other.weights_hash && self.data_hash == other.data_hash
+    }
+}
+
 /// Runs (or resumes) IMP from `pretrained` on the `source` splits, writing every round's ticket
-/// to `dir` (`round-NN.mask.safetensors` + JSON) and returning all of them in order.
+/// to `dir` (`round-NN.mask.safetensors` + JSON) and returning all of them in order. A folder
+/// holding a run of other settings, weights or data is refused (more rounds are fine).
 pub fn imp(pretrained: &Network, source: &Splits, cfg: &ImpConfig, dir: &Path) -> Result<Tickets> {
-    if cfg.rounds == 0 || !(cfg.rate > 0.0 && cfg.rate < 1.0) {
+    cfg.check()?;
+    let weights_hash = pretrained.content_hash()?;
+    let run = ImpRun { config: cfg.clone(), weights_hash: weights_hash.clone(), data_hash: source.train.content_hash()? };
+    let record = dir.join("imp.json");
+    if record.exists() {
+        let before: ImpRun = crate::fsio::read_json(&record)?;
+        if !before.continues(&run) {
+            return Err(Error::invalid(
+                format!(
+                    "{} holds an IMP run of other settings, pre-trained weights or data ({})",
+                    dir.display(),
+                    diff_fields(&before, &run).join(", ")
+                ),
+                "use a new --out folder for these settings, or delete the old one",
+            ));
+        }
+    } else if round_path(dir, 1).exists() {
         return Err(Error::invalid(
-            format!("IMP with {} rounds at rate {}", cfg.rounds, cfg.rate),
-            "use rounds >= 1 and 0 < rate < 1 (the paper: 0.2)",
+            format!("{} holds tickets but no imp.json saying how they were made", dir.display()),
+            "use a new --out folder, or delete the old one",
         ));
     }
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    crate::fsio::write_json(&dir.join("imp.json"), cfg)?;
-    let weights_hash = pretrained.content_hash()?;
+    crate::fsio::write_json(&record, &run)?;
     let names = cfg.prunable.clone().unwrap_or_else(|| pretrained.prunable_names());
     let meta = |round| MaskMeta { round, regime: format!("IMP {}", cfg.family()), weights_hash: weights_hash.clone() };
     let rewind_point = rewind_weights(pretrained, source, cfg, dir)?;
@@ -190,12 +235,12 @@ pub fn imp(pretrained: &Network, source: &Splits, cfg: &ImpConfig, dir: &Path) -
                 let mut net = pretrained.try_clone()?;
                 net.restore(&rewind_point)?;
                 prev.mask.attach(&mut net)?;
-                println!(
+                crate::progress::note(&format!(
                     "IMP round {round}/{}: re-training at {:.2}% sparsity ({})",
                     cfg.rounds,
                     100.0 * prev.sparsity(),
                     cfg.retrain.regime.name()
-                );
+                ));
                 let resume = dir.join(format!("round-{round:02}-train"));
                 train_with(&mut net, source, &cfg.retrain, &mut Callbacks::progress(&format!("IMP r{round}")), Some(&resume))?;
                 let next = prune_step(&net, &prev.mask, cfg)?;
@@ -206,10 +251,27 @@ pub fn imp(pretrained: &Network, source: &Splits, cfg: &ImpConfig, dir: &Path) -
         let mut mask = mask;
         mask.meta = meta(round);
         mask.save(&path)?;
-        println!("IMP round {round}: ticket at {:.2}% sparsity -> {}", 100.0 * mask.sparsity(), path.display());
+        crate::progress::note(&format!("IMP round {round}: ticket at {:.2}% sparsity -> {}", 100.0 * mask.sparsity(), path.display()));
         tickets.push(Ticket { round, mask, path });
     }
     Ok(Tickets(tickets))
+}
+
+/// The top-level fields in which two JSON values differ (for error messages).
+fn diff_fields<T: Serialize>(a: &T, b: &T) -> Vec<String> {
+    let (a, b) = (serde_json::to_value(a).unwrap_or_default(), serde_json::to_value(b).unwrap_or_default());
+    let mut out = Vec::new();
+    if let (Some(a), Some(b)) = (a.as_object(), b.as_object()) {
+        for (k, v) in a {
+            match (v.as_object(), b.get(k).and_then(|w| w.as_object())) {
+                (Some(x), Some(y)) => out.extend(x.iter().filter(|(kk, vv)| y.get(*kk) != Some(*vv)).map(|(kk, _)| format!("{k}.{kk}"))),
+                _ if b.get(k) != Some(v) => out.push(k.clone()),
+                _ => {}
+            }
+        }
+    }
+    out.retain(|f| f != "config.rounds");
+    out
 }
 
 /// The weights every round restarts from.

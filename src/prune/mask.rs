@@ -226,12 +226,26 @@ impl Mask {
         let path = path.as_ref();
         let file: MaskFile = fsio::read_json(&sidecar(path))?;
         if file.format != FORMAT {
-            return Err(Error::bad_file(sidecar(path), format!("format '{}' is not {FORMAT}", file.format)));
+            return Err(Error::bad_file_fix(
+                sidecar(path),
+                format!("format '{}' is not {FORMAT}", file.format),
+                "save the mask again with this doublewin",
+            ));
         }
-        let tensors = Tensor::read_safetensors(path).map_err(|e| Error::bad_file(path, format!("cannot read safetensors ({e})")))?;
+        let tensors = Tensor::read_safetensors(path).map_err(|e| {
+            Error::bad_file_fix(
+                path,
+                format!("cannot read safetensors ({e})"),
+                "check that the path names a mask .safetensors file and that it is complete",
+            )
+        })?;
         let mask = Mask::new(tensors.into_iter().collect(), file.meta)?;
         if (mask.sparsity() - file.sparsity).abs() > 1e-12 {
-            return Err(Error::bad_file(path, "sparsity differs from the one recorded in the metadata (file damaged?)"));
+            return Err(Error::bad_file_fix(
+                path,
+                "sparsity differs from the one recorded in the metadata (file damaged?)",
+                "restore the file or compute the mask again",
+            ));
         }
         Ok(mask)
     }
@@ -260,7 +274,13 @@ impl Mask {
     pub fn import_pytorch(path: impl AsRef<Path>) -> Result<(Mask, Vec<(String, Tensor)>)> {
         let path = path.as_ref();
         let tensors: BTreeMap<String, Tensor> = Tensor::read_safetensors(path)
-            .map_err(|e| Error::bad_file(path, format!("cannot read safetensors ({e})")))?
+            .map_err(|e| {
+                Error::bad_file_fix(
+                    path,
+                    format!("cannot read safetensors ({e})"),
+                    "check that the path names a mask .safetensors file and that it is complete",
+                )
+            })?
             .into_iter()
             .collect();
         let mut masks = BTreeMap::new();
@@ -269,7 +289,13 @@ impl Mask {
             if let Some(base) = k.strip_suffix("_mask") {
                 masks.insert(base.to_string(), t.f_ne(0.0)?);
             } else if let Some(base) = k.strip_suffix("_orig") {
-                let m = tensors.get(&format!("{base}_mask")).ok_or_else(|| Error::bad_file(path, format!("'{k}' has no '{base}_mask'")))?;
+                let m = tensors.get(&format!("{base}_mask")).ok_or_else(|| {
+                    Error::bad_file_fix(
+                        path,
+                        format!("'{k}' has no '{base}_mask'"),
+                        "export the PyTorch pruning state with both weight_orig and weight_mask",
+                    )
+                })?;
                 weights.push((base.to_string(), t.f_mul(m)?));
             } else {
                 weights.push((k.clone(), t.shallow_clone()));

@@ -1,26 +1,26 @@
 //! What a study shows: verdict, headline and transfer tables, the sparsity / data-efficiency /
 //! IMP-family / landscape figures, and the Markdown and self-contained HTML reports.
 
-use super::{family_name, subnet_name, Family, Pretraining, StudyResults};
+use super::{subnetwork_name, StudyResults};
 use crate::data::DataSource;
 use crate::display::{evcxr_emit, Table};
 use crate::error::{Error, Result};
 use crate::landscape::{landscape_figure, landscape_table, Landscape};
 use crate::plot::{palette, Color, Figure, Layer, Panel, Series};
+use crate::train::RegimeKind;
 use crate::transfer::{Scores, TransferReport, Verdict};
 use serde::{Deserialize, Serialize};
 
 /// A verdict with what it is about.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct VerdictCell {
-    pub pretraining: Pretraining,
-    pub family: Family,
+    pub pretraining: RegimeKind,
+    pub family: RegimeKind,
     pub dataset: DataSource,
     pub fraction: f64,
     pub verdict: Verdict,
 }
 
-/// The three numbers of a verdict, as (panel title, accessor into [`Scores`]).
 /// Picks one metric's values (over seeds) out of [`Scores`].
 type Metric = fn(&Scores) -> &Vec<f64>;
 
@@ -41,8 +41,8 @@ impl StudyResults {
     /// The transfer reports of one subnetwork (all fine-tunings and seeds).
     pub fn reports(
         &self,
-        pre: Pretraining,
-        family: Option<Family>,
+        pre: RegimeKind,
+        family: Option<RegimeKind>,
         round: usize,
         dataset: impl Into<DataSource>,
         fraction: f64,
@@ -64,13 +64,13 @@ impl StudyResults {
         title: &str,
         dataset: DataSource,
         fraction: f64,
-        curves: &[(String, Color, Family, Pretraining)],
+        curves: &[(String, Color, RegimeKind, RegimeKind)],
     ) -> Vec<Panel> {
         METRICS
             .iter()
             .map(|(metric, get)| {
                 let mut panel = Panel::new(format!("{title}{metric}"), "sparsity (%)", "test accuracy (%)");
-                let mut baselines: Vec<Pretraining> = Vec::new();
+                let mut baselines: Vec<RegimeKind> = Vec::new();
                 for (label, color, family, pre) in curves {
                     let mut points = Vec::new();
                     for &r in &self.study.rounds {
@@ -99,20 +99,22 @@ impl StudyResults {
                 }
                 panel
             })
+            // A metric the grid does not measure (e.g. no standard fine-tuning) is left out.
+            .filter(Panel::has_data)
             .collect()
     }
 
-    fn pretraining_curves(&self, family: Family) -> Vec<(String, Color, Family, Pretraining)> {
+    fn pretraining_curves(&self, family: RegimeKind) -> Vec<(String, Color, RegimeKind, RegimeKind)> {
         self.study.pretrainings.iter().enumerate().map(|(i, &p)| (format!("{} ticket", p.short()), palette(i), family, p)).collect()
     }
 
     /// The paper's main figure: SA and RA of the tickets against sparsity, one curve per
     /// pre-training, with each pre-training's dense baseline dashed.
-    pub fn sparsity_figure(&self, dataset: impl Into<DataSource>, fraction: f64, family: Family) -> Result<Figure> {
+    pub fn sparsity_figure(&self, dataset: impl Into<DataSource>, fraction: f64, family: RegimeKind) -> Result<Figure> {
         let dataset = dataset.into();
         let panels = self.metric_panels("", dataset, fraction, &self.pretraining_curves(family));
         Ok(Figure::grid(
-            format!("{} tickets transferred to {} with {}% of its data", family_name(family), dataset.name(), 100.0 * fraction),
+            format!("{} tickets transferred to {} with {}% of its data", family.family(), dataset.name(), 100.0 * fraction),
             panels,
             3,
         )?
@@ -120,12 +122,12 @@ impl StudyResults {
     }
 
     /// One row of panels per data fraction (100 / 10 / 1%): data-efficient transfer.
-    pub fn data_efficiency_figure(&self, dataset: impl Into<DataSource>, family: Family) -> Result<Figure> {
+    pub fn data_efficiency_figure(&self, dataset: impl Into<DataSource>, family: RegimeKind) -> Result<Figure> {
         let dataset = dataset.into();
         let curves = self.pretraining_curves(family);
         let panels =
             self.study.fractions.iter().flat_map(|&f| self.metric_panels(&format!("{}% data: ", 100.0 * f), dataset, f, &curves)).collect();
-        let mut fig = Figure::grid(format!("{} tickets on {}: 100% vs less data", family_name(family), dataset.name()), panels, 3)?
+        let mut fig = Figure::grid(format!("{} tickets on {}: 100% vs less data", family.family(), dataset.name()), panels, 3)?
             .note(self.seed_note());
         fig.panel_size = (360.0, 260.0);
         Ok(fig)
@@ -137,7 +139,7 @@ impl StudyResults {
         let mut panels = Vec::new();
         for &pre in &self.study.pretrainings {
             let curves: Vec<_> =
-                self.study.families.iter().enumerate().map(|(i, &f)| (family_name(f).to_string(), palette(i), f, pre)).collect();
+                self.study.families.iter().enumerate().map(|(i, &f)| (f.family().to_string(), palette(i), f, pre)).collect();
             panels.extend(self.metric_panels(&format!("{}: ", pre.short()), dataset, fraction, &curves));
         }
         let mut fig = Figure::grid(format!("IMP re-training: m^ST vs m^AT ({}, {}% data)", dataset.name(), 100.0 * fraction), panels, 3)?
@@ -158,7 +160,7 @@ impl StudyResults {
         let mut fig = landscape_figure(
             &format!(
                 "Loss landscapes of the {} ticket ({:.2}% sparse), {} fine-tuning on {}",
-                subnet_name(Some(plan.family), plan.round),
+                subnetwork_name(Some(plan.family), plan.round),
                 100.0 * landscapes[0].sparsity,
                 plan.fine_tuning.name(),
                 plan.dataset.name()
@@ -206,7 +208,7 @@ impl StudyResults {
                         .max_by(|a, b| a.0.total_cmp(&b.0));
                     match best {
                         Some((s, fam, d)) => {
-                            format!("{}% data: up to {:.1}% sparse ({}, {})", 100.0 * f, 100.0 * s, family_name(fam), d.name())
+                            format!("{}% data: up to {:.1}% sparse ({}, {})", 100.0 * f, 100.0 * s, fam.family(), d.name())
                         }
                         None => format!("{}% data: none", 100.0 * f),
                     }
@@ -222,7 +224,7 @@ impl StudyResults {
                 .pretrainings
                 .iter()
                 .filter_map(|&pre| {
-                    let ticket = summary(&Scores::from_reports(&self.reports(pre, Some(Family::ST), top, d, f)).adv_ra)?;
+                    let ticket = summary(&Scores::from_reports(&self.reports(pre, Some(RegimeKind::Standard), top, d, f)).adv_ra)?;
                     let dense = summary(&Scores::from_reports(&self.reports(pre, None, 0, d, f)).adv_ra)?;
                     Some(format!("{} {:.1} vs dense {:.1}", pre.short(), ticket.0, dense.0))
                 })
@@ -260,7 +262,7 @@ impl StudyResults {
             for &family in &s.families {
                 for &d in &s.downstream {
                     for &fraction in &s.fractions {
-                        let pick = |fam: Option<Family>, round: usize| self.reports(pre, fam, round, d, fraction);
+                        let pick = |fam: Option<RegimeKind>, round: usize| self.reports(pre, fam, round, d, fraction);
                         let dense = Scores::from_reports(&pick(None, 0));
                         let tickets: Vec<(String, f64, Scores)> = s
                             .rounds
@@ -268,7 +270,7 @@ impl StudyResults {
                             .filter_map(|&r| {
                                 let reports = pick(Some(family), r);
                                 let sparsity = reports.first()?.sparsity;
-                                Some((format!("{} r{r}", family_name(family)), sparsity, Scores::from_reports(&reports)))
+                                Some((format!("{} r{r}", family.family()), sparsity, Scores::from_reports(&reports)))
                             })
                             .collect();
                         out.push(VerdictCell {
@@ -301,7 +303,7 @@ impl StudyResults {
                 .join(", ");
             t.push(vec![
                 c.pretraining.short().into(),
-                family_name(c.family).into(),
+                c.family.family().into(),
                 c.dataset.name().into(),
                 format!("{}", 100.0 * c.fraction),
                 tickets,
@@ -355,7 +357,7 @@ impl StudyResults {
         for r in &self.transfers {
             t.push(vec![
                 r.pretraining.short().into(),
-                subnet_name(r.family, r.round),
+                subnetwork_name(r.family, r.round),
                 format!("{:.2}", 100.0 * r.report.sparsity),
                 r.dataset.name().into(),
                 r.report.fine_tuning.name().into(),
@@ -413,8 +415,8 @@ impl super::Study {
         if let Some(plan) = &self.landscapes {
             for &pre in &self.pretrainings {
                 masks.push((
-                    format!("{} {}", pre.short(), subnet_name(Some(plan.family), plan.round)),
-                    self.ticket(rt, store, pre, plan.family, plan.round)?,
+                    format!("{} {}", pre.short(), subnetwork_name(Some(plan.family), plan.round)),
+                    self.ticket(store, pre, plan.family, plan.round)?,
                 ));
             }
         }
@@ -430,7 +432,7 @@ impl StudyReport {
         for &d in &s.downstream {
             for &family in &s.families {
                 figures.push((
-                    format!("sparsity-{}-{}", d.name(), family_name(family).replace('^', "")),
+                    format!("sparsity-{}-{}", d.name(), family.family().replace('^', "")),
                     results.data_efficiency_figure(d, family)?,
                 ));
             }

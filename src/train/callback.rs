@@ -4,18 +4,9 @@
 use super::history::EpochRecord;
 use crate::error::Result;
 use crate::model::Network;
-use std::io::{IsTerminal, Write};
+pub use crate::progress::BatchInfo;
+use crate::progress::{self, EpochSummary, Event};
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
-
-/// Where training is within an epoch.
-#[derive(Debug, Clone, Copy)]
-pub struct BatchInfo {
-    pub epoch: usize,
-    pub epochs: usize,
-    pub batch: usize,
-    pub batches: usize,
-}
 
 /// Called by the training loop. All methods have empty defaults.
 pub trait Callback {
@@ -27,81 +18,91 @@ pub trait Callback {
     }
 }
 
-/// Prints a line per epoch; within an epoch, a live progress line on terminals and a line every
-/// ten seconds elsewhere (notebooks, logs), so slow epochs are never silent.
+/// Reports every batch and epoch of a run to the process's [`crate::progress`] observer, which
+/// prints them (a live line within an epoch on terminals, a line every ten seconds elsewhere).
 #[derive(Debug)]
 pub struct Progress {
     label: String,
-    terminal: bool,
-    last: Instant,
-    started: Instant,
 }
 
 impl Progress {
     pub fn new(label: impl Into<String>) -> Progress {
-        Progress { label: label.into(), terminal: std::io::stdout().is_terminal(), last: Instant::now(), started: Instant::now() }
+        Progress { label: label.into() }
     }
 }
 
 impl Callback for Progress {
-    fn on_batch_end(&mut self, i: &BatchInfo) -> Result<()> {
-        if i.batch == 1 {
-            self.started = Instant::now();
-        }
-        let every = if self.terminal { Duration::from_millis(250) } else { Duration::from_secs(10) };
-        if self.last.elapsed() >= every && i.batch < i.batches {
-            self.last = Instant::now();
-            let pct = 100.0 * i.batch as f64 / i.batches as f64;
-            let eta = self.started.elapsed().as_secs_f64() * (i.batches - i.batch) as f64 / i.batch as f64;
-            let msg =
-                format!("{} epoch {}/{}: {pct:3.0}% ({}/{} batches, ~{eta:.0}s left)", self.label, i.epoch, i.epochs, i.batch, i.batches);
-            if self.terminal {
-                print!("\r{msg}   ");
-            } else {
-                println!("{msg}");
-            }
-            let _ = std::io::stdout().flush();
-        }
+    fn on_batch_end(&mut self, info: &BatchInfo) -> Result<()> {
+        progress::emit(&Event::Batch { label: &self.label, info: *info });
         Ok(())
     }
 
     fn on_epoch_end(&mut self, r: &EpochRecord, _net: &Network) -> Result<()> {
-        let clear = if self.terminal { "\r" } else { "" };
-        println!(
-            "{clear}{} epoch {:>3}: train loss {:.4} acc {:6.2}% | val loss {:.4} acc {:6.2}% | lr {:.4} | {:.1}s      ",
-            self.label,
-            r.epoch,
-            r.train_loss,
-            100.0 * r.train_accuracy,
-            r.val.loss,
-            100.0 * r.val.accuracy,
-            r.lr,
-            r.seconds
-        );
-        let _ = std::io::stdout().flush();
+        let summary = EpochSummary {
+            epoch: r.epoch,
+            train_loss: r.train_loss,
+            train_accuracy: r.train_accuracy,
+            val_loss: r.val.loss,
+            val_accuracy: r.val.accuracy,
+            lr: r.lr,
+            seconds: r.seconds,
+        };
+        progress::emit(&Event::Epoch { label: &self.label, summary });
         Ok(())
     }
 }
 
-/// Saves the network after every epoch as `dir/epoch-{NNN}.safetensors` (+ sidecar).
+/// Saves the network after the epochs it keeps (every epoch, or at most a given number evenly
+/// spaced, always the last) as `dir/epoch-NNNNNN.safetensors` (+ sidecar): the trajectory a loss
+/// landscape draws. Epoch 0 (the weights before training) is saved by the caller with
+/// [`EpochCheckpoints::path`] when wanted.
 #[derive(Debug, Clone)]
 pub struct EpochCheckpoints {
     pub dir: PathBuf,
+    /// The epochs saved (`None`: every one).
+    pub keep: Option<Vec<usize>>,
 }
 
 impl EpochCheckpoints {
+    /// Every epoch.
     pub fn new(dir: impl Into<PathBuf>) -> EpochCheckpoints {
-        EpochCheckpoints { dir: dir.into() }
+        EpochCheckpoints { dir: dir.into(), keep: None }
+    }
+    /// At most `max` checkpoints of a run of `epochs` epochs, counting epoch 0: see
+    /// [`EpochCheckpoints::spaced`].
+    pub fn at_most(dir: impl Into<PathBuf>, epochs: usize, max: usize) -> EpochCheckpoints {
+        EpochCheckpoints { dir: dir.into(), keep: Some(Self::spaced(epochs, max)) }
+    }
+    /// `max` (at least 2) epochs out of 0..=epochs, evenly spaced, always with 0 and the last.
+    pub fn spaced(epochs: usize, max: usize) -> Vec<usize> {
+        let max = max.max(2);
+        if epochs < max {
+            return (0..=epochs).collect();
+        }
+        let mut v: Vec<usize> = (0..max).map(|i| ((i * epochs) as f64 / (max - 1) as f64).round() as usize).collect();
+        v.dedup();
+        v
     }
     /// The checkpoint file of an epoch (1-based; epoch 0 is the initial weights if saved).
     pub fn path(&self, epoch: usize) -> PathBuf {
-        self.dir.join(format!("epoch-{epoch:03}.safetensors"))
+        self.dir.join(format!("epoch-{epoch:06}.safetensors"))
+    }
+    /// The epoch of a checkpoint file name (`epoch-N.safetensors`, any padding), if it is one.
+    pub fn epoch_of(path: &std::path::Path) -> Option<usize> {
+        path.file_name()?.to_str()?.strip_prefix("epoch-")?.strip_suffix(".safetensors")?.parse().ok()
+    }
+    /// Whether `epoch` is saved.
+    pub fn keeps(&self, epoch: usize) -> bool {
+        self.keep.as_ref().is_none_or(|k| k.contains(&epoch))
     }
 }
 
 impl Callback for EpochCheckpoints {
     fn on_epoch_end(&mut self, r: &EpochRecord, net: &Network) -> Result<()> {
-        net.save(self.path(r.epoch))
+        if self.keeps(r.epoch) {
+            net.save(self.path(r.epoch))?;
+        }
+        Ok(())
     }
 }
 

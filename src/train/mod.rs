@@ -4,15 +4,17 @@
 
 mod callback;
 mod history;
+mod regime;
 mod schedule;
 mod sgd;
 
 pub use callback::{BatchInfo, Callback, Callbacks, EpochCheckpoints, Progress};
 pub use history::{EpochRecord, Evaluation, History};
+pub use regime::{OverfitGuard, Regime, RegimeKind};
 pub use schedule::Schedule;
 pub use sgd::{Sgd, SgdConfig};
 
-use crate::attack::{Attack, Fgsm, Pgd};
+use crate::attack::Attack;
 use crate::data::{Augment, Dataset, Splits};
 use crate::error::{Error, Result};
 use crate::model::Network;
@@ -22,59 +24,9 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 use tch::{Kind, Reduction, Tensor};
 
-/// What the network is trained on: clean inputs, FGSM-RS examples ("fast" adversarial
-/// training, Wong et al. 2020) or PGD examples (Madry et al. 2018).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
-pub enum Regime {
-    #[default]
-    Standard,
-    Fast {
-        attack: Fgsm,
-        guard: Option<OverfitGuard>,
-    },
-    Adversarial(Pgd),
-}
-
-impl Regime {
-    /// Fast adversarial training at radius `eps`: FGSM from a uniform random start, step
-    /// 1.25 eps, attack in train mode, with the catastrophic-overfitting guard.
-    pub fn fast(eps: f64) -> Regime {
-        Regime::Fast { attack: Fgsm::random_start(eps).train_mode(true), guard: Some(OverfitGuard::for_eps(eps)) }
-    }
-    /// PGD adversarial training at radius `eps`: 10 steps of eps/4 from a random start, attack in
-    /// train mode (the paper's 8/255, 2/255 at eps 8/255).
-    pub fn adversarial(eps: f64) -> Regime {
-        Regime::Adversarial(Pgd::linf(eps, eps / 4.0, 10).train_mode(true))
-    }
-    pub fn name(&self) -> String {
-        match self {
-            Regime::Standard => "standard".into(),
-            Regime::Fast { attack, .. } => format!("fast ({})", attack.name()),
-            Regime::Adversarial(p) => format!("adversarial ({})", p.name()),
-        }
-    }
-}
-
-/// Guard against catastrophic overfitting in fast adversarial training: after every epoch,
-/// PGD accuracy on a fixed set of training examples; a drop of more than `max_drop` below the
-/// best seen so far means FGSM training has collapsed (Wong et al. 2020, Sec. 5.3).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct OverfitGuard {
-    pub check: Pgd,
-    pub examples: usize,
-    pub max_drop: f64,
-    /// Stop training and restore the weights of the epoch before the collapse.
-    pub stop: bool,
-}
-
-impl OverfitGuard {
-    pub fn for_eps(eps: f64) -> OverfitGuard {
-        OverfitGuard { check: Pgd::linf(eps, eps / 4.0, 10), examples: 256, max_drop: 0.2, stop: true }
-    }
-}
-
 /// Which augmentation to use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
 pub enum AugmentChoice {
     /// [`Augment::standard`] for the dataset (crop with padding, flips where they make sense).
     #[default]
@@ -86,6 +38,7 @@ pub enum AugmentChoice {
 /// Everything that defines a training run. `Default` is a sensible CPU recipe for the small
 /// ConvNet; the setters return the changed config for chaining.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct TrainConfig {
     pub epochs: usize,
     pub batch_size: usize,
@@ -94,6 +47,7 @@ pub struct TrainConfig {
     pub schedule: Schedule,
     /// Linear warm-up length in epochs (may be fractional).
     pub warmup_epochs: f64,
+    #[serde(default)]
     pub regime: Regime,
     pub augment: AugmentChoice,
     /// Keep the weights of the epoch with the best validation accuracy (else the last epoch's).
@@ -169,9 +123,9 @@ impl TrainConfig {
         self
     }
 
-    /// A stable name for this configuration (hash of its non-default fields).
-    pub fn hash(&self) -> String {
-        crate::store::stable_hash(self)
+    /// A stable name for this configuration (hash of all of it).
+    pub fn hash(&self) -> Result<String> {
+        crate::store::key_of("train-config", self)
     }
 
     pub fn check(&self) -> Result<()> {
@@ -188,6 +142,7 @@ impl TrainConfig {
             ));
         }
         self.sgd.check()?;
+        self.regime.check()?;
         self.schedule.check()
     }
 
@@ -200,23 +155,6 @@ impl TrainConfig {
     }
 }
 
-fn check_fits(net: &Network, data: &Dataset) -> Result<()> {
-    let [c, _, _] = data.image_shape();
-    if c != net.spec().in_channels || data.num_classes() != net.num_classes() {
-        return Err(Error::invalid(
-            format!(
-                "{} has {c} channels and {} classes; the network takes {} channels and has {} classes",
-                data.name(),
-                data.num_classes(),
-                net.spec().in_channels,
-                net.num_classes()
-            ),
-            "build the network for this dataset (NetworkSpec::for_data) or give it a new head (Network::with_new_head)",
-        ));
-    }
-    Ok(())
-}
-
 /// Cross-entropy loss and number of correct predictions of a batch.
 fn loss_and_correct(logits: &Tensor, labels: &Tensor) -> Result<(Tensor, Tensor)> {
     let loss = logits.f_cross_entropy_loss::<Tensor>(labels, None, Reduction::Mean, -100, 0.0)?;
@@ -226,7 +164,7 @@ fn loss_and_correct(logits: &Tensor, labels: &Tensor) -> Result<(Tensor, Tensor)
 
 /// Loss and accuracy of `net` on `data` (eval mode, no gradients).
 pub fn evaluate(net: &Network, data: &Dataset, batch_size: usize) -> Result<Evaluation> {
-    check_fits(net, data)?;
+    net.check_fits(data)?;
     let _guard = tch::no_grad_guard();
     let device = net.device();
     let mut loss_sum = Tensor::f_zeros([], (Kind::Float, device))?;
@@ -305,8 +243,8 @@ pub fn train_with(
     resume_dir: Option<&Path>,
 ) -> Result<History> {
     cfg.check()?;
-    check_fits(net, &data.train)?;
-    check_fits(net, &data.val)?;
+    net.check_fits(&data.train)?;
+    net.check_fits(&data.val)?;
     if data.train.is_empty() {
         return Err(Error::invalid("the training split is empty", "use a larger data fraction"));
     }
@@ -376,7 +314,7 @@ pub fn train_with(
                     100.0 * best_check,
                     100.0 * now
                 );
-                println!("warning: {msg}");
+                crate::progress::warn(&msg);
                 if g.stop {
                     history.epochs.push(record.clone());
                     history.stopped_early = Some(msg);
@@ -422,7 +360,7 @@ fn save_state(f: &ResumeFiles, cfg: &TrainConfig, net: &Network, sgd: &Sgd, hist
     tensors.extend(sgd.state().into_iter().map(|(n, t)| (format!("momentum/{n}"), t)));
     // Weights first, history last: a history on disk always has its state written.
     crate::fsio::write_atomic_with(&f.state(), |tmp| Ok(Tensor::write_safetensors(&tensors, tmp)?))?;
-    crate::fsio::write_json(&f.history(), &SavedHistory { config_hash: cfg.hash(), history: history.clone() })
+    crate::fsio::write_json(&f.history(), &SavedHistory { config_hash: cfg.hash()?, history: history.clone() })
 }
 
 fn resume(
@@ -437,13 +375,16 @@ fn resume(
         return Ok(());
     }
     let saved: SavedHistory = crate::fsio::read_json(&f.history())?;
-    if saved.config_hash != cfg.hash() {
+    let hash = cfg.hash()?;
+    if saved.config_hash != hash {
         return Err(Error::invalid(
-            format!("{} holds a run of another configuration ({} vs {})", f.dir.display(), saved.config_hash, cfg.hash()),
+            format!("{} holds a run of another configuration ({} vs {hash})", f.dir.display(), saved.config_hash),
             "use a separate resume folder per configuration, or delete the old one",
         ));
     }
-    let tensors = Tensor::read_safetensors(f.state()).map_err(|e| Error::bad_file(f.state(), format!("cannot read ({e})")))?;
+    let tensors = Tensor::read_safetensors(f.state()).map_err(|e| {
+        Error::bad_file_fix(f.state(), format!("cannot read ({e})"), format!("delete {} to train from the start", f.dir.display()))
+    })?;
     let (momentum, weights): (Vec<_>, Vec<_>) = tensors.into_iter().partition(|(n, _)| n.starts_with("momentum/"));
     net.restore(&weights)?;
     sgd.load_state(momentum.into_iter().map(|(n, t)| (n["momentum/".len()..].to_string(), t)).collect())?;
@@ -451,7 +392,7 @@ fn resume(
         let best_net = Network::load(f.best(), net.device())?;
         *best = Some((b.val.accuracy, best_net.snapshot()?));
     }
-    println!("resuming after epoch {} from {}", saved.history.epochs.len(), f.dir.display());
+    crate::progress::note(&format!("resuming after epoch {} from {}", saved.history.epochs.len(), f.dir.display()));
     *history = saved.history;
     Ok(())
 }

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 /// How the learning rate changes over training (after the optional linear warm-up).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub enum Schedule {
     #[default]
     Constant,

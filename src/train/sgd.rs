@@ -9,6 +9,7 @@ use tch::Tensor;
 
 /// SGD hyper-parameters. The learning rate here is the base rate the schedule scales.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct SgdConfig {
     pub lr: f64,
     pub momentum: f64,

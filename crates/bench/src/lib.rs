@@ -1054,10 +1054,13 @@ fn agreement(r: &WorkloadResult, p: &PeerResult, ours_mask: Option<&Mask>, dir: 
     if r.id == "prune-resnet50" {
         let Some(mask) = ours_mask else { return Ok(String::new()) };
         let path = dir.join("resnet50.peer-mask.safetensors");
-        let peer = Tensor::read_safetensors(&path).map_err(|e| Error::bad_file(&path, format!("cannot read the peer's mask ({e})")))?;
+        let peer = Tensor::read_safetensors(&path)
+            .map_err(|e| Error::bad_file_fix(&path, format!("cannot read the peer's mask ({e})"), "run the benchmark again"))?;
         let mut differ = 0i64;
         for (n, t) in peer {
-            let ours = mask.get(&n).ok_or_else(|| Error::bad_file(&path, format!("the peer pruned '{n}', which our mask lacks")))?;
+            let ours = mask.get(&n).ok_or_else(|| {
+                Error::bad_file_fix(&path, format!("the peer pruned '{n}', which our mask lacks"), "report this as a bug")
+            })?;
             differ += t.f_ne(0.0)?.f_ne_tensor(ours)?.f_sum(Kind::Int64)?.f_int64_value(&[])?;
         }
         return Ok(if differ == 0 {

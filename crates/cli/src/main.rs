@@ -1,16 +1,18 @@
-//! The `doublewin` command line: the quickstart, training and evaluation of networks, data
-//! sets. Every subcommand takes `--json` for scripts; errors exit non-zero with a message.
+//! The `doublewin` command line: the quickstart, training, pruning, transfer and evaluation of
+//! networks, the study (plan, run, report, store), datasets and the benchmark. Every option is
+//! parsed once, by clap, into the library's own types; every subcommand takes `--json`; errors
+//! exit non-zero with a message that says what to do.
 
 use clap::{Parser, Subcommand};
-use doublewin::attack::robust_evaluate;
+use doublewin::attack::{robust_evaluate, TestAttack, ThreatModel};
 use doublewin::data::download::{self, Remote};
 use doublewin::data::{embedded, DataSource, Embedded};
 use doublewin::prelude::*;
 use doublewin::prune::{imp, ImpConfig, Mask};
-use doublewin::store::Store;
-use doublewin::study::Study;
+use doublewin::runtime::DeviceChoice;
+use doublewin::study::run_plan;
 use doublewin::train::AugmentChoice;
-use doublewin::transfer::{transfer, FineTuning, TransferConfig};
+use doublewin::transfer::{transfer, TransferConfig};
 use doublewin::walkthrough;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -18,14 +20,14 @@ use std::process::ExitCode;
 #[derive(Parser)]
 #[command(name = "doublewin", version, about = "Find and validate double-win lottery tickets")]
 struct Cli {
-    /// auto, cpu, cuda or cuda:N (default: $DOUBLEWIN_DEVICE or auto)
-    #[arg(long, global = true)]
-    device: Option<String>,
+    /// auto, cpu, cuda or cuda:N
+    #[arg(long, global = true, env = "DOUBLEWIN_DEVICE", default_value = "auto")]
+    device: DeviceChoice,
     /// CPU threads for libtorch (0 = its default)
-    #[arg(long, global = true, default_value_t = 0)]
+    #[arg(long, global = true, env = "DOUBLEWIN_THREADS", default_value_t = 0)]
     threads: usize,
-    /// Seed for every random number generator
-    #[arg(long, global = true, default_value_t = 0)]
+    /// Seed for the random number generators of train / imp / transfer (a study's seeds are in the study)
+    #[arg(long, global = true, env = "DOUBLEWIN_SEED", default_value_t = 0)]
     seed: u64,
     /// Print machine-readable JSON instead of text
     #[arg(long, global = true)]
@@ -34,22 +36,34 @@ struct Cli {
     command: Command,
 }
 
+/// A dataset name: embedded (fashion-mnist, mnist, animal-mnist, digits) or downloaded (cifar10, ...).
+fn dataset(name: &str) -> Result<DataSource> {
+    DataSource::from_name(name)
+}
+
+/// The study's size profile.
+#[derive(clap::Args)]
+struct ProfileArg {
+    #[arg(long, value_enum, env = "DOUBLEWIN_PROFILE", default_value_t = Profile::Small)]
+    profile: Profile,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Train the small ConvNet on the embedded Fashion-MNIST and write a report and figures
     Quickstart {
-        /// tiny, small or full (default: $DOUBLEWIN_PROFILE or small)
-        #[arg(long)]
-        profile: Option<String>,
+        #[command(flatten)]
+        profile: ProfileArg,
         #[arg(long, default_value = "out/quickstart")]
         out: PathBuf,
     },
     /// Train a network on a dataset (embedded, or cifar10 / cifar100 / svhn downloaded on first use) and save it
     Train {
-        #[arg(long, default_value = "fashion-mnist")]
-        dataset: String,
-        #[arg(long, default_value = "convnet")]
-        arch: String,
+        #[arg(long, default_value = "fashion-mnist", value_parser = dataset)]
+        dataset: DataSource,
+        /// linear, convnet, resnet20/32/44/56/110, resnet18-cifar, resnet18, resnet50
+        #[arg(long, default_value = "convnet", value_parser = Arch::from_name)]
+        arch: Arch,
         #[arg(long, default_value_t = 10)]
         epochs: usize,
         #[arg(long, default_value_t = 0.05)]
@@ -69,15 +83,14 @@ enum Command {
         #[arg(long)]
         resume_dir: Option<PathBuf>,
     },
-    /// Pre-train source models (standard, fast adversarial, adversarial) on Fashion-MNIST with
-    /// the profile's recipe, through the store (shared with `study run` and the notebooks)
+    /// Pre-train the profile study's source models through the store (shared with `study run`
+    /// and the notebooks)
     Pretrain {
-        /// standard | fast | adversarial | all
-        #[arg(long, default_value = "all")]
-        regime: String,
-        /// tiny, small or full (default: $DOUBLEWIN_PROFILE or small)
-        #[arg(long)]
-        profile: Option<String>,
+        /// Which pre-trainings (repeatable; default all three)
+        #[arg(long, value_enum)]
+        regime: Vec<RegimeKind>,
+        #[command(flatten)]
+        profile: ProfileArg,
         #[arg(long)]
         store: Option<PathBuf>,
     },
@@ -87,16 +100,16 @@ enum Command {
         /// The pre-trained network (.safetensors with its .json sidecar)
         #[arg(long)]
         net: PathBuf,
-        #[arg(long, default_value = "fashion-mnist")]
-        dataset: String,
+        #[arg(long, default_value = "fashion-mnist", value_parser = dataset)]
+        dataset: DataSource,
         #[arg(long, default_value_t = 6)]
         rounds: usize,
         /// Fraction of the remaining weights pruned per round
         #[arg(long, default_value_t = 0.2)]
         rate: f64,
-        /// Re-training between rounds: standard (mask family m^ST) or adversarial (m^AT)
-        #[arg(long, default_value = "standard")]
-        regime: String,
+        /// Re-training between rounds: standard (mask family m^ST), fast or adversarial (m^AT)
+        #[arg(long, value_enum, default_value_t = RegimeKind::Standard)]
+        regime: RegimeKind,
         /// Epochs of re-training per round
         #[arg(long, default_value_t = 3)]
         epochs: usize,
@@ -104,7 +117,7 @@ enum Command {
         #[arg(long, default_value_t = 1.0)]
         fraction: f64,
         /// L-inf radius for adversarial re-training (default per data: 0.1 grey-scale, 8/255 colour)
-        #[arg(long)]
+        #[arg(long, allow_negative_numbers = true)]
         eps: Option<f64>,
         #[arg(long)]
         out: PathBuf,
@@ -116,34 +129,37 @@ enum Command {
         /// A ticket (mask .safetensors written by `imp`); without it the dense network transfers
         #[arg(long)]
         mask: Option<PathBuf>,
-        #[arg(long, default_value = "mnist")]
-        dataset: String,
-        /// standard | adversarial
-        #[arg(long, default_value = "standard")]
-        fine_tuning: String,
+        #[arg(long, default_value = "mnist", value_parser = dataset)]
+        dataset: DataSource,
+        #[arg(long, value_enum, default_value_t = RegimeKind::Standard)]
+        fine_tuning: RegimeKind,
         #[arg(long, default_value_t = 1.0)]
         fraction: f64,
         #[arg(long, default_value_t = 5)]
         epochs: usize,
         #[arg(long, default_value_t = 0.02)]
         lr: f64,
-        #[arg(long)]
+        /// L-inf radius of the threat model (default per data: 0.1 grey-scale, 8/255 colour)
+        #[arg(long, allow_negative_numbers = true)]
         eps: Option<f64>,
     },
-    /// Run, list or clean the experiment store's study (the double-win grid)
+    /// Plan, run, report, list or clean the study (the double-win grid) in the experiment store
     Study {
         #[command(subcommand)]
         action: StudyAction,
     },
-    /// Evaluate a saved network on a dataset's test split: SA, and RA with --eps
+    /// Evaluate a saved network on the test split of the dataset it was trained for: SA, and RA with --eps
     Evaluate {
         #[arg(long)]
         net: PathBuf,
-        #[arg(long, default_value = "fashion-mnist")]
-        dataset: String,
-        /// Also attack with FGSM then PGD-20 at this L-inf radius
-        #[arg(long)]
+        #[arg(long, default_value = "fashion-mnist", value_parser = dataset)]
+        dataset: DataSource,
+        /// Also attack at this L-inf radius
+        #[arg(long, allow_negative_numbers = true)]
         eps: Option<f64>,
+        /// The attacks of the robust accuracy
+        #[arg(long, value_enum, default_value_t = TestAttack::Pgd20)]
+        attack: TestAttack,
         /// Evaluate the network under this mask (pruned weights set to zero)
         #[arg(long)]
         mask: Option<PathBuf>,
@@ -187,10 +203,9 @@ enum Command {
 /// Which study, and which store it lives in.
 #[derive(clap::Args)]
 struct StudyChoice {
-    /// tiny, small or full (default: $DOUBLEWIN_PROFILE or small)
-    #[arg(long)]
-    profile: Option<String>,
-    /// A study as JSON (e.g. edited from `study show`), instead of a profile's
+    #[command(flatten)]
+    profile: ProfileArg,
+    /// A study as JSON (e.g. edited from `study show`), instead of the profile's
     #[arg(long)]
     config: Option<PathBuf>,
     /// Store folder (default: $DOUBLEWIN_STORE or ~/.cache/doublewin/store)
@@ -199,21 +214,27 @@ struct StudyChoice {
 }
 
 impl StudyChoice {
-    /// The study of `--config FILE`, else of the profile, and its store.
+    /// The study of `--config FILE` (checked), else of the profile, and its store.
     fn open(self) -> Result<(Study, Store)> {
         let study = match self.config {
-            Some(path) => doublewin::fsio::read_json(&path)?,
-            None => Study::for_profile(match self.profile {
-                Some(p) => p.parse()?,
-                None => Profile::from_env()?,
-            }),
+            Some(path) => Study::load(&path)?,
+            None => Study::for_profile(self.profile.profile),
         };
-        Ok((study, Store::open(self.store.unwrap_or_else(Store::default_root))?))
+        Ok((study, open_store(self.store)?))
     }
+}
+
+fn open_store(store: Option<PathBuf>) -> Result<Store> {
+    Store::open(store.unwrap_or_else(Store::default_root))
 }
 
 #[derive(Subcommand)]
 enum StudyAction {
+    /// List every step of the study: kind, key, what it is, what it needs, done or not
+    Plan {
+        #[command(flatten)]
+        which: StudyChoice,
+    },
     /// Run what is missing of the study and print the verdict table
     Run {
         #[command(flatten)]
@@ -229,20 +250,23 @@ enum StudyAction {
     },
     /// Print a profile's study as JSON (a starting point for --config)
     Show {
-        #[arg(long)]
-        profile: Option<String>,
+        #[command(flatten)]
+        profile: ProfileArg,
     },
     /// List the finished steps in the store
     List {
         #[arg(long)]
         store: Option<PathBuf>,
     },
-    /// Delete finished steps (of one kind: pretrain, imp, transfer; or all)
+    /// Delete finished steps (of one kind: pretrain, imp, transfer, trajectory, landscape; or all)
     Clean {
         #[arg(long)]
         kind: Option<String>,
         #[arg(long)]
         store: Option<PathBuf>,
+        /// Remove the steps of a store written by an older doublewin (which this one refuses to read)
+        #[arg(long, conflicts_with = "kind")]
+        old_format: bool,
     },
 }
 
@@ -253,7 +277,8 @@ enum DataAction {
     /// Download a dataset from its canonical host (or --base-url) into --dir
     Download {
         /// mnist, fashion-mnist, cifar10, cifar100 or svhn
-        name: String,
+        #[arg(value_parser = Remote::from_name)]
+        name: Remote,
         #[arg(long)]
         dir: Option<PathBuf>,
         #[arg(long)]
@@ -261,151 +286,114 @@ enum DataAction {
     },
 }
 
-fn print(json: bool, value: serde_json::Value, text: String) {
-    if json {
-        println!("{}", serde_json::to_string_pretty(&value).unwrap_or_default());
+/// Prints `value` as JSON with `--json`, else `text`. A closed pipe (`| head`) is not an error.
+fn print<T: serde::Serialize>(json: bool, value: &T, text: impl std::fmt::Display) -> Result<()> {
+    use std::io::Write;
+    let text = if json {
+        serde_json::to_string_pretty(value)
+            .map_err(|e| Error::invalid(format!("cannot write the result as JSON: {e}"), "report this as a bug"))?
     } else {
-        println!("{text}");
+        text.to_string()
+    };
+    match writeln!(std::io::stdout().lock(), "{text}") {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(Error::io("<stdout>", e)),
+        _ => Ok(()),
     }
 }
 
+/// The threat model of a command: `--eps`, else the data's default radius.
+fn threat_for(eps: Option<f64>, data: &Splits) -> Result<ThreatModel> {
+    let threat = ThreatModel::linf(eps.unwrap_or_else(|| doublewin::attack::default_eps(data.image_shape())));
+    threat.check()?;
+    Ok(threat)
+}
+
 fn run(cli: Cli) -> Result<()> {
-    let device = match &cli.device {
-        Some(d) => d.parse()?,
-        None => std::env::var("DOUBLEWIN_DEVICE").unwrap_or_default().parse()?,
-    };
-    let rt = Runtime::new(device, cli.threads, cli.seed)?;
+    let rt = Runtime::new(cli.device, cli.threads, cli.seed)?;
+    let json = cli.json;
     match cli.command {
         Command::Quickstart { profile, out } => {
-            let profile = match profile {
-                Some(p) => p.parse()?,
-                None => Profile::from_env()?,
-            };
-            let report = doublewin::walkthrough::quickstart(&rt, profile, &out)?;
-            print(cli.json, serde_json::to_value(&report).unwrap_or_default(), format!("{report}\nwrote {}", out.display()));
+            let report = walkthrough::quickstart(&rt, profile.profile, &out)?;
+            print(json, &report, format!("{report}\nwrote {}", out.display()))?;
         }
         Command::Train { dataset, arch, epochs, lr, batch_size, fraction, no_augment, out, resume_dir } => {
-            let data = DataSource::from_name(&dataset)?.splits(0.1, rt.seed)?.with_train_fraction(fraction, rt.seed)?;
-            let mut net = Network::new(NetworkSpec::for_data(Arch::from_name(&arch)?, &data.train)?, rt.device, rt.seed)?;
             let mut cfg = TrainConfig::default().epochs(epochs).lr(lr).batch_size(batch_size).seed(rt.seed);
             if no_augment {
                 cfg = cfg.augment(AugmentChoice::None);
             }
-            let history = train_with(&mut net, &data, &cfg, &mut Callbacks::progress(&dataset), resume_dir.as_deref())?;
+            cfg.check()?;
+            let data = dataset.splits(0.1, rt.seed)?.with_train_fraction(fraction, rt.seed)?;
+            let mut net = Network::new(NetworkSpec::for_data(arch, &data.train)?, rt.device, rt.seed)?;
+            let history = train_with(&mut net, &data, &cfg, &mut Callbacks::progress(dataset.name()), resume_dir.as_deref())?;
             let test = evaluate(&net, &data.test, cfg.eval_batch_size)?;
             net.save(&out)?;
-            print(
-                cli.json,
-                serde_json::json!({"history": history, "test": test, "net": out, "config_hash": cfg.hash()}),
-                format!("{history}\ntest {test}\nsaved {}", out.display()),
-            );
+            let value = serde_json::json!({"history": history, "test": test, "net": out, "config_hash": cfg.hash()?});
+            print(json, &value, format!("{history}\ntest {test}\nsaved {}", out.display()))?;
         }
         Command::Pretrain { regime, profile, store } => {
-            let profile = match profile {
-                Some(p) => p.parse()?,
-                None => Profile::from_env()?,
-            };
-            let store = Store::open(store.unwrap_or_else(Store::default_root))?;
-            let report = if regime == "all" {
-                walkthrough::pretrain_sources(&rt, profile, &store)?
-            } else {
-                let model = walkthrough::pretrain(&rt, regime.parse()?, profile, &store)?;
-                walkthrough::SourceModels { dataset: "fashion-mnist".into(), profile, models: vec![model] }
+            let store = open_store(store)?;
+            let regimes = if regime.is_empty() { RegimeKind::ALL.to_vec() } else { regime };
+            let models = regimes.iter().map(|&k| walkthrough::pretrain(&rt, k, profile.profile, &store)).collect::<Result<Vec<_>>>()?;
+            let report = walkthrough::SourceModels {
+                dataset: Study::for_profile(profile.profile).source.name().into(),
+                profile: profile.profile,
+                models,
             };
             let paths =
                 report.models.iter().map(|m| format!("{}: {}", m.pretraining.short(), m.weights.display())).collect::<Vec<_>>().join("\n");
-            print(cli.json, serde_json::to_value(&report).unwrap_or_default(), format!("{report}\n{paths}"));
+            print(json, &report, format!("{report}\n{paths}"))?;
         }
         Command::Imp { net, dataset, rounds, rate, regime, epochs, fraction, eps, out } => {
-            let pretrained = Network::load(&net, rt.device)?;
-            let source = DataSource::from_name(&dataset)?.splits(0.1, rt.seed)?.with_train_fraction(fraction, rt.seed)?;
-            let eps = eps.unwrap_or_else(|| doublewin::attack::default_eps(source.image_shape()));
-            let retrain_regime = match regime.as_str() {
-                "standard" | "st" => Regime::Standard,
-                "adversarial" | "at" => Regime::adversarial(eps),
-                other => return Err(Error::invalid(format!("unknown re-training regime '{other}'"), "use standard or adversarial")),
-            };
+            if let Some(eps) = eps {
+                ThreatModel::linf(eps).check()?;
+            }
+            let source = dataset.splits(0.1, rt.seed)?.with_train_fraction(fraction, rt.seed)?;
+            let threat = threat_for(eps, &source)?;
             let cfg = ImpConfig::default()
                 .rounds(rounds)
                 .rate(rate)
-                .retrain(TrainConfig::default().epochs(epochs).seed(rt.seed).regime(retrain_regime));
+                .retrain(TrainConfig::default().epochs(epochs).seed(rt.seed).regime(Regime::of(regime, &threat)?));
+            cfg.check()?;
+            let pretrained = Network::load(&net, rt.device)?;
+            pretrained.check_fits(&source.train)?;
             let tickets = imp(&pretrained, &source, &cfg, &out)?;
             let rows: Vec<serde_json::Value> =
                 tickets.0.iter().map(|t| serde_json::json!({"round": t.round, "sparsity": t.sparsity(), "mask": t.path})).collect();
-            print(cli.json, serde_json::Value::Array(rows), tickets.table().to_string());
+            print(json, &rows, tickets.table())?;
         }
         Command::Transfer { net, mask, dataset, fine_tuning, fraction, epochs, lr, eps } => {
+            let splits = dataset.splits(0.1, rt.seed)?;
+            let threat = threat_for(eps, &splits)?;
+            let cfg = TransferConfig::new(fine_tuning, &threat)?
+                .recipe(TrainConfig::default().epochs(epochs).lr(lr).batch_size(64))
+                .fraction(fraction)
+                .seed(rt.seed);
+            cfg.check()?;
             let pretrained = Network::load(&net, rt.device)?;
             let mask = mask.map(Mask::load).transpose()?;
-            let splits = DataSource::from_name(&dataset)?.splits(0.1, rt.seed)?;
-            let fine_tuning = match fine_tuning.as_str() {
-                "standard" => FineTuning::Standard,
-                "adversarial" => FineTuning::Adversarial,
-                other => return Err(Error::invalid(format!("unknown fine-tuning '{other}'"), "use standard or adversarial")),
-            };
-            let cfg = TransferConfig {
-                fine_tuning,
-                fraction,
-                eps: eps.unwrap_or_else(|| doublewin::attack::default_eps(splits.image_shape())),
-                recipe: TrainConfig::default().epochs(epochs).lr(lr).batch_size(64),
-                seed: rt.seed,
-                ..TransferConfig::default()
-            };
             let report = transfer(&pretrained, mask.as_ref(), &splits, &cfg)?;
-            print(cli.json, serde_json::to_value(&report).unwrap_or_default(), report.to_string());
+            print(json, &report, &report)?;
         }
-        Command::Study { action } => match action {
-            StudyAction::Run { which } => {
-                let (study, store) = which.open()?;
-                let results = study.run(&rt, &store)?;
-                print(cli.json, serde_json::to_value(&results).unwrap_or_default(), format!("{}\n{results}", results.transfer_table()));
+        Command::Study { action } => study(&rt, json, action)?,
+        Command::Evaluate { net, dataset, eps, attack, mask } => {
+            let threat = eps.map(|eps| ThreatModel::linf(eps).test(attack));
+            if let Some(t) = &threat {
+                t.check()?;
             }
-            StudyAction::Report { which, out } => {
-                let (study, store) = which.open()?;
-                let report = study.report(&rt, &store)?;
-                let html = report.save(&out)?;
-                print(
-                    cli.json,
-                    serde_json::to_value(&report.results).unwrap_or_default(),
-                    format!("{}\n{report}wrote {} and {}", report.results.verdict_table(), html.display(), out.join("report.md").display()),
-                );
-            }
-            StudyAction::Show { profile } => {
-                let profile = match profile {
-                    Some(p) => p.parse()?,
-                    None => Profile::from_env()?,
-                };
-                println!("{}", serde_json::to_string_pretty(&Study::for_profile(profile)).unwrap_or_default());
-            }
-            StudyAction::List { store } => {
-                let store = Store::open(store.unwrap_or_else(Store::default_root))?;
-                let entries = store.entries()?;
-                let mut t = Table::new(format!("Store {}", store.root().display()), &["kind", "key", "what", "bytes"]);
-                for e in &entries {
-                    t.push(vec![e.kind.clone(), e.key.clone(), e.describe.to_string(), e.bytes.to_string()]);
-                }
-                print(cli.json, serde_json::to_value(&entries).unwrap_or_default(), t.to_string());
-            }
-            StudyAction::Clean { kind, store } => {
-                let store = Store::open(store.unwrap_or_else(Store::default_root))?;
-                let n = store.clean(kind.as_deref())?;
-                print(cli.json, serde_json::json!({"removed": n}), format!("removed {n} steps from {}", store.root().display()));
-            }
-        },
-        Command::Evaluate { net, dataset, eps, mask } => {
             let net = Network::load(&net, rt.device)?;
+            let (_, test) = dataset.load()?;
+            net.check_fits(&test)?;
             if let Some(m) = mask {
                 Mask::load(m)?.apply(&net)?;
             }
-            let (_, test) = DataSource::from_name(&dataset)?.load()?;
-            match eps {
+            match threat {
                 None => {
                     let e = evaluate(&net, &test, 500)?;
-                    print(cli.json, serde_json::to_value(e).unwrap_or_default(), format!("{}: {e}", test.name()));
+                    print(json, &e, format!("{}: {e}", test.name()))?;
                 }
-                Some(eps) => {
-                    let e = robust_evaluate(&net, &test, &walkthrough::evaluation_attacks(eps), 500)?;
-                    print(cli.json, serde_json::to_value(&e).unwrap_or_default(), e.to_string());
+                Some(threat) => {
+                    let e = robust_evaluate(&net, &test, &threat.test_attacks(), 500)?;
+                    print(json, &e, &e)?;
                 }
             }
         }
@@ -427,12 +415,12 @@ fn run(cli: Cli) -> Result<()> {
                 ]);
                 rows.push(serde_json::json!({"name": e.name(), "train": train.len(), "test": test.len(), "shape": [c, h, w], "classes": train.classes()}));
             }
-            print(cli.json, serde_json::Value::Array(rows), table.to_string());
+            print(json, &rows, table)?;
         }
         Command::Data { action: DataAction::Download { name, dir, base_url } } => {
             let dir = dir.unwrap_or_else(|| embedded::data_dir().join("downloads"));
-            let (train, test) = download::fetch(Remote::from_name(&name)?, &dir, base_url.as_deref())?;
-            print(cli.json, serde_json::json!({"train": train.len(), "test": test.len(), "dir": dir}), format!("{train}\n{test}"));
+            let (train, test) = download::fetch(name, &dir, base_url.as_deref())?;
+            print(json, &serde_json::json!({"train": train.len(), "test": test.len(), "dir": dir}), format!("{train}\n{test}"))?;
         }
         Command::Bench { quick, repeats, warmup, only, no_peer, rounds, first_result, out } => {
             let base = if quick { doublewin_bench::BenchConfig::quick() } else { doublewin_bench::BenchConfig::default() };
@@ -449,13 +437,11 @@ fn run(cli: Cli) -> Result<()> {
             };
             let report = doublewin_bench::run(&cfg)?;
             if let Some(out) = &out {
-                doublewin::fsio::write_atomic(
-                    out,
-                    doublewin_bench::markdown_document(&report, &std::env::args().collect::<Vec<_>>()).as_bytes(),
-                )?;
+                let args: Vec<String> = std::env::args().collect();
+                doublewin::fsio::write_atomic(out, doublewin_bench::markdown_document(&report, &args).as_bytes())?;
             }
             let wrote = out.map(|o| format!("wrote {}", o.display())).unwrap_or_default();
-            print(cli.json, serde_json::to_value(&report).unwrap_or_default(), format!("{report}{wrote}"));
+            print(json, &report, format!("{report}{wrote}"))?;
         }
         Command::Info => {
             let info = serde_json::json!({
@@ -465,9 +451,57 @@ fn run(cli: Cli) -> Result<()> {
                 "cuda_backend_loaded": doublewin::runtime::load_cuda_backend(),
                 "cuda_devices": tch::Cuda::device_count(),
                 "threads": rt.threads,
+                "seed": rt.seed,
                 "data_dir": embedded::data_dir(),
+                "store": Store::default_root(),
             });
-            print(cli.json, info.clone(), serde_json::to_string_pretty(&info).unwrap_or_default());
+            let text = serde_json::to_string_pretty(&info).unwrap_or_default();
+            print(json, &info, text)?;
+        }
+    }
+    Ok(())
+}
+
+fn study(rt: &Runtime, json: bool, action: StudyAction) -> Result<()> {
+    match action {
+        StudyAction::Plan { which } => {
+            let (study, store) = which.open()?;
+            let plan = study.plan()?;
+            print(json, &plan.to_json(&store), plan.table(&store))?;
+        }
+        StudyAction::Run { which } => {
+            let (study, store) = which.open()?;
+            let plan = study.plan()?;
+            let summary = run_plan(&plan, rt, &store)?;
+            let results = doublewin::study::StudyResults::collect(&study, &plan, &store, summary)?;
+            print(json, &results, format!("{}\n{results}", results.transfer_table()))?;
+        }
+        StudyAction::Report { which, out } => {
+            let (study, store) = which.open()?;
+            let report = study.report(rt, &store)?;
+            let html = report.save(&out)?;
+            let text =
+                format!("{}\n{report}wrote {} and {}", report.results.verdict_table(), html.display(), out.join("report.md").display());
+            print(json, &report.results, text)?;
+        }
+        StudyAction::Show { profile } => {
+            let study = Study::for_profile(profile.profile);
+            let text = serde_json::to_string_pretty(&study).unwrap_or_default();
+            print(true, &study, text)?;
+        }
+        StudyAction::List { store } => {
+            let store = open_store(store)?;
+            let entries = store.entries()?;
+            let mut t = Table::new(format!("Store {}", store.root().display()), &["kind", "key", "step", "bytes"]);
+            for e in &entries {
+                t.push(vec![e.kind.clone(), e.key.clone(), e.label.clone(), e.bytes.to_string()]);
+            }
+            print(json, &entries, t)?;
+        }
+        StudyAction::Clean { kind, store, old_format } => {
+            let root = store.unwrap_or_else(Store::default_root);
+            let n = if old_format { Store::remove_old_format(&root)? } else { Store::open(&root)?.clean(kind.as_deref())? };
+            print(json, &serde_json::json!({"removed": n}), format!("removed {n} steps from {}", root.display()))?;
         }
     }
     Ok(())

@@ -1,0 +1,228 @@
+//! Step descriptions (open_lth's `Desc`, done with serde): one type per kind of step, each
+//! nesting the descriptions of everything upstream of it, so that its hash ([`crate::store::key_of`])
+//! names exactly the experiment that produced it. A change anywhere upstream (a pre-training
+//! epoch, an IMP learning rate, eps) changes the key of every step below it and of nothing else.
+//! The store writes each description as the step's `describe.json`.
+
+use crate::data::{DataSource, Splits};
+use crate::error::Result;
+use crate::landscape::LandscapeConfig;
+use crate::model::Arch;
+use crate::prune::ImpConfig;
+use crate::store::StepDescription;
+use crate::train::{RegimeKind, TrainConfig};
+use crate::transfer::TransferConfig;
+use serde::{Deserialize, Serialize};
+
+/// How a dataset's validation split is held out of its training split (stratified, seeded).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HoldOut {
+    pub val_fraction: f64,
+    pub seed: u64,
+}
+
+impl HoldOut {
+    /// Every study holds out 10% of the training split with seed 0, for every pre-training and
+    /// fine-tuning seed: validation sets do not change with the seed.
+    pub const STUDY: HoldOut = HoldOut { val_fraction: 0.1, seed: 0 };
+
+    pub fn splits(&self, data: DataSource) -> Result<Splits> {
+        data.splits(self.val_fraction, self.seed)
+    }
+}
+
+/// Pre-training a source network.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PretrainDesc {
+    pub source: DataSource,
+    pub holdout: HoldOut,
+    pub source_fraction: f64,
+    pub arch: Arch,
+    /// The recipe with its regime (STD / FAT / AT) and seed filled in.
+    pub train: TrainConfig,
+    /// Initialisation and data-subset seed.
+    pub seed: u64,
+}
+
+impl PretrainDesc {
+    pub const KIND: &'static str = "pretrain";
+    /// The weights file in the step's folder.
+    pub const WEIGHTS: &'static str = "net.safetensors";
+
+    pub fn pretraining(&self) -> RegimeKind {
+        self.train.regime.kind()
+    }
+    /// The source splits it trains on.
+    pub fn splits(&self) -> Result<Splits> {
+        self.holdout.splits(self.source)?.with_train_fraction(self.source_fraction, self.seed)
+    }
+    fn describe(&self) -> String {
+        format!("{} pre-training on {} ({}%)", self.pretraining().short(), self.source.name(), 100.0 * self.source_fraction)
+    }
+}
+
+/// IMP from a pre-trained network.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImpDesc {
+    pub pretrain: PretrainDesc,
+    /// IMP with its re-training regime (m^ST / m^AT) and seed filled in.
+    pub imp: ImpConfig,
+    /// Fraction of the pre-training subset IMP re-trains on.
+    pub data_fraction: f64,
+}
+
+impl ImpDesc {
+    pub const KIND: &'static str = "imp";
+
+    /// The mask family, by its re-training regime.
+    pub fn family(&self) -> RegimeKind {
+        self.imp.retrain.regime.kind()
+    }
+    /// The splits IMP re-trains on.
+    pub fn splits(&self) -> Result<Splits> {
+        let source = self.pretrain.splits()?;
+        if self.data_fraction < 1.0 {
+            source.with_train_fraction(self.data_fraction, self.pretrain.seed)
+        } else {
+            Ok(source)
+        }
+    }
+    /// The mask file of a round in the step's folder.
+    pub fn mask_file(round: usize) -> String {
+        format!("round-{round:02}.mask.safetensors")
+    }
+    fn describe(&self) -> String {
+        format!("{} IMP from {} ({} rounds)", self.family().family(), self.pretrain.pretraining().short(), self.imp.rounds)
+    }
+}
+
+/// The network that is transferred: the dense pre-trained network, or a ticket of an IMP round.
+// Descriptions are small plain data, built a few hundred times per study: no boxing.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub enum Subnetwork {
+    Dense(PretrainDesc),
+    Ticket { imp: ImpDesc, round: usize },
+}
+
+impl Subnetwork {
+    pub fn pretrain(&self) -> &PretrainDesc {
+        match self {
+            Subnetwork::Dense(p) => p,
+            Subnetwork::Ticket { imp, .. } => &imp.pretrain,
+        }
+    }
+    /// The IMP family (`None` for the dense network).
+    pub fn family(&self) -> Option<RegimeKind> {
+        match self {
+            Subnetwork::Dense(_) => None,
+            Subnetwork::Ticket { imp, .. } => Some(imp.family()),
+        }
+    }
+    /// The IMP round (0 for the dense network).
+    pub fn round(&self) -> usize {
+        match self {
+            Subnetwork::Dense(_) => 0,
+            Subnetwork::Ticket { round, .. } => *round,
+        }
+    }
+    /// "dense", "m^ST r6".
+    pub fn name(&self) -> String {
+        subnetwork_name(self.family(), self.round())
+    }
+}
+
+/// "dense" or "m^ST r6".
+pub fn subnetwork_name(family: Option<RegimeKind>, round: usize) -> String {
+    match family {
+        None => "dense".into(),
+        Some(f) => format!("{} r{round}", f.family()),
+    }
+}
+
+/// Fine-tuning a subnetwork on a downstream dataset.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TransferDesc {
+    pub subnetwork: Subnetwork,
+    pub dataset: DataSource,
+    pub holdout: HoldOut,
+    pub transfer: TransferConfig,
+}
+
+impl TransferDesc {
+    pub const KIND: &'static str = "transfer";
+
+    pub fn splits(&self) -> Result<Splits> {
+        self.holdout.splits(self.dataset)
+    }
+    fn describe(&self) -> String {
+        format!(
+            "{} {} -> {} ({}, {}%, seed {})",
+            self.subnetwork.pretrain().pretraining().short(),
+            self.subnetwork.name(),
+            self.dataset.name(),
+            self.transfer.fine_tuning().name(),
+            100.0 * self.transfer.fraction,
+            self.transfer.seed
+        )
+    }
+}
+
+/// A fine-tuning whose checkpoints are kept: the trajectory of a landscape.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrajectoryDesc {
+    pub transfer: TransferDesc,
+    /// At most this many checkpoints, evenly spaced, the first and last always.
+    pub checkpoints: usize,
+}
+
+impl TrajectoryDesc {
+    pub const KIND: &'static str = "trajectory";
+    /// The checkpoint folder in the step's folder.
+    pub const CHECKPOINTS: &'static str = "checkpoints";
+
+    fn describe(&self) -> String {
+        format!("{} with checkpoints", self.transfer.label())
+    }
+}
+
+/// A loss landscape around the end of a trajectory, on the downstream test split.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LandscapeDesc {
+    pub trajectory: TrajectoryDesc,
+    pub landscape: LandscapeConfig,
+}
+
+impl LandscapeDesc {
+    pub const KIND: &'static str = "landscape";
+
+    /// "AT m^ST r6, 10% data".
+    pub fn title(&self) -> String {
+        let t = &self.trajectory.transfer;
+        format!("{} {}, {}% data", t.subnetwork.pretrain().pretraining().short(), t.subnetwork.name(), 100.0 * t.transfer.fraction)
+    }
+    fn describe(&self) -> String {
+        format!("landscape {}", self.title())
+    }
+}
+
+macro_rules! step_description {
+    ($($t:ty),*) => {$(
+        impl StepDescription for $t {
+            fn kind(&self) -> &'static str {
+                <$t>::KIND
+            }
+            fn label(&self) -> String {
+                self.describe()
+            }
+        }
+    )*};
+}
+step_description!(PretrainDesc, ImpDesc, TransferDesc, TrajectoryDesc, LandscapeDesc);

@@ -1,0 +1,363 @@
+//! The [`Study`]: the declared grid (pre-trainings x IMP families x ticket rounds x downstream
+//! datasets x fine-tunings x data fractions x seeds, plus the Fig. 6 landscapes), its recipes and
+//! its one threat model. A study says each fact once; everything else (regimes, attacks, seeds of
+//! the recipes) is derived from it, and [`Study::check`] refuses a study that is inconsistent or
+//! out of range before anything runs.
+
+use super::profile::Profile;
+use crate::attack::ThreatModel;
+use crate::data::DataSource;
+use crate::error::{Error, Result};
+use crate::landscape::{Directions, LandscapeConfig, LandscapeLoss};
+use crate::model::Arch;
+use crate::prune::ImpConfig;
+use crate::train::{Regime, RegimeKind, TrainConfig};
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+/// The declared grid and every recipe in it. Load one with [`Study::from_json`] (unknown or
+/// misspelt fields are refused), start from [`Study::for_profile`], or build it in code.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Study {
+    /// The source domain (the paper: ImageNet).
+    pub source: DataSource,
+    pub arch: Arch,
+    /// Fraction of the source training split used for pre-training and IMP.
+    pub source_fraction: f64,
+    /// Fraction of that subset IMP re-trains on between rounds (stratified; 1 = all of it).
+    pub imp_fraction: f64,
+    /// Seed of pre-training and IMP (network initialisation, data subsets, batch order).
+    pub source_seed: u64,
+    /// The adversary: eps and every attack's strength, for training, validation and test.
+    pub threat: ThreatModel,
+    pub pretrainings: Vec<RegimeKind>,
+    /// Pre-training recipe (its regime comes from `pretrainings`, its seed from `source_seed`).
+    pub pretrain: TrainConfig,
+    /// IMP re-training regimes: standard (m^ST) and / or adversarial (m^AT) masks.
+    pub families: Vec<RegimeKind>,
+    /// IMP (its re-training regime comes from `families`).
+    pub imp: ImpConfig,
+    /// IMP rounds whose tickets are transferred (the dense network always is).
+    pub rounds: Vec<usize>,
+    pub downstream: Vec<DataSource>,
+    pub fine_tunings: Vec<RegimeKind>,
+    pub fractions: Vec<f64>,
+    /// Fine-tuning seeds: each seed fixes the data subset, batch order, head and attack starts,
+    /// identically for a ticket and its dense baseline.
+    pub seeds: Vec<u64>,
+    pub transfer: TransferRecipe,
+    /// Verdict tolerance (fraction: 0.005 = 0.5 points).
+    pub tolerance: f64,
+    /// The loss landscapes of the paper's Fig. 6 (none when `None`).
+    pub landscapes: Option<LandscapePlan>,
+}
+
+/// The fine-tuning recipe of every transfer (its regime comes from `fine_tunings`, its seed from
+/// `seeds`, its data fraction from `fractions`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TransferRecipe {
+    pub recipe: TrainConfig,
+    /// At least this many SGD steps (raises the epochs of data-limited fine-tunings).
+    pub min_steps: usize,
+}
+
+/// Which fine-tunings get a loss landscape: one ticket (IMP family and round), fine-tuned on one
+/// dataset at several data fractions with the first seed, from every pre-training of the study.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LandscapePlan {
+    pub family: RegimeKind,
+    pub round: usize,
+    pub dataset: DataSource,
+    pub fine_tuning: RegimeKind,
+    pub fractions: Vec<f64>,
+    pub directions: Directions,
+    /// Grid points per axis (odd).
+    pub resolution: usize,
+    /// The grid spans this multiple of the trajectory's extent (see [`LandscapeConfig::margin`]).
+    pub margin: f64,
+    /// Size of the fixed evaluation subset of the test split.
+    pub examples: usize,
+    /// PGD steps of the adversarial loss drawn, at the threat model's eps (0: clean loss).
+    pub attack_steps: usize,
+    /// Checkpoints kept per fine-tuning (evenly spaced; the first and last always).
+    pub checkpoints: usize,
+}
+
+impl LandscapePlan {
+    /// The landscape settings, with the loss derived from the study's threat model.
+    pub fn config(&self, threat: &ThreatModel) -> LandscapeConfig {
+        let loss = match self.attack_steps {
+            0 => LandscapeLoss::Clean,
+            steps => LandscapeLoss::Adversarial { eps: threat.eps, steps },
+        };
+        LandscapeConfig {
+            directions: self.directions,
+            loss,
+            resolution: self.resolution,
+            margin: self.margin,
+            examples: self.examples,
+            seed: 0,
+        }
+    }
+}
+
+impl Study {
+    /// The study of a size profile: every pre-training, both IMP families, both fine-tunings,
+    /// the profile's rounds, datasets, fractions and seeds (see [`Profile::sizes`]).
+    pub fn for_profile(profile: Profile) -> Study {
+        let z = profile.sizes();
+        let recipe = |epochs, lr, batch| TrainConfig::default().epochs(epochs).lr(lr).batch_size(batch);
+        let landscape_round = z.landscape_round;
+        Study {
+            source: z.source,
+            arch: z.arch,
+            source_fraction: z.source_fraction,
+            imp_fraction: z.imp_fraction,
+            source_seed: 0,
+            threat: ThreatModel::linf(z.eps).train_steps(z.train_steps).val_steps(z.val_steps),
+            pretrainings: RegimeKind::ALL.to_vec(),
+            pretrain: recipe(z.pretrain_epochs, z.pretrain_lr, z.pretrain_batch),
+            families: vec![RegimeKind::Standard, RegimeKind::Adversarial],
+            imp: ImpConfig::default()
+                .rounds(z.rounds.iter().copied().max().unwrap_or(1).max(landscape_round))
+                .retrain(recipe(z.imp_epochs, z.imp_lr, z.imp_batch).weight_decay(z.imp_weight_decay)),
+            rounds: z.rounds,
+            downstream: z.downstream.clone(),
+            fine_tunings: vec![RegimeKind::Standard, RegimeKind::Adversarial],
+            fractions: z.fractions,
+            seeds: (0..z.seeds as u64).collect(),
+            transfer: TransferRecipe {
+                recipe: recipe(z.finetune_epochs, z.finetune_lr, z.finetune_batch),
+                min_steps: z.finetune_min_steps,
+            },
+            tolerance: 0.005,
+            landscapes: Some(LandscapePlan {
+                family: RegimeKind::Standard,
+                round: landscape_round,
+                dataset: z.downstream.last().copied().unwrap_or(z.source),
+                fine_tuning: RegimeKind::Adversarial,
+                fractions: z.landscape_fractions,
+                directions: Directions::Pca,
+                resolution: z.landscape_resolution,
+                margin: 1.3,
+                examples: z.landscape_examples,
+                attack_steps: z.landscape_steps,
+                checkpoints: z.landscape_checkpoints,
+            }),
+        }
+    }
+
+    /// The paper's protocol at CIFAR scale, for a CUDA machine: [`Profile::Paper`].
+    pub fn paper() -> Study {
+        Study::for_profile(Profile::Paper)
+    }
+
+    /// Parses a study from JSON and checks it ([`Study::check`]). Unknown fields are refused,
+    /// naming the nearest valid one.
+    pub fn from_json(text: &str) -> Result<Study> {
+        let study: Study = serde_json::from_str(text).map_err(|e| {
+            let msg = e.to_string();
+            Error::invalid(
+                format!("study JSON: {msg}{}", did_you_mean(&msg)),
+                "fix the field (`doublewin study show` prints a valid study)",
+            )
+        })?;
+        study.check()?;
+        Ok(study)
+    }
+
+    /// [`Study::from_json`] of a file.
+    pub fn load(path: impl AsRef<Path>) -> Result<Study> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        Study::from_json(&text).map_err(|e| match e {
+            Error::InvalidInput { problem, fix } => Error::InvalidInput { problem: format!("{}: {problem}", path.display()), fix },
+            other => other,
+        })
+    }
+
+    /// Checks every value of the study before anything runs; the error lists every problem
+    /// found, each naming its field.
+    pub fn check(&self) -> Result<()> {
+        let mut p: Vec<String> = Vec::new();
+        let fraction = |p: &mut Vec<String>, name: &str, f: f64| {
+            if !(f > 0.0 && f <= 1.0) {
+                p.push(format!("{name} = {f} is not in (0, 1]"));
+            }
+        };
+        fraction(&mut p, "source_fraction", self.source_fraction);
+        fraction(&mut p, "imp_fraction", self.imp_fraction);
+        for f in &self.fractions {
+            fraction(&mut p, "fractions", *f);
+        }
+        if let Err(e) = self.threat.check() {
+            p.push(e.to_string());
+        }
+        for (name, list) in [("pretrainings", &self.pretrainings), ("fine_tunings", &self.fine_tunings)] {
+            if list.is_empty() {
+                p.push(format!("{name} is empty"));
+            }
+        }
+        for (name, empty) in
+            [("downstream", self.downstream.is_empty()), ("fractions", self.fractions.is_empty()), ("seeds", self.seeds.is_empty())]
+        {
+            if empty {
+                p.push(format!("{name} is empty"));
+            }
+        }
+        let mut seeds = self.seeds.clone();
+        seeds.sort_unstable();
+        seeds.dedup();
+        if seeds.len() != self.seeds.len() {
+            p.push(format!("seeds {:?} repeat a seed", self.seeds));
+        }
+        // Regimes and seeds of the recipes are derived; a recipe that sets them contradicts the grid.
+        for (name, recipe, derived) in [
+            ("pretrain", &self.pretrain, "pretrainings and threat"),
+            ("imp.retrain", &self.imp.retrain, "families and threat"),
+            ("transfer.recipe", &self.transfer.recipe, "fine_tunings and threat"),
+        ] {
+            if recipe.regime != Regime::Standard {
+                p.push(format!("{name}.regime is set, but it comes from {derived}: leave it out"));
+            }
+            if recipe.seed != 0 {
+                p.push(format!("{name}.seed is set, but seeds come from source_seed / seeds: leave it out"));
+            }
+            if let Err(e) = recipe.check() {
+                p.push(format!("{name}: {e}"));
+            }
+        }
+        if let Err(e) = (ImpConfig { retrain: TrainConfig::default(), ..self.imp.clone() }).check() {
+            p.push(format!("imp: {e}"));
+        }
+        if !self.rounds.is_empty() && self.families.is_empty() {
+            p.push(format!("rounds {:?} are set but families is empty (no IMP runs)", self.rounds));
+        }
+        for &r in &self.rounds {
+            if r == 0 || r > self.imp.rounds {
+                p.push(format!("rounds contains {r}, outside 1..={} (imp.rounds)", self.imp.rounds));
+            }
+        }
+        let fast = self.pretrainings.iter().chain(&self.families).chain(&self.fine_tunings).any(|k| *k == RegimeKind::Fast);
+        if fast {
+            if let Err(e) = self.threat.fast_attack() {
+                p.push(e.to_string());
+            }
+        }
+        for d in &self.downstream {
+            if d.channels() != self.source.channels() {
+                p.push(format!(
+                    "downstream {} has {} channels, source {} has {}",
+                    d.name(),
+                    d.channels(),
+                    self.source.name(),
+                    self.source.channels()
+                ));
+            }
+        }
+        if !(self.tolerance >= 0.0 && self.tolerance < 0.5) {
+            p.push(format!("tolerance = {} is not in [0, 0.5) (a fraction: 0.005 = 0.5 points)", self.tolerance));
+        }
+        if let Some(l) = &self.landscapes {
+            if !self.families.contains(&l.family) {
+                p.push(format!("landscapes.family {} is not in families {:?}", l.family, self.families));
+            }
+            if l.round == 0 || l.round > self.imp.rounds {
+                p.push(format!("landscapes.round {} is outside 1..={} (imp.rounds)", l.round, self.imp.rounds));
+            }
+            if l.dataset.channels() != self.source.channels() {
+                p.push(format!("landscapes.dataset {} has other channels than the source", l.dataset.name()));
+            }
+            for f in &l.fractions {
+                fraction(&mut p, "landscapes.fractions", *f);
+            }
+            if let Err(e) = l.config(&self.threat).check() {
+                p.push(format!("landscapes: {e}"));
+            }
+            if l.directions == Directions::Pca {
+                if l.checkpoints < 3 {
+                    p.push(format!("landscapes.checkpoints = {}: a PCA plane needs at least 3", l.checkpoints));
+                }
+                if self.transfer.recipe.epochs < 2 && self.transfer.min_steps == 0 {
+                    p.push(format!("landscapes need at least 3 checkpoints, transfer.recipe has {} epoch(s)", self.transfer.recipe.epochs));
+                }
+            }
+        }
+        if p.is_empty() {
+            return Ok(());
+        }
+        Err(Error::invalid(format!("the study is inconsistent: {}", p.join("; ")), "fix these fields; nothing has run"))
+    }
+}
+
+/// For serde's "unknown field `x`, expected one of `a`, `b`, ..." messages: the valid field
+/// nearest to `x` (edit distance), as " (did you mean `a`?)".
+pub(crate) fn did_you_mean(message: &str) -> String {
+    let Some(rest) = message.strip_prefix("unknown field `").or_else(|| message.split("unknown field `").nth(1)) else {
+        return String::new();
+    };
+    let unknown = rest.split('`').next().unwrap_or_default();
+    let valid: Vec<&str> = rest.split("expected one of ").nth(1).unwrap_or_default().split('`').skip(1).step_by(2).collect();
+    valid
+        .iter()
+        .map(|v| (edit_distance(unknown, v), *v))
+        .min()
+        .filter(|(d, v)| *d <= v.len().max(unknown.len()) / 2)
+        .map(|(_, v)| format!(" (did you mean `{v}`?)"))
+        .unwrap_or_default()
+}
+
+/// Levenshtein distance.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
+            prev = cur;
+        }
+    }
+    row[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn misspelt_fields_are_refused_with_the_nearest_name() {
+        let mut json = serde_json::to_value(Study::for_profile(Profile::Tiny)).unwrap();
+        let f = json["imp_fraction"].take();
+        json.as_object_mut().unwrap().remove("imp_fraction");
+        json["imp_fracton"] = f;
+        let e = Study::from_json(&json.to_string()).unwrap_err().to_string();
+        assert!(e.contains("imp_fracton") && e.contains("did you mean `imp_fraction`"), "{e}");
+        let mut json = serde_json::to_value(Study::for_profile(Profile::Tiny)).unwrap();
+        json["tolerence"] = serde_json::json!(0.05);
+        let e = Study::from_json(&json.to_string()).unwrap_err().to_string();
+        assert!(e.contains("did you mean `tolerance`"), "{e}");
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+    }
+
+    #[test]
+    fn every_problem_is_named_before_anything_runs() {
+        let mut s = Study::for_profile(Profile::Tiny);
+        s.threat.eps = -0.1;
+        s.rounds = vec![0, 9];
+        s.pretrain = s.pretrain.clone().regime(Regime::adversarial(0.1).unwrap());
+        s.seeds = vec![1, 1];
+        let e = s.check().unwrap_err().to_string();
+        for needle in ["eps = -0.1", "rounds contains 0", "rounds contains 9", "pretrain.regime", "repeat a seed"] {
+            assert!(e.contains(needle), "missing '{needle}' in: {e}");
+        }
+        for p in Profile::ALL {
+            Study::for_profile(p).check().unwrap();
+        }
+    }
+}

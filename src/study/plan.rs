@@ -1,0 +1,252 @@
+//! A study's plan: every step of the grid with its description, key and dependencies, in an
+//! order where each step comes after the steps it needs. The runner walks it; `doublewin study
+//! plan` prints it. The `Study::*_desc` methods here are the only place a study turns its
+//! declaration into step descriptions.
+
+use super::desc::{HoldOut, ImpDesc, LandscapeDesc, PretrainDesc, Subnetwork, TrajectoryDesc, TransferDesc};
+use super::grid::Study;
+use crate::data::DataSource;
+use crate::display::Table;
+use crate::error::{Error, Result};
+use crate::prune::ImpConfig;
+use crate::store::{Check, Status, StepDescription, Store};
+use crate::train::{Regime, RegimeKind, TrainConfig};
+use crate::transfer::TransferConfig;
+use serde::Serialize;
+use std::collections::HashMap;
+
+/// One step's description, whatever its kind.
+// Descriptions are small plain data, a few hundred per study: no boxing.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StepDesc {
+    Pretrain(PretrainDesc),
+    Imp(ImpDesc),
+    Transfer(TransferDesc),
+    Trajectory(TrajectoryDesc),
+    Landscape(LandscapeDesc),
+}
+
+impl StepDesc {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            StepDesc::Pretrain(_) => PretrainDesc::KIND,
+            StepDesc::Imp(_) => ImpDesc::KIND,
+            StepDesc::Transfer(_) => TransferDesc::KIND,
+            StepDesc::Trajectory(_) => TrajectoryDesc::KIND,
+            StepDesc::Landscape(_) => LandscapeDesc::KIND,
+        }
+    }
+    pub fn key(&self) -> Result<String> {
+        match self {
+            StepDesc::Pretrain(d) => d.key(),
+            StepDesc::Imp(d) => d.key(),
+            StepDesc::Transfer(d) => d.key(),
+            StepDesc::Trajectory(d) => d.key(),
+            StepDesc::Landscape(d) => d.key(),
+        }
+    }
+    pub fn label(&self) -> String {
+        match self {
+            StepDesc::Pretrain(d) => d.label(),
+            StepDesc::Imp(d) => d.label(),
+            StepDesc::Transfer(d) => d.label(),
+            StepDesc::Trajectory(d) => d.label(),
+            StepDesc::Landscape(d) => d.label(),
+        }
+    }
+}
+
+/// A step of the plan.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PlannedStep {
+    pub kind: &'static str,
+    pub key: String,
+    pub label: String,
+    /// Positions (in the plan) of the steps this one needs.
+    pub deps: Vec<usize>,
+    pub desc: StepDesc,
+}
+
+/// Every step of a study, dependencies first.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Plan {
+    pub steps: Vec<PlannedStep>,
+}
+
+impl Plan {
+    fn push(&mut self, index: &mut HashMap<String, usize>, desc: StepDesc, deps: Vec<usize>) -> Result<usize> {
+        let key = desc.key()?;
+        if let Some(&i) = index.get(&key) {
+            return Ok(i);
+        }
+        self.steps.push(PlannedStep { kind: desc.kind(), key: key.clone(), label: desc.label(), deps, desc });
+        index.insert(key, self.steps.len() - 1);
+        Ok(self.steps.len() - 1)
+    }
+
+    pub fn len(&self) -> usize {
+        self.steps.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.steps.is_empty()
+    }
+
+    /// Each step's status in `store` (sizes checked; the runner checks hashes before use).
+    pub fn status(&self, store: &Store) -> Vec<Status> {
+        self.steps.iter().map(|s| store.status(s.kind, &s.key, Check::Sizes)).collect()
+    }
+
+    /// One row per step: position, kind, key, what it is, dependencies, status.
+    pub fn table(&self, store: &Store) -> Table {
+        let status = self.status(store);
+        let done = status.iter().filter(|s| **s == Status::Done).count();
+        let mut t = Table::new(
+            format!("Study plan: {} steps, {done} done ({})", self.len(), store.root().display()),
+            &["#", "kind", "key", "step", "needs", "status"],
+        );
+        for (i, (s, st)) in self.steps.iter().zip(&status).enumerate() {
+            t.push(vec![
+                i.to_string(),
+                s.kind.into(),
+                s.key.clone(),
+                s.label.clone(),
+                s.deps.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(","),
+                match st {
+                    Status::Done => "done".into(),
+                    Status::Missing => "to do".into(),
+                    Status::Broken(why) => format!("broken ({why})"),
+                },
+            ]);
+        }
+        t
+    }
+
+    /// The plan as JSON: every step with its description and status.
+    pub fn to_json(&self, store: &Store) -> serde_json::Value {
+        let status = self.status(store);
+        serde_json::Value::Array(
+            self.steps
+                .iter()
+                .zip(status)
+                .enumerate()
+                .map(|(i, (s, st))| {
+                    serde_json::json!({
+                        "index": i, "kind": s.kind, "key": s.key, "label": s.label, "needs": s.deps,
+                        "done": st == Status::Done, "description": s.desc,
+                    })
+                })
+                .collect(),
+        )
+    }
+}
+
+impl Study {
+    /// The pre-training of `kind`.
+    pub fn pretrain_desc(&self, kind: RegimeKind) -> Result<PretrainDesc> {
+        let train = TrainConfig { regime: Regime::of(kind, &self.threat)?, seed: self.source_seed, ..self.pretrain.clone() };
+        Ok(PretrainDesc {
+            source: self.source,
+            holdout: HoldOut::STUDY,
+            source_fraction: self.source_fraction,
+            arch: self.arch.clone(),
+            train,
+            seed: self.source_seed,
+        })
+    }
+
+    /// IMP of `family` from the pre-training of `kind`.
+    pub fn imp_desc(&self, kind: RegimeKind, family: RegimeKind) -> Result<ImpDesc> {
+        let retrain = TrainConfig { regime: Regime::of(family, &self.threat)?, seed: self.source_seed, ..self.imp.retrain.clone() };
+        Ok(ImpDesc {
+            pretrain: self.pretrain_desc(kind)?,
+            imp: ImpConfig { retrain, ..self.imp.clone() },
+            data_fraction: self.imp_fraction,
+        })
+    }
+
+    /// The dense network (`family` `None`) or the ticket of `round` of an IMP family.
+    pub fn subnetwork(&self, kind: RegimeKind, family: Option<RegimeKind>, round: usize) -> Result<Subnetwork> {
+        Ok(match family {
+            None => Subnetwork::Dense(self.pretrain_desc(kind)?),
+            Some(f) => Subnetwork::Ticket { imp: self.imp_desc(kind, f)?, round },
+        })
+    }
+
+    /// One transfer of the grid.
+    pub fn transfer_desc(
+        &self,
+        subnetwork: Subnetwork,
+        dataset: DataSource,
+        fine_tuning: RegimeKind,
+        fraction: f64,
+        seed: u64,
+    ) -> Result<TransferDesc> {
+        let transfer = TransferConfig::new(fine_tuning, &self.threat)?
+            .recipe(self.transfer.recipe.clone())
+            .min_steps(self.transfer.min_steps)
+            .fraction(fraction)
+            .seed(seed);
+        Ok(TransferDesc { subnetwork, dataset, holdout: HoldOut::STUDY, transfer })
+    }
+
+    fn landscape_plan(&self) -> Result<&super::grid::LandscapePlan> {
+        self.landscapes.as_ref().ok_or_else(|| Error::invalid("this study draws no landscapes", "set study.landscapes"))
+    }
+
+    /// The fine-tuning with checkpoints behind the landscape of pre-training `kind` at `fraction`.
+    pub fn trajectory_desc(&self, kind: RegimeKind, fraction: f64) -> Result<TrajectoryDesc> {
+        let plan = self.landscape_plan()?;
+        let seed = self.seeds.first().copied().unwrap_or(0);
+        let ticket = self.subnetwork(kind, Some(plan.family), plan.round)?;
+        Ok(TrajectoryDesc {
+            transfer: self.transfer_desc(ticket, plan.dataset, plan.fine_tuning, fraction, seed)?,
+            checkpoints: plan.checkpoints,
+        })
+    }
+
+    /// The landscape of pre-training `kind` at `fraction`.
+    pub fn landscape_desc(&self, kind: RegimeKind, fraction: f64) -> Result<LandscapeDesc> {
+        let plan = self.landscape_plan()?;
+        Ok(LandscapeDesc { trajectory: self.trajectory_desc(kind, fraction)?, landscape: plan.config(&self.threat) })
+    }
+
+    /// Every step of the grid in dependency order (checks the study first).
+    pub fn plan(&self) -> Result<Plan> {
+        self.check()?;
+        let mut plan = Plan { steps: Vec::new() };
+        let mut index = HashMap::new();
+        for &pre in &self.pretrainings {
+            let p = plan.push(&mut index, StepDesc::Pretrain(self.pretrain_desc(pre)?), vec![])?;
+            let mut subnetworks = vec![(self.subnetwork(pre, None, 0)?, p)];
+            let mut imps = HashMap::new();
+            for &family in &self.families {
+                let i = plan.push(&mut index, StepDesc::Imp(self.imp_desc(pre, family)?), vec![p])?;
+                imps.insert(family, i);
+                for &r in &self.rounds {
+                    subnetworks.push((self.subnetwork(pre, Some(family), r)?, i));
+                }
+            }
+            for &d in &self.downstream {
+                for (subnetwork, dep) in &subnetworks {
+                    for &ft in &self.fine_tunings {
+                        for &fraction in &self.fractions {
+                            for &seed in &self.seeds {
+                                let desc = self.transfer_desc(subnetwork.clone(), d, ft, fraction, seed)?;
+                                plan.push(&mut index, StepDesc::Transfer(desc), vec![*dep])?;
+                            }
+                        }
+                    }
+                }
+            }
+            if let Some(l) = &self.landscapes {
+                for &fraction in &l.fractions {
+                    let t = plan.push(&mut index, StepDesc::Trajectory(self.trajectory_desc(pre, fraction)?), vec![imps[&l.family]])?;
+                    plan.push(&mut index, StepDesc::Landscape(self.landscape_desc(pre, fraction)?), vec![t, imps[&l.family]])?;
+                }
+            }
+        }
+        Ok(plan)
+    }
+}

@@ -1,0 +1,250 @@
+//! The study engine: keys derived from typed descriptions (a change upstream recomputes exactly
+//! what is below it), the store (verified steps, locks, old formats refused), validation before
+//! anything runs, reports of any grid.
+
+mod common;
+
+use common::*;
+use doublewin::prelude::*;
+use doublewin::store::{Attempt, Check, Status, StepDescription};
+use doublewin::study::desc::PretrainDesc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+/// One pre-training, one IMP family to round 2, the dense network and the round-2 ticket
+/// transferred (standard and adversarial) at 100% with one seed, and one landscape.
+fn mini_study() -> Study {
+    let mut s = Study::for_profile(Profile::Tiny);
+    s.pretrainings = vec![RegimeKind::Standard];
+    s.families = vec![RegimeKind::Standard];
+    s.rounds = vec![2];
+    s.imp.rounds = 2;
+    s.fractions = vec![1.0];
+    s.seeds = vec![0];
+    s.source_fraction = 0.02;
+    s.pretrain = s.pretrain.clone().epochs(1);
+    s.transfer.recipe = s.transfer.recipe.clone().epochs(2);
+    if let Some(plan) = s.landscapes.as_mut() {
+        plan.fractions = vec![1.0];
+        plan.resolution = 3;
+        plan.examples = 32;
+    }
+    s
+}
+
+fn rt() -> Runtime {
+    Runtime::new(DeviceChoice::Cpu, 2, 0).unwrap()
+}
+
+/// Runs `study`; returns the kinds of the steps it computed (those the store lacked before).
+fn computed(store: &Store, study: &Study) -> Vec<&'static str> {
+    let plan = study.plan().unwrap();
+    let missing: Vec<&'static str> =
+        plan.steps.iter().zip(plan.status(store)).filter(|(_, s)| *s != Status::Done).map(|(p, _)| p.kind).collect();
+    let results = study.run(&rt(), store).unwrap();
+    assert_eq!(results.computed_steps, missing.len());
+    assert!(plan.status(store).iter().all(|s| *s == Status::Done));
+    missing
+}
+
+#[test]
+fn an_upstream_change_recomputes_exactly_the_steps_below_it() {
+    let store = Store::open(temp_dir("study-upstream")).unwrap();
+    let study = mini_study();
+    let plan = study.plan().unwrap();
+    assert_eq!(plan.len(), 1 + 1 + 4 + 2);
+    assert_eq!(computed(&store, &study).len(), 8);
+    assert!(computed(&store, &study).is_empty(), "a finished study computes nothing");
+
+    // Only IMP's re-training changes: IMP, the ticket's transfers, the trajectory and the
+    // landscape run again; the pre-training and the dense transfers come from the store.
+    let mut retrained = study.clone();
+    retrained.imp.retrain = retrained.imp.retrain.clone().epochs(2);
+    let mut kinds = computed(&store, &retrained);
+    kinds.sort();
+    assert_eq!(kinds, vec!["imp", "landscape", "trajectory", "transfer", "transfer"]);
+    // The round-2 masks differ: the old transfers could not have been reused.
+    let old = study.ticket(&store, RegimeKind::Standard, RegimeKind::Standard, 2).unwrap();
+    let new = retrained.ticket(&store, RegimeKind::Standard, RegimeKind::Standard, 2).unwrap();
+    assert_ne!(old, new);
+
+    // The IMP data fraction and eps are upstream of the masks too.
+    let mut fewer = study.clone();
+    fewer.imp_fraction = 0.5;
+    assert_eq!(fewer.plan().unwrap().steps.iter().filter(|s| plan.steps.iter().any(|p| p.key == s.key)).count(), 3);
+    let mut wider = study.clone();
+    wider.threat.eps = 0.2;
+    let shared: Vec<&str> =
+        wider.plan().unwrap().steps.iter().filter(|s| plan.steps.iter().any(|p| p.key == s.key)).map(|s| s.kind).collect();
+    // Every transfer measures RA at eps, so only STD pre-training and its m^ST IMP ignore it.
+    assert_eq!(shared, vec!["pretrain", "imp"]);
+
+    // A new fine-tuning seed runs only the transfers of that seed.
+    let mut seeds = study.clone();
+    seeds.seeds = vec![0, 1];
+    assert_eq!(computed(&store, &seeds), vec!["transfer"; 4]);
+}
+
+#[test]
+fn a_damaged_step_is_computed_again_and_descriptions_are_on_disk() {
+    let store = Store::open(temp_dir("study-damaged")).unwrap();
+    let mut study = mini_study();
+    study.pretrainings = vec![RegimeKind::Standard];
+    let rt = rt();
+    let (_, history) = study.pretrained(&rt, &store, RegimeKind::Standard).unwrap();
+    let desc = study.pretrain_desc(RegimeKind::Standard).unwrap();
+    let key = desc.key().unwrap();
+    let dir = store.dir(PretrainDesc::KIND, &key);
+    // describe.json is the description itself.
+    let on_disk: serde_json::Value = doublewin::fsio::read_json(&dir.join("describe.json")).unwrap();
+    assert_eq!(on_disk, serde_json::to_value(&desc).unwrap());
+    assert_eq!(store.status(PretrainDesc::KIND, &key, Check::Hashes), Status::Done);
+
+    // Deleting the weights makes the step broken, not done; it is computed again, identically.
+    let weights = dir.join(PretrainDesc::WEIGHTS);
+    let hash = doublewin::fsio::sha256_file(&weights).unwrap();
+    std::fs::remove_file(&weights).unwrap();
+    assert!(matches!(store.status(PretrainDesc::KIND, &key, Check::Sizes), Status::Broken(w) if w.contains("net.safetensors")));
+    let (_, again) = study.pretrained(&rt, &store, RegimeKind::Standard).unwrap();
+    let losses = |h: &History| h.epochs.iter().map(|e| (e.train_loss, e.val.loss)).collect::<Vec<_>>();
+    assert_eq!(losses(&again), losses(&history));
+    assert_eq!(doublewin::fsio::sha256_file(&weights).unwrap(), hash, "same seed, same machine, same weights");
+
+    // A file changed in place (same size) fails its hash.
+    let mut bytes = std::fs::read(&weights).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    std::fs::write(&weights, bytes).unwrap();
+    assert_eq!(store.status(PretrainDesc::KIND, &key, Check::Sizes), Status::Done);
+    assert!(matches!(store.status(PretrainDesc::KIND, &key, Check::Hashes), Status::Broken(w) if w.contains("SHA-256")));
+}
+
+/// A step description for store tests.
+#[derive(serde::Serialize)]
+struct Demo(&'static str);
+
+impl StepDescription for Demo {
+    fn kind(&self) -> &'static str {
+        "demo"
+    }
+    fn label(&self) -> String {
+        format!("demo {}", self.0)
+    }
+}
+
+#[test]
+fn store_hits_are_fast_identical_and_computed_once_under_concurrency() {
+    let store = Store::open(temp_dir("store")).unwrap();
+    let runs = Arc::new(AtomicUsize::new(0));
+    let threads: Vec<_> = (0..4)
+        .map(|_| {
+            let (store, runs) = (store.clone(), runs.clone());
+            std::thread::spawn(move || {
+                store
+                    .get_or_run(&Demo("a"), |dir| {
+                        runs.fetch_add(1, Ordering::SeqCst);
+                        std::thread::sleep(std::time::Duration::from_millis(200));
+                        std::fs::write(dir.join("artifact.txt"), "x").unwrap();
+                        Ok(vec![1.5f64, 2.5])
+                    })
+                    .unwrap()
+                    .0
+            })
+        })
+        .collect();
+    let results: Vec<Vec<f64>> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    assert_eq!(runs.load(Ordering::SeqCst), 1, "the step ran once");
+    assert!(results.iter().all(|r| r == &vec![1.5, 2.5]));
+    let t = std::time::Instant::now();
+    let (hit, computed): (Vec<f64>, bool) =
+        store.get_or_run(&Demo("a"), |_| -> doublewin::error::Result<Vec<f64>> { panic!("must not run") }).unwrap();
+    assert!(t.elapsed().as_secs_f64() < 0.1 && hit == vec![1.5, 2.5] && !computed);
+    let entries = store.entries().unwrap();
+    assert_eq!((entries.len(), entries[0].label.as_str(), entries[0].bytes), (1, "demo a", 1));
+
+    // A step another process holds is reported busy, not waited for, by try_run.
+    let key = Demo("b").key().unwrap();
+    std::fs::create_dir_all(store.dir("demo", &key)).unwrap();
+    let held = std::fs::File::create(store.root().join("demo").join(format!("{key}.lock"))).unwrap();
+    held.lock().unwrap();
+    let attempt: Attempt<u32> = store.try_run(&Demo("b"), |_| Ok(1)).unwrap();
+    assert!(matches!(attempt, Attempt::Busy));
+    drop(held);
+    assert!(matches!(store.try_run(&Demo("b"), |_| Ok(1u32)).unwrap(), Attempt::Computed(1)));
+    assert_eq!(store.clean(Some("demo")).unwrap(), 2);
+    assert!(store.entries().unwrap().is_empty());
+}
+
+#[test]
+fn a_store_of_the_old_format_is_refused_with_the_fix_and_can_be_cleared() {
+    let root = temp_dir("store-old");
+    std::fs::create_dir_all(root.join("transfer/0123456789abcdef")).unwrap();
+    std::fs::write(root.join("transfer/0123456789abcdef/result.json"), "{}").unwrap();
+    std::fs::write(root.join("transfer/0123456789abcdef.lock"), "").unwrap();
+    let e = Store::open(&root).unwrap_err().to_string();
+    assert!(e.contains("older doublewin") && e.contains("study clean --old-format"), "{e}");
+    // Something that is not a store is never cleared.
+    let other = temp_dir("store-not-a-store");
+    std::fs::create_dir_all(other.join("photos")).unwrap();
+    std::fs::write(other.join("photos/cat.jpg"), "x").unwrap();
+    assert!(Store::remove_old_format(&other).is_err());
+    assert!(other.join("photos/cat.jpg").exists());
+    assert_eq!(Store::remove_old_format(&root).unwrap(), 1);
+    Store::open(&root).unwrap();
+}
+
+#[test]
+fn a_study_that_contradicts_itself_cannot_be_written() {
+    // eps lives in one place: the old per-transfer eps is an unknown field now.
+    let mut json = serde_json::to_value(mini_study()).unwrap();
+    json["transfer"]["eps"] = serde_json::json!(0.3);
+    let e = Study::from_json(&json.to_string()).unwrap_err().to_string();
+    assert!(e.contains("unknown field `eps`"), "{e}");
+    // A recipe that sets a regime contradicts the grid's pre-trainings.
+    let mut s = mini_study();
+    s.transfer.recipe = s.transfer.recipe.clone().regime(Regime::adversarial(0.3).unwrap());
+    let e = s.check().unwrap_err().to_string();
+    assert!(e.contains("transfer.recipe.regime"), "{e}");
+    // Bad values are refused before anything runs.
+    let mut s = mini_study();
+    s.threat.eps = -0.1;
+    let store = Store::open(temp_dir("study-refused")).unwrap();
+    assert!(s.run(&rt(), &store).unwrap_err().to_string().contains("eps = -0.1"));
+    assert!(store.entries().unwrap().is_empty());
+}
+
+#[test]
+fn the_papers_attack_settings_round_trip() {
+    let paper = Study::paper();
+    let back = Study::from_json(&serde_json::to_string(&paper).unwrap()).unwrap();
+    assert_eq!(back, paper);
+    let d = paper
+        .transfer_desc(paper.subnetwork(RegimeKind::Adversarial, None, 0).unwrap(), paper.downstream[0], RegimeKind::Adversarial, 1.0, 0)
+        .unwrap();
+    let pgd = |a: &AttackSpec| match a {
+        AttackSpec::Pgd(p) => Some((p.steps, p.step, p.eps, p.train_mode)),
+        _ => None,
+    };
+    assert_eq!(d.transfer.test_attacks.iter().filter_map(pgd).collect::<Vec<_>>(), vec![(20, 2.0 / 255.0, 8.0 / 255.0, false)]);
+    match &d.transfer.recipe.regime {
+        Regime::Adversarial(p) => assert_eq!((p.steps, p.step, p.eps, p.train_mode), (10, 2.0 / 255.0, 8.0 / 255.0, true)),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn every_profile_is_a_valid_study_that_round_trips_through_json() {
+    for p in Profile::ALL {
+        let study = Study::for_profile(p);
+        let back = Study::from_json(&serde_json::to_string(&study).unwrap()).unwrap();
+        assert_eq!(back, study, "{p}");
+        study.plan().unwrap();
+    }
+    // Fig. 6's ticket: round 6 of m^ST, 73.79% sparse, at 100 / 10 / 1% data.
+    let plan = Study::for_profile(Profile::Small).landscapes.unwrap();
+    assert_eq!((plan.family, plan.round, plan.fractions), (RegimeKind::Standard, 6, vec![1.0, 0.1, 0.01]));
+    let paper = Study::paper();
+    assert_eq!(paper.source.name(), "cifar100");
+    assert_eq!(paper.downstream.iter().map(|d| d.name()).collect::<Vec<_>>(), vec!["cifar10", "svhn"]);
+    assert!((paper.threat.eps - 8.0 / 255.0).abs() < 1e-12);
+}
