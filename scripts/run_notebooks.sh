@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Executes every notebook headless with the doublewin kernel and writes the executed copies to
-# out/notebooks (or $1). Fails on the first cell error. The run size comes from
+# out/notebooks (or $1). Fails on the first cell that fails, at compile or run time
+# (scripts/run_notebook.py). The run size comes from
 # DOUBLEWIN_PROFILE (tiny | small | full | paper); default small.
 # With DOUBLEWIN_NOTEBOOK_CACHE=1 (the main job sets it) a notebook is skipped when its executed
 # copy was made from the same notebook, library sources, profile and experiment-store contents:
@@ -30,9 +31,7 @@ for nb in "$DW_ROOT"/notebooks/*.ipynb; do
   fi
   t0=$(date +%s)
   echo "[notebooks] $name (profile $DOUBLEWIN_PROFILE)"
-  (cd "$DW_ROOT/notebooks" && jupyter nbconvert --to notebook --execute \
-      --ExecutePreprocessor.kernel_name=doublewin --ExecutePreprocessor.timeout=3600 \
-      --output-dir "$out" "$nb" --log-level=WARN)
+  python "$here/run_notebook.py" "$nb" "$out/$name"
   inputs_hash "$nb" > "$stamp"
   echo "[notebooks] $name ok in $(( $(date +%s) - t0 )) s -> $out/$name"
 done

@@ -173,15 +173,17 @@ impl Plane {
         let shapes = shapes_of(&last, &names);
         let w_final = flatten(&tensors_of(&last), &names)?;
         drop(last);
-        let mut rows = Vec::with_capacity(trajectory.len());
+        // One row per checkpoint (w_i - w_final), filled in place and centred in place: the only
+        // large allocation is this checkpoints x parameters matrix.
+        let mut centred = Tensor::f_zeros([trajectory.len() as i64, w_final.size()[0]], (Kind::Double, tch::Device::Cpu))?;
+        let mut row = 0;
         trajectory.each(|_, net| {
-            rows.push(flatten(&tensors_of(net), &names)?.f_sub(&w_final)?);
+            centred.f_select(0, row)?.f_copy_(&flatten(&tensors_of(net), &names)?.f_sub(&w_final)?)?;
+            row += 1;
             Ok(())
         })?;
-        let m = Tensor::f_stack(&rows, 0)?;
-        drop(rows);
-        let centred = m.f_sub(&m.f_mean_dim(0, true, Kind::Double)?)?;
-        drop(m);
+        let mean = centred.f_mean_dim(0, true, Kind::Double)?;
+        let _ = centred.f_sub_(&mean)?;
         let gram = centred.f_matmul(&centred.f_transpose(0, 1)?)?;
         let (values, vectors) = gram.f_linalg_eigh("L")?;
         let n = values.size()[0];

@@ -1,0 +1,66 @@
+"""Executes one notebook headless, cell by cell, and fails on the first cell that fails.
+
+The evcxr kernel reports only compile errors as errors: a cell that fails through `?` prints the
+error to stderr and a panic prints its message to stderr, and both still reply "ok", so a plain
+`jupyter nbconvert --execute` runs on and exits 0. Here a cell fails when it has an error output
+or writes anything to stderr (doublewin's progress lines and warnings go to stdout; a notebook
+that wants to show an error prints it). On failure the partly executed notebook is still
+written, the cell and what it printed are shown, and the exit status is 1.
+
+usage: run_notebook.py NOTEBOOK OUT.ipynb [--kernel doublewin] [--timeout 3600]
+"""
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError
+
+
+def stderr_text(cell):
+    return "".join(o.get("text", "") for o in cell.get("outputs", []) if o.get("output_type") == "stream" and o.get("name") == "stderr")
+
+
+def error_text(cell):
+    return "\n".join(f"{o.get('ename')}: {o.get('evalue')}" for o in cell.get("outputs", []) if o.get("output_type") == "error")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("notebook", type=Path)
+    ap.add_argument("out", type=Path)
+    ap.add_argument("--kernel", default="doublewin")
+    ap.add_argument("--timeout", type=int, default=3600)
+    args = ap.parse_args()
+    nb = nbformat.read(args.notebook, as_version=4)
+    client = NotebookClient(
+        nb, kernel_name=args.kernel, timeout=args.timeout, resources={"metadata": {"path": str(args.notebook.parent.resolve())}}
+    )
+    name = args.notebook.name
+    code = [i for i, c in enumerate(nb.cells) if c.cell_type == "code"]
+    failure = None
+    with client.setup_kernel():
+        for n, i in enumerate(code, 1):
+            cell = nb.cells[i]
+            t0 = time.time()
+            try:
+                client.execute_cell(cell, i)
+            except CellExecutionError:
+                pass
+            problem = error_text(cell) or stderr_text(cell)
+            if problem:
+                failure = (n, cell, problem)
+                break
+            print(f"[notebooks] {name}: cell {n}/{len(code)} ok in {time.time() - t0:.1f} s", flush=True)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, args.out)
+    if failure:
+        n, cell, problem = failure
+        print(f"[notebooks] {name}: cell {n}/{len(code)} FAILED:\n--- cell ---\n{cell.source}\n--- output ---\n{problem.strip()}", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
