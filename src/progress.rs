@@ -167,6 +167,8 @@ impl Observer for Lines {
                 let eta = if index < to_compute { format!(", about {} left", format_seconds(eta)) } else { String::new() };
                 self.line(&format!("[study {index}/{to_compute}] done in {}: {label}{eta}", format_seconds(seconds)));
             }
+            // Nothing computed: the plan's line already said everything was in the store.
+            Event::StudyFinished { computed: 0, .. } => {}
             Event::StudyFinished { computed, stored, seconds } => self.line(&format!(
                 "[study] {} steps: {computed} computed in {}, {stored} from the store",
                 computed + stored,

@@ -7,27 +7,6 @@ mod common;
 use common::*;
 use doublewin::prelude::*;
 
-/// The tiny profile cut down to one pre-training, one IMP family and one ticket round, with
-/// one landscape on a 3 x 3 grid.
-fn mini_study() -> Study {
-    let mut s = Study::for_profile(Profile::Tiny);
-    s.pretrainings = vec![RegimeKind::Standard];
-    s.families = vec![RegimeKind::Standard];
-    s.rounds = vec![1];
-    s.imp.rounds = 1;
-    s.fractions = vec![1.0];
-    s.source_fraction = 0.02;
-    s.pretrain = s.pretrain.clone().epochs(1);
-    s.transfer.recipe = s.transfer.recipe.clone().epochs(2);
-    if let Some(plan) = s.landscapes.as_mut() {
-        plan.round = 1;
-        plan.fractions = vec![1.0];
-        plan.resolution = 3;
-        plan.examples = 32;
-    }
-    s
-}
-
 #[test]
 fn figures_carry_the_results_and_the_report_is_self_contained() {
     let rt = Runtime::new(DeviceChoice::Cpu, 2, 0).unwrap();

@@ -11,27 +11,6 @@ use doublewin::study::desc::PretrainDesc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-/// One pre-training, one IMP family to round 2, the dense network and the round-2 ticket
-/// transferred (standard and adversarial) at 100% with one seed, and one landscape.
-fn mini_study() -> Study {
-    let mut s = Study::for_profile(Profile::Tiny);
-    s.pretrainings = vec![RegimeKind::Standard];
-    s.families = vec![RegimeKind::Standard];
-    s.rounds = vec![2];
-    s.imp.rounds = 2;
-    s.fractions = vec![1.0];
-    s.seeds = vec![0];
-    s.source_fraction = 0.02;
-    s.pretrain = s.pretrain.clone().epochs(1);
-    s.transfer.recipe = s.transfer.recipe.clone().epochs(2);
-    if let Some(plan) = s.landscapes.as_mut() {
-        plan.fractions = vec![1.0];
-        plan.resolution = 3;
-        plan.examples = 32;
-    }
-    s
-}
-
 fn rt() -> Runtime {
     Runtime::new(DeviceChoice::Cpu, 2, 0).unwrap()
 }

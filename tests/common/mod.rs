@@ -51,3 +51,27 @@ pub fn foolbox_samples(prefix: &str) -> Vec<(PathBuf, u8)> {
     v.sort();
     v.into_iter().map(|(_, p, l)| (p, l)).collect()
 }
+
+/// The tiny profile cut down to one pre-training and one IMP family to round 2: the dense
+/// network and the round-2 ticket transferred (standard and adversarial) at 100% of the data
+/// with one seed, and one landscape on a 3 x 3 grid. Nine steps.
+pub fn mini_study() -> doublewin::study::Study {
+    use doublewin::study::{Profile, Study};
+    use doublewin::train::RegimeKind;
+    let mut s = Study::for_profile(Profile::Tiny);
+    s.pretrainings = vec![RegimeKind::Standard];
+    s.families = vec![RegimeKind::Standard];
+    s.rounds = vec![2];
+    s.imp.rounds = 2;
+    s.fractions = vec![1.0];
+    s.seeds = vec![0];
+    s.source_fraction = 0.02;
+    s.pretrain = s.pretrain.clone().epochs(1);
+    s.transfer.recipe = s.transfer.recipe.clone().epochs(2);
+    if let Some(plan) = s.landscapes.as_mut() {
+        plan.fractions = vec![1.0];
+        plan.resolution = 3;
+        plan.examples = 32;
+    }
+    s
+}
