@@ -11,7 +11,8 @@
 //! - [`attack`]: FGSM, PGD (L-inf, L2, restarts, targeted), robust evaluation, masking checks
 //! - [`train`]: the training loop, SGD, schedules, history, callbacks, evaluation
 //! - [`prune`]: masks, pruning strategies, IMP with rewinding (tickets)
-//! - [`transfer`]: fine-tuning a ticket or the dense network downstream; the double-win verdict
+//! - [`transfer`]: fine-tuning a ticket or the dense network downstream
+//! - [`verdict`]: the double-win verdict from seed-paired differences with intervals
 //! - [`landscape`]: loss landscapes on a 2-D plane with the fine-tuning trajectory (Fig. 6)
 //! - [`store`]: the content-addressed experiment store: steps named by the hash of their
 //!   descriptions, verified manifests, per-step locks
@@ -19,8 +20,8 @@
 //!   descriptions, the plan, the runner, results and reports
 //! - [`walkthrough`]: the end-to-end runs behind the CLI's main job and the notebooks
 //! - beside them: [`display`] (tables, notebook rendering), [`plot`] (figures),
-//!   [`progress`] (events and their renderers: library code never prints), [`fsio`] (atomic
-//!   writes, hashes)
+//!   [`progress`] (events and their renderers: library code never prints), [`stats`] (per-example
+//!   hits, paired differences with intervals), [`fsio`] (atomic writes, hashes)
 //!
 //! Beside this crate in the workspace: `crates/cli` (the `doublewin` command line) and
 //! `crates/bench` (the benchmarks side by side with a PyTorch peer, `doublewin bench`).
@@ -38,10 +39,12 @@ pub mod plot;
 pub mod progress;
 pub mod prune;
 pub mod runtime;
+pub mod stats;
 pub mod store;
 pub mod study;
 pub mod train;
 pub mod transfer;
+pub mod verdict;
 pub mod walkthrough;
 
 pub use runtime::{LIBTORCH_VERSION, VERSION};

@@ -2,7 +2,7 @@
 //! head and the downstream data's normalisation, is fine-tuned standardly or adversarially on a
 //! fraction of the downstream training split (pruned weights stay zero), and is judged on the
 //! test split at two checkpoints picked on the validation split: best validation SA and best
-//! validation RA, as in the paper. [`Verdict`] compares tickets with the dense baseline.
+//! validation RA, as in the paper ([`crate::verdict`] compares tickets with the dense network).
 
 use crate::attack::{robust_evaluate, AttackOutcome, AttackSpec, ThreatModel};
 use crate::data::Splits;
@@ -10,6 +10,7 @@ use crate::display::{evcxr_emit, Table};
 use crate::error::{Error, Result};
 use crate::model::{Network, Normalization};
 use crate::prune::Mask;
+use crate::stats::Hits;
 use crate::train::{train_with, Callback, Callbacks, EpochCheckpoints, EpochRecord, History, Regime, RegimeKind, TrainConfig};
 use serde::{Deserialize, Serialize};
 use std::sync::{Arc, Mutex};
@@ -110,6 +111,10 @@ pub struct Checkpoint {
     pub test_per_attack: Vec<AttackOutcome>,
     /// Warnings of the test evaluation (gradient masking signs).
     pub warnings: Vec<String>,
+    /// Which test examples it classified correctly, and correctly under every test attack
+    /// (for paired comparisons, see [`crate::stats`]).
+    pub test_clean_hits: Hits,
+    pub test_robust_hits: Hits,
 }
 
 /// The outcome of one transfer run.
@@ -287,6 +292,8 @@ pub fn transfer_recorded(
             test_ra: e.ra,
             test_per_attack: e.per_attack,
             warnings: e.warnings,
+            test_clean_hits: e.clean_hits,
+            test_robust_hits: e.robust_hits,
         };
         judged.push(checkpoint.clone());
         Ok(checkpoint)
@@ -319,114 +326,4 @@ pub fn transfer_recorded(
 pub struct CheckpointPlan {
     pub dir: std::path::PathBuf,
     pub max: usize,
-}
-
-/// Mean and sample standard deviation.
-pub fn mean_std(v: &[f64]) -> (f64, f64) {
-    let n = v.len().max(1) as f64;
-    let mean = v.iter().sum::<f64>() / n;
-    let var = if v.len() > 1 { v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0) } else { 0.0 };
-    (mean, var.sqrt())
-}
-
-/// The three numbers a double-win ticket must match, for a ticket or the dense baseline, each
-/// over seeds: SA after standard fine-tuning; SA and RA after adversarial fine-tuning (at their
-/// best-validation checkpoints).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Scores {
-    pub std_sa: Vec<f64>,
-    pub adv_sa: Vec<f64>,
-    pub adv_ra: Vec<f64>,
-}
-
-impl Scores {
-    /// Collects the scores from transfer reports of one subnetwork (any order, any seeds).
-    pub fn from_reports(reports: &[&TransferReport]) -> Scores {
-        let pick =
-            |ft: RegimeKind, f: &dyn Fn(&TransferReport) -> f64| reports.iter().filter(|r| r.fine_tuning == ft).map(|r| f(r)).collect();
-        Scores {
-            std_sa: pick(RegimeKind::Standard, &|r| r.best_sa.test_sa),
-            adv_sa: pick(RegimeKind::Adversarial, &|r| r.best_sa.test_sa),
-            adv_ra: pick(RegimeKind::Adversarial, &|r| r.best_ra.test_ra),
-        }
-    }
-}
-
-/// One ticket against the dense baseline.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct VerdictRow {
-    pub label: String,
-    pub sparsity: f64,
-    /// (ticket mean - dense mean) for standard SA, adversarial SA, adversarial RA.
-    pub gaps: [f64; 3],
-    /// Tolerance applied to each of the three comparisons.
-    pub tolerance: [f64; 3],
-    pub ticket: [(f64, f64); 3],
-    pub dense: [(f64, f64); 3],
-    pub double_win: bool,
-}
-
-/// Double-win verdicts for a list of tickets against one dense baseline.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Verdict {
-    pub rows: Vec<VerdictRow>,
-    pub base_tolerance: f64,
-}
-
-impl Verdict {
-    /// A ticket is double-win when, for standard SA, adversarial SA and adversarial RA, its mean
-    /// is at least the dense mean minus the tolerance. The tolerance is `base_tolerance`
-    /// (fraction, e.g. 0.005 = 0.5 points) with one seed; with several seeds it is the larger of
-    /// that and the combined standard deviation of ticket and dense, so seed noise alone does
-    /// not decide the verdict.
-    pub fn judge(dense: &Scores, tickets: &[(String, f64, Scores)], base_tolerance: f64) -> Verdict {
-        let rows = tickets
-            .iter()
-            .map(|(label, sparsity, t)| {
-                let pairs = [(&t.std_sa, &dense.std_sa), (&t.adv_sa, &dense.adv_sa), (&t.adv_ra, &dense.adv_ra)];
-                let ticket = pairs.map(|(a, _)| mean_std(a));
-                let base = pairs.map(|(_, b)| mean_std(b));
-                let tolerance = [0, 1, 2].map(|i| base_tolerance.max((ticket[i].1.powi(2) + base[i].1.powi(2)).sqrt()));
-                let gaps = [0, 1, 2].map(|i| ticket[i].0 - base[i].0);
-                let complete = pairs.iter().all(|(a, b)| !a.is_empty() && !b.is_empty());
-                let double_win = complete && (0..3).all(|i| gaps[i] >= -tolerance[i]);
-                VerdictRow { label: label.clone(), sparsity: *sparsity, gaps, tolerance, ticket, dense: base, double_win }
-            })
-            .collect();
-        Verdict { rows, base_tolerance }
-    }
-
-    /// The highest sparsity whose ticket is double-win.
-    pub fn highest_double_win(&self) -> Option<f64> {
-        self.rows.iter().filter(|r| r.double_win).map(|r| r.sparsity).fold(None, |m, s| Some(m.map_or(s, |m: f64| m.max(s))))
-    }
-
-    pub fn table(&self) -> Table {
-        let mut t = Table::new(
-            "Double-win verdict (ticket vs dense, points; mean ± sd over seeds)",
-            &["ticket", "sparsity %", "std-FT SA", "adv-FT SA", "adv-FT RA", "double-win"],
-        );
-        let cell =
-            |r: &VerdictRow, i: usize| format!("{:.2}±{:.2} ({:+.2})", 100.0 * r.ticket[i].0, 100.0 * r.ticket[i].1, 100.0 * r.gaps[i]);
-        for r in &self.rows {
-            t.push(vec![
-                r.label.clone(),
-                format!("{:.2}", 100.0 * r.sparsity),
-                cell(r, 0),
-                cell(r, 1),
-                cell(r, 2),
-                if r.double_win { "yes".into() } else { "no".into() },
-            ]);
-        }
-        t
-    }
-    pub fn evcxr_display(&self) {
-        evcxr_emit("text/html", &self.table().to_html());
-    }
-}
-
-impl std::fmt::Display for Verdict {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", self.table())
-    }
 }

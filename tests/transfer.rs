@@ -2,7 +2,9 @@
 
 use doublewin::prelude::*;
 use doublewin::prune::{global_magnitude, Mask};
-use doublewin::transfer::{transfer, Scores, TransferConfig, Verdict};
+use doublewin::stats::Hits;
+use doublewin::transfer::{transfer, Checkpoint, TransferConfig, TransferReport};
+use doublewin::verdict::{Outcome, Verdict};
 
 fn source_net() -> Network {
     let fm = Embedded::FashionMnist.splits(0.1, 0).unwrap().with_train_fraction(0.02, 0).unwrap();
@@ -51,27 +53,70 @@ fn a_checkpoint_gets_one_test_ra_and_a_rerun_gets_the_same_numbers() {
     assert_eq!((a.best_sa.clone(), a.best_ra.clone()), (b.best_sa, b.best_ra));
 }
 
-fn scores(std_sa: &[f64], adv_sa: &[f64], adv_ra: &[f64]) -> Scores {
-    Scores { std_sa: std_sa.to_vec(), adv_sa: adv_sa.to_vec(), adv_ra: adv_ra.to_vec() }
+/// A transfer report with given test hits: `right` of `n` examples right, the first ones.
+fn run(ft: RegimeKind, seed: u64, n: usize, sa_right: usize, ra_right: usize) -> TransferReport {
+    let hits = |k: usize| Hits((0..n).map(|i| i < k).collect());
+    let checkpoint = Checkpoint {
+        epoch: 1,
+        val_sa: 0.0,
+        val_ra: 0.0,
+        test_sa: sa_right as f64 / n as f64,
+        test_ra: ra_right as f64 / n as f64,
+        test_per_attack: Vec::new(),
+        warnings: Vec::new(),
+        test_clean_hits: hits(sa_right),
+        test_robust_hits: hits(ra_right),
+    };
+    TransferReport {
+        dataset: "digits".into(),
+        fine_tuning: ft,
+        fraction: 1.0,
+        train_examples: 0,
+        sparsity: 0.0,
+        seed,
+        best_sa: checkpoint.clone(),
+        best_ra: checkpoint,
+        history: History::default(),
+        notes: Vec::new(),
+        seconds: 0.0,
+    }
+}
+
+/// Standard and adversarial runs of three seeds: SA `sa` and RA `ra` right of 2,000 examples,
+/// plus `jitter * seed` more right for each.
+fn refs(v: &[TransferReport]) -> Vec<&TransferReport> {
+    v.iter().collect()
+}
+
+fn runs(sa: usize, ra: usize, jitter: usize) -> Vec<TransferReport> {
+    let mut v = Vec::new();
+    for seed in 0..3u64 {
+        let j = jitter * seed as usize;
+        v.push(run(RegimeKind::Standard, seed, 2000, sa + j, 0));
+        v.push(run(RegimeKind::Adversarial, seed, 2000, sa - 100 + j, ra + j));
+    }
+    v
 }
 
 #[test]
-fn the_verdict_needs_all_three_within_tolerance() {
-    let dense = scores(&[0.90], &[0.80], &[0.50]);
-    let tickets = vec![
-        ("match".to_string(), 0.36, scores(&[0.899], &[0.798], &[0.497])),
-        ("loses RA".to_string(), 0.59, scores(&[0.91], &[0.81], &[0.48])),
-        ("better".to_string(), 0.74, scores(&[0.92], &[0.82], &[0.52])),
-    ];
-    let v = Verdict::judge(&dense, &tickets, 0.005);
-    assert_eq!(v.rows.iter().map(|r| r.double_win).collect::<Vec<_>>(), vec![true, false, true]);
-    assert_eq!(v.highest_double_win(), Some(0.74));
-    // With seeds, the spread widens the tolerance: a 2-point gap inside a 3-point spread passes.
-    let dense = scores(&[0.88, 0.92], &[0.80, 0.80], &[0.50, 0.50]);
-    let noisy = scores(&[0.85, 0.91], &[0.80, 0.80], &[0.50, 0.50]);
-    let v = Verdict::judge(&dense, &[("noisy".into(), 0.2, noisy)], 0.005);
-    assert!(v.rows[0].double_win && v.rows[0].tolerance[0] > 0.03, "{v}");
-    // Missing a regime is never a win.
-    let v = Verdict::judge(&dense, &[("partial".into(), 0.2, scores(&[0.99], &[], &[]))], 0.005);
-    assert!(!v.rows[0].double_win);
+fn the_verdict_is_yes_no_or_unresolved_from_paired_intervals() {
+    let dense = runs(1800, 1000, 0);
+    let tickets = [("match", runs(1798, 996, 0)), ("loses RA", runs(1800, 900, 0)), ("noisy", runs(1790, 990, 10))];
+    let cases: Vec<(String, f64, Vec<&TransferReport>)> = tickets.iter().map(|(l, r)| (l.to_string(), 0.5, refs(r))).collect();
+    let v = Verdict::judge(&refs(&dense), &cases, 0.01);
+    // A ticket 0.1 / 0.2 points below dense on identical examples: the hits differ on a handful of
+    // examples only, the interval is narrow and within 1 point: double-win.
+    assert_eq!(v.rows[0].outcome, Outcome::DoubleWin, "{v}");
+    // 5 points of RA lost on every seed: the whole interval is below -1 point.
+    assert_eq!(v.rows[1].outcome, Outcome::NotDoubleWin, "{v}");
+    let g = v.rows[1].gaps[2].unwrap();
+    assert!((g.mean + 0.05).abs() < 1e-12 && g.upper < -0.01);
+    // Seeds that disagree by 1 point each widen the interval past the tolerance: unresolved.
+    assert_eq!(v.rows[2].outcome, Outcome::Unresolved, "{v}");
+    assert!(v.rows[2].gaps[0].unwrap().se_seed > 0.0);
+    assert_eq!(v.bound().at_least, Some(0.5));
+    // A ticket without adversarial runs cannot be judged.
+    let std_only: Vec<TransferReport> = runs(1800, 1000, 0).into_iter().filter(|r| r.fine_tuning == RegimeKind::Standard).collect();
+    let v = Verdict::judge(&refs(&dense), &[("partial".into(), 0.2, refs(&std_only))], 0.01);
+    assert_eq!(v.rows[0].outcome, Outcome::Incomplete);
 }

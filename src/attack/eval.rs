@@ -8,6 +8,7 @@ use crate::display::{evcxr_emit, Table};
 use crate::error::{Error, Result};
 use crate::model::Network;
 use crate::plot::{Figure, Series};
+use crate::stats::Hits;
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
@@ -32,6 +33,10 @@ pub struct RobustEvaluation {
     pub ra: f64,
     pub per_attack: Vec<AttackOutcome>,
     pub warnings: Vec<String>,
+    /// Which examples were classified correctly (clean) and stayed correct under every attack
+    /// (robust), in the data's order: what paired comparisons of two networks need.
+    pub clean_hits: Hits,
+    pub robust_hits: Hits,
 }
 
 impl RobustEvaluation {
@@ -90,12 +95,14 @@ pub fn robust_evaluate(net: &Network, data: &Dataset, attacks: &[AttackSpec], ba
     let device = net.device();
     let mut clean = 0i64;
     let mut broken = vec![0i64; attacks.len()];
+    let (mut clean_hits, mut robust_hits) = (Vec::with_capacity(data.len()), Vec::with_capacity(data.len()));
     // The weights do not change during an evaluation: fold the batch norms once.
     let folded = net.folded_eval()?;
     for batch in data.batches(batch_size, None, Augment::none(), device)? {
         let b = batch?;
         let mut ok = correct_folded(&folded, &b.images, &b.labels)?;
         clean += ok.f_sum(Kind::Int64)?.f_int64_value(&[])?;
+        clean_hits.extend(Vec::<bool>::try_from(ok.f_to_device(tch::Device::Cpu)?)?);
         for (i, attack) in attacks.iter().enumerate() {
             let idx = ok.f_nonzero()?.f_flatten(0, -1)?;
             if idx.size()[0] == 0 {
@@ -107,6 +114,7 @@ pub fn robust_evaluate(net: &Network, data: &Dataset, attacks: &[AttackSpec], ba
             broken[i] += still.f_logical_not()?.f_sum(Kind::Int64)?.f_int64_value(&[])?;
             ok = ok.f_index_put_(&[Some(idx)], &still, false)?;
         }
+        robust_hits.extend(Vec::<bool>::try_from(ok.f_to_device(tch::Device::Cpu)?)?);
     }
     let n = data.len() as f64;
     let mut remaining = clean;
@@ -153,6 +161,8 @@ pub fn robust_evaluate(net: &Network, data: &Dataset, attacks: &[AttackSpec], ba
         ra: remaining as f64 / n,
         per_attack,
         warnings,
+        clean_hits: Hits(clean_hits),
+        robust_hits: Hits(robust_hits),
     })
 }
 

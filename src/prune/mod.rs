@@ -7,4 +7,4 @@ pub mod strategy;
 
 pub use imp::{imp, ImpConfig, Rewind, Strategy, Ticket, Tickets};
 pub use mask::{LayerDensity, Mask, MaskMeta};
-pub use strategy::{global_magnitude, layerwise_magnitude, random_global, random_like};
+pub use strategy::{global_magnitude, layerwise_magnitude, one_shot_like, random_global, random_like};

@@ -74,25 +74,45 @@ fn with_masks(mask: &Mask, masks: BTreeMap<String, Tensor>) -> Result<Mask> {
     Mask::new(masks, mask.meta.clone())
 }
 
-/// Global unstructured magnitude pruning (the paper's IMP step): over all tensors of `mask`
-/// together, prunes the `fraction` of still-kept weights with the smallest |w|.
-pub fn global_magnitude(net: &Network, mask: &Mask, fraction: f64) -> Result<Mask> {
-    check_fraction(fraction)?;
-    let flat_scores = flat_magnitudes(net, mask)?;
-    let names: Vec<&String> = mask.names().collect();
-    let flat_keep =
-        Tensor::f_cat(&names.iter().map(|n| mask.get(n).unwrap().f_flatten(0, -1)).collect::<std::result::Result<Vec<_>, _>>()?, 0)?;
-    let k = count_to_prune(fraction, flat_keep.f_sum(Kind::Int64)?.f_int64_value(&[])?);
-    let new_keep = prune_lowest(&flat_scores, &flat_keep, k)?;
+/// The kept entries of every tensor of `mask`, flattened and concatenated in name order.
+fn flat_keep(mask: &Mask) -> Result<Tensor> {
+    Ok(Tensor::f_cat(&mask.iter().map(|(_, m)| m.f_flatten(0, -1)).collect::<std::result::Result<Vec<_>, _>>()?, 0)?)
+}
+
+/// Prunes the `k` lowest of `flat_scores` (one score per entry of `mask`, flattened in name
+/// order) among the entries `mask` keeps, and splits the result back into tensors.
+fn prune_global(mask: &Mask, flat_scores: &Tensor, k: i64) -> Result<Mask> {
+    let new_keep = prune_lowest(flat_scores, &flat_keep(mask)?, k)?;
     let mut out = BTreeMap::new();
     let mut offset = 0;
-    for n in names {
-        let m = mask.get(n).unwrap();
+    for (n, m) in mask.iter() {
         let len = m.numel() as i64;
         out.insert(n.clone(), new_keep.f_narrow(0, offset, len)?.f_view(m.size().as_slice())?);
         offset += len;
     }
     with_masks(mask, out)
+}
+
+/// Global unstructured magnitude pruning (the paper's IMP step): over all tensors of `mask`
+/// together, prunes the `fraction` of still-kept weights with the smallest |w|.
+pub fn global_magnitude(net: &Network, mask: &Mask, fraction: f64) -> Result<Mask> {
+    check_fraction(fraction)?;
+    let k = count_to_prune(fraction, mask.kept());
+    prune_global(mask, &flat_magnitudes(net, mask)?, k)
+}
+
+/// One-shot global magnitude pruning of `net`'s weights to exactly as many kept weights as
+/// `like` keeps, over the same tensors: the control that tells an IMP ticket from a single
+/// pruning step of the pre-trained weights at the same sparsity.
+pub fn one_shot_like(net: &Network, like: &Mask) -> Result<Mask> {
+    let dense = Mask::new(
+        like.iter().map(|(n, m)| Ok((n.clone(), Tensor::f_ones(m.size(), (Kind::Bool, Device::Cpu))?))).collect::<Result<_>>()?,
+        like.meta.clone(),
+    )?;
+    let total: i64 = like.per_layer().iter().map(|l| l.total).sum();
+    let mut mask = prune_global(&dense, &flat_magnitudes(net, &dense)?, total - like.kept())?;
+    mask.meta.regime = "one-shot magnitude (kept count of a ticket)".into();
+    Ok(mask)
 }
 
 /// Layer-wise magnitude pruning: prunes `fraction` of each tensor's kept weights separately.
@@ -116,25 +136,8 @@ fn random_scores(shape: &[i64], rng: &mut Rng) -> Result<Tensor> {
 pub fn random_global(mask: &Mask, fraction: f64, seed: u64) -> Result<Mask> {
     check_fraction(fraction)?;
     let mut rng = Rng::derive(seed, "random-prune");
-    let names: Vec<&String> = mask.names().collect();
-    let mut scores = Vec::new();
-    let mut keeps = Vec::new();
-    for n in &names {
-        let m = mask.get(n).unwrap();
-        scores.push(random_scores(&[m.numel() as i64], &mut rng)?);
-        keeps.push(m.f_flatten(0, -1)?);
-    }
-    let flat_keep = Tensor::f_cat(&keeps, 0)?;
-    let k = count_to_prune(fraction, flat_keep.f_sum(Kind::Int64)?.f_int64_value(&[])?);
-    let new_keep = prune_lowest(&Tensor::f_cat(&scores, 0)?, &flat_keep, k)?;
-    let mut out = BTreeMap::new();
-    let mut offset = 0;
-    for n in names {
-        let m = mask.get(n).unwrap();
-        out.insert(n.clone(), new_keep.f_narrow(0, offset, m.numel() as i64)?.f_view(m.size().as_slice())?);
-        offset += m.numel() as i64;
-    }
-    let mut mask = with_masks(mask, out)?;
+    let scores = mask.iter().map(|(_, m)| random_scores(&[m.numel() as i64], &mut rng)).collect::<Result<Vec<_>>>()?;
+    let mut mask = prune_global(mask, &Tensor::f_cat(&scores, 0)?, count_to_prune(fraction, mask.kept()))?;
     mask.meta.regime = "random".into();
     Ok(mask)
 }

@@ -99,48 +99,103 @@ impl ImpDesc {
     }
 }
 
-/// The network that is transferred: the dense pre-trained network, or a ticket of an IMP round.
+/// The network that is transferred: the dense pre-trained network, a ticket of an IMP round, or
+/// one of the two controls of a ticket (open_lth's and the LTH literature's baselines: without
+/// them "IMP found a ticket" cannot be told from "any sparse network would do").
 // Descriptions are small plain data, built a few hundred times per study: no boxing.
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub enum Subnetwork {
     Dense(PretrainDesc),
-    Ticket { imp: ImpDesc, round: usize },
+    Ticket {
+        imp: ImpDesc,
+        round: usize,
+    },
+    /// A random mask with the ticket's per-layer kept counts, drawn with `seed`.
+    RandomTicket {
+        imp: ImpDesc,
+        round: usize,
+        seed: u64,
+    },
+    /// One-shot global magnitude pruning of the pre-trained weights to the ticket's kept count.
+    OneShot {
+        imp: ImpDesc,
+        round: usize,
+    },
+}
+
+/// What kind of subnetwork a transfer starts from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SubnetworkKind {
+    Dense,
+    Ticket,
+    RandomTicket,
+    OneShot,
+}
+
+impl SubnetworkKind {
+    /// The controls, in report order.
+    pub const CONTROLS: [SubnetworkKind; 2] = [SubnetworkKind::RandomTicket, SubnetworkKind::OneShot];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            SubnetworkKind::Dense => "dense",
+            SubnetworkKind::Ticket => "ticket",
+            SubnetworkKind::RandomTicket => "random ticket",
+            SubnetworkKind::OneShot => "one-shot",
+        }
+    }
 }
 
 impl Subnetwork {
     pub fn pretrain(&self) -> &PretrainDesc {
         match self {
             Subnetwork::Dense(p) => p,
-            Subnetwork::Ticket { imp, .. } => &imp.pretrain,
+            Subnetwork::Ticket { imp, .. } | Subnetwork::RandomTicket { imp, .. } | Subnetwork::OneShot { imp, .. } => &imp.pretrain,
         }
     }
-    /// The IMP family (`None` for the dense network).
-    pub fn family(&self) -> Option<RegimeKind> {
+    /// The IMP run whose ticket this is or imitates (`None` for the dense network).
+    pub fn imp(&self) -> Option<&ImpDesc> {
         match self {
             Subnetwork::Dense(_) => None,
-            Subnetwork::Ticket { imp, .. } => Some(imp.family()),
+            Subnetwork::Ticket { imp, .. } | Subnetwork::RandomTicket { imp, .. } | Subnetwork::OneShot { imp, .. } => Some(imp),
         }
+    }
+    pub fn kind(&self) -> SubnetworkKind {
+        match self {
+            Subnetwork::Dense(_) => SubnetworkKind::Dense,
+            Subnetwork::Ticket { .. } => SubnetworkKind::Ticket,
+            Subnetwork::RandomTicket { .. } => SubnetworkKind::RandomTicket,
+            Subnetwork::OneShot { .. } => SubnetworkKind::OneShot,
+        }
+    }
+    /// The IMP family of the ticket (or of the ticket a control imitates; `None` for dense).
+    pub fn family(&self) -> Option<RegimeKind> {
+        self.imp().map(|i| i.family())
     }
     /// The IMP round (0 for the dense network).
     pub fn round(&self) -> usize {
         match self {
             Subnetwork::Dense(_) => 0,
-            Subnetwork::Ticket { round, .. } => *round,
+            Subnetwork::Ticket { round, .. } | Subnetwork::RandomTicket { round, .. } | Subnetwork::OneShot { round, .. } => *round,
         }
     }
-    /// "dense", "m^ST r6".
+    /// "dense", "m^ST r6", "random m^ST r6", "one-shot m^ST r6".
     pub fn name(&self) -> String {
-        subnetwork_name(self.family(), self.round())
+        subnetwork_name(self.kind(), self.family(), self.round())
     }
 }
 
-/// "dense" or "m^ST r6".
-pub fn subnetwork_name(family: Option<RegimeKind>, round: usize) -> String {
-    match family {
-        None => "dense".into(),
-        Some(f) => format!("{} r{round}", f.family()),
+/// "dense", "m^ST r6", "random m^ST r6", "one-shot m^ST r6".
+pub fn subnetwork_name(kind: SubnetworkKind, family: Option<RegimeKind>, round: usize) -> String {
+    let ticket = family.map(|f| format!("{} r{round}", f.family())).unwrap_or_default();
+    match kind {
+        SubnetworkKind::Dense => "dense".into(),
+        SubnetworkKind::Ticket => ticket,
+        SubnetworkKind::RandomTicket => format!("random {ticket}"),
+        SubnetworkKind::OneShot => format!("one-shot {ticket}"),
     }
 }
 

@@ -4,6 +4,7 @@
 //! the recipes) is derived from it, and [`Study::check`] refuses a study that is inconsistent or
 //! out of range before anything runs.
 
+use super::desc::SubnetworkKind;
 use super::profile::Profile;
 use crate::attack::ThreatModel;
 use crate::data::DataSource;
@@ -49,8 +50,24 @@ pub struct Study {
     pub transfer: TransferRecipe,
     /// Verdict tolerance (fraction: 0.005 = 0.5 points).
     pub tolerance: f64,
+    /// Random-ticket and one-shot controls of the tickets (none when `None`).
+    pub controls: Option<ControlPlan>,
     /// The loss landscapes of the paper's Fig. 6 (none when `None`).
     pub landscapes: Option<LandscapePlan>,
+}
+
+/// Which controls are transferred, like the tickets (every pre-training, downstream dataset,
+/// fine-tuning and seed): for the tickets of one IMP family at some rounds and data fractions,
+/// a random ticket with the same per-layer counts (a new draw per seed) and / or one-shot
+/// magnitude pruning of the pre-trained weights to the same count.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ControlPlan {
+    pub family: RegimeKind,
+    /// `random-ticket` and / or `one-shot`.
+    pub kinds: Vec<SubnetworkKind>,
+    pub rounds: Vec<usize>,
+    pub fractions: Vec<f64>,
 }
 
 /// The fine-tuning recipe of every transfer (its regime comes from `fine_tunings`, its seed from
@@ -134,6 +151,7 @@ impl Study {
                 min_steps: z.finetune_min_steps,
             },
             tolerance: 0.005,
+            controls: None,
             landscapes: Some(LandscapePlan {
                 family: RegimeKind::Standard,
                 round: landscape_round,
@@ -260,6 +278,24 @@ impl Study {
         }
         if !(self.tolerance >= 0.0 && self.tolerance < 0.5) {
             p.push(format!("tolerance = {} is not in [0, 0.5) (a fraction: 0.005 = 0.5 points)", self.tolerance));
+        }
+        if let Some(c) = &self.controls {
+            if !self.families.contains(&c.family) {
+                p.push(format!("controls.family {} is not in families {:?}", c.family, self.families));
+            }
+            for k in &c.kinds {
+                if !SubnetworkKind::CONTROLS.contains(k) {
+                    p.push(format!("controls.kinds has {}: a control is random-ticket or one-shot", k.name()));
+                }
+            }
+            for &r in &c.rounds {
+                if r == 0 || r > self.imp.rounds {
+                    p.push(format!("controls.rounds contains {r}, outside 1..={} (imp.rounds)", self.imp.rounds));
+                }
+            }
+            for f in &c.fractions {
+                fraction(&mut p, "controls.fractions", *f);
+            }
         }
         if let Some(l) = &self.landscapes {
             if !self.families.contains(&l.family) {

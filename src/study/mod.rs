@@ -4,20 +4,23 @@
 //! - [`desc`]: typed step descriptions whose hashes are the store keys;
 //! - [`plan`]: the steps of a study in dependency order;
 //! - [`runner`]: computing what the store lacks, with progress through [`crate::progress`];
-//! - [`results`] and [`report`]: what a study produced, its tables, figures and reports.
+//! - [`results`], [`report`] and [`claims`]: what a study produced, its tables, figures,
+//!   reports, and the paper's three claims tested on it.
 
+pub mod claims;
 pub mod desc;
 pub mod grid;
 pub mod plan;
 pub mod profile;
-mod report;
+pub mod report;
 pub mod results;
 pub mod runner;
 
-pub use desc::{subnetwork_name, Subnetwork};
-pub use grid::{LandscapePlan, Study, TransferRecipe};
+pub use claims::{Claim, ClaimVerdict};
+pub use desc::{subnetwork_name, Subnetwork, SubnetworkKind};
+pub use grid::{ControlPlan, LandscapePlan, Study, TransferRecipe};
 pub use plan::{Plan, PlannedStep, StepDesc};
 pub use profile::{Profile, Sizes};
-pub use report::{StudyReport, VerdictCell};
+pub use report::{ImpRow, Pick, StudyReport, VerdictCell};
 pub use results::{LandscapeRecord, StudyResults, TransferRecord};
 pub use runner::{run_plan, ImpSummary, RunSummary};

@@ -3,7 +3,7 @@
 //! plan` prints it. The `Study::*_desc` methods here are the only place a study turns its
 //! declaration into step descriptions.
 
-use super::desc::{HoldOut, ImpDesc, LandscapeDesc, PretrainDesc, Subnetwork, TrajectoryDesc, TransferDesc};
+use super::desc::{HoldOut, ImpDesc, LandscapeDesc, PretrainDesc, Subnetwork, SubnetworkKind, TrajectoryDesc, TransferDesc};
 use super::grid::Study;
 use crate::data::DataSource;
 use crate::display::Table;
@@ -174,6 +174,16 @@ impl Study {
         })
     }
 
+    /// A control of the ticket of `round` of an IMP family (the random ticket drawn with `seed`).
+    pub fn control(&self, kind: RegimeKind, control: SubnetworkKind, family: RegimeKind, round: usize, seed: u64) -> Result<Subnetwork> {
+        let imp = self.imp_desc(kind, family)?;
+        match control {
+            SubnetworkKind::RandomTicket => Ok(Subnetwork::RandomTicket { imp, round, seed }),
+            SubnetworkKind::OneShot => Ok(Subnetwork::OneShot { imp, round }),
+            other => Err(Error::invalid(format!("{} is not a control", other.name()), "use random-ticket or one-shot")),
+        }
+    }
+
     /// One transfer of the grid.
     pub fn transfer_desc(
         &self,
@@ -235,6 +245,23 @@ impl Study {
                             for &seed in &self.seeds {
                                 let desc = self.transfer_desc(subnetwork.clone(), d, ft, fraction, seed)?;
                                 plan.push(&mut index, StepDesc::Transfer(desc), vec![*dep])?;
+                            }
+                        }
+                    }
+                }
+            }
+            if let Some(c) = &self.controls {
+                for &d in &self.downstream {
+                    for &control in &c.kinds {
+                        for &r in &c.rounds {
+                            for &ft in &self.fine_tunings {
+                                for &fraction in &c.fractions {
+                                    for &seed in &self.seeds {
+                                        let subnetwork = self.control(pre, control, c.family, r, seed)?;
+                                        let desc = self.transfer_desc(subnetwork, d, ft, fraction, seed)?;
+                                        plan.push(&mut index, StepDesc::Transfer(desc), vec![imps[&c.family]])?;
+                                    }
+                                }
                             }
                         }
                     }

@@ -1,17 +1,25 @@
-//! What a study shows: verdict, headline and transfer tables, the sparsity / data-efficiency /
-//! IMP-family / landscape figures, and the Markdown and self-contained HTML reports.
+//! What a study shows: the double-win verdicts with their intervals, the headline (highest
+//! double-win sparsity), tickets against their controls, IMP diagnostics, the sparsity /
+//! data-efficiency / IMP-family / landscape figures, the three claims of the paper as tested
+//! claims ([`super::claims`]), and the Markdown and self-contained HTML reports.
 
+use super::claims::Claim;
+use super::desc::SubnetworkKind;
 use super::{subnetwork_name, StudyResults};
 use crate::data::DataSource;
-use crate::display::{evcxr_emit, Table};
+use crate::display::{escape_html, evcxr_emit, Table};
 use crate::error::{Error, Result};
 use crate::landscape::{landscape_figure, landscape_table, Landscape};
 use crate::plot::{palette, Color, Figure, Layer, Panel, Series};
+use crate::prune::Mask;
+use crate::stats::PairedDifference;
 use crate::train::RegimeKind;
-use crate::transfer::{Scores, TransferReport, Verdict};
+use crate::transfer::TransferReport;
+use crate::verdict::{paired, Metric, SparsityBound, Verdict};
 use serde::{Deserialize, Serialize};
 
-/// A verdict with what it is about.
+/// A verdict with what it is about: the tickets of one IMP family of one pre-training, on one
+/// downstream dataset at one data fraction.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct VerdictCell {
     pub pretraining: RegimeKind,
@@ -21,79 +29,93 @@ pub struct VerdictCell {
     pub verdict: Verdict,
 }
 
-/// Picks one metric's values (over seeds) out of [`Scores`].
-type Metric = fn(&Scores) -> &Vec<f64>;
+/// Which transfers to pick out of a study's results.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Pick {
+    pub pretraining: RegimeKind,
+    pub kind: SubnetworkKind,
+    pub family: Option<RegimeKind>,
+    pub round: usize,
+    pub dataset: DataSource,
+    pub fraction: f64,
+}
 
-const METRICS: [(&str, Metric); 3] =
-    [("SA after standard FT", |s| &s.std_sa), ("SA after adversarial FT", |s| &s.adv_sa), ("RA after adversarial FT", |s| &s.adv_ra)];
-
-/// Mean, min and max of a metric in %, or `None` without values.
-fn summary(v: &[f64]) -> Option<(f64, f64, f64)> {
-    if v.is_empty() {
-        return None;
+impl Pick {
+    /// The dense network of a pre-training.
+    pub fn dense(pretraining: RegimeKind, dataset: DataSource, fraction: f64) -> Pick {
+        Pick { pretraining, kind: SubnetworkKind::Dense, family: None, round: 0, dataset, fraction }
     }
-    let mean = 100.0 * v.iter().sum::<f64>() / v.len() as f64;
-    let (lo, hi) = v.iter().fold((f64::MAX, f64::MIN), |(a, b), &x| (a.min(x), b.max(x)));
-    Some((mean, 100.0 * lo, 100.0 * hi))
+    /// The ticket of `round` of an IMP family (or, with `kind`, one of its controls).
+    pub fn ticket(pretraining: RegimeKind, family: RegimeKind, round: usize, dataset: DataSource, fraction: f64) -> Pick {
+        Pick { pretraining, kind: SubnetworkKind::Ticket, family: Some(family), round, dataset, fraction }
+    }
+    pub fn kind(self, kind: SubnetworkKind) -> Pick {
+        Pick { kind, ..self }
+    }
+    pub fn name(&self) -> String {
+        format!("{} {}", self.pretraining.short(), subnetwork_name(self.kind, self.family, self.round))
+    }
 }
 
 impl StudyResults {
     /// The transfer reports of one subnetwork (all fine-tunings and seeds).
-    pub fn reports(
-        &self,
-        pre: RegimeKind,
-        family: Option<RegimeKind>,
-        round: usize,
-        dataset: impl Into<DataSource>,
-        fraction: f64,
-    ) -> Vec<&TransferReport> {
-        let dataset = dataset.into();
+    pub fn runs(&self, p: Pick) -> Vec<&TransferReport> {
         self.transfers
             .iter()
             .filter(|t| {
-                t.pretraining == pre && t.family == family && t.round == round && t.dataset == dataset && t.report.fraction == fraction
+                t.pretraining == p.pretraining
+                    && t.kind == p.kind
+                    && t.family == p.family
+                    && t.round == p.round
+                    && t.dataset == p.dataset
+                    && t.report.fraction == p.fraction
             })
             .map(|t| &t.report)
             .collect()
     }
 
-    /// One panel per verdict metric: SA / RA against sparsity for each (label, colour, family,
-    /// pre-training) curve, with the dense baselines dashed and min-max bands over seeds.
-    fn metric_panels(
-        &self,
-        title: &str,
-        dataset: DataSource,
-        fraction: f64,
-        curves: &[(String, Color, RegimeKind, RegimeKind)],
-    ) -> Vec<Panel> {
-        METRICS
+    /// The sparsity of a subnetwork's runs (`None` without runs).
+    fn sparsity(&self, p: Pick) -> Option<f64> {
+        self.runs(p).first().map(|r| r.sparsity)
+    }
+
+    /// One panel per metric the grid measures: accuracy against sparsity, one line per
+    /// `(label, colour, dashed, pick)` curve (its points at the study's rounds), each ticket's
+    /// band the 95% interval of its paired difference to the dense network drawn around its
+    /// mean, each dense network a dashed horizontal line.
+    fn metric_panels(&self, title: &str, curves: &[(String, Color, bool, Pick)]) -> Vec<Panel> {
+        Metric::ALL
             .iter()
-            .map(|(metric, get)| {
-                let mut panel = Panel::new(format!("{title}{metric}"), "sparsity (%)", "test accuracy (%)");
-                let mut baselines: Vec<RegimeKind> = Vec::new();
-                for (label, color, family, pre) in curves {
+            .map(|&metric| {
+                let mut panel = Panel::new(format!("{title}{}", metric.name()), "sparsity (%)", "test accuracy (%)");
+                let mut baselines: Vec<(RegimeKind, DataSource, u64)> = Vec::new();
+                let one_dense = curves.iter().all(|c| c.3.pretraining == curves[0].3.pretraining);
+                for (label, color, dashed, pick) in curves {
+                    let dense_pick = Pick::dense(pick.pretraining, pick.dataset, pick.fraction);
+                    let dense = self.runs(dense_pick);
+                    let rounds = self.rounds_of(pick.kind);
                     let mut points = Vec::new();
-                    for &r in &self.study.rounds {
-                        let reports = self.reports(*pre, Some(*family), r, dataset, fraction);
-                        if let (Some(first), Some(m)) = (reports.first(), summary(get(&Scores::from_reports(&reports)))) {
-                            points.push((100.0 * first.sparsity, m));
+                    let mut band = Vec::new();
+                    for r in rounds {
+                        let p = Pick { round: r, ..*pick };
+                        let runs = self.runs(p);
+                        let (Some(s), Some(m)) = (self.sparsity(p), metric.mean(&runs)) else { continue };
+                        points.push((100.0 * s, 100.0 * m));
+                        if let (Some(g), Some(d)) = (paired(metric, &runs, &dense), metric.mean(&dense)) {
+                            band.push((100.0 * s, 100.0 * (d + g.lower), 100.0 * (d + g.upper)));
                         }
                     }
-                    if self.study.seeds.len() > 1 {
-                        panel.push(Layer::Band {
-                            name: String::new(),
-                            color: *color,
-                            points: points.iter().map(|(x, m)| (*x, m.1, m.2)).collect(),
-                        });
+                    if !band.is_empty() && !dashed {
+                        panel.push(Layer::Band { name: String::new(), color: *color, points: band });
                     }
-                    panel.push(Layer::line(Series::new(label.clone(), points.iter().map(|(x, m)| (*x, m.0)).collect()), *color));
-                    if !baselines.contains(pre) {
-                        baselines.push(*pre);
-                        if let Some(d) = summary(get(&Scores::from_reports(&self.reports(*pre, None, 0, dataset, fraction)))) {
-                            let name =
-                                if curves.iter().all(|c| c.3 == *pre) { "dense".to_string() } else { format!("{} dense", pre.short()) };
-                            let color = if curves.iter().all(|c| c.3 == *pre) { Color::GREY } else { *color };
-                            panel.push(Layer::HLine { name, y: d.0, color });
+                    let series = Series::new(label.clone(), points);
+                    panel.push(if *dashed { Layer::dashed(series, *color) } else { Layer::line(series, *color) });
+                    let id = (pick.pretraining, pick.dataset, pick.fraction.to_bits());
+                    if !baselines.contains(&id) {
+                        baselines.push(id);
+                        if let Some(d) = metric.mean(&dense) {
+                            let name = if one_dense { "dense".to_string() } else { format!("{} dense", pick.pretraining.short()) };
+                            panel.push(Layer::HLine { name, y: 100.0 * d, color: if one_dense { Color::GREY } else { *color } });
                         }
                     }
                 }
@@ -104,31 +126,74 @@ impl StudyResults {
             .collect()
     }
 
-    fn pretraining_curves(&self, family: RegimeKind) -> Vec<(String, Color, RegimeKind, RegimeKind)> {
-        self.study.pretrainings.iter().enumerate().map(|(i, &p)| (format!("{} ticket", p.short()), palette(i), family, p)).collect()
+    /// The rounds at which subnetworks of `kind` were transferred.
+    fn rounds_of(&self, kind: SubnetworkKind) -> Vec<usize> {
+        match (kind, &self.study.controls) {
+            (SubnetworkKind::RandomTicket | SubnetworkKind::OneShot, Some(c)) => c.rounds.clone(),
+            _ => self.study.rounds.clone(),
+        }
     }
 
-    /// The paper's main figure: SA and RA of the tickets against sparsity, one curve per
-    /// pre-training, with each pre-training's dense baseline dashed.
+    fn note(&self) -> String {
+        format!(
+            "mean over {} seed(s); bands: 95% interval of the seed-paired difference to the dense network (dashed), drawn around \
+             the ticket's mean",
+            self.study.seeds.len()
+        )
+    }
+
+    /// The paper's main figure, with the controls: for each pre-training (a row), SA and RA of
+    /// the tickets of `family` against sparsity, the random-ticket and one-shot controls (dashed,
+    /// where the study runs them) and the dense network.
     pub fn sparsity_figure(&self, dataset: impl Into<DataSource>, fraction: f64, family: RegimeKind) -> Result<Figure> {
         let dataset = dataset.into();
-        let panels = self.metric_panels("", dataset, fraction, &self.pretraining_curves(family));
-        Ok(Figure::grid(
-            format!("{} tickets transferred to {} with {}% of its data", family.family(), dataset.name(), 100.0 * fraction),
+        let mut panels = Vec::new();
+        for &pre in &self.study.pretrainings {
+            let ticket = Pick::ticket(pre, family, 0, dataset, fraction);
+            let mut curves = vec![(format!("{} ticket", pre.short()), palette(0), false, ticket)];
+            if let Some(c) = self.study.controls.as_ref().filter(|c| c.family == family && c.fractions.contains(&fraction)) {
+                for (i, &k) in c.kinds.iter().enumerate() {
+                    curves.push((k.name().to_string(), palette(i + 1), true, ticket.kind(k)));
+                }
+            }
+            panels.extend(self.metric_panels(&format!("{}: ", pre.short()), &curves));
+        }
+        let cols = panels.len().clamp(1, 3);
+        let mut fig = Figure::grid(
+            format!(
+                "{} tickets transferred to {} with {}% of its data, against their controls",
+                family.family(),
+                dataset.name(),
+                100.0 * fraction
+            ),
             panels,
-            3,
+            cols,
         )?
-        .note(self.seed_note()))
+        .note(self.note());
+        fig.panel_size = (360.0, 260.0);
+        Ok(fig)
     }
 
-    /// One row of panels per data fraction (100 / 10 / 1%): data-efficient transfer.
+    /// One row of panels per data fraction: the tickets of every pre-training.
     pub fn data_efficiency_figure(&self, dataset: impl Into<DataSource>, family: RegimeKind) -> Result<Figure> {
         let dataset = dataset.into();
-        let curves = self.pretraining_curves(family);
-        let panels =
-            self.study.fractions.iter().flat_map(|&f| self.metric_panels(&format!("{}% data: ", 100.0 * f), dataset, f, &curves)).collect();
-        let mut fig = Figure::grid(format!("{} tickets on {}: 100% vs less data", family.family(), dataset.name()), panels, 3)?
-            .note(self.seed_note());
+        let panels = self
+            .study
+            .fractions
+            .iter()
+            .flat_map(|&f| {
+                let curves: Vec<_> = self
+                    .study
+                    .pretrainings
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &p)| (format!("{} ticket", p.short()), palette(i), false, Pick::ticket(p, family, 0, dataset, f)))
+                    .collect();
+                self.metric_panels(&format!("{}% data: ", 100.0 * f), &curves)
+            })
+            .collect();
+        let mut fig =
+            Figure::grid(format!("{} tickets on {}: 100% vs less data", family.family(), dataset.name()), panels, 3)?.note(self.note());
         fig.panel_size = (360.0, 260.0);
         Ok(fig)
     }
@@ -138,21 +203,26 @@ impl StudyResults {
         let dataset = dataset.into();
         let mut panels = Vec::new();
         for &pre in &self.study.pretrainings {
-            let curves: Vec<_> =
-                self.study.families.iter().enumerate().map(|(i, &f)| (f.family().to_string(), palette(i), f, pre)).collect();
-            panels.extend(self.metric_panels(&format!("{}: ", pre.short()), dataset, fraction, &curves));
+            let curves: Vec<_> = self
+                .study
+                .families
+                .iter()
+                .enumerate()
+                .map(|(i, &f)| (f.family().to_string(), palette(i), false, Pick::ticket(pre, f, 0, dataset, fraction)))
+                .collect();
+            panels.extend(self.metric_panels(&format!("{}: ", pre.short()), &curves));
         }
         let mut fig = Figure::grid(format!("IMP re-training: m^ST vs m^AT ({}, {}% data)", dataset.name(), 100.0 * fraction), panels, 3)?
-            .note(self.seed_note());
+            .note(self.note());
         fig.panel_size = (360.0, 260.0);
         Ok(fig)
     }
 
-    /// The landscapes of the study: one row per pre-training, one column per data fraction.
+    /// The landscapes of the study: one row per pre-training, one column per data fraction, all
+    /// on one contour scale.
     pub fn landscape_figure(&self) -> Result<Figure> {
         let plan =
             self.study.landscapes.as_ref().ok_or_else(|| Error::invalid("this study draws no landscapes", "set study.landscapes"))?;
-        let cols = plan.fractions.len().max(1);
         let landscapes: Vec<Landscape> = self.landscapes.iter().map(|l| l.landscape.clone()).collect();
         if landscapes.is_empty() {
             return Err(Error::invalid("no landscapes in these results", "run the study first"));
@@ -160,19 +230,19 @@ impl StudyResults {
         let mut fig = landscape_figure(
             &format!(
                 "Loss landscapes of the {} ticket ({:.2}% sparse), {} fine-tuning on {}",
-                subnetwork_name(Some(plan.family), plan.round),
+                subnetwork_name(SubnetworkKind::Ticket, Some(plan.family), plan.round),
                 100.0 * landscapes[0].sparsity,
                 plan.fine_tuning.name(),
                 plan.dataset.name()
             ),
             &landscapes,
-            cols,
+            plan.fractions.len().max(1),
         )?;
         fig.panel_size = (360.0, 300.0);
         Ok(fig)
     }
 
-    /// The study's landscapes as a table.
+    /// The study's landscapes as a table, with the test SA / RA of the fine-tuning drawn.
     pub fn landscape_table(&self) -> Table {
         let mut t = landscape_table(&self.landscapes.iter().map(|l| l.landscape.clone()).collect::<Vec<_>>());
         t.headers.extend(["test SA %".to_string(), "test RA %".to_string()]);
@@ -183,77 +253,6 @@ impl StudyResults {
         t
     }
 
-    fn seed_note(&self) -> String {
-        match self.study.seeds.len() {
-            1 => "one seed (no bands); dashed: dense baselines".into(),
-            n => format!("mean over {n} seeds, bands: min-max; dashed: dense baselines"),
-        }
-    }
-
-    /// Plain-language findings computed from the results: the highest double-win sparsity per
-    /// pre-training and data fraction, the cost of sparsity in RA, and the landscapes' shapes.
-    pub fn findings(&self) -> Vec<String> {
-        let mut out = Vec::new();
-        let verdicts = self.verdicts();
-        for &pre in &self.study.pretrainings {
-            let per_fraction: Vec<String> = self
-                .study
-                .fractions
-                .iter()
-                .map(|&f| {
-                    let best = verdicts
-                        .iter()
-                        .filter(|c| c.pretraining == pre && c.fraction == f)
-                        .filter_map(|c| c.verdict.highest_double_win().map(|s| (s, c.family, c.dataset)))
-                        .max_by(|a, b| a.0.total_cmp(&b.0));
-                    match best {
-                        Some((s, fam, d)) => {
-                            format!("{}% data: up to {:.1}% sparse ({}, {})", 100.0 * f, 100.0 * s, fam.family(), d.name())
-                        }
-                        None => format!("{}% data: none", 100.0 * f),
-                    }
-                })
-                .collect();
-            out.push(format!("{} pre-training, double-win tickets: {}.", pre.short(), per_fraction.join("; ")));
-        }
-        if let (Some(&top), Some(&d), Some(&f)) =
-            (self.study.rounds.iter().max(), self.study.downstream.first(), self.study.fractions.first())
-        {
-            let gaps: Vec<String> = self
-                .study
-                .pretrainings
-                .iter()
-                .filter_map(|&pre| {
-                    let ticket = summary(&Scores::from_reports(&self.reports(pre, Some(RegimeKind::Standard), top, d, f)).adv_ra)?;
-                    let dense = summary(&Scores::from_reports(&self.reports(pre, None, 0, d, f)).adv_ra)?;
-                    Some(format!("{} {:.1} vs dense {:.1}", pre.short(), ticket.0, dense.0))
-                })
-                .collect();
-            if !gaps.is_empty() {
-                out.push(format!(
-                    "RA after adversarial fine-tuning on {} ({}% data) at the sparsest m^ST ticket (round {top}): {}.",
-                    d.name(),
-                    100.0 * f,
-                    gaps.join(", ")
-                ));
-            }
-        }
-        for &f in self.study.landscapes.iter().flat_map(|p| p.fractions.iter()) {
-            let row: Vec<String> = self
-                .landscapes
-                .iter()
-                .filter(|l| l.fraction == f)
-                .map(|l| {
-                    format!("{} final loss {:.3}, mean rise {:.3}", l.pretraining.short(), l.landscape.final_loss, l.landscape.mean_rise())
-                })
-                .collect();
-            if !row.is_empty() {
-                out.push(format!("Landscapes at {}% data: {}.", 100.0 * f, row.join("; ")));
-            }
-        }
-        out
-    }
-
     /// Verdicts per (pre-training, IMP family, downstream dataset, data fraction).
     pub fn verdicts(&self) -> Vec<VerdictCell> {
         let s = &self.study;
@@ -262,24 +261,17 @@ impl StudyResults {
             for &family in &s.families {
                 for &d in &s.downstream {
                     for &fraction in &s.fractions {
-                        let pick = |fam: Option<RegimeKind>, round: usize| self.reports(pre, fam, round, d, fraction);
-                        let dense = Scores::from_reports(&pick(None, 0));
-                        let tickets: Vec<(String, f64, Scores)> = s
+                        let dense = self.runs(Pick::dense(pre, d, fraction));
+                        let tickets: Vec<(String, f64, Vec<&TransferReport>)> = s
                             .rounds
                             .iter()
                             .filter_map(|&r| {
-                                let reports = pick(Some(family), r);
-                                let sparsity = reports.first()?.sparsity;
-                                Some((format!("{} r{r}", family.family()), sparsity, Scores::from_reports(&reports)))
+                                let p = Pick::ticket(pre, family, r, d, fraction);
+                                Some((subnetwork_name(SubnetworkKind::Ticket, Some(family), r), self.sparsity(p)?, self.runs(p)))
                             })
                             .collect();
-                        out.push(VerdictCell {
-                            pretraining: pre,
-                            family,
-                            dataset: d,
-                            fraction,
-                            verdict: Verdict::judge(&dense, &tickets, s.tolerance),
-                        });
+                        let verdict = Verdict::judge(&dense, &tickets, s.tolerance);
+                        out.push(VerdictCell { pretraining: pre, family, dataset: d, fraction, verdict });
                     }
                 }
             }
@@ -287,55 +279,127 @@ impl StudyResults {
         out
     }
 
-    /// One row per verdict cell: the highest double-win sparsity and each ticket's outcome.
+    /// The highest double-win sparsity of a pre-training on a dataset at a data fraction, over
+    /// the IMP families: the family whose bound reaches highest.
+    pub fn bound(&self, pre: RegimeKind, dataset: DataSource, fraction: f64) -> SparsityBound {
+        self.verdicts()
+            .into_iter()
+            .filter(|c| c.pretraining == pre && c.dataset == dataset && c.fraction == fraction)
+            .map(|c| c.verdict.bound())
+            .max_by(|a, b| a.at_least.unwrap_or(-1.0).total_cmp(&b.at_least.unwrap_or(-1.0)))
+            .unwrap_or(SparsityBound { at_least: None, below: None })
+    }
+
+    /// One row per verdict cell: each ticket's outcome and the highest double-win sparsity.
     pub fn verdict_table(&self) -> Table {
         let mut t = Table::new(
-            format!("Double-win tickets ({} transfers, tolerance {:.1} points)", self.transfers.len(), 100.0 * self.study.tolerance),
-            &["pre-training", "mask", "downstream", "data %", "tickets (sparsity: double-win?)", "highest double-win sparsity %"],
+            format!(
+                "Double-win tickets ({} transfers, {} seeds, tolerance {:.1} points)",
+                self.transfers.len(),
+                self.study.seeds.len(),
+                100.0 * self.study.tolerance
+            ),
+            &["pre-training", "mask", "downstream", "data %", "tickets (sparsity: double-win?)", "highest double-win sparsity"],
         );
         for c in self.verdicts() {
-            let tickets = c
-                .verdict
-                .rows
-                .iter()
-                .map(|r| format!("{:.1}%: {}", 100.0 * r.sparsity, if r.double_win { "yes" } else { "no" }))
-                .collect::<Vec<_>>()
-                .join(", ");
+            let tickets =
+                c.verdict.rows.iter().map(|r| format!("{:.1}%: {}", 100.0 * r.sparsity, r.outcome.name())).collect::<Vec<_>>().join(", ");
             t.push(vec![
                 c.pretraining.short().into(),
                 c.family.family().into(),
                 c.dataset.name().into(),
                 format!("{}", 100.0 * c.fraction),
                 tickets,
-                c.verdict.highest_double_win().map(|s| format!("{:.2}", 100.0 * s)).unwrap_or_else(|| "-".into()),
+                c.verdict.bound().to_string(),
             ]);
         }
         t
     }
 
+    /// Every ticket's three paired differences to the dense network, with intervals.
+    pub fn gap_table(&self) -> Table {
+        let mut t = Table::new(
+            format!("Tickets minus dense (points, seed-paired mean [95% interval]); tolerance {:.1} points", 100.0 * self.study.tolerance),
+            &["pre-training", "ticket", "downstream", "data %", "sparsity %", "std-FT SA", "adv-FT SA", "adv-FT RA", "double-win"],
+        );
+        for c in self.verdicts() {
+            for r in &c.verdict.rows {
+                let cell = |i: usize| r.gaps[i].map(|g| g.points()).unwrap_or_else(|| "-".into());
+                t.push(vec![
+                    c.pretraining.short().into(),
+                    r.label.clone(),
+                    c.dataset.name().into(),
+                    format!("{}", 100.0 * c.fraction),
+                    format!("{:.2}", 100.0 * r.sparsity),
+                    cell(0),
+                    cell(1),
+                    cell(2),
+                    r.outcome.name().into(),
+                ]);
+            }
+        }
+        t
+    }
+
     /// Per pre-training and data fraction: the highest double-win sparsity found on each
-    /// downstream dataset (over both IMP families), the paper's headline comparison.
+    /// downstream dataset (over the IMP families), the paper's headline comparison.
     pub fn headline_table(&self) -> Table {
         let s = &self.study;
         let mut headers = vec!["pre-training".to_string(), "data %".to_string()];
         headers.extend(s.downstream.iter().map(|d| d.name().to_string()));
-        let mut t = Table { title: "Highest sparsity with a double-win ticket (%)".into(), headers, rows: Vec::new() };
-        let verdicts = self.verdicts();
+        let mut t = Table {
+            title: "Highest sparsity with a double-win ticket (and the lowest sparsity above it resolved as not double-win)".into(),
+            headers,
+            rows: Vec::new(),
+        };
         for &pre in &s.pretrainings {
             for &fraction in &s.fractions {
                 let mut row = vec![pre.short().to_string(), format!("{}", 100.0 * fraction)];
-                for &d in &s.downstream {
-                    let best = verdicts
-                        .iter()
-                        .filter(|c| c.pretraining == pre && c.dataset == d && c.fraction == fraction)
-                        .filter_map(|c| c.verdict.highest_double_win())
-                        .fold(None, |m: Option<f64>, x| Some(m.map_or(x, |m| m.max(x))));
-                    row.push(best.map(|b| format!("{:.2}", 100.0 * b)).unwrap_or_else(|| "none".into()));
-                }
+                row.extend(s.downstream.iter().map(|&d| self.bound(pre, d, fraction).to_string()));
                 t.rows.push(row);
             }
         }
         t
+    }
+
+    /// Tickets against their controls: the seed-paired differences ticket minus random ticket
+    /// and ticket minus one-shot, per metric.
+    pub fn control_table(&self) -> Option<Table> {
+        let c = self.study.controls.as_ref()?;
+        let mut t = Table::new(
+            format!("{} tickets minus their controls (points, seed-paired mean [95% interval])", c.family.family()),
+            &["pre-training", "downstream", "data %", "round", "sparsity %", "control", "std-FT SA", "adv-FT SA", "adv-FT RA"],
+        );
+        for &pre in &self.study.pretrainings {
+            for &d in &self.study.downstream {
+                for &f in &c.fractions {
+                    for &r in &c.rounds {
+                        let ticket = Pick::ticket(pre, c.family, r, d, f);
+                        for &k in &c.kinds {
+                            let runs = (self.runs(ticket), self.runs(ticket.kind(k)));
+                            let cell = |m: Metric| paired(m, &runs.0, &runs.1).map(|g| g.points()).unwrap_or_else(|| "-".into());
+                            t.push(vec![
+                                pre.short().into(),
+                                d.name().into(),
+                                format!("{}", 100.0 * f),
+                                r.to_string(),
+                                self.sparsity(ticket).map(|s| format!("{:.2}", 100.0 * s)).unwrap_or_default(),
+                                k.name().into(),
+                                cell(Metric::StdSa),
+                                cell(Metric::AdvSa),
+                                cell(Metric::AdvRa),
+                            ]);
+                        }
+                    }
+                }
+            }
+        }
+        Some(t)
+    }
+
+    /// The seed-paired difference of `metric` between two subnetworks (`a - b`).
+    pub fn difference(&self, metric: Metric, a: Pick, b: Pick) -> Option<PairedDifference> {
+        paired(metric, &self.runs(a), &self.runs(b))
     }
 
     /// Every transfer's test SA / RA.
@@ -357,7 +421,7 @@ impl StudyResults {
         for r in &self.transfers {
             t.push(vec![
                 r.pretraining.short().into(),
-                subnetwork_name(r.family, r.round),
+                subnetwork_name(r.kind, r.family, r.round),
                 format!("{:.2}", 100.0 * r.report.sparsity),
                 r.dataset.name().into(),
                 r.report.fine_tuning.name().into(),
@@ -370,18 +434,14 @@ impl StudyResults {
         t
     }
 
-    /// A Markdown report: headline, verdicts, every transfer, and the study's settings.
-    pub fn markdown(&self) -> String {
-        let mut s = format!(
-            "# Double-win study\n\n{} transfers; {:.0} s ({} steps computed, the rest from the store).\n\n",
-            self.transfers.len(),
-            self.seconds,
-            self.computed_steps
-        );
-        s += &self.headline_table().to_markdown();
-        s += &self.verdict_table().to_markdown();
-        s += &self.transfer_table().to_markdown();
-        s + &format!("### Settings\n\n```json\n{}\n```\n", serde_json::to_string_pretty(&self.study).unwrap_or_default())
+    /// The paper's three claims, each tested on these results.
+    pub fn claims(&self) -> Vec<Claim> {
+        super::claims::claims(self)
+    }
+
+    /// The claims as plain-language lines: claim, verdict, evidence.
+    pub fn findings(&self) -> Vec<String> {
+        self.claims().iter().map(|c| format!("{}: {}. {}", c.title, c.verdict.name(), c.evidence.join(" "))).collect()
     }
 
     pub fn evcxr_display(&self) {
@@ -396,45 +456,83 @@ impl std::fmt::Display for StudyResults {
     }
 }
 
-/// A study's report: its results and the figures built from them. Renders in a notebook and
-/// saves as one self-contained HTML file (figures inline), a Markdown summary and the figures
-/// as SVG and PNG.
+/// What IMP produced: per pre-training, family and round, the ticket's sparsity, its overlap
+/// with one-shot magnitude pruning at the same count (does re-training move the mask?) and with
+/// the other family's ticket of the same round.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImpRow {
+    pub pretraining: RegimeKind,
+    pub family: RegimeKind,
+    pub round: usize,
+    pub sparsity: f64,
+    /// |ticket and one-shot| / |ticket or one-shot| over kept weights.
+    pub overlap_one_shot: f64,
+    /// The same with the ticket of the other family (m^ST vs m^AT), when the study has both.
+    pub overlap_other_family: Option<f64>,
+}
+
+/// A study's report: its results, IMP diagnostics, per-layer densities and the figures built
+/// from them. Renders in a notebook and saves as one self-contained HTML file (figures inline),
+/// a Markdown summary and the figures.
 #[derive(Debug, Clone)]
 pub struct StudyReport {
     pub results: StudyResults,
+    pub imp: Vec<ImpRow>,
     /// (file stem, figure), in report order.
     pub figures: Vec<(String, Figure)>,
 }
 
 impl super::Study {
-    /// Runs (or loads) the study and builds its report, including the per-layer density of the
-    /// landscape tickets (read from the store).
+    /// Runs (or loads) the study and builds its report, with IMP diagnostics and the per-layer
+    /// density of the landscape tickets (masks read from the store).
     pub fn report(&self, rt: &crate::runtime::Runtime, store: &crate::store::Store) -> Result<StudyReport> {
         let results = self.run(rt, store)?;
+        let mut imp = Vec::new();
+        for &pre in &self.pretrainings {
+            let (net, _) = self.pretrained(rt, store, pre)?;
+            for &family in &self.families {
+                for round in 1..=self.imp.rounds {
+                    let ticket = self.ticket(store, pre, family, round)?;
+                    let one_shot = crate::prune::one_shot_like(&net, &ticket)?;
+                    let other = self.families.iter().find(|f| **f != family).map(|&f| self.ticket(store, pre, f, round)).transpose()?;
+                    imp.push(ImpRow {
+                        pretraining: pre,
+                        family,
+                        round,
+                        sparsity: ticket.sparsity(),
+                        overlap_one_shot: ticket.overlap(&one_shot)?,
+                        overlap_other_family: other.map(|o| ticket.overlap(&o)).transpose()?,
+                    });
+                }
+            }
+        }
         let mut masks = Vec::new();
         if let Some(plan) = &self.landscapes {
             for &pre in &self.pretrainings {
                 masks.push((
-                    format!("{} {}", pre.short(), subnetwork_name(Some(plan.family), plan.round)),
+                    format!("{} {}", pre.short(), subnetwork_name(SubnetworkKind::Ticket, Some(plan.family), plan.round)),
                     self.ticket(store, pre, plan.family, plan.round)?,
                 ));
             }
         }
-        StudyReport::new(results, &masks)
+        StudyReport::new(results, imp, &masks)
     }
 }
 
 impl StudyReport {
     /// Builds every figure of `results`; `masks` (label, mask) get per-layer density bars.
-    pub fn new(results: StudyResults, masks: &[(String, crate::prune::Mask)]) -> Result<StudyReport> {
+    pub fn new(results: StudyResults, imp: Vec<ImpRow>, masks: &[(String, Mask)]) -> Result<StudyReport> {
         let s = &results.study;
         let mut figures = Vec::new();
         for &d in &s.downstream {
             for &family in &s.families {
-                figures.push((
-                    format!("sparsity-{}-{}", d.name(), family.family().replace('^', "")),
-                    results.data_efficiency_figure(d, family)?,
-                ));
+                let stem = family.family().replace('^', "");
+                if let Some(&f) = s.fractions.first() {
+                    figures.push((format!("sparsity-{}-{stem}", d.name()), results.sparsity_figure(d, f, family)?));
+                }
+                if s.fractions.len() > 1 {
+                    figures.push((format!("fractions-{}-{stem}", d.name()), results.data_efficiency_figure(d, family)?));
+                }
             }
             if s.families.len() > 1 {
                 if let Some(&f) = s.fractions.first() {
@@ -449,69 +547,99 @@ impl StudyReport {
             let panels = masks.iter().map(|(label, m)| m.density_panel(format!("{label} ({:.2}% sparse)", 100.0 * m.sparsity()))).collect();
             figures.push(("density".into(), Figure::grid("Per-layer density of the tickets", panels, masks.len().min(3))?));
         }
-        Ok(StudyReport { results, figures })
+        Ok(StudyReport { results, imp, figures })
+    }
+
+    /// IMP diagnostics as a table.
+    pub fn imp_table(&self) -> Table {
+        let mut t = Table::new(
+            "IMP masks: overlap of kept weights (intersection over union) with one-shot magnitude pruning at the same count and with \
+             the other family's ticket",
+            &["pre-training", "family", "round", "sparsity %", "overlap with one-shot %", "overlap m^ST vs m^AT %"],
+        );
+        for r in &self.imp {
+            t.push(vec![
+                r.pretraining.short().into(),
+                r.family.family().into(),
+                r.round.to_string(),
+                format!("{:.2}", 100.0 * r.sparsity),
+                format!("{:.1}", 100.0 * r.overlap_one_shot),
+                r.overlap_other_family.map(|o| format!("{:.1}", 100.0 * o)).unwrap_or_else(|| "-".into()),
+            ]);
+        }
+        t
     }
 
     /// One line on what was run and how long it took.
     fn summary_line(&self) -> String {
         let r = &self.results;
         format!(
-            "{} transfers and {} landscapes; {:.0} s ({} steps computed, the rest from the store).",
+            "{} transfers and {} landscapes; {:.0} s ({} steps computed, the rest from the store). Threat model: {}, test attacks: {}.",
             r.transfers.len(),
             r.landscapes.len(),
             r.seconds,
-            r.computed_steps
+            r.computed_steps,
+            r.study.threat.describe(),
+            r.study.threat.test.name()
         )
     }
 
-    fn findings_html(&self) -> String {
-        let items: String = self.results.findings().iter().map(|f| format!("<li>{}</li>", crate::display::escape_html(f))).collect();
-        format!("<ul>{items}</ul>")
+    /// The tables of the report, in order.
+    fn tables(&self) -> Vec<Table> {
+        let r = &self.results;
+        let mut v = vec![r.verdict_table(), r.gap_table()];
+        v.extend(r.control_table());
+        if !self.imp.is_empty() {
+            v.push(self.imp_table());
+        }
+        if !r.landscapes.is_empty() {
+            v.push(r.landscape_table());
+        }
+        v.push(r.transfer_table());
+        v
     }
 
     /// The Markdown summary; figures are referenced as `figures/<stem>.svg`.
     pub fn markdown(&self) -> String {
         let r = &self.results;
-        let findings: String = r.findings().iter().map(|f| format!("- {f}\n")).collect();
-        let mut s = format!("# Double-win study\n\n{}\n\n## Findings\n\n{findings}\n", self.summary_line());
+        let mut s = format!("# Double-win study\n\n{}\n\n## The paper's claims, tested\n\n", self.summary_line());
+        for c in r.claims() {
+            s += &c.markdown();
+        }
         s += &r.headline_table().to_markdown();
         for (stem, fig) in &self.figures {
             s += &format!("![{}](figures/{stem}.svg)\n\n", fig.title);
         }
-        s += &r.verdict_table().to_markdown();
-        if !r.landscapes.is_empty() {
-            s += &r.landscape_table().to_markdown();
+        for t in self.tables() {
+            s += &t.to_markdown();
         }
-        s += &r.transfer_table().to_markdown();
         s + &format!("### Settings\n\n```json\n{}\n```\n", serde_json::to_string_pretty(&r.study).unwrap_or_default())
     }
 
-    /// One self-contained HTML page: findings, tables and every figure inline (SVG).
+    /// One self-contained HTML page: claims, tables and every figure inline (SVG).
     pub fn html(&self) -> String {
         let r = &self.results;
-        let esc = crate::display::escape_html;
-        let mut body = format!("<h1>Double-win study</h1><p>{}</p><h2>Findings</h2>{}", esc(&self.summary_line()), self.findings_html());
+        let mut body = format!("<h1>Double-win study</h1><p>{}</p><h2>The paper's claims, tested</h2>", escape_html(&self.summary_line()));
+        for c in r.claims() {
+            body += &c.html();
+        }
         body += &r.headline_table().to_html();
         body += "<h2>Figures</h2>";
         for (_, fig) in &self.figures {
             body += &format!("<figure>{}</figure>", fig.svg());
         }
-        body += "<h2>Verdicts</h2>";
-        body += &r.verdict_table().to_html();
-        if !r.landscapes.is_empty() {
-            body += &r.landscape_table().to_html();
+        body += "<h2>Tables</h2>";
+        for t in self.tables() {
+            body += &t.to_html();
         }
-        body += "<h2>Every transfer</h2>";
-        body += &r.transfer_table().to_html();
-        body += &format!("<h2>Settings</h2><pre>{}</pre>", esc(&serde_json::to_string_pretty(&r.study).unwrap_or_default()));
+        body += &format!("<h2>Settings</h2><pre>{}</pre>", escape_html(&serde_json::to_string_pretty(&r.study).unwrap_or_default()));
         format!(
-            "<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>doublewin study report</title><style>body{{font-family:sans-serif;max-width:1200px;margin:2em auto;padding:0 1em}}figure{{margin:1em 0;overflow-x:auto}}table{{margin:1em 0}}</style></head><body>{body}</body></html>"
+            "<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>doublewin study report</title><style>body{{font-family:sans-serif;max-width:1200px;margin:2em auto;padding:0 1em}}figure{{margin:1em 0;overflow-x:auto}}table{{margin:1em 0}}.claim{{border-left:4px solid #888;padding:0 1em;margin:1em 0}}</style></head><body>{body}</body></html>"
         )
     }
 
     /// Writes `report.html`, `report.md`, `results.json` and `figures/*.svg` (and `.png` with the
-    /// `png` feature) into `dir`
-    /// (each file atomically); returns the HTML file's path.
+    /// `png` feature) into `dir` (each file atomically); returns the HTML file's path.
     pub fn save(&self, dir: impl AsRef<std::path::Path>) -> Result<std::path::PathBuf> {
         let dir = dir.as_ref();
         for (stem, fig) in &self.figures {
@@ -527,14 +655,15 @@ impl StudyReport {
     }
 
     pub fn evcxr_display(&self) {
-        evcxr_emit("text/html", &format!("{}{}", self.findings_html(), self.results.headline_table().to_html()));
+        let claims: String = self.results.claims().iter().map(|c| c.html()).collect();
+        evcxr_emit("text/html", &format!("{claims}{}", self.results.headline_table().to_html()));
     }
 }
 
 impl std::fmt::Display for StudyReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        for line in self.results.findings() {
-            writeln!(f, "- {line}")?;
+        for c in self.results.claims() {
+            write!(f, "{}", c.text())?;
         }
         write!(f, "{}", self.results.headline_table())
     }

@@ -1,6 +1,7 @@
 //! What a study produced: one [`TransferRecord`] per transfer and one [`LandscapeRecord`] per
 //! landscape, read from the store in plan order ([`StudyResults::collect`]).
 
+use super::desc::SubnetworkKind;
 use super::grid::Study;
 use super::plan::{Plan, StepDesc};
 use super::runner::RunSummary;
@@ -17,7 +18,9 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TransferRecord {
     pub pretraining: RegimeKind,
-    /// IMP family (`None` for the dense network).
+    /// Dense, ticket, or a control of a ticket.
+    pub kind: SubnetworkKind,
+    /// IMP family of the ticket (or of the ticket a control imitates; `None` for dense).
     pub family: Option<RegimeKind>,
     /// IMP round (0 = the dense network).
     pub round: usize,
@@ -59,6 +62,7 @@ impl StudyResults {
             match &step.desc {
                 StepDesc::Transfer(d) => transfers.push(TransferRecord {
                     pretraining: d.subnetwork.pretrain().pretraining(),
+                    kind: d.subnetwork.kind(),
                     family: d.subnetwork.family(),
                     round: d.subnetwork.round(),
                     dataset: d.dataset,

@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 use crate::landscape::{landscape, Landscape, Trajectory};
 use crate::model::{Network, NetworkSpec};
 use crate::progress::{self, Event};
-use crate::prune::{imp, Mask};
+use crate::prune::{imp, one_shot_like, random_like, Mask};
 use crate::runtime::Runtime;
 use crate::store::{Check, Status, StepDescription, Store};
 use crate::train::{train_with, Callbacks, History, RegimeKind};
@@ -67,16 +67,19 @@ impl<'a> Executor<'a> {
         self.nets[&key].try_clone()
     }
 
-    /// The mask of a subnetwork (`None` for the dense network).
-    fn mask(&self, s: &Subnetwork) -> Result<Option<Mask>> {
-        match s {
-            Subnetwork::Dense(_) => Ok(None),
-            Subnetwork::Ticket { imp, round } => {
-                let key = imp.key()?;
-                self.require(ImpDesc::KIND, &key, &imp.label())?;
-                Ok(Some(Mask::load(self.store.dir(ImpDesc::KIND, &key).join(ImpDesc::mask_file(*round)))?))
-            }
-        }
+    /// The mask of a subnetwork (`None` for the dense network): a ticket from its IMP run, a
+    /// control computed from the ticket (deterministically: a random draw with its seed, or one
+    /// magnitude pruning step of the pre-trained weights).
+    fn mask(&mut self, s: &Subnetwork) -> Result<Option<Mask>> {
+        let Some(imp) = s.imp() else { return Ok(None) };
+        let key = imp.key()?;
+        self.require(ImpDesc::KIND, &key, &imp.label())?;
+        let ticket = Mask::load(self.store.dir(ImpDesc::KIND, &key).join(ImpDesc::mask_file(s.round())))?;
+        Ok(Some(match s {
+            Subnetwork::RandomTicket { seed, .. } => random_like(&ticket, *seed)?,
+            Subnetwork::OneShot { .. } => one_shot_like(&self.pretrained(&imp.pretrain)?, &ticket)?,
+            _ => ticket,
+        }))
     }
 
     fn require(&self, kind: &str, key: &str, label: &str) -> Result<()> {

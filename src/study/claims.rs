@@ -1,0 +1,313 @@
+//! The paper's three findings, each tested on a study's results with its evidence (numbers and
+//! 95% intervals), an honest verdict (reproduced / not reproduced / unresolved at this scale /
+//! not tested by this grid) and what would settle it.
+//!
+//! 1. Double-win tickets exist at non-trivial sparsity, and AT pre-training gives them at the
+//!    highest sparsity (100% of the downstream data).
+//! 2. With 10% / 1% of the downstream data, FAT finds better tickets at low sparsity and AT
+//!    overtakes it at high sparsity (tested on RA after adversarial fine-tuning).
+//! 3. Standard or adversarial re-training inside IMP (m^ST vs m^AT) makes no significant
+//!    difference to how tickets transfer (tested per metric, pooled over pre-trainings, data
+//!    fractions and rounds: equivalence within the tolerance).
+
+use super::report::Pick;
+use super::StudyResults;
+use crate::data::DataSource;
+use crate::display::escape_html;
+use crate::stats::PairedDifference;
+use crate::train::RegimeKind;
+use crate::verdict::{pooled, Metric, Outcome};
+use serde::{Deserialize, Serialize};
+
+/// How a claim came out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ClaimVerdict {
+    Reproduced,
+    NotReproduced,
+    /// The intervals cannot decide at this scale.
+    Unresolved,
+    /// The study's grid lacks what the claim needs.
+    NotTested,
+}
+
+impl ClaimVerdict {
+    pub fn name(self) -> &'static str {
+        match self {
+            ClaimVerdict::Reproduced => "reproduced",
+            ClaimVerdict::NotReproduced => "not reproduced",
+            ClaimVerdict::Unresolved => "unresolved at this scale",
+            ClaimVerdict::NotTested => "not tested by this study",
+        }
+    }
+    /// Both parts must hold; one refuted part refutes the whole.
+    fn and(self, other: ClaimVerdict) -> ClaimVerdict {
+        use ClaimVerdict::*;
+        match (self, other) {
+            (NotTested, _) | (_, NotTested) => NotTested,
+            (NotReproduced, _) | (_, NotReproduced) => NotReproduced,
+            (Reproduced, Reproduced) => Reproduced,
+            _ => Unresolved,
+        }
+    }
+}
+
+/// One claim of the paper, tested.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Claim {
+    pub title: String,
+    /// What the paper reports.
+    pub paper: String,
+    pub verdict: ClaimVerdict,
+    /// The numbers behind the verdict.
+    pub evidence: Vec<String>,
+    /// What would settle it (or make it firmer).
+    pub settle: String,
+}
+
+impl Claim {
+    pub fn text(&self) -> String {
+        let mut s = format!("{}: {}\n  paper: {}\n", self.title, self.verdict.name(), self.paper);
+        for e in &self.evidence {
+            s += &format!("  - {e}\n");
+        }
+        s + &format!("  to settle: {}\n", self.settle)
+    }
+    pub fn markdown(&self) -> String {
+        let evidence: String = self.evidence.iter().map(|e| format!("- {e}\n")).collect();
+        format!(
+            "### {}: **{}**\n\n*Paper:* {}\n\n{evidence}\n*To settle:* {}\n\n",
+            self.title,
+            self.verdict.name(),
+            self.paper,
+            self.settle
+        )
+    }
+    pub fn html(&self) -> String {
+        let evidence: String = self.evidence.iter().map(|e| format!("<li>{}</li>", escape_html(e))).collect();
+        format!(
+            "<div class=\"claim\"><h3>{}: <b>{}</b></h3><p><i>Paper:</i> {}</p><ul>{evidence}</ul><p><i>To settle:</i> {}</p></div>",
+            escape_html(&self.title),
+            self.verdict.name(),
+            escape_html(&self.paper),
+            escape_html(&self.settle)
+        )
+    }
+}
+
+/// The three claims.
+pub fn claims(r: &StudyResults) -> Vec<Claim> {
+    vec![existence(r), data_limited(r), families(r)]
+}
+
+fn first_dataset(r: &StudyResults) -> Option<DataSource> {
+    r.study.downstream.first().copied()
+}
+
+/// The widest interval half-width among tickets' comparisons (points), for "to settle" lines.
+fn widest(r: &StudyResults) -> f64 {
+    r.verdicts()
+        .iter()
+        .flat_map(|c| c.verdict.rows.iter().flat_map(|row| row.gaps.iter().flatten().map(|g| g.half_width())))
+        .fold(0.0, f64::max)
+        * 100.0
+}
+
+fn settle_scale(r: &StudyResults) -> String {
+    let examples = r.transfers.first().map(|t| t.report.best_sa.test_clean_hits.len()).unwrap_or(0);
+    format!(
+        "intervals here reach +-{:.1} points with {} seeds on {} test images; more seeds narrow the seed part, a larger test set the \
+         test part (the `full` profile transfers to MNIST and Animal-MNIST, 2,000 test images each), and the `paper` profile \
+         asks the question at CIFAR scale",
+        widest(r),
+        r.study.seeds.len(),
+        examples
+    )
+}
+
+fn existence(r: &StudyResults) -> Claim {
+    let title = "1. Double-win tickets exist, and AT pre-training gives them at the highest sparsity".to_string();
+    let paper = "highest double-win sparsity on CIFAR-10: 89.26% (STD), 89.26% (FAT), 91.41% (AT); on CIFAR-100: 73.79% / 79.03% / \
+                 83.22%"
+        .to_string();
+    let (Some(d), true) = (first_dataset(r), r.study.fractions.contains(&1.0)) else {
+        return Claim {
+            title,
+            paper,
+            verdict: ClaimVerdict::NotTested,
+            evidence: vec!["the study transfers no 100% data".into()],
+            settle: String::new(),
+        };
+    };
+    let mut evidence = Vec::new();
+    let cells: Vec<_> = r.verdicts().into_iter().filter(|c| c.dataset == d && c.fraction == 1.0).collect();
+    let outcomes: Vec<Outcome> = cells.iter().flat_map(|c| c.verdict.rows.iter().map(|row| row.outcome)).collect();
+    let exists = if outcomes.contains(&Outcome::DoubleWin) {
+        ClaimVerdict::Reproduced
+    } else if !outcomes.is_empty() && outcomes.iter().all(|o| *o == Outcome::NotDoubleWin) {
+        ClaimVerdict::NotReproduced
+    } else if outcomes.is_empty() {
+        ClaimVerdict::NotTested
+    } else {
+        ClaimVerdict::Unresolved
+    };
+    let bounds: Vec<(RegimeKind, crate::verdict::SparsityBound)> = r.study.pretrainings.iter().map(|&p| (p, r.bound(p, d, 1.0))).collect();
+    for (p, b) in &bounds {
+        let n =
+            |o: Outcome| cells.iter().filter(|c| c.pretraining == *p).flat_map(|c| &c.verdict.rows).filter(|row| row.outcome == o).count();
+        evidence.push(format!(
+            "{} pre-training, {} at 100% data: highest double-win sparsity {b} ({} tickets yes, {} no, {} unresolved over the IMP \
+             families)",
+            p.short(),
+            d.name(),
+            n(Outcome::DoubleWin),
+            n(Outcome::NotDoubleWin),
+            n(Outcome::Unresolved)
+        ));
+    }
+    let at = bounds.iter().find(|(p, _)| *p == RegimeKind::Adversarial).map(|(_, b)| *b);
+    let others: Vec<_> = bounds.iter().filter(|(p, _)| *p != RegimeKind::Adversarial).map(|(_, b)| *b).collect();
+    let highest = match at {
+        None => ClaimVerdict::NotTested,
+        Some(_) if others.is_empty() => ClaimVerdict::NotTested,
+        Some(a) => {
+            let proven_above = |lo: Option<f64>, b: &crate::verdict::SparsityBound| lo.zip(b.below).is_some_and(|(l, u)| l >= u);
+            if others.iter().all(|o| proven_above(a.at_least, o)) {
+                ClaimVerdict::Reproduced
+            } else if others.iter().any(|o| a.below.zip(o.at_least).is_some_and(|(u, l)| l >= u)) {
+                ClaimVerdict::NotReproduced
+            } else {
+                ClaimVerdict::Unresolved
+            }
+        }
+    };
+    evidence.push(format!(
+        "existence: {}; AT highest: {} (reproduced needs AT's double-win sparsity at or above the sparsity where each other \
+         pre-training is resolved as not double-win)",
+        exists.name(),
+        highest.name()
+    ));
+    Claim { title, paper, verdict: exists.and(highest), evidence, settle: settle_scale(r) }
+}
+
+fn data_limited(r: &StudyResults) -> Claim {
+    let title = "2. With 10% / 1% of the data, FAT gives better tickets at low sparsity and AT overtakes at high sparsity".to_string();
+    let paper = "data-limited transfer (10% and 1% of CIFAR-10 / CIFAR-100): FAT's tickets lead at low sparsity, AT's at high \
+                 sparsity (Fig. 3-4 of the paper)"
+        .to_string();
+    let s = &r.study;
+    let limited: Vec<f64> = s.fractions.iter().copied().filter(|f| *f < 1.0).collect();
+    let has = |k| s.pretrainings.contains(&k);
+    let (Some(d), Some(family), Some(&low), Some(&high)) =
+        (first_dataset(r), s.families.first().copied(), s.rounds.iter().min(), s.rounds.iter().max())
+    else {
+        return Claim {
+            title,
+            paper,
+            verdict: ClaimVerdict::NotTested,
+            evidence: vec!["the study has no tickets".into()],
+            settle: String::new(),
+        };
+    };
+    if limited.is_empty() || !has(RegimeKind::Fast) || !has(RegimeKind::Adversarial) || low == high {
+        return Claim {
+            title,
+            paper,
+            verdict: ClaimVerdict::NotTested,
+            evidence: vec!["needs FAT and AT pre-trainings, a data fraction below 100% and at least two ticket rounds".into()],
+            settle: "add them to the grid".into(),
+        };
+    }
+    let mut evidence = Vec::new();
+    let mut verdict: Option<ClaimVerdict> = None;
+    for &f in &limited {
+        let diff = |m: Metric, round: usize, a: RegimeKind, b: RegimeKind| {
+            r.difference(m, Pick::ticket(a, family, round, d, f), Pick::ticket(b, family, round, d, f))
+        };
+        let show = |g: Option<PairedDifference>| g.map(|g| g.points()).unwrap_or_else(|| "-".into());
+        let (fat_low, at_high) = (
+            diff(Metric::AdvRa, low, RegimeKind::Fast, RegimeKind::Adversarial),
+            diff(Metric::AdvRa, high, RegimeKind::Adversarial, RegimeKind::Fast),
+        );
+        evidence.push(format!(
+            "{}% data, {} tickets: RA after adversarial FT, FAT minus AT at {:.1}% sparsity {}; AT minus FAT at {:.1}% sparsity {} \
+             (SA after standard FT: {} and {})",
+            100.0 * f,
+            family.family(),
+            100.0 * s.imp.sparsity_after(low),
+            show(fat_low),
+            100.0 * s.imp.sparsity_after(high),
+            show(at_high),
+            show(diff(Metric::StdSa, low, RegimeKind::Fast, RegimeKind::Adversarial)),
+            show(diff(Metric::StdSa, high, RegimeKind::Adversarial, RegimeKind::Fast)),
+        ));
+        let here = match (fat_low, at_high) {
+            (Some(a), Some(b)) if a.lower > 0.0 && b.lower > 0.0 => ClaimVerdict::Reproduced,
+            (Some(a), Some(b)) if a.upper < 0.0 || b.upper < 0.0 => ClaimVerdict::NotReproduced,
+            (Some(_), Some(_)) => ClaimVerdict::Unresolved,
+            _ => ClaimVerdict::NotTested,
+        };
+        verdict = Some(verdict.map_or(here, |v| v.and(here)));
+    }
+    Claim { title, paper, verdict: verdict.unwrap_or(ClaimVerdict::NotTested), evidence, settle: settle_scale(r) }
+}
+
+fn families(r: &StudyResults) -> Claim {
+    let title = "3. Standard or adversarial re-training inside IMP (m^ST vs m^AT) makes no significant difference".to_string();
+    let paper = "m^ST and m^AT tickets transfer about equally well (no significant difference in SA or RA)".to_string();
+    let s = &r.study;
+    if !(s.families.contains(&RegimeKind::Standard) && s.families.contains(&RegimeKind::Adversarial)) || s.rounds.is_empty() {
+        return Claim {
+            title,
+            paper,
+            verdict: ClaimVerdict::NotTested,
+            evidence: vec!["needs both IMP families".into()],
+            settle: "add both families to the grid".into(),
+        };
+    }
+    let mut evidence = Vec::new();
+    let mut overall = Vec::new();
+    let pairs_of = |pres: &[RegimeKind]| {
+        let mut pairs = Vec::new();
+        for &pre in pres {
+            for &d in &s.downstream {
+                for &f in &s.fractions {
+                    for &round in &s.rounds {
+                        let st = r.runs(Pick::ticket(pre, RegimeKind::Standard, round, d, f));
+                        let at = r.runs(Pick::ticket(pre, RegimeKind::Adversarial, round, d, f));
+                        pairs.push((at, st));
+                    }
+                }
+            }
+        }
+        pairs
+    };
+    let tol = s.tolerance;
+    for m in Metric::ALL {
+        let Some(all) = pooled(m, &pairs_of(&s.pretrainings)) else { continue };
+        let per_pre: Vec<String> =
+            s.pretrainings.iter().filter_map(|&p| pooled(m, &pairs_of(&[p])).map(|g| format!("{} {}", p.short(), g.points()))).collect();
+        evidence.push(format!(
+            "{}: m^AT minus m^ST, pooled over pre-trainings, data fractions and rounds: {} points ({})",
+            m.name(),
+            all.points(),
+            per_pre.join(", ")
+        ));
+        overall.push(all);
+    }
+    let verdict = if overall.is_empty() {
+        ClaimVerdict::NotTested
+    } else if overall.iter().all(|g| g.lower >= -tol && g.upper <= tol) {
+        ClaimVerdict::Reproduced
+    } else if overall.iter().any(|g| g.lower > tol || g.upper < -tol) {
+        ClaimVerdict::NotReproduced
+    } else {
+        ClaimVerdict::Unresolved
+    };
+    evidence.push(format!(
+        "reproduced means every pooled interval lies within +-{:.1} points (equivalence); not reproduced, one lies entirely outside \
+         it",
+        100.0 * tol
+    ));
+    Claim { title, paper, verdict, evidence, settle: settle_scale(r) }
+}
