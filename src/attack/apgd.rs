@@ -15,8 +15,8 @@
 //! changes no outcome.
 
 use super::{
-    check_batch, cross_entropy, direction, dlr_loss, format_eps, keep_rows, loss_and_gradient, per_example_shape, predict, project, require_classes,
-    surface_start, targeted_dlr_loss, Attack, CallCounter, Forward, Norm, PassOutcome, WorstCase,
+    check_batch, cross_entropy, direction, dlr_loss, format_eps, keep_rows, loss_and_gradient, per_example_shape, predict, project,
+    require_classes, surface_start, targeted_dlr_loss, Attack, CallCounter, Forward, Norm, PassOutcome, WorstCase,
 };
 use crate::error::{Error, Result};
 use crate::model::{deep_copy, Network};
@@ -49,7 +49,7 @@ pub struct Apgd {
     pub rho: f64,
     pub seed: u64,
     #[serde(skip)]
-    calls: CallCounter,
+    pub(crate) calls: CallCounter,
 }
 
 /// Momentum of the APGD update (AutoAttack's alpha).
@@ -270,7 +270,15 @@ impl Active {
 }
 
 /// One APGD run from a random start on the batch `x` (labels `y`, targets `t`).
-pub(crate) fn run(forward: Forward, x: &Tensor, y: &Tensor, t: &Tensor, objective: Objective, s: &Settings, rng: &mut Rng) -> Result<PassOutcome> {
+pub(crate) fn run(
+    forward: Forward,
+    x: &Tensor,
+    y: &Tensor,
+    t: &Tensor,
+    objective: Objective,
+    s: &Settings,
+    rng: &mut Rng,
+) -> Result<PassOutcome> {
     let n = x.size()[0];
     let loss_of = |x_adv: &Tensor, y: &Tensor, t: &Tensor| loss_and_gradient(forward, x_adv, &|z: &Tensor| objective.loss(z, y, t));
     let start = surface_start(x, s.eps, s.norm, rng)?;
@@ -355,4 +363,31 @@ pub(crate) fn run(forward: Forward, x: &Tensor, y: &Tensor, t: &Tensor, objectiv
     out.adv = out.adv.f_index_copy(0, &dst, &a.x_best.f_index_select(0, &robust)?)?;
     out.score = out.score.f_index_copy(0, &dst, &a.loss_best.f_index_select(0, &robust)?)?;
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checkpoints_follow_the_paper() {
+        // p = 0.22, 0.41, 0.57, 0.70, 0.80, 0.87, 0.93, 0.99 of 100 iterations.
+        assert_eq!(checkpoints(100), [22, 41, 57, 70, 80, 87, 93, 99]);
+        // Short runs check every iteration once the window is down to one.
+        assert_eq!(checkpoints(10), [2, 3, 4, 5, 6, 7, 8, 9, 10]);
+        assert_eq!(checkpoints(1), [1]);
+    }
+
+    #[test]
+    fn dlr_losses_match_their_formulas() {
+        let z = Tensor::from_slice(&[3.0f32, 1.0, 2.0, -1.0, 0.5, 4.0, 0.0, 1.0]).view([2, 4]);
+        let y = Tensor::from_slice(&[0i64, 1]);
+        let dlr = Vec::<f32>::try_from(dlr_loss(&z, &y).unwrap()).unwrap();
+        // Row 0: -(3 - 2) / (3 - 1); row 1: -(4 - 1) / (4 - 0.5).
+        assert!((dlr[0] + 0.5).abs() < 1e-6 && (dlr[1] + 3.0 / 3.5).abs() < 1e-6, "{dlr:?}");
+        let t = Tensor::from_slice(&[2i64, 0]);
+        let tdlr = Vec::<f32>::try_from(targeted_dlr_loss(&z, &y, &t).unwrap()).unwrap();
+        // Row 0: -(3 - 2) / (3 - (1 - 1) / 2); row 1: -(4 - 0.5) / (4 - (0.5 + 0) / 2).
+        assert!((tdlr[0] + 1.0 / 3.0).abs() < 1e-6 && (tdlr[1] + 3.5 / 3.75).abs() < 1e-6, "{tdlr:?}");
+    }
 }

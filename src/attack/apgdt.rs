@@ -27,7 +27,7 @@ pub struct ApgdT {
     pub rho: f64,
     pub seed: u64,
     #[serde(skip)]
-    calls: CallCounter,
+    pub(crate) calls: CallCounter,
 }
 
 impl ApgdT {
@@ -108,12 +108,6 @@ impl Attack for ApgdT {
     }
     fn name(&self) -> String {
         let restarts = if self.n_restarts > 1 { format!(" x{} restarts", self.n_restarts) } else { String::new() };
-        format!(
-            "APGD-T-{} {} eps={} ({} targets){restarts}",
-            self.n_iter,
-            self.norm.label(),
-            format_eps(self.eps),
-            self.n_target_classes
-        )
+        format!("APGD-T-{} {} eps={} ({} targets){restarts}", self.n_iter, self.norm.label(), format_eps(self.eps), self.n_target_classes)
     }
 }

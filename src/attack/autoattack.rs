@@ -39,7 +39,7 @@ pub struct AutoAttack {
     pub n_queries: usize,
     pub seed: u64,
     #[serde(skip)]
-    calls: CallCounter,
+    pub(crate) calls: CallCounter,
 }
 
 impl AutoAttack {
@@ -78,20 +78,24 @@ impl AutoAttack {
     }
 
     /// The components in the order they run, each seeded with `seed`: give them to
-    /// [`super::robust_evaluate`] for per-attack outcomes.
+    /// [`super::robust_evaluate`] for per-attack outcomes. The results are the same as those of
+    /// [`AutoAttack`] used as one attack on the same batches.
     pub fn attacks(&self) -> Vec<AttackSpec> {
-        self.components(self.seed)
+        self.components(0)
     }
 
-    fn components(&self, seed: u64) -> Vec<AttackSpec> {
-        let (norm, eps) = (self.norm, self.eps);
+    /// The components, their random numbers drawn as for their call number `call`.
+    fn components(&self, call: u64) -> Vec<AttackSpec> {
+        let (norm, eps, seed) = (self.norm, self.eps, self.seed);
+        let calls = || CallCounter::starting_at(call);
         let mut list: Vec<AttackSpec> = vec![
-            Apgd::ce(norm, eps).n_iter(self.n_iter).seed(seed).into(),
-            ApgdT::new(norm, eps).n_iter(self.n_iter).n_target_classes(self.n_target_classes).seed(seed).into(),
+            Apgd { calls: calls(), ..Apgd::ce(norm, eps).n_iter(self.n_iter).seed(seed) }.into(),
+            ApgdT { calls: calls(), ..ApgdT::new(norm, eps).n_iter(self.n_iter).n_target_classes(self.n_target_classes).seed(seed) }.into(),
         ];
         if self.version == AutoAttackVersion::Standard {
-            list.push(FabT::new(norm, eps).n_iter(self.n_iter).n_target_classes(self.n_target_classes).seed(seed).into());
-            list.push(Square::new(norm, eps).n_queries(self.n_queries).seed(seed).into());
+            let fab = FabT::new(norm, eps).n_iter(self.n_iter).n_target_classes(self.n_target_classes).seed(seed);
+            list.push(FabT { calls: calls(), ..fab }.into());
+            list.push(Square { calls: calls(), ..Square::new(norm, eps).n_queries(self.n_queries).seed(seed) }.into());
         }
         list
     }
@@ -105,7 +109,7 @@ impl Attack for AutoAttack {
         let folded = net.folded_eval()?;
         let forward = |x: &Tensor| folded.forward(x);
         let mut worst = WorstCase::new(x, predict(&forward, x)?.f_eq_tensor(y)?)?;
-        for attack in self.components(self.calls.call_seed(self.seed)) {
+        for attack in self.components(self.calls.next()) {
             let more = worst.pass(x, |idx, xs| {
                 let ys = y.f_index_select(0, idx)?;
                 let adv = attack.perturb(net, xs, &ys)?;

@@ -43,7 +43,7 @@ pub struct FabT {
     pub beta: f64,
     pub seed: u64,
     #[serde(skip)]
-    calls: CallCounter,
+    pub(crate) calls: CallCounter,
 }
 
 impl FabT {
@@ -253,7 +253,8 @@ pub(crate) fn project_linf(t: &Tensor, w: &Tensor, b: &Tensor) -> Result<Tensor>
         let mid = lb.f_add(&ub)?.f_div_scalar(2.0)?.f_floor()?;
         let at = mid.f_to_kind(Kind::Int64)?.f_unsqueeze(1)?;
         let indcurr = indp.f_gather(1, &at.f_neg()?.f_add_scalar(len - 1)?, false)?;
-        let b2 = sb.f_gather(1, &at, false)?.f_sub(&s.f_gather(1, &at, false)?.f_mul(&p.f_gather(1, &indcurr, false)?)?)?.f_squeeze_dim(1)?;
+        let b2 =
+            sb.f_gather(1, &at, false)?.f_sub(&s.f_gather(1, &at, false)?.f_mul(&p.f_gather(1, &indcurr, false)?)?)?.f_squeeze_dim(1)?;
         let c = b.f_sub(&b2)?.f_gt(0.0)?;
         lb = mid.f_where_self(&c, &lb)?;
         ub = ub.f_where_self(&c, &mid)?;
@@ -320,4 +321,30 @@ pub(crate) fn project_l2(t: &Tensor, w: &Tensor, b: &Tensor) -> Result<Tensor> {
 /// ceil(log2(n)) for n >= 1.
 fn ceil_log2(n: i64) -> u32 {
     (n.max(1) as u64).next_power_of_two().trailing_zeros()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Where the box does not bind, the projections are the textbook ones: the L-inf step is
+    /// lambda * sign(w) with lambda = (b - w.t) / |w|_1, the L2 step (b - w.t) w / |w|_2^2.
+    #[test]
+    fn hyperplane_projections_are_minimal_steps() {
+        let t = Tensor::full([2, 6], 0.5, (Kind::Float, tch::Device::Cpu));
+        let w = Tensor::from_slice(&[1.0f32, -2.0, 0.5, 0.0, 3.0, -1.0, 0.2, 0.1, -0.3, 0.4, 0.0, 1.0]).view([2, 6]);
+        let b = Tensor::from_slice(&[1.0f32, 0.3]);
+        let gap = &b - (&w * &t).sum_dim_intlist([1i64].as_slice(), false, Kind::Float);
+        let linf = project_linf(&t, &w, &b).unwrap();
+        let want = w.sign() * (&gap / w.abs().sum_dim_intlist([1i64].as_slice(), true, Kind::Float).squeeze_dim(1)).unsqueeze(1);
+        assert!((&linf - &want).abs().max().double_value(&[]) < 1e-5, "{linf} vs {want}");
+        let l2 = project_l2(&t, &w, &b).unwrap();
+        let want = &w * (&gap / w.square().sum_dim_intlist([1i64].as_slice(), false, Kind::Float)).unsqueeze(1);
+        assert!((&l2 - &want).abs().max().double_value(&[]) < 1e-5, "{l2} vs {want}");
+        // Both land on the hyperplane.
+        for d in [linf, l2] {
+            let on = (&w * (&t + d)).sum_dim_intlist([1i64].as_slice(), false, Kind::Float);
+            assert!((on - &b).abs().max().double_value(&[]) < 1e-5);
+        }
+    }
 }

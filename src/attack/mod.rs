@@ -173,6 +173,10 @@ pub fn format_eps(eps: f64) -> String {
 pub struct CallCounter(AtomicU64);
 
 impl CallCounter {
+    /// A counter whose first call is number `n`.
+    pub(crate) fn starting_at(n: u64) -> CallCounter {
+        CallCounter(AtomicU64::new(n))
+    }
     fn next(&self) -> u64 {
         self.0.fetch_add(1, Ordering::Relaxed)
     }

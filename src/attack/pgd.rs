@@ -94,11 +94,8 @@ impl Pgd {
         }
         let mut best: Option<(Tensor, Tensor)> = None;
         for _ in 0..self.restarts {
-            let start = if self.random_start {
-                random_start(x, self.eps, self.norm, self.calls.call_seed(self.seed))?
-            } else {
-                x.shallow_clone()
-            };
+            let start =
+                if self.random_start { random_start(x, self.eps, self.norm, self.calls.call_seed(self.seed))? } else { x.shallow_clone() };
             let adv = iterate(net, x, labels, start, self.ascent(), targeted)?;
             if self.restarts == 1 {
                 return Ok(adv);

@@ -7,10 +7,13 @@
 //! a grid of +-eta patterns (L2); the square's side covers a fraction p of the image, p starting
 //! at p_init = 0.8 and halving at 1%, 5%, 20%, 50%, 100%, 200%, 400%, 600% and 800% of
 //! 10 000 queries scaled to `n_queries`; one square position and one sign per channel per
-//! query, shared by the batch (so an example's search does not depend on the others). One
-//! deliberate difference: square positions are drawn from every position that fits (AutoAttack's
-//! `random_int(0, h - s)` never touches the last row and column once squares are smaller than
-//! the image).
+//! query, shared by the batch (so an example's search does not depend on the others).
+//!
+//! Kept for parity, though it is a quirk: like the authors' code, AutoAttack and torchattacks,
+//! square positions are drawn from 0..h - s, so once squares are smaller than the image they
+//! never touch its last row and column (only the start does). Drawing from every position that
+//! fits makes the attack slightly stronger (on the parity test's model, 1 point of RA with 500
+//! queries) and its numbers no longer comparable with AutoAttack's.
 
 use super::{check_batch, format_eps, keep_rows, lp_norm, margin, predict, Attack, CallCounter, Forward, Norm, PassOutcome, WorstCase};
 use crate::error::{Error, Result};
@@ -32,7 +35,7 @@ pub struct Square {
     pub p_init: f64,
     pub seed: u64,
     #[serde(skip)]
-    calls: CallCounter,
+    pub(crate) calls: CallCounter,
 }
 
 impl Square {
@@ -104,7 +107,13 @@ impl Square {
         };
         let m = loss(&start, labels)?;
         let n = x.size()[0];
-        let mut a = Active { idx: Tensor::f_arange(n, (Kind::Int64, x.device()))?, x: x.shallow_clone(), labels: labels.shallow_clone(), best: start, margin: m };
+        let mut a = Active {
+            idx: Tensor::f_arange(n, (Kind::Int64, x.device()))?,
+            x: x.shallow_clone(),
+            labels: labels.shallow_clone(),
+            best: start,
+            margin: m,
+        };
         let mut out = PassOutcome { adv: deep_copy(&a.best)?, fooled: a.margin.f_le(0.0)?, score: a.margin.f_neg()? };
         a.retire(&mut out)?;
         for i in 0..self.n_queries {
@@ -134,7 +143,10 @@ impl Square {
         let signs = signs(&[1, c, 1, 1], rng, &a.x)?.f_mul_scalar(2.0 * self.eps)?;
         let window = |t: &Tensor| -> Result<Tensor> { Ok(t.f_narrow(2, vh, s)?.f_narrow(3, vw, s)?) };
         let x_win = window(&a.x)?;
-        let new = window(&a.best)?.f_add(&signs)?.f_clamp_tensor(Some(x_win.f_sub_scalar(self.eps)?), Some(x_win.f_add_scalar(self.eps)?))?.f_clamp(0.0, 1.0)?;
+        let new = window(&a.best)?
+            .f_add(&signs)?
+            .f_clamp_tensor(Some(x_win.f_sub_scalar(self.eps)?), Some(x_win.f_add_scalar(self.eps)?))?
+            .f_clamp(0.0, 1.0)?;
         let candidate = deep_copy(&a.best)?;
         window(&candidate)?.f_copy_(&new)?;
         Ok(candidate)
@@ -162,7 +174,14 @@ impl Square {
         let norm_windows = lp_norm(&delta.f_mul(&mask)?, Norm::L2)?;
         let pattern = eta(s, rng, a.x.device())?.f_view([1, 1, s, s])?;
         let fresh = pattern.f_mul(&signs(&[a.len(), c, 1, 1], rng, &a.x)?)?.f_add(&old.f_div(&win_norm(&old)?.f_add_scalar(1e-12)?)?)?;
-        let budget = norm_image.f_square()?.f_neg()?.f_add_scalar(self.eps * self.eps)?.f_clamp_min(0.0)?.f_div_scalar(c as f64)?.f_add(&norm_windows.f_square()?)?.f_sqrt()?;
+        let budget = norm_image
+            .f_square()?
+            .f_neg()?
+            .f_add_scalar(self.eps * self.eps)?
+            .f_clamp_min(0.0)?
+            .f_div_scalar(c as f64)?
+            .f_add(&norm_windows.f_square()?)?
+            .f_sqrt()?;
         let fresh = fresh.f_div(&win_norm(&fresh)?.f_add_scalar(1e-12)?)?.f_mul(&budget)?;
         let new_delta = deep_copy(&delta)?;
         let _ = window(&new_delta, vh2, vw2)?.f_zero_()?;
@@ -232,9 +251,10 @@ pub(crate) fn p_schedule(p_init: f64, i: usize, n_queries: usize) -> f64 {
     p_init / f64::from(1u32 << halvings)
 }
 
-/// A square's top-left coordinate along a side of `len` pixels: any position that fits.
+/// A square's top-left coordinate along a side of `len` pixels, uniform in 0..len - s as in the
+/// reference implementations (0 when the square fills the side).
 fn position(len: i64, s: i64, rng: &mut Rng) -> i64 {
-    rng.below((len - s + 1).max(1) as usize) as i64
+    rng.below((len - s).max(1) as usize) as i64
 }
 
 /// Random +-1 of `shape` on `like`'s device.
@@ -330,10 +350,13 @@ mod tests {
     #[test]
     fn eta_has_unit_norm_and_opposite_halves() {
         let mut rng = Rng::new(0);
-        let e = Vec::<f32>::try_from(eta(5, &mut rng, tch::Device::Cpu).unwrap().flatten(0, -1)).unwrap();
-        let norm: f32 = e.iter().map(|a| a * a).sum::<f32>().sqrt();
-        assert!((norm - 1.0).abs() < 1e-5);
-        assert!(e.iter().any(|&a| a > 0.0) && e.iter().any(|&a| a < 0.0));
-        assert!(e.iter().sum::<f32>().abs() < 0.2, "halves nearly cancel: {e:?}");
+        for _ in 0..4 {
+            let e = eta(5, &mut rng, tch::Device::Cpu).unwrap();
+            let v = Vec::<f32>::try_from(e.flatten(0, -1)).unwrap();
+            assert!((v.iter().map(|a| a * a).sum::<f32>().sqrt() - 1.0).abs() < 1e-5);
+            // Rows 0-1 positive and rows 2-4 negative, or the same by columns.
+            let (rows, cols) = (|i: usize| v[i] * if i / 5 < 2 { 1.0 } else { -1.0 }, |i: usize| v[i] * if i % 5 < 2 { 1.0 } else { -1.0 });
+            assert!((0..25).all(|i| rows(i) > 0.0) || (0..25).all(|i| cols(i) > 0.0), "{v:?}");
+        }
     }
 }
