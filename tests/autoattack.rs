@@ -352,14 +352,7 @@ fn adversarial_examples_stay_in_the_ball_and_the_box() {
         let side = [8i64, 12][case % 2];
         let n = 2 + rng.below(4) as i64;
         let eps = [0.05, 0.3, 1.5][case % 3];
-        let spec = NetworkSpec {
-            arch: Arch::convnet(),
-            in_channels: c,
-            input_size: side,
-            classes: (0..5).map(|i| i.to_string()).collect(),
-            normalization: Normalization::identity(c as usize),
-        };
-        let net = Network::new(spec, Device::Cpu, case as u64).unwrap();
+        let net = random_convnet(c, side, 5, case as u64);
         let x = rng.uniform_tensor(&[n, c, side, side], 0.0, 1.0, Device::Cpu).unwrap();
         let y = net.forward(&x, false).unwrap().argmax(-1, false);
         for norm in [Norm::Linf, Norm::L2] {
@@ -373,14 +366,7 @@ fn adversarial_examples_stay_in_the_ball_and_the_box() {
             ];
             for a in attacks {
                 let adv = a.perturb(&net, &x, &y).unwrap();
-                assert_eq!(adv.size(), x.size());
-                assert!(adv.min().double_value(&[]) >= 0.0 && adv.max().double_value(&[]) <= 1.0, "{}", a.name());
-                let delta = (&adv - &x).flatten(1, -1);
-                let size = match norm {
-                    Norm::Linf => max_abs(&delta),
-                    Norm::L2 => delta.norm_scalaropt_dim(2.0, [1i64].as_slice(), false).max().double_value(&[]),
-                };
-                assert!(size <= eps * (1.0 + 1e-5) + 1e-6, "{}: |delta| {size} > eps {eps}", a.name());
+                assert_in_ball_and_box(&adv, &x, eps, norm == Norm::L2, &a.name());
             }
         }
     }
@@ -388,18 +374,11 @@ fn adversarial_examples_stay_in_the_ball_and_the_box() {
 
 #[test]
 fn attacks_leave_parameter_gradients_untouched() {
-    let (train, _) = doublewin::data::Embedded::Digits.load().unwrap();
-    let net = Network::new(NetworkSpec::for_data(Arch::convnet(), &train).unwrap(), Device::Cpu, 1).unwrap();
-    let x = train.float_images(0, 16).unwrap();
-    let y = train.labels().narrow(0, 0, 16);
-    net.forward(&x, true).unwrap().cross_entropy_for_logits(&y).backward();
-    let before: Vec<Tensor> = net.parameters().iter().map(|(_, p)| p.grad().copy()).collect();
-    let _ = AutoAttack::standard(Norm::Linf, 0.1).n_iter(5).n_target_classes(2).n_queries(10).perturb(&net, &x, &y).unwrap();
-    let _ = Apgd::dlr(Norm::L2, 0.5).n_iter(5).perturb(&net, &x, &y).unwrap();
-    let _ = Apgd::ce(Norm::Linf, 0.1).n_iter(5).perturb_targeted(&net, &x, &(&y + 1).remainder(10)).unwrap();
-    for ((name, p), b) in net.parameters().iter().zip(&before) {
-        assert!(p.grad().equal(b), "gradient of {name} changed");
-    }
+    assert_parameter_gradients_untouched(|net, x, y| {
+        let _ = AutoAttack::standard(Norm::Linf, 0.1).n_iter(5).n_target_classes(2).n_queries(10).perturb(net, x, y).unwrap();
+        let _ = Apgd::dlr(Norm::L2, 0.5).n_iter(5).perturb(net, x, y).unwrap();
+        let _ = Apgd::ce(Norm::Linf, 0.1).n_iter(5).perturb_targeted(net, x, &(y + 1).remainder(10)).unwrap();
+    });
 }
 
 #[test]

@@ -4,7 +4,7 @@
 //! each run on the examples still robust. Success means any misclassification, as in AutoAttack.
 
 use super::apgd::{self, Objective, Settings};
-use super::{check_batch, format_eps, predict, ranked_class, require_classes, Attack, CallCounter, Norm, WorstCase};
+use super::{check_batch, format_eps, predict, ranked_class, require_classes, Attack, CallCounter, Forward, Norm, PassOutcome, WorstCase};
 use crate::error::{Error, Result};
 use crate::model::Network;
 use crate::runtime::Rng;
@@ -72,6 +72,36 @@ pub(crate) fn check_targets(net: &Network, n_target_classes: usize, restarts: us
     Ok(())
 }
 
+/// The passes of an attack over the top classes (APGD-T, FAB-T): for each target rank (the
+/// 2nd, 3rd, ... largest clean logit) and each restart, `run(images, labels, targets, restart)`
+/// on the examples still robust. Returns the adversarial batch.
+pub(crate) fn over_targets(
+    forward: Forward,
+    x: &Tensor,
+    y: &Tensor,
+    n_target_classes: usize,
+    n_restarts: usize,
+    mut run: impl FnMut(&Tensor, &Tensor, &Tensor, usize) -> Result<PassOutcome>,
+) -> Result<Tensor> {
+    let mut worst = WorstCase::new(x, predict(forward, x)?.f_eq_tensor(y)?)?;
+    for rank in 2..=n_target_classes as i64 + 1 {
+        for restart in 0..n_restarts {
+            let more = worst.pass(x, |idx, xs| {
+                let ys = y.f_index_select(0, idx)?;
+                let targets = {
+                    let _guard = tch::no_grad_guard();
+                    ranked_class(&forward(xs)?, rank)?
+                };
+                run(xs, &ys, &targets, restart)
+            })?;
+            if !more {
+                return Ok(worst.into_adv());
+            }
+        }
+    }
+    Ok(worst.into_adv())
+}
+
 impl Attack for ApgdT {
     fn perturb(&self, net: &Network, x: &Tensor, y: &Tensor) -> Result<Tensor> {
         check_batch(net, x, y, self.eps)?;
@@ -81,24 +111,10 @@ impl Attack for ApgdT {
         check_targets(net, self.n_target_classes, self.n_restarts, "APGD-T")?;
         let folded = net.folded_eval()?;
         let forward = |x: &Tensor| folded.forward(x);
-        let mut worst = WorstCase::new(x, predict(&forward, x)?.f_eq_tensor(y)?)?;
         let mut rng = Rng::new(self.calls.call_seed(self.seed));
-        for rank in 2..=self.n_target_classes as i64 + 1 {
-            for _ in 0..self.n_restarts {
-                let more = worst.pass(x, |idx, xs| {
-                    let ys = y.f_index_select(0, idx)?;
-                    let targets = {
-                        let _guard = tch::no_grad_guard();
-                        ranked_class(&forward(xs)?, rank)?
-                    };
-                    apgd::run(&forward, xs, &ys, &targets, Objective::TargetedDlr, &settings, &mut rng)
-                })?;
-                if !more {
-                    return Ok(worst.into_adv());
-                }
-            }
-        }
-        Ok(worst.into_adv())
+        over_targets(&forward, x, y, self.n_target_classes, self.n_restarts, |xs, ys, targets, _| {
+            apgd::run(&forward, xs, ys, targets, Objective::TargetedDlr, &settings, &mut rng)
+        })
     }
     fn perturb_targeted(&self, _: &Network, _: &Tensor, _: &Tensor) -> Result<Tensor> {
         Err(Error::invalid(

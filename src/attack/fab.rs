@@ -13,10 +13,9 @@
 //! Examples leave the run once they have an adversarial example within eps, which changes no
 //! outcome.
 
-use super::apgdt::check_targets;
+use super::apgdt::{check_targets, over_targets};
 use super::{
-    check_batch, format_eps, keep_rows, loss_and_gradient, lp_norm, predict, ranked_class, surface_start, Attack, CallCounter, Forward,
-    Norm, PassOutcome, WorstCase,
+    check_batch, format_eps, keep_rows, loss_and_gradient, lp_norm, predict, surface_start, Attack, CallCounter, Forward, Norm, PassOutcome,
 };
 use crate::error::{Error, Result};
 use crate::model::{deep_copy, Network};
@@ -159,25 +158,11 @@ impl Attack for FabT {
         self.check(net, x, y)?;
         let folded = net.folded_eval()?;
         let forward = |x: &Tensor| folded.forward(x);
-        let mut worst = WorstCase::new(x, predict(&forward, x)?.f_eq_tensor(y)?)?;
         let mut rng = Rng::new(self.calls.call_seed(self.seed));
-        for rank in 2..=self.n_target_classes as i64 + 1 {
-            for restart in 0..self.n_restarts {
-                let more = worst.pass(x, |idx, xs| {
-                    let ys = y.f_index_select(0, idx)?;
-                    let targets = {
-                        let _guard = tch::no_grad_guard();
-                        ranked_class(&forward(xs)?, rank)?
-                    };
-                    let start = if restart > 0 { Some(surface_start(xs, 0.5 * self.eps, self.norm, &mut rng)?) } else { None };
-                    self.run(&forward, xs, &ys, &targets, start)
-                })?;
-                if !more {
-                    return Ok(worst.into_adv());
-                }
-            }
-        }
-        Ok(worst.into_adv())
+        over_targets(&forward, x, y, self.n_target_classes, self.n_restarts, |xs, ys, targets, restart| {
+            let start = if restart > 0 { Some(surface_start(xs, 0.5 * self.eps, self.norm, &mut rng)?) } else { None };
+            self.run(&forward, xs, ys, targets, start)
+        })
     }
     fn perturb_targeted(&self, _: &Network, _: &Tensor, _: &Tensor) -> Result<Tensor> {
         Err(Error::invalid(
