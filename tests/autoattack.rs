@@ -488,3 +488,36 @@ fn masking_warnings_fire_on_a_masked_model() {
     assert!(!check.warnings.iter().any(|w| w.starts_with("gradient masking")), "{:?}", check.warnings);
     assert!(pgd_gap_warning(0.45, 0.40).is_none() && pgd_gap_warning(0.45, 0.30).is_some());
 }
+
+/// Wall times of each attack at AutoAttack's settings on the IMAGES fixture images, doublewin
+/// next to torchattacks on the same machine, one after the other (run alone:
+/// `cargo test --test autoattack -- --ignored --nocapture timings`).
+#[test]
+#[ignore]
+fn timings() {
+    let f = fixture();
+    let (net, x, y) = trained();
+    let out = f.net.parent().unwrap().join("timings");
+    let attacks: Vec<(&str, AttackSpec)> = vec![
+        ("apgd_ce", Apgd::ce(Norm::Linf, EPS).into()),
+        ("apgd_t", ApgdT::new(Norm::Linf, EPS).into()),
+        ("fab_t", FabT::new(Norm::Linf, EPS).into()),
+        ("square_seed0", Square::new(Norm::Linf, EPS).into()),
+    ];
+    let mut ours = Vec::new();
+    for (key, a) in &attacks {
+        let t = Instant::now();
+        let adv = a.perturb(&net, &x, &y).unwrap();
+        ours.push((key, a.name(), t.elapsed().as_secs_f64(), rate(&robust(&net, &adv, &y))));
+    }
+    run_python(
+        "torchattacks_parity.py",
+        &[f.net.to_str().unwrap(), f.data.to_str().unwrap(), out.to_str().unwrap(), "--eps", &EPS.to_string(), "--square-seeds", "0"],
+    );
+    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.with_extension("json")).unwrap()).unwrap();
+    eprintln!("{} threads, {IMAGES} images, SA {:.1}%", tch::get_num_threads(), 100.0 * rate(&robust(&net, &x, &y)));
+    for (key, name, secs, ra) in ours {
+        let (their_secs, their_ra) = (report[key]["seconds"].as_f64().unwrap(), report[key]["ra"].as_f64().unwrap());
+        eprintln!("{name}: doublewin {secs:.1}s RA {:.1}% | torchattacks {their_secs:.1}s RA {:.1}%", 100.0 * ra, 100.0 * their_ra);
+    }
+}
