@@ -89,10 +89,22 @@ fn max_abs(t: &Tensor) -> f64 {
 /// change) and Square (500 queries, seeds 0 and 1 on each side).
 #[test]
 fn parity_with_torchattacks() {
+    parity(Norm::Linf, EPS);
+}
+
+/// The same in L2 at eps 1 (not run by default: the L2 code paths against torchattacks' once;
+/// `cargo test --test autoattack -- --ignored l2_parity`).
+#[test]
+#[ignore]
+fn l2_parity_with_torchattacks() {
+    parity(Norm::L2, 1.0);
+}
+
+fn parity(norm: Norm, eps: f64) {
     let f = fixture();
     let (net, x, y) = trained();
     let (iter_t, iter_fab, targets, queries) = (100usize, 50usize, 3usize, 500usize);
-    let out = f.net.parent().unwrap().join("torchattacks");
+    let out = f.net.parent().unwrap().join(format!("torchattacks-{}", norm.label()));
     let t0 = Instant::now();
     run_python(
         "torchattacks_parity.py",
@@ -100,8 +112,10 @@ fn parity_with_torchattacks() {
             f.net.to_str().unwrap(),
             f.data.to_str().unwrap(),
             out.to_str().unwrap(),
+            "--norm",
+            norm.label(),
             "--eps",
-            &EPS.to_string(),
+            &eps.to_string(),
             "--attacks",
             "apgd-ce,apgd-t,fab-t,square",
             "--n-iter",
@@ -114,6 +128,9 @@ fn parity_with_torchattacks() {
             &queries.to_string(),
             "--square-seeds",
             "0,1",
+            // One thread: the Rust tests run beside it, and OpenMP threads spin when oversubscribed.
+            "--threads",
+            "1",
         ],
     );
     let python_seconds = t0.elapsed().as_secs_f64();
@@ -135,22 +152,24 @@ fn parity_with_torchattacks() {
         (robust(&net, &adv, &y), t.elapsed().as_secs_f64())
     };
     let ours = [
-        ("APGD-CE", timed(Apgd::ce(Norm::Linf, EPS).into()), &ta["robust_apgd_ce"], seconds(&report, "apgd_ce")),
+        ("APGD-CE", timed(Apgd::ce(norm, eps).into()), &ta["robust_apgd_ce"], seconds(&report, "apgd_ce")),
         (
             "APGD-T",
-            timed(ApgdT::new(Norm::Linf, EPS).n_iter(iter_t).n_target_classes(targets).into()),
+            timed(ApgdT::new(norm, eps).n_iter(iter_t).n_target_classes(targets).into()),
             &ta["robust_apgd_t"],
             seconds(&report, "apgd_t"),
         ),
         (
             "FAB-T",
-            timed(FabT::new(Norm::Linf, EPS).n_iter(iter_fab).n_target_classes(targets).into()),
+            timed(FabT::new(norm, eps).n_iter(iter_fab).n_target_classes(targets).into()),
             &ta["robust_fab_t"],
             seconds(&report, "fab_t"),
         ),
     ];
-    let mut summary =
-        format!("parity with torchattacks 3.5.1 on {IMAGES} Fashion-MNIST test images, eps {EPS} (python total {python_seconds:.1}s)\n");
+    let mut summary = format!(
+        "parity with torchattacks 3.5.1 on {IMAGES} Fashion-MNIST test images, {} eps {eps} (python total {python_seconds:.1}s)\n",
+        norm.label()
+    );
     for (name, (flags, secs), theirs, their_secs) in &ours {
         let (agree, diff) = (agreement(flags, theirs), rate(flags) - rate(theirs));
         summary += &format!(
@@ -162,8 +181,7 @@ fn parity_with_torchattacks() {
         );
     }
     // Square: each side twice (seeds 0 and 1).
-    let sq: Vec<(Vec<bool>, f64)> =
-        [0u64, 1].iter().map(|&s| timed(Square::new(Norm::Linf, EPS).n_queries(queries).seed(s).into())).collect();
+    let sq: Vec<(Vec<bool>, f64)> = [0u64, 1].iter().map(|&s| timed(Square::new(norm, eps).n_queries(queries).seed(s).into())).collect();
     let (ra_ours, ra_theirs) = ([rate(&sq[0].0), rate(&sq[1].0)], [rate(&ta["robust_square_seed0"]), rate(&ta["robust_square_seed1"])]);
     let spread = (ra_ours[0] - ra_ours[1]).abs().max((ra_theirs[0] - ra_theirs[1]).abs());
     let gap = ((ra_ours[0] + ra_ours[1]) - (ra_theirs[0] + ra_theirs[1])).abs() / 2.0;
@@ -182,7 +200,7 @@ fn parity_with_torchattacks() {
     );
     eprintln!("{summary}");
     let sa = rate(&robust(&net, &x, &y));
-    assert!((0.2..0.7).contains(&rate(&ours[0].1 .0)) && sa > 0.6, "RA outside the range where attacks differ (SA {sa}):\n{summary}");
+    assert!((0.2..0.75).contains(&rate(&ours[0].1 .0)) && sa > 0.6, "RA outside the range where attacks differ (SA {sa}):\n{summary}");
     for (name, (flags, _), theirs, _) in &ours {
         assert!(agreement(flags, theirs) >= 0.97, "{name} disagrees with torchattacks:\n{summary}");
         assert!((rate(flags) - rate(theirs)).abs() <= 0.01, "{name} RA differs from torchattacks by more than 1 point:\n{summary}");
@@ -291,12 +309,12 @@ fn l2_apgd_reaches_the_optimal_loss_of_a_linear_model() {
     assert!(robust(&net, &fab, &y).iter().all(|r| !r) && size >= minimal * (1.0 - 1e-4) && size <= 1.1 * minimal, "{size} vs {minimal}");
 }
 
-/// AutoAttack (standard, Square with 1000 queries) <= PGD-20 <= FGSM <= clean accuracy, and the
-/// evaluation reports each component.
+/// AutoAttack (standard, Square with 1000 queries) <= PGD-20 <= FGSM <= clean accuracy on 200
+/// test images, and the evaluation reports each component.
 #[test]
 fn attack_strength_is_ordered_on_a_real_model() {
     let (net, _, _) = trained();
-    let data = test_images(300);
+    let data = test_images(200);
     let aa = AutoAttack::standard(Norm::Linf, EPS).n_queries(1000).seed(5);
     let t = Instant::now();
     let eval_aa = robust_evaluate(&net, &data, &aa.attacks(), 500).unwrap();
@@ -420,6 +438,19 @@ fn bad_settings_are_clear_errors() {
     assert!(Apgd::ce(Norm::Linf, 0.1).perturb(&net, &x, &Tensor::from_slice(&[0i64])).is_err());
     assert!(Square::new(Norm::Linf, 0.1).perturb(&net, &x.view([2, 16]), &y).is_err());
     assert!(FabT::new(Norm::Linf, 0.1).n_target_classes(2).perturb(&net, &x.view([2, 4, 4]), &y).is_err());
+    // Labels out of range are errors too, not panics; an empty batch is no error.
+    let far = Tensor::from_slice(&[7i64, 0]);
+    for a in [
+        Apgd::ce(Norm::Linf, 0.1).into(),
+        ApgdT::new(Norm::Linf, 0.1).n_target_classes(3).into(),
+        Square::new(Norm::Linf, 0.1).into(),
+        FabT::new(Norm::Linf, 0.1).n_target_classes(3).into(),
+    ] as [AttackSpec; 4]
+    {
+        assert!(a.perturb(&net, &x, &far).is_err(), "{}", a.name());
+        let empty = a.perturb(&net, &x.narrow(0, 0, 0), &y.narrow(0, 0, 0)).unwrap();
+        assert_eq!(empty.size(), [0, 1, 4, 4]);
+    }
     // Settings that are fine: APGD-CE needs no third class, eps 0 changes nothing.
     let adv = Apgd::ce(Norm::Linf, 0.0).perturb(&net, &x, &y).unwrap();
     assert!(adv.equal(&x));

@@ -213,6 +213,16 @@ pub(crate) fn check_batch(net: &Network, x: &Tensor, y: &Tensor, eps: f64) -> Re
     if x.device() != net.device() || y.device() != net.device() {
         return Err(Error::invalid("images, labels and network are on different devices", "move the batch to net.device()"));
     }
+    if n > 0 {
+        let (lo, hi) = (y.f_min()?.f_int64_value(&[])?, y.f_max()?.f_int64_value(&[])?);
+        let classes = net.num_classes() as i64;
+        if lo < 0 || hi >= classes {
+            return Err(Error::invalid(
+                format!("labels from {lo} to {hi} for a network with {classes} classes"),
+                format!("pass labels in 0..{classes}"),
+            ));
+        }
+    }
     Ok(())
 }
 
