@@ -3,7 +3,7 @@
 //! checks for signs of gradient masking: vanishing input gradients, FGSM beating PGD, the
 //! black-box Square breaking what the gradient attacks missed, AutoAttack far below PGD.
 //!
-//! Warnings added here begin with a stable name, "gradient masking (<check>): ...", so reports
+//! Warnings added here begin with a stable name, `gradient masking (<check>): ...`, so reports
 //! and tests can find them.
 
 use super::{input_gradient, input_gradient_of, Attack, AttackSpec, AutoAttack, Fgsm, Pgd};
@@ -85,7 +85,10 @@ fn correct_folded(net: &crate::model::FoldedNetwork, x: &Tensor, y: &Tensor) -> 
 }
 
 /// SA, and RA under `attacks` applied in sequence to the examples still classified correctly.
-/// The network is evaluated in eval mode.
+/// The network is evaluated in eval mode. For AutoAttack pass `AutoAttack::attacks()` (its
+/// components as separate steps): the outcome then shows what each component added, and a
+/// "gradient masking (square)" warning appears when Square breaks points the gradient attacks
+/// before it missed.
 pub fn robust_evaluate(net: &Network, data: &Dataset, attacks: &[AttackSpec], batch_size: usize) -> Result<RobustEvaluation> {
     if data.is_empty() {
         return Err(Error::invalid(format!("{} is empty", data.name()), "evaluate on a non-empty split"));

@@ -7,7 +7,7 @@
 //!
 //! This file holds what the attacks share, once: the losses (cross-entropy, the margin, DLR and
 //! targeted DLR), projections onto the eps-balls, random starts, input gradients, and the
-//! bookkeeping of worst cases over restarts and target classes ([`WorstCase`]).
+//! bookkeeping of worst cases over restarts and target classes (`WorstCase`).
 
 mod apgd;
 mod apgdt;
