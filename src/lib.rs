@@ -8,7 +8,8 @@
 //! - [`runtime`]: device choice, thread count, seeding; [`error`]: the one error type
 //! - [`data`]: datasets, splits, stratified fractions, batches, loaders, embedded data, downloads
 //! - [`model`]: networks with normalisation inside, torchvision names, save / load / import
-//! - [`attack`]: FGSM, PGD (L-inf, L2, restarts, targeted), robust evaluation, masking checks
+//! - [`attack`]: FGSM, PGD (L-inf, L2, restarts, targeted), APGD, APGD-T, FAB-T, Square, AutoAttack,
+//!   robust evaluation, masking checks
 //! - [`train`]: the training loop, SGD, schedules, history, callbacks, evaluation
 //! - [`prune`]: masks, pruning strategies, IMP with rewinding (tickets)
 //! - [`transfer`]: fine-tuning a ticket or the dense network downstream
@@ -51,7 +52,10 @@ pub use runtime::{LIBTORCH_VERSION, VERSION};
 
 /// The names a notebook or script usually needs.
 pub mod prelude {
-    pub use crate::attack::{robust_evaluate, Attack, AttackSpec, Fgsm, MaskingCheck, Norm, Pgd, RobustEvaluation, Targeting, ThreatModel};
+    pub use crate::attack::{
+        robust_evaluate, Apgd, ApgdLoss, ApgdT, Attack, AttackSpec, AutoAttack, AutoAttackVersion, FabT, Fgsm, MaskingCheck, Norm, Pgd,
+        RobustEvaluation, Square, Targeting, ThreatModel,
+    };
     pub use crate::data::{Augment, Dataset, Embedded, Splits};
     pub use crate::display::Table;
     pub use crate::error::{Error, Result};

@@ -81,14 +81,7 @@ fn adversarial_examples_stay_in_the_ball_and_the_box() {
         let side = [8i64, 12, 16][case % 3];
         let n = 1 + rng.below(5) as i64;
         let eps = [0.01, 0.1, 0.5, 2.0][rng.below(4)];
-        let spec = NetworkSpec {
-            arch: Arch::convnet(),
-            in_channels: c,
-            input_size: side,
-            classes: (0..4).map(|i| i.to_string()).collect(),
-            normalization: Normalization::identity(c as usize),
-        };
-        let net = Network::new(spec, Device::Cpu, case as u64).unwrap();
+        let net = random_convnet(c, side, 4, case as u64);
         let x = rng.uniform_tensor(&[n, c, side, side], 0.0, 1.0, Device::Cpu).unwrap();
         let y = Tensor::from_slice(&(0..n).map(|i| i % 4).collect::<Vec<_>>());
         let attacks: Vec<AttackSpec> = vec![
@@ -99,31 +92,17 @@ fn adversarial_examples_stay_in_the_ball_and_the_box() {
         ];
         for a in attacks {
             let adv = a.perturb(&net, &x, &y).unwrap();
-            assert!(adv.min().double_value(&[]) >= 0.0 && adv.max().double_value(&[]) <= 1.0, "{}", a.name());
-            let delta = &adv - &x;
-            let size = if a.name().contains("L2") {
-                delta.flatten(1, -1).norm_scalaropt_dim(2.0, [1i64].as_slice(), false).max().double_value(&[])
-            } else {
-                max_abs(&delta)
-            };
-            assert!(size <= eps * (1.0 + 1e-5) + 1e-6, "{}: |delta| {size} > eps {eps}", a.name());
+            assert_in_ball_and_box(&adv, &x, eps, a.name().contains("L2"), &a.name());
         }
     }
 }
 
 #[test]
 fn attacks_leave_parameter_gradients_untouched() {
-    let (train, _) = doublewin::data::Embedded::Digits.load().unwrap();
-    let net = Network::new(NetworkSpec::for_data(Arch::convnet(), &train).unwrap(), Device::Cpu, 1).unwrap();
-    let x = train.float_images(0, 16).unwrap();
-    let y = train.labels().narrow(0, 0, 16);
-    net.forward(&x, true).unwrap().cross_entropy_for_logits(&y).backward();
-    let before: Vec<Tensor> = net.parameters().iter().map(|(_, p)| p.grad().copy()).collect();
-    let _ = Pgd::linf(0.1, 0.03, 5).perturb(&net, &x, &y).unwrap();
-    let _ = Fgsm::random_start(0.1).train_mode(true).perturb(&net, &x, &y).unwrap();
-    for ((name, p), b) in net.parameters().iter().zip(&before) {
-        assert!(p.grad().equal(b), "gradient of {name} changed");
-    }
+    assert_parameter_gradients_untouched(|net, x, y| {
+        let _ = Pgd::linf(0.1, 0.03, 5).perturb(net, x, y).unwrap();
+        let _ = Fgsm::random_start(0.1).train_mode(true).perturb(net, x, y).unwrap();
+    });
 }
 
 #[test]

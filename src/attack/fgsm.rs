@@ -65,7 +65,7 @@ impl Fgsm {
 
     fn start(&self, x: &Tensor) -> Result<Tensor> {
         if self.random_start {
-            random_start(x, self.eps, Norm::Linf, self.seed.wrapping_mul(0x9E37_79B9).wrapping_add(self.calls.next()))
+            random_start(x, self.eps, Norm::Linf, self.calls.call_seed(self.seed))
         } else {
             Ok(x.shallow_clone())
         }

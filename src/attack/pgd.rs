@@ -108,11 +108,8 @@ impl Pgd {
         }
         let mut best: Option<(Tensor, Tensor)> = None;
         for _ in 0..self.restarts {
-            let start = if self.random_start {
-                random_start(x, self.eps, self.norm, self.seed.wrapping_mul(0x9E37_79B9).wrapping_add(self.calls.next()))?
-            } else {
-                x.shallow_clone()
-            };
+            let start =
+                if self.random_start { random_start(x, self.eps, self.norm, self.calls.call_seed(self.seed))? } else { x.shallow_clone() };
             let adv = iterate(net, x, labels, start, self.ascent(), targeted)?;
             if self.restarts == 1 {
                 return Ok(adv);
@@ -152,10 +149,7 @@ impl Attack for Pgd {
         self.run(net, x, target, true)
     }
     fn name(&self) -> String {
-        let norm = match self.norm {
-            Norm::Linf => "Linf",
-            Norm::L2 => "L2",
-        };
+        let norm = self.norm.label();
         let restarts = if self.restarts > 1 { format!(" x{} restarts", self.restarts) } else { String::new() };
         format!("PGD-{} {norm} eps={}{restarts}", self.steps, format_eps(self.eps))
     }

@@ -75,3 +75,46 @@ pub fn mini_study() -> doublewin::study::Study {
     }
     s
 }
+
+/// A randomly initialised ConvNet on `c` x `side` x `side` inputs with `classes` classes and no
+/// normalisation (for constraint checks).
+pub fn random_convnet(c: i64, side: i64, classes: usize, seed: u64) -> doublewin::model::Network {
+    use doublewin::model::{Arch, Network, NetworkSpec, Normalization};
+    let spec = NetworkSpec {
+        arch: Arch::convnet(),
+        in_channels: c,
+        input_size: side,
+        classes: (0..classes).map(|i| i.to_string()).collect(),
+        normalization: Normalization::identity(c as usize),
+    };
+    Network::new(spec, tch::Device::Cpu, seed).unwrap()
+}
+
+/// Asserts that `adv` is in [0, 1] and within `eps` of `x` (L2 per example when `l2`, else L-inf).
+pub fn assert_in_ball_and_box(adv: &tch::Tensor, x: &tch::Tensor, eps: f64, l2: bool, what: &str) {
+    assert_eq!(adv.size(), x.size(), "{what}");
+    assert!(adv.min().double_value(&[]) >= 0.0 && adv.max().double_value(&[]) <= 1.0, "{what} leaves [0, 1]");
+    let delta = (adv - x).flatten(1, -1);
+    let size = if l2 {
+        delta.norm_scalaropt_dim(2.0, [1i64].as_slice(), false).max().double_value(&[])
+    } else {
+        delta.abs().max().double_value(&[])
+    };
+    assert!(size <= eps * (1.0 + 1e-5) + 1e-6, "{what}: |delta| {size} > eps {eps}");
+}
+
+/// Runs `attacks` on a Digits ConvNet (train mode batch, 16 images) whose parameters carry
+/// gradients, and asserts that every parameter gradient is exactly as it was.
+pub fn assert_parameter_gradients_untouched(attacks: impl FnOnce(&doublewin::model::Network, &tch::Tensor, &tch::Tensor)) {
+    use doublewin::model::{Arch, Network, NetworkSpec};
+    let (train, _) = doublewin::data::Embedded::Digits.load().unwrap();
+    let net = Network::new(NetworkSpec::for_data(Arch::convnet(), &train).unwrap(), tch::Device::Cpu, 1).unwrap();
+    let x = train.float_images(0, 16).unwrap();
+    let y = train.labels().narrow(0, 0, 16);
+    net.forward(&x, true).unwrap().cross_entropy_for_logits(&y).backward();
+    let before: Vec<tch::Tensor> = net.parameters().iter().map(|(_, p)| p.grad().copy()).collect();
+    attacks(&net, &x, &y);
+    for ((name, p), b) in net.parameters().iter().zip(&before) {
+        assert!(p.grad().equal(b), "gradient of {name} changed");
+    }
+}

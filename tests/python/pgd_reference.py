@@ -1,7 +1,7 @@
 """PGD in plain PyTorch, written the way torchattacks does it, on the same ConvNet as doublewin's
-(conv3x3-BN-ReLU blocks with max-pooling, global average pooling, linear head `fc`), for the
-parity test. Writes weights.safetensors (the network) and reference.safetensors (x, y, the
-random start, PyTorch's adversarial batch, and the normalisation).
+(dwnet.ConvNet: conv3x3-BN-ReLU blocks with max-pooling, global average pooling, linear head
+`fc`), for the parity test. Writes weights.safetensors (the network) and reference.safetensors
+(x, y, the random start, PyTorch's adversarial batch, and the normalisation).
 
 usage: pgd_reference.py OUT_DIR
 """
@@ -13,38 +13,11 @@ import torch.nn as nn
 import torch.nn.functional as F
 from safetensors.torch import save_file
 
+from dwnet import ConvNet
+
 out = Path(sys.argv[1])
 out.mkdir(parents=True, exist_ok=True)
 torch.manual_seed(0)
-
-
-class Block(nn.Module):
-    def __init__(self, c_in, c_out):
-        super().__init__()
-        self.conv = nn.Conv2d(c_in, c_out, 3, padding=1, bias=False)
-        self.bn = nn.BatchNorm2d(c_out)
-
-
-class ConvNet(nn.Module):
-    def __init__(self, widths=(32, 64, 128), c_in=1, side=28, classes=10):
-        super().__init__()
-        self.features = nn.ModuleList()
-        self.pool = []
-        for i, w in enumerate(widths):
-            self.features.append(Block(c_in, w))
-            pools = i + 1 < len(widths) and side >= 4
-            side = side // 2 if pools else side
-            self.pool.append(pools)
-            c_in = w
-        self.fc = nn.Linear(c_in, classes)
-
-    def forward(self, x):
-        for block, pool in zip(self.features, self.pool):
-            x = F.relu(block.bn(block.conv(x)))
-            if pool:
-                x = F.max_pool2d(x, 2)
-        return self.fc(F.adaptive_avg_pool2d(x, 1).flatten(1))
-
 
 model = ConvNet()
 with torch.no_grad():
