@@ -117,6 +117,14 @@ pub struct Checkpoint {
     pub test_robust_hits: Hits,
 }
 
+impl Checkpoint {
+    /// Test RA under the attacks up to the first whose name starts with `prefix` ("PGD-20": the
+    /// PGD-20 RA when the test attacks go on to AutoAttack).
+    pub fn test_ra_after(&self, prefix: &str) -> Option<f64> {
+        crate::attack::eval::accuracy_after(&self.test_per_attack, prefix)
+    }
+}
+
 /// The outcome of one transfer run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TransferReport {

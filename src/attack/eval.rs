@@ -43,7 +43,18 @@ pub struct RobustEvaluation {
     pub robust_hits: Hits,
 }
 
+/// Accuracy after the attacks of a sequence up to the first whose name starts with `prefix`
+/// (e.g. "PGD-20": the PGD-20 RA of an evaluation that goes on to AutoAttack).
+pub fn accuracy_after(outcomes: &[AttackOutcome], prefix: &str) -> Option<f64> {
+    outcomes.iter().find(|a| a.attack.starts_with(prefix)).map(|a| a.accuracy_after)
+}
+
 impl RobustEvaluation {
+    /// [`accuracy_after`] of this evaluation's attacks.
+    pub fn accuracy_after(&self, prefix: &str) -> Option<f64> {
+        accuracy_after(&self.per_attack, prefix)
+    }
+
     pub fn table(&self) -> Table {
         let mut t = Table::new(
             format!("Robust evaluation on {} ({} examples)", self.dataset, self.examples),
@@ -162,6 +173,13 @@ pub fn robust_evaluate(net: &Network, data: &Dataset, attacks: &[AttackSpec], ba
         }
     }
     warnings.extend(square_warnings(attacks, &broken, data.len()));
+    // PGD followed by AutoAttack's gradient attacks in one sequence: compare the two RAs.
+    if let Some(i) = attacks.iter().rposition(|a| matches!(a, AttackSpec::Pgd(_))) {
+        let later = attacks[i + 1..].iter().any(|a| a.uses_gradients() && !matches!(a, AttackSpec::Fgsm(_)));
+        if later {
+            warnings.extend(pgd_gap_warning(per_attack[i].accuracy_after, remaining as f64 / n));
+        }
+    }
     Ok(RobustEvaluation {
         dataset: data.name().into(),
         examples: data.len(),

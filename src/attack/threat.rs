@@ -3,12 +3,14 @@
 //! A study holds one; every attack it runs comes from here, with the one PGD step rule of
 //! [`Pgd::spanning`].
 
-use super::{AttackSpec, Fgsm, Norm, Pgd};
+use super::{AttackSpec, AutoAttack, Fgsm, Norm, Pgd};
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
 
-/// The attacks behind the reported robust accuracy (run in sequence on the points still
-/// correct, so the RA is the worst case over them).
+/// The attacks behind the reported robust accuracy, run in sequence on the points still correct
+/// (so the RA is the worst case over them). The AutoAttack choices run FGSM and PGD-20 first,
+/// so a report shows PGD-20 RA (the accuracy after PGD-20) and AutoAttack-grade RA (after
+/// everything) side by side, from one evaluation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "kebab-case")]
 #[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
@@ -16,12 +18,18 @@ pub enum TestAttack {
     /// FGSM, then PGD-20 (the paper's evaluation).
     #[default]
     Pgd20,
+    /// FGSM, PGD-20, then APGD-CE and APGD-T (9 target classes, 100 iterations each).
+    AutoattackFast,
+    /// FGSM, PGD-20, then AutoAttack's standard ensemble: APGD-CE, APGD-T, FAB-T, Square-5000.
+    Autoattack,
 }
 
 impl TestAttack {
     pub fn name(self) -> &'static str {
         match self {
             TestAttack::Pgd20 => "FGSM + PGD-20",
+            TestAttack::AutoattackFast => "FGSM + PGD-20 + AutoAttack (fast: APGD-CE, APGD-T)",
+            TestAttack::Autoattack => "FGSM + PGD-20 + AutoAttack (standard: APGD-CE, APGD-T, FAB-T, Square)",
         }
     }
 }
@@ -113,9 +121,13 @@ impl ThreatModel {
 
     /// The attacks of the reported RA ([`TestAttack`]).
     pub fn test_attacks(&self) -> Vec<AttackSpec> {
+        let mut v = self.with_fgsm(Pgd::spanning(self.norm, self.eps, 20));
         match self.test {
-            TestAttack::Pgd20 => self.with_fgsm(Pgd::spanning(self.norm, self.eps, 20)),
+            TestAttack::Pgd20 => {}
+            TestAttack::AutoattackFast => v.extend(AutoAttack::fast(self.norm, self.eps).attacks()),
+            TestAttack::Autoattack => v.extend(AutoAttack::standard(self.norm, self.eps).attacks()),
         }
+        v
     }
 
     fn with_fgsm(&self, pgd: Pgd) -> Vec<AttackSpec> {
@@ -143,6 +155,7 @@ mod tests {
 
     #[test]
     fn the_papers_attack_settings_are_reproduced_exactly() {
+        use crate::attack::Attack;
         let t = ThreatModel::paper();
         let train = t.train_attack();
         assert_eq!((train.steps, train.train_mode), (10, true));
@@ -157,6 +170,10 @@ mod tests {
         // Short attacks still span the ball: PGD-3 steps 2.5 eps / 3.
         assert!((Pgd::spanning(Norm::Linf, 0.3, 3).step - 0.25).abs() < 1e-12);
         assert!(ThreatModel::linf(-0.1).check().unwrap_err().to_string().contains("eps = -0.1"));
+        // AutoAttack-grade evaluation keeps PGD-20 in front, so both RAs come from one run.
+        let names: Vec<String> = t.clone().test(TestAttack::Autoattack).test_attacks().iter().map(|a| a.name()).collect();
+        assert_eq!(names.len(), 6);
+        assert!(names[1].starts_with("PGD-20") && names[2].starts_with("APGD-CE") && names[5].starts_with("Square"), "{names:?}");
         assert!(ThreatModel::linf(0.1).train_steps(0).check().unwrap_err().to_string().contains("train_steps"));
     }
 }
