@@ -65,6 +65,11 @@ pub struct LandscapeConfig {
     /// The grid spans this multiple of the trajectory's extent along each axis (PCA), or
     /// [-margin, margin] in units of the filter-normalised directions (random).
     pub margin: f64,
+    /// When set, the grid spans [-radius, radius] along both directions instead, in absolute
+    /// units (distance in weight space for PCA planes, filter-normalised units for random ones):
+    /// landscapes drawn with one radius share a scale and can be compared side by side.
+    #[serde(default)]
+    pub radius: Option<f64>,
     /// Size of the fixed, stratified evaluation subset.
     pub examples: usize,
     pub seed: u64,
@@ -72,7 +77,15 @@ pub struct LandscapeConfig {
 
 impl Default for LandscapeConfig {
     fn default() -> Self {
-        LandscapeConfig { directions: Directions::Pca, loss: LandscapeLoss::Clean, resolution: 21, margin: 1.3, examples: 256, seed: 0 }
+        LandscapeConfig {
+            directions: Directions::Pca,
+            loss: LandscapeLoss::Clean,
+            resolution: 21,
+            margin: 1.3,
+            radius: None,
+            examples: 256,
+            seed: 0,
+        }
     }
 }
 
@@ -93,6 +106,10 @@ impl LandscapeConfig {
         self.examples = n;
         self
     }
+    pub fn radius(mut self, r: f64) -> Self {
+        self.radius = Some(r);
+        self
+    }
     pub fn margin(mut self, m: f64) -> Self {
         self.margin = m;
         self
@@ -102,7 +119,7 @@ impl LandscapeConfig {
         if self.resolution < 3 || self.resolution.is_multiple_of(2) {
             return Err(Error::invalid(format!("grid resolution {}", self.resolution), "use an odd number >= 3, e.g. 21"));
         }
-        if self.margin.is_nan() || self.margin <= 0.0 || self.examples == 0 {
+        if self.margin.is_nan() || self.margin <= 0.0 || self.examples == 0 || self.radius.is_some_and(|r| r.is_nan() || r <= 0.0) {
             return Err(Error::invalid("landscape margin or example count is not positive", "use e.g. margin 1.3, 256 examples"));
         }
         Ok(())
@@ -329,9 +346,12 @@ pub fn landscape(title: &str, trajectory: &Trajectory, mask: Option<&Mask>, data
         coords.push(plane.project(&origin, checkpoint)?);
         Ok(())
     })?;
-    let extent = |f: fn(&(f64, f64)) -> f64| match cfg.directions {
-        Directions::Pca => cfg.margin * coords.iter().map(|c| f(c).abs()).fold(1e-6, f64::max),
-        Directions::FilterNormalizedRandom { .. } => cfg.margin.max(cfg.margin * coords.iter().map(|c| f(c).abs()).fold(0.0, f64::max)),
+    let extent = |f: fn(&(f64, f64)) -> f64| match (cfg.radius, cfg.directions) {
+        (Some(r), _) => r,
+        (None, Directions::Pca) => cfg.margin * coords.iter().map(|c| f(c).abs()).fold(1e-6, f64::max),
+        (None, Directions::FilterNormalizedRandom { .. }) => {
+            cfg.margin.max(cfg.margin * coords.iter().map(|c| f(c).abs()).fold(0.0, f64::max))
+        }
     };
     let n = cfg.resolution;
     // i * 2 / (n - 1) - 1 is exactly 0 at the centre, so the final weights are a grid point.
@@ -465,11 +485,13 @@ impl Landscape {
 
     /// Contours at the deciles of the grid's values, with the trajectory (epoch numbers) on top.
     pub fn panel(&self) -> Panel {
-        let mut values: Vec<f64> = self.loss.iter().flatten().copied().filter(|v| v.is_finite()).collect();
-        values.sort_by(|a, b| a.total_cmp(b));
-        let mut levels: Vec<f64> = (1..10).map(|q| values.get(q * values.len() / 10).copied().unwrap_or(f64::NAN)).collect();
-        levels.dedup_by(|a, b| (*a - *b).abs() < 1e-9);
-        levels.retain(|v| v.is_finite());
+        self.panel_with_levels(&decile_levels(std::slice::from_ref(self)))
+    }
+
+    /// The contours at the given loss levels (e.g. shared by several landscapes), with the
+    /// trajectory on top.
+    pub fn panel_with_levels(&self, levels: &[f64]) -> Panel {
+        let levels = levels.to_vec();
         let segments = levels.iter().map(|l| contour_segments(&self.alphas, &self.betas, &self.loss, *l)).collect();
         let (x, y) = self.axis_labels();
         // Label about eight epochs (always the first and the last), so long runs stay legible.
@@ -512,11 +534,28 @@ impl Landscape {
     }
 }
 
-/// Several landscapes side by side, `cols` per row, with one summary table's numbers as notes.
+/// The deciles of the loss values of `landscapes` pooled: contour levels on one scale.
+fn decile_levels(landscapes: &[Landscape]) -> Vec<f64> {
+    let mut values: Vec<f64> = landscapes.iter().flat_map(|l| l.loss.iter().flatten()).copied().filter(|v| v.is_finite()).collect();
+    values.sort_by(|a, b| a.total_cmp(b));
+    let mut levels: Vec<f64> = (1..10).filter_map(|q| values.get(q * values.len() / 10).copied()).collect();
+    levels.dedup_by(|a, b| (*a - *b).abs() < 1e-9);
+    levels
+}
+
+/// Several landscapes side by side, `cols` per row, drawn on one contour scale (the deciles of
+/// all their grids pooled), so the basins can be compared.
 pub fn landscape_figure(title: &str, landscapes: &[Landscape], cols: usize) -> Result<Figure> {
     let loss = landscapes.first().map(|l| l.config.loss.name()).unwrap_or_default();
-    Ok(Figure::grid(title, landscapes.iter().map(|l| l.panel()).collect(), cols)?
-        .note(format!("{loss}; contours at the deciles of each grid")))
+    let levels = decile_levels(landscapes);
+    let scale = match landscapes.first().and_then(|l| l.config.radius) {
+        Some(r) if landscapes.iter().all(|l| l.config.radius == Some(r)) => format!("every grid spans +-{r} along both directions"),
+        _ => "each grid spans its own trajectory".into(),
+    };
+    Ok(Figure::grid(title, landscapes.iter().map(|l| l.panel_with_levels(&levels)).collect(), cols)?.note(format!(
+        "{loss}; contours at the deciles of all grids pooled (one scale); {scale}; only the prunable (convolution) weights move \
+         in the plane: batch-norm parameters and statistics, biases and the head stay at their final values"
+    )))
 }
 
 /// One row per landscape: final loss, explained variance, path length, mean rise.

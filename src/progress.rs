@@ -40,11 +40,10 @@ pub enum Event<'a> {
     Epoch { label: &'a str, summary: EpochSummary },
     /// A study's plan: how many steps it has and how many the store already holds.
     StudyPlanned { total: usize, stored: usize },
-    /// A study step starts computing (`index` counts the steps computed in this run, 1-based,
-    /// out of `to_compute`).
-    StepStarted { index: usize, to_compute: usize, kind: &'a str, label: &'a str },
-    /// A study step finished; `eta` estimates the seconds left for the steps still to compute.
-    StepFinished { index: usize, to_compute: usize, label: &'a str, seconds: f64, eta: f64 },
+    /// A study step starts (`done` of the `total` steps are done, by any worker).
+    StepStarted { done: usize, total: usize, kind: &'a str, label: &'a str },
+    /// A study step was computed; `eta` estimates the seconds left for the steps still to do.
+    StepFinished { done: usize, total: usize, label: &'a str, seconds: f64, eta: f64 },
     /// A study finished: steps computed now and steps read from the store.
     StudyFinished { computed: usize, stored: usize, seconds: f64 },
     /// A download advanced (`total` when the server said).
@@ -64,6 +63,7 @@ pub trait Observer: Send {
 #[derive(Debug)]
 pub struct Lines {
     live: bool,
+    prefix: String,
     last: Instant,
     epoch_started: Instant,
 }
@@ -71,7 +71,7 @@ pub struct Lines {
 impl Lines {
     /// Live `\r` redraws within epochs and downloads: for terminals.
     pub fn terminal() -> Lines {
-        Lines { live: true, last: Instant::now(), epoch_started: Instant::now() }
+        Lines { live: true, prefix: String::new(), last: Instant::now(), epoch_started: Instant::now() }
     }
     /// Whole lines only: for notebooks and logs.
     pub fn notebook() -> Lines {
@@ -87,6 +87,12 @@ impl Lines {
         }
     }
 
+    /// Starts every line with `prefix` (e.g. "[worker 2] " when several processes print).
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Lines {
+        self.prefix = prefix.into();
+        self
+    }
+
     /// Lines within a long operation: live ones every 250 ms, else one every ten seconds.
     fn due(&mut self) -> bool {
         let every = if self.live { Duration::from_millis(250) } else { Duration::from_secs(10) };
@@ -100,9 +106,9 @@ impl Lines {
     fn partial(&self, text: &str) {
         let mut out = std::io::stdout().lock();
         if self.live {
-            let _ = write!(out, "\r{text}   ");
+            let _ = write!(out, "\r{}{text}   ", self.prefix);
         } else {
-            let _ = writeln!(out, "{text}");
+            let _ = writeln!(out, "{}{text}", self.prefix);
         }
         let _ = out.flush();
     }
@@ -110,7 +116,7 @@ impl Lines {
     fn line(&self, text: &str) {
         let clear = if self.live { "\r" } else { "" };
         let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "{clear}{text}");
+        let _ = writeln!(out, "{clear}{}{text}", self.prefix);
         let _ = out.flush();
     }
 }
@@ -160,12 +166,12 @@ impl Observer for Lines {
             } else {
                 format!("[study] {total} steps: {stored} in the store, {} to compute", total - stored)
             }),
-            Event::StepStarted { index, to_compute, kind, label } => {
-                self.line(&format!("[study {index}/{to_compute}] {kind}: {label}"));
+            Event::StepStarted { done, total, kind, label } => {
+                self.line(&format!("[study {}/{total}] {kind}: {label}", done + 1));
             }
-            Event::StepFinished { index, to_compute, label, seconds, eta } => {
-                let eta = if index < to_compute { format!(", about {} left", format_seconds(eta)) } else { String::new() };
-                self.line(&format!("[study {index}/{to_compute}] done in {}: {label}{eta}", format_seconds(seconds)));
+            Event::StepFinished { done, total, label, seconds, eta } => {
+                let eta = if done < total { format!(", about {} left", format_seconds(eta)) } else { String::new() };
+                self.line(&format!("[study {done}/{total}] done in {}: {label}{eta}", format_seconds(seconds)));
             }
             // Nothing computed: the plan's line already said everything was in the store.
             Event::StudyFinished { computed: 0, .. } => {}

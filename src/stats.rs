@@ -8,9 +8,11 @@
 //! the d_s over n; and test-set sampling noise, which does not average out over seeds because
 //! every seed uses the same test set: the variance of the per-example paired difference (mean over
 //! seeds of ticket_hit - dense_hit) over N examples, divided by N. The interval is
-//! mean ± t(0.975, n - 1) x sqrt(s_seed^2 / n + v_test) (n - 1 degrees of freedom, conservative
-//! for the test part); with one seed, seed noise cannot be estimated and the interval holds the
-//! test part only, with the normal quantile (the verdict says so).
+//! mean ± t(0.975, df) x sqrt(v_seed + v_test) with v_seed = s_seed^2 / n and the
+//! Welch-Satterthwaite degrees of freedom of the sum, df = (v_seed + v_test)^2 /
+//! (v_seed^2 / (n - 1) + v_test^2 / (N - 1)) (rounded down): n - 1 when seed noise dominates, large
+//! when the test set's does. With one seed, seed noise cannot be estimated and the interval holds
+//! the test part only (the verdict tables say how many seeds they rest on).
 
 use crate::error::{Error, Result};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -72,6 +74,18 @@ pub fn t975(df: usize) -> f64 {
     }
 }
 
+/// The Welch-Satterthwaite degrees of freedom of a sum of variance estimates `(variance, df)`,
+/// rounded down; components with no degrees of freedom are left out (0 when none remain).
+pub fn welch_satterthwaite(parts: &[(f64, usize)]) -> usize {
+    let parts: Vec<&(f64, usize)> = parts.iter().filter(|(_, df)| *df > 0).collect();
+    let total: f64 = parts.iter().map(|(v, _)| v).sum();
+    let denominator: f64 = parts.iter().map(|(v, df)| v * v / *df as f64).sum();
+    if parts.is_empty() || denominator <= 0.0 {
+        return parts.iter().map(|(_, df)| *df).max().unwrap_or(0);
+    }
+    (total * total / denominator).floor() as usize
+}
+
 /// The paired difference (a - b) of an accuracy over seeds, with its 95% interval (see the
 /// module comment). Fractions, not points.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -114,8 +128,10 @@ impl PairedDifference {
         let per_example: Vec<f64> = (0..examples).map(|i| a.iter().zip(b).map(|(x, y)| x[i] - y[i]).sum::<f64>() / n as f64).collect();
         let m = mean_of(&per_example);
         let var_test = per_example.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (examples.max(2) - 1) as f64 / examples as f64;
-        let (se_seed, se_test) = ((var_seed / n as f64).sqrt(), var_test.sqrt());
-        let half = t975(n - 1) * (se_seed.powi(2) + se_test.powi(2)).sqrt();
+        let (v_seed, v_test) = (var_seed / n as f64, var_test);
+        let df = welch_satterthwaite(&[(v_seed, n - 1), (v_test, examples - 1)]);
+        let half = t975(df) * (v_seed + v_test).sqrt();
+        let (se_seed, se_test) = (v_seed.sqrt(), v_test.sqrt());
         Ok(PairedDifference { mean, lower: mean - half, upper: mean + half, seeds: n, examples, se_seed, se_test })
     }
 
@@ -157,6 +173,10 @@ mod tests {
         assert!(d.se_seed > 0.0 && d.se_test > 0.0 && d.lower < 0.0 && d.upper > 0.25);
         // t quantiles: 4.303 at 2 df (three seeds), about 1.96 for many.
         assert_eq!(t975(2), 4.303);
+        // Welch-Satterthwaite: equal parts of 2 and 363 df give about 8; one part alone its own df.
+        assert_eq!(welch_satterthwaite(&[(1.0, 2), (1.0, 363)]), 7);
+        assert_eq!(welch_satterthwaite(&[(1.0, 2), (0.0, 363)]), 2);
+        assert_eq!(welch_satterthwaite(&[(0.0, 0), (1.0, 363)]), 363);
         assert!((t975(1000) - 1.96).abs() < 0.01);
         assert!(PairedDifference::of(std::slice::from_ref(&a), &[Hits(vec![true])]).is_err());
     }

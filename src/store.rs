@@ -240,7 +240,7 @@ impl Store {
         description: &D,
         run: impl FnOnce(&Path) -> Result<T>,
     ) -> Result<(T, bool)> {
-        match self.run_step(description, true, run)? {
+        match self.run(description, true, run)? {
             Attempt::Stored(v) => Ok((v, false)),
             Attempt::Computed(v) => Ok((v, true)),
             Attempt::Busy => Err(Error::invalid("a blocking lock returned busy", "report this as a bug")),
@@ -254,10 +254,11 @@ impl Store {
         description: &D,
         run: impl FnOnce(&Path) -> Result<T>,
     ) -> Result<Attempt<T>> {
-        self.run_step(description, false, run)
+        self.run(description, false, run)
     }
 
-    fn run_step<D: StepDescription, T: Serialize + DeserializeOwned>(
+    /// [`Store::get_or_run`] when `wait`, else [`Store::try_run`].
+    pub fn run<D: StepDescription, T: Serialize + DeserializeOwned>(
         &self,
         description: &D,
         wait: bool,

@@ -1,6 +1,7 @@
 """The PyTorch peer of `doublewin bench`: the same workloads written the way a practitioner
 writes them in eager PyTorch. Masks go through torch.nn.utils.prune's reparametrisation
-(custom_from_mask, global_unstructured), PGD is torchattacks' loop, FGSM-RS is Wong et al.'s
+(custom_from_mask, global_unstructured), PGD is torchattacks' loop, APGD / APGD-T are
+torchattacks 3.5.1 itself, FGSM-RS is Wong et al.'s
 fast adversarial training step, evaluation runs under no_grad with PGD-20 on the points the
 network classifies correctly. Weights, masks and data come from the files doublewin wrote, so
 both sides compute the same thing; the thread count and seed come from its config.
@@ -207,6 +208,37 @@ def bench_eval(w, cfg, d):
     return seconds, f"SA {res['sa']:.1f}%, RA {res['ra']:.1f}%", {"SA %": res["sa"], "RA %": res["ra"]}
 
 
+def bench_apgd(w, cfg, d):
+    """torchattacks' APGD (CE loss), and for "aa-fast" then APGDT (9 target classes) on the points
+    still robust: AutoAttack's fast ensemble, both on the clean-correct points."""
+    import torchattacks
+
+    model, x, y = load_model(d, w["model"])
+    model.eval()
+    x, y = x[: w["batch"]], y[: w["batch"]]
+    steps = w["attack_steps"]
+    attacks = [torchattacks.APGD(model, norm="Linf", eps=w["eps"], steps=steps, n_restarts=1, loss="ce", seed=cfg["seed"])]
+    if w["kind"] == "aa-fast":
+        attacks.append(torchattacks.APGDT(model, norm="Linf", eps=w["eps"], steps=steps, n_restarts=1, n_classes=10, seed=cfg["seed"]))
+    res = {}
+
+    def run():
+        with torch.no_grad():
+            ok = model(x).argmax(1) == y
+        clean = int(ok.sum())
+        for attack in attacks:
+            idx = ok.nonzero().flatten()
+            if len(idx) == 0:
+                break
+            adv = attack(x[idx], y[idx])
+            with torch.no_grad():
+                ok[idx] = model(adv).argmax(1) == y[idx]
+        res["sa"], res["ra"] = 100.0 * clean / len(y), 100.0 * int(ok.sum()) / len(y)
+
+    seconds = timed(w, cfg, run)
+    return seconds, f"SA {res['sa']:.1f}%, RA {res['ra']:.1f}%", {"SA %": res["sa"], "RA %": res["ra"]}
+
+
 def bench_prune(w, cfg, d):
     model = torchvision.models.resnet50(weights=None)
     missing, unexpected = model.load_state_dict(load_file(str(d / "resnet50.weights.safetensors")), strict=False)
@@ -234,7 +266,8 @@ def main():
     torch.set_num_threads(cfg["threads"])
     torch.manual_seed(cfg["seed"])
     d = Path(cfg["dir"])
-    kinds = {"pgd": bench_pgd, "at": bench_train, "fast": bench_train, "eval": bench_eval, "prune": bench_prune}
+    kinds = {"pgd": bench_pgd, "apgd": bench_apgd, "aa-fast": bench_apgd, "at": bench_train, "fast": bench_train, "eval": bench_eval,
+             "prune": bench_prune}
     results = []
     for w in cfg["workloads"]:
         seconds, outcome, values = kinds[w["kind"]](w, cfg, d)

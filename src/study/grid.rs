@@ -95,6 +95,9 @@ pub struct LandscapePlan {
     pub resolution: usize,
     /// The grid spans this multiple of the trajectory's extent (see [`LandscapeConfig::margin`]).
     pub margin: f64,
+    /// When set, every landscape spans [-radius, radius] instead: one scale for all of them
+    /// (see [`LandscapeConfig::radius`]).
+    pub radius: Option<f64>,
     /// Size of the fixed evaluation subset of the test split.
     pub examples: usize,
     /// PGD steps of the adversarial loss drawn, at the threat model's eps (0: clean loss).
@@ -115,6 +118,7 @@ impl LandscapePlan {
             loss,
             resolution: self.resolution,
             margin: self.margin,
+            radius: self.radius,
             examples: self.examples,
             seed: 0,
         }
@@ -161,6 +165,7 @@ impl Study {
                 directions: Directions::Pca,
                 resolution: z.landscape_resolution,
                 margin: 1.3,
+                radius: None,
                 examples: z.landscape_examples,
                 attack_steps: z.landscape_steps,
                 checkpoints: z.landscape_checkpoints,

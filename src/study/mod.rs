@@ -23,4 +23,4 @@ pub use plan::{Plan, PlannedStep, StepDesc};
 pub use profile::{Profile, Sizes};
 pub use report::{ImpRow, Pick, StudyReport, VerdictCell};
 pub use results::{LandscapeRecord, StudyResults, TransferRecord};
-pub use runner::{run_plan, ImpSummary, RunSummary};
+pub use runner::{run_plan, run_plan_with, ImpSummary, RunOptions, RunSummary};

@@ -638,10 +638,18 @@ impl StudyReport {
         )
     }
 
-    /// Writes `report.html`, `report.md`, `results.json` and `figures/*.svg` (and `.png` with the
-    /// `png` feature) into `dir` (each file atomically); returns the HTML file's path.
+    /// Writes `report.html`, `report.md`, `results.json` (every transfer and landscape),
+    /// `report.json` (verdicts with their intervals, the claims, IMP diagnostics) and
+    /// `figures/*.svg` (and `.png` with the `png` feature) into `dir` (each file atomically);
+    /// returns the HTML file's path.
     pub fn save(&self, dir: impl AsRef<std::path::Path>) -> Result<std::path::PathBuf> {
         let dir = dir.as_ref();
+        let summary = serde_json::json!({
+            "verdicts": self.results.verdicts(),
+            "claims": self.results.claims(),
+            "imp": self.imp,
+        });
+        crate::fsio::write_json(&dir.join("report.json"), &summary)?;
         for (stem, fig) in &self.figures {
             fig.save_svg(dir.join("figures").join(format!("{stem}.svg")))?;
             #[cfg(feature = "png")]

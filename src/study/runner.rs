@@ -1,7 +1,9 @@
-//! Runs a study's plan through the store: each step missing from the store is computed in
-//! dependency order under its lock (see [`crate::store`]); progress goes to the process's
-//! observer (one line for the steps already stored, a line per computed step with an estimate of
-//! the time left). A killed run resumes at the step it was in.
+//! Runs a study's plan through the store as a worker: each step missing from the store is
+//! computed in dependency order under its lock (see [`crate::store`]), and any number of workers
+//! (processes, on one machine or a cluster) can share one store: a worker skips the steps another
+//! holds and never computes a step twice. Progress goes to the process's observer (one line for
+//! the steps already stored, a line per computed step with an estimate of the time left). A
+//! killed run resumes at the step it was in.
 
 use super::desc::{HoldOut, ImpDesc, LandscapeDesc, PretrainDesc, Subnetwork, TrajectoryDesc, TransferDesc};
 use super::grid::Study;
@@ -14,11 +16,12 @@ use crate::model::{Network, NetworkSpec};
 use crate::progress::{self, Event};
 use crate::prune::{imp, one_shot_like, random_like, Mask};
 use crate::runtime::Runtime;
-use crate::store::{Check, Status, StepDescription, Store};
+use crate::store::{Attempt, Check, Status, StepDescription, Store};
 use crate::train::{train_with, Callbacks, History, RegimeKind};
 use crate::transfer::{transfer_recorded, CheckpointPlan, TransferReport};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 /// What an IMP step stores besides its masks: the sparsity of each round's ticket.
@@ -27,25 +30,51 @@ pub struct ImpSummary {
     pub sparsity: Vec<f64>,
 }
 
-/// How a run went: steps computed now and steps found in the store.
+/// How a run went: steps this process computed, steps it found done (in the store before, or
+/// computed meanwhile by another process), and whether it was asked to stop before the end.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RunSummary {
     pub computed: usize,
     pub stored: usize,
     pub seconds: f64,
+    pub stopped: bool,
 }
 
-/// Computes steps and reads their inputs from the store, caching datasets and networks.
+/// How [`run_plan_with`] runs.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RunOptions<'a> {
+    /// Processes working on the same store (for the estimate of the time left); 0 or 1: this one.
+    pub workers: usize,
+    /// Checked between steps: when set, the run stops after the step in flight (a signal
+    /// handler sets it, e.g. before a cluster job's time runs out).
+    pub stop: Option<&'a AtomicBool>,
+}
+
+/// Computes steps and reads their inputs from the store, caching datasets and networks. Steps
+/// run under their store lock: waiting for another process that holds it (`wait`), or handing
+/// back [`Attempt::Busy`] at once.
 pub(crate) struct Executor<'a> {
     rt: &'a Runtime,
     store: &'a Store,
+    wait: bool,
+    /// (steps done, steps in all) of the run, for the line announcing a step that starts.
+    position: Option<(usize, usize)>,
     splits: HashMap<String, Splits>,
     nets: HashMap<String, Network>,
 }
 
 impl<'a> Executor<'a> {
-    pub(crate) fn new(rt: &'a Runtime, store: &'a Store) -> Executor<'a> {
-        Executor { rt, store, splits: HashMap::new(), nets: HashMap::new() }
+    pub(crate) fn new(rt: &'a Runtime, store: &'a Store, wait: bool) -> Executor<'a> {
+        Executor { rt, store, wait, position: None, splits: HashMap::new(), nets: HashMap::new() }
+    }
+
+    /// What to call when a step really starts computing (its lock taken): the progress line.
+    fn announce(&self, kind: &'static str, label: String) -> impl Fn() + 'static {
+        let position = self.position;
+        move || match position {
+            Some((done, total)) => progress::emit(&Event::StepStarted { done, total, kind, label: &label }),
+            None => progress::note(&format!("computing {kind}: {label}")),
+        }
     }
 
     fn splits(&mut self, data: DataSource, holdout: HoldOut) -> Result<Splits> {
@@ -89,20 +118,28 @@ impl<'a> Executor<'a> {
         }
     }
 
-    /// Computes (or loads) one step; returns whether it was computed now.
-    pub(crate) fn run(&mut self, step: &StepDesc) -> Result<bool> {
-        match step {
-            StepDesc::Pretrain(d) => self.pretrain(d).map(|(_, computed)| computed),
-            StepDesc::Imp(d) => self.imp(d).map(|(_, computed)| computed),
-            StepDesc::Transfer(d) => self.transfer(d, None).map(|(_, computed)| computed),
-            StepDesc::Trajectory(d) => self.trajectory(d).map(|(_, computed)| computed),
-            StepDesc::Landscape(d) => self.landscape(d).map(|(_, computed)| computed),
+    /// Computes (or loads) one step (its inputs must be done).
+    pub(crate) fn run(&mut self, step: &StepDesc) -> Result<Attempt<()>> {
+        fn unit<T>(a: Attempt<T>) -> Attempt<()> {
+            match a {
+                Attempt::Stored(_) => Attempt::Stored(()),
+                Attempt::Computed(_) => Attempt::Computed(()),
+                Attempt::Busy => Attempt::Busy,
+            }
         }
+        Ok(match step {
+            StepDesc::Pretrain(d) => unit(self.pretrain(d)?),
+            StepDesc::Imp(d) => unit(self.imp(d)?),
+            StepDesc::Transfer(d) => unit(self.transfer(d, None)?),
+            StepDesc::Trajectory(d) => unit(self.trajectory(d)?),
+            StepDesc::Landscape(d) => unit(self.landscape(d)?),
+        })
     }
 
-    pub(crate) fn pretrain(&mut self, d: &PretrainDesc) -> Result<(History, bool)> {
-        let rt = self.rt;
-        self.store.get_or_run(d, |dir| {
+    pub(crate) fn pretrain(&mut self, d: &PretrainDesc) -> Result<Attempt<History>> {
+        let (rt, announce) = (self.rt, self.announce(d.kind(), d.label()));
+        self.store.run(d, self.wait, |dir| {
+            announce();
             let splits = d.splits()?;
             let mut net = Network::new(NetworkSpec::for_data(d.arch.clone(), &splits.train)?, rt.device, d.seed)?;
             let resume = dir.join("train");
@@ -113,87 +150,128 @@ impl<'a> Executor<'a> {
         })
     }
 
-    fn imp(&mut self, d: &ImpDesc) -> Result<(ImpSummary, bool)> {
+    fn imp(&mut self, d: &ImpDesc) -> Result<Attempt<ImpSummary>> {
         let pretrained = self.pretrained(&d.pretrain)?;
-        self.store.get_or_run(d, |dir| {
+        let announce = self.announce(d.kind(), d.label());
+        self.store.run(d, self.wait, |dir| {
+            announce();
             let tickets = imp(&pretrained, &d.splits()?, &d.imp, dir)?;
             Ok(ImpSummary { sparsity: tickets.0.iter().map(|t| t.sparsity()).collect() })
         })
     }
 
-    fn transfer(&mut self, d: &TransferDesc, checkpoints: Option<&TrajectoryDesc>) -> Result<(TransferReport, bool)> {
+    fn transfer(&mut self, d: &TransferDesc, checkpoints: Option<&TrajectoryDesc>) -> Result<Attempt<TransferReport>> {
         let pretrained = self.pretrained(d.subnetwork.pretrain())?;
         let mask = self.mask(&d.subnetwork)?;
         let splits = self.splits(d.dataset, d.holdout)?;
         match checkpoints {
-            None => self.store.get_or_run(d, |_| transfer_recorded(&pretrained, mask.as_ref(), &splits, &d.transfer, None)),
-            Some(t) => self.store.get_or_run(t, |dir| {
+            None => {
+                let announce = self.announce(d.kind(), d.label());
+                self.store.run(d, self.wait, |_| {
+                    announce();
+                    transfer_recorded(&pretrained, mask.as_ref(), &splits, &d.transfer, None)
+                })
+            }
+            Some(t) => self.store.run(t, self.wait, |dir| {
+                self.announce(t.kind(), t.label())();
                 let plan = CheckpointPlan { dir: dir.join(TrajectoryDesc::CHECKPOINTS), max: t.checkpoints };
                 transfer_recorded(&pretrained, mask.as_ref(), &splits, &d.transfer, Some(&plan))
             }),
         }
     }
 
-    fn trajectory(&mut self, d: &TrajectoryDesc) -> Result<(TransferReport, bool)> {
+    fn trajectory(&mut self, d: &TrajectoryDesc) -> Result<Attempt<TransferReport>> {
         self.transfer(&d.transfer, Some(d))
     }
 
-    fn landscape(&mut self, d: &LandscapeDesc) -> Result<(Landscape, bool)> {
+    fn landscape(&mut self, d: &LandscapeDesc) -> Result<Attempt<Landscape>> {
         let t = &d.trajectory;
         let key = t.key()?;
         self.require(TrajectoryDesc::KIND, &key, &t.label())?;
         let checkpoints = self.store.dir(TrajectoryDesc::KIND, &key).join(TrajectoryDesc::CHECKPOINTS);
         let mask = self.mask(&t.transfer.subnetwork)?;
         let splits = self.splits(t.transfer.dataset, t.transfer.holdout)?;
-        let device = self.rt.device;
-        self.store.get_or_run(d, |_| {
+        let (device, announce) = (self.rt.device, self.announce(d.kind(), d.label()));
+        self.store.run(d, self.wait, |_| {
+            announce();
             let trajectory = Trajectory::open(&checkpoints, device)?;
             landscape(&d.title(), &trajectory, mask.as_ref(), &splits.test, &d.landscape)
         })
     }
 }
 
-/// Computes every step of `plan` that `store` lacks, in order (waiting for a step another
-/// process is computing), reporting progress to the process's observer.
+/// [`run_plan_with`] with the default options.
 pub fn run_plan(plan: &Plan, rt: &Runtime, store: &Store) -> Result<RunSummary> {
+    run_plan_with(plan, rt, store, &RunOptions::default())
+}
+
+/// Computes every step of `plan` that `store` lacks, as one worker among any number of
+/// processes on the same store: it walks the steps in dependency order, takes a step whose
+/// inputs are done with a non-blocking lock, skips steps another worker holds, waits (polling
+/// the store) only when nothing is ready, and returns when every step is done. Progress goes to
+/// the process's observer.
+pub fn run_plan_with(plan: &Plan, rt: &Runtime, store: &Store, options: &RunOptions) -> Result<RunSummary> {
     let start = Instant::now();
-    let status: Vec<Status> = plan.steps.iter().map(|s| store.status(s.kind, &s.key, Check::Hashes)).collect();
-    let stored = status.iter().filter(|s| **s == Status::Done).count();
-    let to_compute = plan.len() - stored;
-    progress::emit(&Event::StudyPlanned { total: plan.len(), stored });
-    let mut ex = Executor::new(rt, store);
+    let mut done: Vec<bool> = plan.steps.iter().map(|s| store.status(s.kind, &s.key, Check::Hashes) == Status::Done).collect();
+    let stored_before = done.iter().filter(|d| **d).count();
+    progress::emit(&Event::StudyPlanned { total: plan.len(), stored: stored_before });
+    let mut ex = Executor::new(rt, store, false);
     let mut seconds_by_kind: HashMap<&str, (f64, usize)> = HashMap::new();
-    let mut index = 0;
     let mut computed = 0;
-    for (i, step) in plan.steps.iter().enumerate() {
-        if status[i] == Status::Done {
-            continue;
+    let mut stopped = false;
+    'walk: while done.iter().any(|d| !d) {
+        let mut progressed = false;
+        for (i, step) in plan.steps.iter().enumerate() {
+            if done[i] || !step.deps.iter().all(|&d| done[d]) {
+                continue;
+            }
+            if options.stop.is_some_and(|s| s.load(Ordering::Relaxed)) {
+                stopped = true;
+                break 'walk;
+            }
+            ex.position = Some((done.iter().filter(|d| **d).count(), plan.len()));
+            let t = Instant::now();
+            match ex.run(&step.desc)? {
+                Attempt::Busy => continue,
+                Attempt::Stored(()) => {}
+                Attempt::Computed(()) => {
+                    computed += 1;
+                    let seconds = t.elapsed().as_secs_f64();
+                    let e = seconds_by_kind.entry(step.kind).or_insert((0.0, 0));
+                    *e = (e.0 + seconds, e.1 + 1);
+                    done[i] = true;
+                    let eta = time_left(plan, &done, &seconds_by_kind) / options.workers.max(1) as f64;
+                    let finished = done.iter().filter(|d| **d).count();
+                    progress::emit(&Event::StepFinished { done: finished, total: plan.len(), label: &step.label, seconds, eta });
+                }
+            }
+            done[i] = true;
+            progressed = true;
         }
-        index += 1;
-        progress::emit(&Event::StepStarted { index, to_compute, kind: step.kind, label: &step.label });
-        let t = Instant::now();
-        let now = ex.run(&step.desc)?;
-        let seconds = t.elapsed().as_secs_f64();
-        if now {
-            computed += 1;
-            let e = seconds_by_kind.entry(step.kind).or_insert((0.0, 0));
-            *e = (e.0 + seconds, e.1 + 1);
+        if !progressed {
+            // Everything ready is held by other workers: look again shortly.
+            std::thread::sleep(std::time::Duration::from_millis(500));
+            for (i, s) in plan.steps.iter().enumerate() {
+                done[i] = done[i] || store.status(s.kind, &s.key, Check::Sizes) == Status::Done;
+            }
         }
-        // Time left: each remaining step at the mean time of its kind so far (the overall mean
-        // for kinds not seen yet).
-        let (all, n) = seconds_by_kind.values().fold((0.0, 0), |(s, n), (a, b)| (s + a, n + b));
-        let mean_all = if n > 0 { all / n as f64 } else { 0.0 };
-        let eta: f64 = plan.steps[i + 1..]
-            .iter()
-            .zip(&status[i + 1..])
-            .filter(|(_, st)| **st != Status::Done)
-            .map(|(s, _)| seconds_by_kind.get(s.kind).map_or(mean_all, |(a, b)| a / *b as f64))
-            .sum();
-        progress::emit(&Event::StepFinished { index, to_compute, label: &step.label, seconds, eta });
     }
-    let summary = RunSummary { computed, stored: plan.len() - computed, seconds: start.elapsed().as_secs_f64() };
+    let summary = RunSummary { computed, stored: plan.len() - computed, seconds: start.elapsed().as_secs_f64(), stopped };
     progress::emit(&Event::StudyFinished { computed, stored: summary.stored, seconds: summary.seconds });
     Ok(summary)
+}
+
+/// Seconds left: each step not done at the mean time of its kind so far (the overall mean for
+/// kinds not seen yet).
+fn time_left(plan: &Plan, done: &[bool], seconds_by_kind: &HashMap<&str, (f64, usize)>) -> f64 {
+    let (all, n) = seconds_by_kind.values().fold((0.0, 0), |(s, n), (a, b)| (s + a, n + b));
+    let mean_all = if n > 0 { all / n as f64 } else { 0.0 };
+    plan.steps
+        .iter()
+        .zip(done)
+        .filter(|(_, d)| !**d)
+        .map(|(s, _)| seconds_by_kind.get(s.kind).map_or(mean_all, |(a, b)| a / *b as f64))
+        .sum()
 }
 
 impl Study {
@@ -208,8 +286,11 @@ impl Study {
     /// trained (and stored) now.
     pub fn pretrained(&self, rt: &Runtime, store: &Store, kind: RegimeKind) -> Result<(Network, History)> {
         let d = self.pretrain_desc(kind)?;
-        let mut ex = Executor::new(rt, store);
-        let (history, _) = ex.pretrain(&d)?;
+        let mut ex = Executor::new(rt, store, true);
+        let history = match ex.pretrain(&d)? {
+            Attempt::Stored(h) | Attempt::Computed(h) => h,
+            Attempt::Busy => return Err(Error::invalid("a blocking lock returned busy", "report this as a bug")),
+        };
         Ok((ex.pretrained(&d)?, history))
     }
 

@@ -10,7 +10,7 @@
 //! safetensors, results read back as JSON) and the report ([`BenchReport`], rendered as a
 //! Markdown or HTML table through [`Table`]).
 
-use doublewin::attack::{robust_evaluate, Attack, AttackSpec, Fgsm, Pgd};
+use doublewin::attack::{robust_evaluate, Attack, AttackSpec, AutoAttack, Fgsm, Norm, Pgd};
 use doublewin::data::{Dataset, DatasetMeta, Embedded};
 use doublewin::display::{evcxr_emit, Table};
 use doublewin::error::{Error, Result};
@@ -28,9 +28,13 @@ const METHOD: &str = include_str!("../method.md");
 const ANALYSIS: &str = include_str!("../analysis.md");
 
 /// Every workload id, in report order. `--only` selects those containing a given text.
-pub const WORKLOADS: [&str; 9] = [
+pub const WORKLOADS: [&str; 13] = [
     "pgd-convnet",
     "pgd-resnet18",
+    "apgd-ce-convnet",
+    "apgd-ce-resnet18",
+    "autoattack-fast-convnet",
+    "autoattack-fast-resnet18",
     "at-sparse-convnet",
     "at-sparse-resnet18",
     "fast-convnet",
@@ -130,6 +134,9 @@ struct Sizes {
     matmul: i64,
     /// Standard-training steps that give the ConvNet non-trivial accuracy before the benchmark.
     pretrain_steps: usize,
+    /// Iterations of APGD-CE and APGD-T (ConvNet, ResNet-18): AutoAttack uses 100.
+    apgd_iters: usize,
+    apgd_iters_resnet: usize,
 }
 
 impl Sizes {
@@ -145,6 +152,8 @@ impl Sizes {
                 eval_batch: 16,
                 matmul: 256,
                 pretrain_steps: 5,
+                apgd_iters: 5,
+                apgd_iters_resnet: 2,
             }
         } else {
             Sizes {
@@ -157,6 +166,8 @@ impl Sizes {
                 eval_batch: 256,
                 matmul: 2048,
                 pretrain_steps: 60,
+                apgd_iters: 100,
+                apgd_iters_resnet: 20,
             }
         }
     }
@@ -860,6 +871,53 @@ fn run_round(cfg: &BenchConfig) -> Result<BenchReport> {
                 },
             );
             peer_workloads.push(pw(&id, "pgd", batch, 1, 10, batch));
+            flush_peer(cfg, &mut peer_workloads, &mut results, &mut machine, None)?;
+        }
+
+        // APGD-CE and AutoAttack's fast ensemble (APGD-CE, then APGD-T with 9 target classes on
+        // the points still robust): torchattacks in the peer, same iterations and batch.
+        let iters = if f.name == "convnet" { sizes.apgd_iters } else { sizes.apgd_iters_resnet };
+        for (kind, id) in [("apgd", format!("apgd-ce-{}", f.name)), ("aa-fast", format!("autoattack-fast-{}", f.name))] {
+            if !cfg.selected(&id) {
+                continue;
+            }
+            let aa = AutoAttack::fast(Norm::Linf, eps).n_iter(iters).seed(cfg.seed);
+            let attacks: Vec<AttackSpec> = if kind == "apgd" { aa.attacks()[..1].to_vec() } else { aa.attacks() };
+            let data = tensors_dataset(&f.x.f_narrow(0, 0, batch)?, &f.y.f_narrow(0, 0, batch)?, f.net.classes())?;
+            let mut e = None;
+            let timing = time_runs(warmup, repeats, || {
+                e = Some(robust_evaluate(&f.net, &data, &attacks, batch as usize)?);
+                Ok(())
+            })?;
+            let e = e.ok_or_else(|| Error::invalid("no timed run", "use --repeats 1 or more"))?;
+            let (sa, ra) = (100.0 * e.sa, 100.0 * e.ra);
+            let what = if kind == "apgd" {
+                format!("APGD-CE-{iters}")
+            } else {
+                format!("AutoAttack fast (APGD-CE-{iters}, APGD-T-{iters} x 9 targets)")
+            };
+            push(
+                &mut results,
+                WorkloadResult {
+                    id: id.clone(),
+                    description: format!(
+                        "{what} L-inf eps {} on the clean-correct points, {} batch {batch}",
+                        doublewin::attack::format_eps(eps),
+                        f.net.arch().name()
+                    ),
+                    items_per_run: batch as f64,
+                    unit: "img".into(),
+                    flops_per_run: None,
+                    ours: Side {
+                        timing,
+                        outcome: format!("SA {sa:.1}%, RA {ra:.1}%"),
+                        values: BTreeMap::from([("SA %".to_string(), sa), ("RA %".to_string(), ra)]),
+                    },
+                    peer: None,
+                    agreement: String::new(),
+                },
+            );
+            peer_workloads.push(pw(&id, kind, batch, 1, iters, batch));
             flush_peer(cfg, &mut peer_workloads, &mut results, &mut machine, None)?;
         }
 

@@ -10,7 +10,6 @@ use doublewin::data::{embedded, DataSource, Embedded};
 use doublewin::prelude::*;
 use doublewin::prune::{imp, ImpConfig, Mask};
 use doublewin::runtime::DeviceChoice;
-use doublewin::study::run_plan;
 use doublewin::train::AugmentChoice;
 use doublewin::transfer::{transfer, TransferConfig};
 use doublewin::walkthrough;
@@ -163,6 +162,13 @@ enum Command {
         /// Evaluate the network under this mask (pruned weights set to zero)
         #[arg(long)]
         mask: Option<PathBuf>,
+        /// Evaluate on this many test images (a stratified, seeded subset; default all)
+        #[arg(long)]
+        examples: Option<usize>,
+        /// Also write the evaluated images and labels as safetensors (`images` u8, `labels` i64),
+        /// e.g. for tests/python/torchattacks_eval.py
+        #[arg(long)]
+        save_examples: Option<PathBuf>,
     },
     /// List, verify or download datasets
     Data {
@@ -228,6 +234,15 @@ fn open_store(store: Option<PathBuf>) -> Result<Store> {
     Store::open(store.unwrap_or_else(Store::default_root))
 }
 
+/// Local parallelism.
+#[derive(clap::Args)]
+struct Parallel {
+    /// Run the missing steps with this many worker processes on this machine (each with
+    /// cores / N threads unless --threads says otherwise)
+    #[arg(long, default_value_t = 1)]
+    workers: usize,
+}
+
 #[derive(Subcommand)]
 enum StudyAction {
     /// List every step of the study: kind, key, what it is, what it needs, done or not
@@ -235,16 +250,28 @@ enum StudyAction {
         #[command(flatten)]
         which: StudyChoice,
     },
-    /// Run what is missing of the study and print the verdict table
+    /// Run what is missing of the study and print the verdict table. Any number of these may
+    /// run on one store (on one machine or a cluster): they share the steps, none is computed twice
     Run {
         #[command(flatten)]
         which: StudyChoice,
+        #[command(flatten)]
+        parallel: Parallel,
+        /// Work as one worker and exit when every step is done, without printing the results
+        /// (for job arrays); SIGTERM or SIGUSR1 stop it after the step in flight (exit status 3)
+        #[arg(long, conflicts_with = "workers")]
+        worker: bool,
+        /// Names this worker in its progress lines
+        #[arg(long, hide = true)]
+        worker_name: Option<String>,
     },
     /// Run (or load) the study and write its report into a folder: report.html (self-contained,
-    /// figures inline), report.md, results.json and figures/*.svg|png
+    /// figures inline), report.md, results.json, report.json and figures/*.svg|png
     Report {
         #[command(flatten)]
         which: StudyChoice,
+        #[command(flatten)]
+        parallel: Parallel,
         #[arg(long, default_value = "out/report")]
         out: PathBuf,
     },
@@ -298,6 +325,73 @@ fn print<T: serde::Serialize>(json: bool, value: &T, text: impl std::fmt::Displa
     match writeln!(std::io::stdout().lock(), "{text}") {
         Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(Error::io("<stdout>", e)),
         _ => Ok(()),
+    }
+}
+
+/// Set by SIGTERM / SIGUSR1: a running study stops after the step in flight.
+static STOP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+extern "C" fn request_stop(_: libc::c_int) {
+    STOP.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Runs the study's missing steps: as this one process, or with `workers` child processes
+/// (`study run --worker`, each with its share of the cores) and waits for them. A worker (or
+/// this process) stopped by SIGTERM / SIGUSR1 finishes its step and exits with status 3.
+fn run_in_parallel(rt: &Runtime, study: &Study, store: &Store, workers: usize, worker: bool) -> Result<doublewin::study::RunSummary> {
+    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+    unsafe {
+        libc::signal(libc::SIGTERM, request_stop as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGUSR1, request_stop as *const () as libc::sighandler_t);
+    }
+    let plan = study.plan()?;
+    if workers <= 1 || worker {
+        let options = doublewin::study::RunOptions { workers: 1, stop: Some(&STOP) };
+        let summary = doublewin::study::run_plan_with(&plan, rt, store, &options)?;
+        if summary.stopped {
+            eprintln!("stopped after the step in flight (a signal asked to); run the same command again to resume");
+            std::process::exit(3);
+        }
+        return Ok(summary);
+    }
+    // The children read the same study from a file in the store, named by its content.
+    let text =
+        serde_json::to_string_pretty(study).map_err(|e| Error::invalid(format!("cannot write the study: {e}"), "report this as a bug"))?;
+    let config = store.root().join("studies").join(format!("{}.json", &doublewin::fsio::sha256(text.as_bytes())[..16]));
+    doublewin::fsio::write_atomic(&config, text.as_bytes())?;
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let threads = if rt.threads > 0 && std::env::var_os("DOUBLEWIN_THREADS").is_some() { rt.threads } else { (cores / workers).max(1) };
+    let exe = std::env::current_exe().map_err(|e| Error::io("<current executable>", e))?;
+    let start = std::time::Instant::now();
+    let mut children = Vec::new();
+    for k in 0..workers {
+        let child = std::process::Command::new(&exe)
+            .args(["--threads", &threads.to_string(), "--seed", &rt.seed.to_string(), "--device", &device_arg(rt.device)])
+            .args(["study", "run", "--worker", "--worker-name", &format!("worker {}", k + 1)])
+            .args(["--config", &config.to_string_lossy(), "--store", &store.root().to_string_lossy()])
+            .spawn()
+            .map_err(|e| Error::io(&exe, e))?;
+        children.push(child);
+    }
+    let mut failed = Vec::new();
+    for (k, mut c) in children.into_iter().enumerate() {
+        let status = c.wait().map_err(|e| Error::io(&exe, e))?;
+        if !status.success() {
+            failed.push(format!("worker {} ({status})", k + 1));
+        }
+    }
+    if !failed.is_empty() {
+        return Err(Error::invalid(format!("{} failed", failed.join(", ")), "see its output above; run again to resume"));
+    }
+    let done = plan.status(store).iter().filter(|s| **s == doublewin::store::Status::Done).count();
+    Ok(doublewin::study::RunSummary { computed: 0, stored: done, seconds: start.elapsed().as_secs_f64(), stopped: false })
+}
+
+/// The `--device` value naming a device.
+fn device_arg(d: tch::Device) -> String {
+    match d {
+        tch::Device::Cuda(i) => format!("cuda:{i}"),
+        _ => "cpu".into(),
     }
 }
 
@@ -375,14 +469,23 @@ fn run(cli: Cli) -> Result<()> {
             print(json, &report, &report)?;
         }
         Command::Study { action } => study(&rt, json, action)?,
-        Command::Evaluate { net, dataset, eps, attack, mask } => {
+        Command::Evaluate { net, dataset, eps, attack, mask, examples, save_examples } => {
             let threat = eps.map(|eps| ThreatModel::linf(eps).test(attack));
             if let Some(t) = &threat {
                 t.check()?;
             }
             let net = Network::load(&net, rt.device)?;
             let (_, test) = dataset.load()?;
+            let test = match examples {
+                Some(n) if n < test.len() => test.fraction(n as f64 / test.len() as f64, rt.seed)?,
+                _ => test,
+            };
             net.check_fits(&test)?;
+            if let Some(path) = &save_examples {
+                let tensors =
+                    [("images".to_string(), test.images().shallow_clone()), ("labels".to_string(), test.labels().shallow_clone())];
+                doublewin::fsio::write_atomic_with(path, |tmp| Ok(tch::Tensor::write_safetensors(&tensors, tmp)?))?;
+            }
             if let Some(m) = mask {
                 Mask::load(m)?.apply(&net)?;
             }
@@ -392,7 +495,8 @@ fn run(cli: Cli) -> Result<()> {
                     print(json, &e, format!("{}: {e}", test.name()))?;
                 }
                 Some(threat) => {
-                    let e = robust_evaluate(&net, &test, &threat.test_attacks(), 500)?;
+                    let attacks: Vec<_> = threat.test_attacks().iter().map(|a| a.seeded(rt.seed)).collect();
+                    let e = robust_evaluate(&net, &test, &attacks, 500)?;
                     print(json, &e, &e)?;
                 }
             }
@@ -469,15 +573,30 @@ fn study(rt: &Runtime, json: bool, action: StudyAction) -> Result<()> {
             let plan = study.plan()?;
             print(json, &plan.to_json(&store), plan.table(&store))?;
         }
-        StudyAction::Run { which } => {
+        StudyAction::Run { which, parallel, worker, worker_name } => {
             let (study, store) = which.open()?;
+            if let Some(name) = worker_name {
+                doublewin::progress::set_observer(Box::new(doublewin::progress::Lines::detect().prefix(format!("[{name}] "))));
+            }
             let plan = study.plan()?;
-            let summary = run_plan(&plan, rt, &store)?;
+            let summary = run_in_parallel(rt, &study, &store, parallel.workers, worker)?;
+            if worker {
+                let text =
+                    format!("worker done: {} steps computed, {} found done, {:.0} s", summary.computed, summary.stored, summary.seconds);
+                return print(
+                    json,
+                    &serde_json::json!({"computed": summary.computed, "stored": summary.stored, "seconds": summary.seconds}),
+                    text,
+                );
+            }
             let results = doublewin::study::StudyResults::collect(&study, &plan, &store, summary)?;
             print(json, &results, format!("{}\n{results}", results.transfer_table()))?;
         }
-        StudyAction::Report { which, out } => {
+        StudyAction::Report { which, parallel, out } => {
             let (study, store) = which.open()?;
+            if parallel.workers > 1 {
+                run_in_parallel(rt, &study, &store, parallel.workers, false)?;
+            }
             let report = study.report(rt, &store)?;
             let html = report.save(&out)?;
             let text =
