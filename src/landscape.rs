@@ -552,10 +552,16 @@ pub fn landscape_figure(title: &str, landscapes: &[Landscape], cols: usize) -> R
         Some(r) if landscapes.iter().all(|l| l.config.radius == Some(r)) => format!("every grid spans +-{r} along both directions"),
         _ => "each grid spans its own trajectory".into(),
     };
-    Ok(Figure::grid(title, landscapes.iter().map(|l| l.panel_with_levels(&levels)).collect(), cols)?.note(format!(
-        "{loss}; contours at the deciles of all grids pooled (one scale); {scale}; only the prunable (convolution) weights move \
-         in the plane: batch-norm parameters and statistics, biases and the head stay at their final values"
-    )))
+    let range = match (levels.first(), levels.last()) {
+        (Some(lo), Some(hi)) => format!(" from {lo:.3} (dark) to {hi:.3} (yellow)"),
+        _ => String::new(),
+    };
+    Ok(Figure::grid(title, landscapes.iter().map(|l| l.panel_with_levels(&levels)).collect(), cols)?
+        .note(format!("{loss}; contours at the deciles of all grids pooled, one scale{range}; {scale}"))
+        .note(
+            "only the prunable (convolution) weights move in the plane: batch-norm parameters and statistics, biases and the head \
+             stay at their final values",
+        ))
 }
 
 /// One row per landscape: final loss, explained variance, path length, mean rise.

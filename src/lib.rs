@@ -50,6 +50,10 @@ pub mod walkthrough;
 
 pub use runtime::{LIBTORCH_VERSION, VERSION};
 
+/// The versions of these crates that doublewin uses, for notebook cells and programs (a
+/// notebook `:dep ndarray` without a pin would pick another version than tch converts to).
+pub use {ndarray, plotters, tch};
+
 /// The names a notebook or script usually needs.
 pub mod prelude {
     pub use crate::attack::{

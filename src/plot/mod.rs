@@ -1,18 +1,32 @@
 //! Figures: a [`Figure`] is a grid of [`Panel`]s (or of images) described as data, drawn on
-//! demand as SVG (inline in notebooks, `.svg` files) or as PNG (bitmap text from a bundled font,
-//! so no system fonts are needed). Every SVG carries the numbers it was drawn from in a
-//! `<desc id="doublewin-series">` (JSON), read back by [`Figure::series_in_svg`].
+//! demand with plotters ([`draw`]) as SVG (inline in notebooks, `.svg` files) or, with the `png`
+//! feature, as PNG (text from the bundled DejaVu Sans, so no system fonts are needed). Every SVG
+//! carries the numbers it was drawn from in a `<desc id="doublewin-series">` (JSON), read back by
+//! [`Figure::series_in_svg`]. For a chart of your own, use plotters directly
+//! (`doublewin::plotters`, re-exported at the version this crate uses).
 
-mod canvas;
-#[cfg(feature = "png")]
-mod raster;
+mod draw;
 
 use crate::display::evcxr_emit;
 use crate::error::{Error, Result};
-pub use canvas::Color;
-use canvas::{text_width, Anchor, Canvas, SvgCanvas, TextStyle};
 use image::RgbImage;
 use std::path::Path;
+
+/// An sRGB colour.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Color(pub u8, pub u8, pub u8);
+
+impl Color {
+    pub const BLACK: Color = Color(0, 0, 0);
+    pub const WHITE: Color = Color(255, 255, 255);
+    pub const GREY: Color = Color(110, 110, 110);
+    pub const LIGHT: Color = Color(225, 225, 225);
+}
+
+/// Width of `text` in figure units, as the layout of titles, notes and legends estimates it.
+fn text_width(text: &str, size: f64) -> f64 {
+    0.6 * size * text.chars().count() as f64
+}
 
 /// One named line of (x, y) points.
 #[derive(Debug, Clone, PartialEq)]
@@ -243,55 +257,6 @@ impl Figure {
         rows
     }
 
-    fn draw(&self, c: &mut dyn Canvas) {
-        let (w, _) = self.size();
-        c.text((w / 2.0, 22.0), &self.title, TextStyle::new(TITLE).anchor(Anchor::Middle));
-        let mut y = 30.0;
-        for n in &self.notes {
-            y += 16.0;
-            c.text((w / 2.0, y - 4.0), n, TextStyle::new(LABEL - 1.0).anchor(Anchor::Middle).color(Color::GREY));
-        }
-        for row in self.legend_rows() {
-            y += 18.0;
-            let total: f64 = row.iter().map(|e| legend_entry_width(&e.0)).sum();
-            let mut x = (w - total) / 2.0;
-            for (name, color, dashed, band) in row {
-                if band {
-                    c.polygon(&[(x, y - 10.0), (x + 22.0, y - 10.0), (x + 22.0, y - 2.0), (x, y - 2.0)], color, 0.25);
-                } else {
-                    c.polyline(&[(x, y - 6.0), (x + 22.0, y - 6.0)], color, 2.0, dashed);
-                }
-                c.text((x + 27.0, y - 2.0), &name, TextStyle::new(LABEL - 1.0));
-                x += legend_entry_width(&name);
-            }
-        }
-        let top = y;
-        if !self.image_rows.is_empty() {
-            self.draw_images(c, top);
-            return;
-        }
-        let (pw, ph) = self.panel_size;
-        for (i, p) in self.panels.iter().enumerate() {
-            let (col, row) = ((i % self.cols) as f64, (i / self.cols) as f64);
-            draw_panel(c, p, (col * pw, top + row * ph), (pw, ph));
-        }
-    }
-
-    fn draw_images(&self, c: &mut dyn Canvas, top: f64) {
-        let (cell, row_h) = self.panel_size;
-        for (r, row) in self.image_rows.iter().enumerate() {
-            let y = top + r as f64 * row_h + 6.0;
-            c.text((4.0, y + cell / 2.0), &row.label, TextStyle::new(LABEL));
-            for (k, img) in row.images.iter().enumerate() {
-                let x = 110.0 + k as f64 * cell;
-                c.image((x, y), (cell - 4.0, cell - 4.0), img);
-                if let Some(cap) = row.captions.get(k) {
-                    c.text((x + (cell - 4.0) / 2.0, y + cell + 10.0), cap, TextStyle::new(TICK).anchor(Anchor::Middle));
-                }
-            }
-        }
-    }
-
     /// JSON of every series drawn, as embedded in the SVG.
     fn series_json(&self) -> String {
         let mut out = Vec::new();
@@ -317,27 +282,31 @@ impl Figure {
         serde_json::Value::Array(out).to_string()
     }
 
-    /// The figure as an SVG document.
+    /// The figure as an SVG document, with its title and series embedded.
     pub fn svg(&self) -> String {
-        let (w, h) = self.size();
-        let mut c = SvgCanvas::new(w, h);
-        self.draw(&mut c);
-        c.finish(&format!("<title>{}</title><desc id=\"doublewin-series\">{}</desc>", escape(&self.title), escape(&self.series_json())))
+        let head = format!("<title>{}</title><desc id=\"doublewin-series\">{}</desc>", escape(&self.title), escape(&self.series_json()));
+        match draw::svg(self) {
+            Ok(svg) => match svg.find("<svg").and_then(|i| svg[i..].find('>').map(|j| i + j + 1)) {
+                Some(at) => format!("{}{head}{}", &svg[..at], &svg[at..]),
+                None => svg,
+            },
+            Err(e) => format!(
+                "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"600\" height=\"40\">{head}<text x=\"10\" y=\"25\">{}</text></svg>",
+                escape(&e.to_string())
+            ),
+        }
     }
 
     /// The figure as an RGB raster at `dpr` pixels per figure unit.
     #[cfg(feature = "png")]
-    pub fn raster(&self, dpr: f64) -> RgbImage {
-        let (w, h) = self.size();
-        let mut c = raster::RasterCanvas::new(w, h, dpr);
-        self.draw(&mut c);
-        c.image
+    pub fn raster(&self, dpr: f64) -> Result<RgbImage> {
+        draw::raster(self, dpr)
     }
 
     /// The figure as PNG bytes (2 pixels per figure unit).
     #[cfg(feature = "png")]
     pub fn png(&self) -> Result<Vec<u8>> {
-        encode_png(&self.raster(2.0))
+        encode_png(&self.raster(2.0)?)
     }
 
     /// The series a figure was built from, read back out of its SVG.
@@ -460,27 +429,6 @@ fn panel_bounds(p: &Panel) -> Option<(f64, f64, f64, f64)> {
     Some((x0, x1, y0, y1))
 }
 
-/// "Nice" tick positions (1, 2, 5 x 10^k) covering [lo, hi].
-fn ticks(lo: f64, hi: f64, target: usize) -> Vec<f64> {
-    let span = (hi - lo).abs().max(1e-12);
-    let raw = span / target.max(1) as f64;
-    let mag = 10f64.powf(raw.log10().floor());
-    let step = [1.0, 2.0, 2.5, 5.0, 10.0].iter().map(|m| m * mag).find(|s| *s >= raw).unwrap_or(10.0 * mag);
-    let first = (lo / step).ceil() * step;
-    (0..=target * 3).map(|i| first + i as f64 * step).take_while(|v| *v <= hi + step * 1e-9).collect()
-}
-
-fn tick_label(v: f64, step: f64) -> String {
-    // As many decimals as the step needs (0.25 -> 2, 5 -> 0).
-    let decimals = (0..6).find(|&d| ((step * 10f64.powi(d)).round() - step * 10f64.powi(d)).abs() < 1e-6).unwrap_or(6) as usize;
-    let s = format!("{v:.decimals$}");
-    if s.trim_start_matches('-').chars().all(|c| c == '0' || c == '.') {
-        "0".into()
-    } else {
-        s
-    }
-}
-
 /// Viridis-like colour map for contour levels (t in [0, 1]).
 fn level_color(t: f64) -> Color {
     const STOPS: [(f64, f64, f64); 5] =
@@ -490,116 +438,6 @@ fn level_color(t: f64) -> Color {
     let (a, b) = (STOPS[i], STOPS[i + 1]);
     let mix = |x: f64, y: f64| (x + (y - x) * f).round() as u8;
     Color(mix(a.0, b.0), mix(a.1, b.1), mix(a.2, b.2))
-}
-
-fn draw_panel(c: &mut dyn Canvas, p: &Panel, (ox, oy): (f64, f64), (pw, ph): (f64, f64)) {
-    let Some((mut x0, mut x1, mut y0, mut y1)) = panel_bounds(p) else { return };
-    let bars = p.layers.iter().find_map(|l| if let Layer::Bars { labels, .. } = l { Some(labels.clone()) } else { None });
-    let contours = p.layers.iter().find_map(|l| if let Layer::Contours { levels, .. } = l { Some(levels.clone()) } else { None });
-    if p.x_range.is_none() {
-        let pad = if bars.is_some() { 0.0 } else { ((x1 - x0) * 0.04).max(if x1 == x0 { 0.5 } else { 0.0 }) };
-        (x0, x1) = (x0 - pad, x1 + pad + if bars.is_some() { (x1 - x0) * 0.08 } else { 0.0 });
-    }
-    if p.y_range.is_none() && bars.is_none() {
-        let pad = ((y1 - y0) * 0.06).max(if y1 == y0 { 0.5 } else { 0.0 });
-        (y0, y1) = (y0 - pad, y1 + pad);
-    }
-    let left = match &bars {
-        Some(labels) => 12.0 + labels.iter().map(|l| text_width(l, TICK)).fold(0.0, f64::max),
-        None => 58.0,
-    };
-    let right = if contours.is_some() { 64.0 } else { 14.0 };
-    let (ax, ay) = (ox + left, oy + if p.title.is_empty() { 10.0 } else { 26.0 });
-    let (aw, ah) = (pw - left - right, ph - (ay - oy) - 44.0);
-    let sx = |x: f64| ax + (x - x0) / (x1 - x0) * aw;
-    let sy = |y: f64| ay + ah - (y - y0) / (y1 - y0) * ah;
-    if !p.title.is_empty() {
-        c.text((ax + aw / 2.0, oy + 18.0), &p.title, TextStyle::new(LABEL + 1.0).anchor(Anchor::Middle));
-    }
-    // Grid and ticks.
-    let xt = ticks(x0, x1, (aw / 70.0).round().max(2.0) as usize);
-    let x_step = if xt.len() > 1 { xt[1] - xt[0] } else { 1.0 };
-    for &t in &xt {
-        c.polyline(&[(sx(t), ay), (sx(t), ay + ah)], Color::LIGHT, 1.0, false);
-        c.text((sx(t), ay + ah + 15.0), &tick_label(t, x_step), TextStyle::new(TICK).anchor(Anchor::Middle));
-    }
-    match &bars {
-        Some(labels) => {
-            for (i, l) in labels.iter().enumerate() {
-                c.text((ax - 6.0, sy((labels.len() - 1 - i) as f64) + 4.0), l, TextStyle::new(TICK).anchor(Anchor::End));
-            }
-        }
-        None => {
-            let yt = ticks(y0, y1, (ah / 45.0).round().max(2.0) as usize);
-            let y_step = if yt.len() > 1 { yt[1] - yt[0] } else { 1.0 };
-            for &t in &yt {
-                c.polyline(&[(ax, sy(t)), (ax + aw, sy(t))], Color::LIGHT, 1.0, false);
-                c.text((ax - 5.0, sy(t) + 4.0), &tick_label(t, y_step), TextStyle::new(TICK).anchor(Anchor::End));
-            }
-        }
-    }
-    c.frame(ax, ay, aw, ah, Color::GREY, 1.0);
-    c.text((ax + aw / 2.0, ay + ah + 34.0), &p.x_label, TextStyle::new(LABEL).anchor(Anchor::Middle));
-    if bars.is_none() {
-        c.text((ox + 14.0, ay + ah / 2.0), &p.y_label, TextStyle::new(LABEL).anchor(Anchor::Middle).vertical());
-    }
-    let clip = |(x, y): (f64, f64)| x.is_finite() && y.is_finite() && x >= x0 && x <= x1 && y >= y0 && y <= y1;
-    for l in &p.layers {
-        match l {
-            Layer::Band { color, points, .. } => {
-                let mut poly: Vec<(f64, f64)> =
-                    points.iter().filter(|p| p.1.is_finite() && p.2.is_finite()).map(|p| (sx(p.0), sy(p.1))).collect();
-                poly.extend(points.iter().rev().filter(|p| p.1.is_finite() && p.2.is_finite()).map(|p| (sx(p.0), sy(p.2))));
-                c.polygon(&poly, *color, 0.2);
-            }
-            Layer::HLine { y, color, .. } => c.polyline(&[(ax, sy(*y)), (ax + aw, sy(*y))], *color, 1.5, true),
-            Layer::Bars { color, values, .. } => {
-                for (i, v) in values.iter().enumerate() {
-                    // Category i is drawn i-th from the top.
-                    let row = (values.len() - 1 - i) as f64;
-                    let (top, bottom) = (sy(row + 0.38), sy(row - 0.38));
-                    let (a, b) = (sx(0.0), sx(*v));
-                    c.rect(a.min(b), top, (b - a).abs(), bottom - top, *color);
-                    c.text((b + 4.0, sy(row) + 4.0), &format!("{v:.1}"), TextStyle::new(TICK - 1.0).color(Color::GREY));
-                }
-            }
-            Layer::Contours { levels, segments } => {
-                let (lo, hi) = levels.iter().fold((f64::MAX, f64::MIN), |(a, b), &v| (a.min(v), b.max(v)));
-                for (level, segs) in levels.iter().zip(segments) {
-                    let color = level_color((level - lo) / (hi - lo).max(1e-12));
-                    for s in segs {
-                        c.polyline(&[(sx(s[0].0), sy(s[0].1)), (sx(s[1].0), sy(s[1].1))], color, 1.2, false);
-                    }
-                }
-                // Colour bar with the lowest and highest level.
-                let (bx, bw) = (ax + aw + 10.0, 10.0);
-                let n = levels.len().max(2);
-                for i in 0..n {
-                    let t = i as f64 / (n - 1) as f64;
-                    c.rect(bx, ay + ah - (i + 1) as f64 * ah / n as f64, bw, ah / n as f64 + 0.5, level_color(t));
-                }
-                c.text((bx + bw + 3.0, ay + 8.0), &format!("{hi:.3}"), TextStyle::new(TICK - 1.5));
-                c.text((bx + bw + 3.0, ay + ah), &format!("{lo:.3}"), TextStyle::new(TICK - 1.5));
-                c.text((bx + bw + 14.0, ay + ah / 2.0), "loss", TextStyle::new(TICK).anchor(Anchor::Middle).vertical());
-            }
-            Layer::Line { .. } => {}
-        }
-    }
-    // Lines last, so they sit on top of bands and contours.
-    for l in &p.layers {
-        if let Layer::Line { series, color, dashed, markers, labels } = l {
-            let pts: Vec<(f64, f64)> = series.points.iter().copied().filter(|&p| clip(p)).map(|(x, y)| (sx(x), sy(y))).collect();
-            c.polyline(&pts, *color, 2.0, *dashed);
-            if *markers {
-                pts.iter().for_each(|&p| c.circle(p, 3.0, *color));
-            }
-            for (p, text) in series.points.iter().zip(labels) {
-                if clip(*p) && !text.is_empty() {
-                    c.text((sx(p.0) + 5.0, sy(p.1) - 5.0), text, TextStyle::new(TICK - 1.5).color(*color));
-                }
-            }
-        }
-    }
 }
 
 /// Marching squares: the segments where the bilinear interpolation of `z` (rows over `ys`,
@@ -725,11 +563,5 @@ mod tests {
                 assert!((r - 0.5).abs() < 0.01, "point {p:?} at radius {r}");
             }
         }
-    }
-
-    #[test]
-    fn ticks_are_nice() {
-        assert_eq!(ticks(0.0, 100.0, 5), vec![0.0, 20.0, 40.0, 60.0, 80.0, 100.0]);
-        assert_eq!(tick_label(0.30000000000000004, 0.1), "0.3");
     }
 }

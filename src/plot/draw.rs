@@ -1,0 +1,285 @@
+//! Drawing a [`Figure`] with plotters: one function over any plotters backend, used with
+//! `SVGBackend` (notebooks, `.svg` files) and, with the `png` feature, `BitMapBackend` (`.png`
+//! files, text from the bundled DejaVu Sans, so no system fonts are needed). Every size is in
+//! figure units times `scale` (device pixels per unit).
+
+use super::{level_color, panel_bounds, text_width, Color, Figure, Layer, Panel, LABEL, TICK, TITLE};
+use crate::error::{Error, Result};
+use plotters::coord::Shift;
+use plotters::element::{Drawable, PointCollection};
+use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
+use plotters::style::Color as _;
+use plotters_backend::{BackendCoord, DrawingErrorKind};
+
+impl From<Color> for RGBColor {
+    fn from(c: Color) -> RGBColor {
+        RGBColor(c.0, c.1, c.2)
+    }
+}
+
+fn fail<E: std::fmt::Debug>(e: E) -> Error {
+    Error::invalid(format!("drawing the figure failed: {e:?}"), "report this as a bug")
+}
+
+/// An RGB picture blitted onto the backend (a base64 PNG `<image>` in SVG, pixels in a bitmap).
+struct Picture {
+    at: (i32, i32),
+    size: (u32, u32),
+    rgb: Vec<u8>,
+}
+
+impl<'a> PointCollection<'a, (i32, i32)> for &'a Picture {
+    type Point = &'a (i32, i32);
+    type IntoIter = std::iter::Once<&'a (i32, i32)>;
+    fn point_iter(self) -> Self::IntoIter {
+        std::iter::once(&self.at)
+    }
+}
+
+impl<DB: DrawingBackend> Drawable<DB> for Picture {
+    fn draw<I: Iterator<Item = BackendCoord>>(
+        &self,
+        mut points: I,
+        backend: &mut DB,
+        _: (u32, u32),
+    ) -> std::result::Result<(), DrawingErrorKind<DB::ErrorType>> {
+        match points.next() {
+            Some(p) => backend.blit_bitmap(p, self.size, &self.rgb),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Draws `fig` on `root`, a drawing area of `fig.size()` times `scale` pixels.
+pub(super) fn draw<DB: DrawingBackend>(fig: &Figure, root: &DrawingArea<DB, Shift>, scale: f64) -> Result<()> {
+    let px = |v: f64| (v * scale).round() as i32;
+    let font = |size: f64| ("sans-serif", size * scale).into_font();
+    root.fill(&WHITE).map_err(fail)?;
+    let (w, _) = fig.size();
+    let centre = Pos::new(HPos::Center, VPos::Center);
+    root.draw(&Text::new(fig.title.clone(), (px(w / 2.0), px(16.0)), font(TITLE).color(&BLACK).pos(centre))).map_err(fail)?;
+    let mut y = 30.0;
+    for n in &fig.notes {
+        y += 16.0;
+        let style = font(LABEL - 1.0).color(&RGBColor::from(Color::GREY)).pos(centre);
+        root.draw(&Text::new(n.clone(), (px(w / 2.0), px(y - 8.0)), style)).map_err(fail)?;
+    }
+    for row in fig.legend_rows() {
+        y += 18.0;
+        let total: f64 = row.iter().map(|e| super::legend_entry_width(&e.0)).sum();
+        let mut x = (w - total) / 2.0;
+        for (name, color, dashed, band) in row {
+            let c = RGBColor::from(color);
+            if band {
+                root.draw(&Rectangle::new([(px(x), px(y - 12.0)), (px(x + 22.0), px(y - 4.0))], c.mix(0.25).filled())).map_err(fail)?;
+            } else if dashed {
+                for k in 0..3 {
+                    let a = x + 8.0 * k as f64;
+                    root.draw(&PathElement::new(vec![(px(a), px(y - 8.0)), (px(a + 5.0), px(y - 8.0))], c.stroke_width(px(2.0) as u32)))
+                        .map_err(fail)?;
+                }
+            } else {
+                root.draw(&PathElement::new(vec![(px(x), px(y - 8.0)), (px(x + 22.0), px(y - 8.0))], c.stroke_width(px(2.0) as u32)))
+                    .map_err(fail)?;
+            }
+            let style = font(LABEL - 1.0).color(&BLACK).pos(Pos::new(HPos::Left, VPos::Center));
+            root.draw(&Text::new(name.clone(), (px(x + 27.0), px(y - 8.0)), style)).map_err(fail)?;
+            x += super::legend_entry_width(&name);
+        }
+    }
+    let (_, body) = root.split_vertically(px(y + 4.0));
+    if !fig.image_rows.is_empty() {
+        return draw_images(fig, &body, scale);
+    }
+    let (pw, ph) = fig.panel_size;
+    for (i, panel) in fig.panels.iter().enumerate() {
+        let (col, row) = ((i % fig.cols) as f64, (i / fig.cols) as f64);
+        let area = body.clone().shrink((px(col * pw), px(row * ph)), (px(pw) as u32, px(ph) as u32));
+        draw_panel(panel, &area, scale)?;
+    }
+    Ok(())
+}
+
+fn draw_images<DB: DrawingBackend>(fig: &Figure, body: &DrawingArea<DB, Shift>, scale: f64) -> Result<()> {
+    let px = |v: f64| (v * scale).round() as i32;
+    let (cell, row_h) = fig.panel_size;
+    for (r, row) in fig.image_rows.iter().enumerate() {
+        let y = r as f64 * row_h + 6.0;
+        let style = ("sans-serif", LABEL * scale).into_font().color(&BLACK).pos(Pos::new(HPos::Left, VPos::Center));
+        body.draw(&Text::new(row.label.clone(), (px(4.0), px(y + cell / 2.0)), style)).map_err(fail)?;
+        for (k, img) in row.images.iter().enumerate() {
+            let x = 110.0 + k as f64 * cell;
+            let side = (cell - 4.0) * scale;
+            // Nearest-neighbour upscaling, so small images stay sharp in browsers and bitmaps.
+            let factor = (side / img.width().max(1) as f64).floor().max(1.0) as u32;
+            let big = image::imageops::resize(img, img.width() * factor, img.height() * factor, image::imageops::FilterType::Nearest);
+            let picture = Picture { at: (px(x), px(y)), size: (big.width(), big.height()), rgb: big.into_raw() };
+            body.draw(&picture).map_err(fail)?;
+            if let Some(cap) = row.captions.get(k) {
+                let style = ("sans-serif", TICK * scale).into_font().color(&BLACK).pos(Pos::new(HPos::Center, VPos::Top));
+                body.draw(&Text::new(cap.clone(), (px(x + (cell - 4.0) / 2.0), px(y + cell + 2.0)), style)).map_err(fail)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// As many decimals as a tick step needs (0.25 -> 2, 5 -> 0).
+fn decimals(span: f64) -> usize {
+    let step = span / 5.0;
+    (0..6).find(|&d| step * 10f64.powi(d) >= 1.0).unwrap_or(6) as usize
+}
+
+fn draw_panel<DB: DrawingBackend>(p: &Panel, area: &DrawingArea<DB, Shift>, scale: f64) -> Result<()> {
+    let Some((mut x0, mut x1, mut y0, mut y1)) = panel_bounds(p) else { return Ok(()) };
+    let bars = p.layers.iter().find_map(|l| if let Layer::Bars { labels, .. } = l { Some(labels.clone()) } else { None });
+    let contours = p.layers.iter().any(|l| matches!(l, Layer::Contours { .. }));
+    if p.x_range.is_none() {
+        let pad = if bars.is_some() { 0.0 } else { ((x1 - x0) * 0.04).max(if x1 == x0 { 0.5 } else { 0.0 }) };
+        (x0, x1) = (x0 - pad, x1 + pad + if bars.is_some() { (x1 - x0) * 0.12 } else { 0.0 });
+    }
+    if p.y_range.is_none() && bars.is_none() {
+        let pad = ((y1 - y0) * 0.06).max(if y1 == y0 { 0.5 } else { 0.0 });
+        (y0, y1) = (y0 - pad, y1 + pad);
+    }
+    let px = |v: f64| (v * scale).round() as i32;
+    let font = |size: f64| ("sans-serif", size * scale).into_font();
+    let left = match &bars {
+        Some(labels) => 14.0 + labels.iter().map(|l| text_width(l, TICK)).fold(0.0, f64::max),
+        None => 54.0,
+    };
+    let mut builder = ChartBuilder::on(area);
+    builder.margin(px(6.0)).margin_right(px(if contours { 16.0 } else { 12.0 })).x_label_area_size(px(38.0)).y_label_area_size(px(left));
+    if !p.title.is_empty() {
+        builder.caption(p.title.clone(), font(LABEL + 1.0));
+    }
+    let mut chart = builder.build_cartesian_2d(x0..x1, y0..y1).map_err(fail)?;
+    let (dx, dy) = (decimals(x1 - x0), decimals(y1 - y0));
+    let x_fmt = move |v: &f64| format!("{v:.dx$}");
+    let y_fmt = move |v: &f64| format!("{v:.dy$}");
+    let category = |v: &f64| {
+        let labels = bars.clone().unwrap_or_default();
+        let i = v.round();
+        if (v - i).abs() < 0.05 && i >= 0.0 && (i as usize) < labels.len() {
+            labels[labels.len() - 1 - i as usize].clone()
+        } else {
+            String::new()
+        }
+    };
+    let mut mesh = chart.configure_mesh();
+    mesh.x_desc(p.x_label.clone())
+        .label_style(font(TICK))
+        .axis_desc_style(font(LABEL))
+        .light_line_style(RGBColor(245, 245, 245))
+        .bold_line_style(RGBColor::from(Color::LIGHT))
+        .x_labels(6)
+        .x_label_formatter(&x_fmt);
+    match &bars {
+        Some(labels) => {
+            mesh.y_labels(2 * labels.len() + 1).y_label_formatter(&category).disable_y_mesh();
+        }
+        None => {
+            mesh.y_desc(p.y_label.clone()).y_labels(6).y_label_formatter(&y_fmt);
+        }
+    }
+    mesh.draw().map_err(fail)?;
+    let width = |w: f64| px(w).max(1) as u32;
+    for l in &p.layers {
+        match l {
+            Layer::Band { color, points, .. } => {
+                let ok: Vec<&(f64, f64, f64)> = points.iter().filter(|p| p.1.is_finite() && p.2.is_finite()).collect();
+                let mut poly: Vec<(f64, f64)> = ok.iter().map(|p| (p.0, p.1)).collect();
+                poly.extend(ok.iter().rev().map(|p| (p.0, p.2)));
+                if poly.len() >= 3 {
+                    chart.draw_series(std::iter::once(Polygon::new(poly, RGBColor::from(*color).mix(0.2).filled()))).map_err(fail)?;
+                } else if let [p] = ok[..] {
+                    let style = RGBColor::from(*color).mix(0.4).stroke_width(width(6.0));
+                    chart.draw_series(std::iter::once(PathElement::new(vec![(p.0, p.1), (p.0, p.2)], style))).map_err(fail)?;
+                }
+            }
+            Layer::HLine { y, color, .. } => {
+                let style = RGBColor::from(*color).stroke_width(width(1.5));
+                chart.draw_series(DashedLineSeries::new(vec![(x0, *y), (x1, *y)], px(6.0), px(4.0), style)).map_err(fail)?;
+            }
+            Layer::Bars { color, values, .. } => {
+                let n = values.len();
+                let style = RGBColor::from(*color).filled();
+                chart
+                    .draw_series(values.iter().enumerate().map(|(i, v)| {
+                        let row = (n - 1 - i) as f64;
+                        Rectangle::new([(0.0, row - 0.38), (*v, row + 0.38)], style)
+                    }))
+                    .map_err(fail)?;
+                let grey = font(TICK - 1.0).color(&RGBColor::from(Color::GREY)).pos(Pos::new(HPos::Left, VPos::Center));
+                chart
+                    .draw_series(
+                        values.iter().enumerate().map(|(i, v)| Text::new(format!("{v:.1}"), (*v, (n - 1 - i) as f64), grey.clone())),
+                    )
+                    .map_err(fail)?;
+            }
+            Layer::Contours { levels, segments } => {
+                let (lo, hi) = levels.iter().fold((f64::MAX, f64::MIN), |(a, b), &v| (a.min(v), b.max(v)));
+                for (level, segs) in levels.iter().zip(segments) {
+                    let style = RGBColor::from(level_color((level - lo) / (hi - lo).max(1e-12))).stroke_width(width(1.2));
+                    chart.draw_series(segs.iter().map(|s| PathElement::new(vec![s[0], s[1]], style))).map_err(fail)?;
+                }
+            }
+            Layer::Line { .. } => {}
+        }
+    }
+    // Lines last, so they sit on top of bands and contours.
+    let inside = |&(x, y): &(f64, f64)| x.is_finite() && y.is_finite() && x >= x0 && x <= x1 && y >= y0 && y <= y1;
+    for l in &p.layers {
+        if let Layer::Line { series, color, dashed, markers, labels } = l {
+            let c = RGBColor::from(*color);
+            let pts: Vec<(f64, f64)> = series.points.iter().copied().filter(inside).collect();
+            if *dashed {
+                chart.draw_series(DashedLineSeries::new(pts.clone(), px(6.0), px(4.0), c.stroke_width(width(2.0)))).map_err(fail)?;
+            } else {
+                chart.draw_series(LineSeries::new(pts.clone(), c.stroke_width(width(2.0)))).map_err(fail)?;
+            }
+            if *markers {
+                chart.draw_series(pts.iter().map(|&p| Circle::new(p, px(3.0), c.filled()))).map_err(fail)?;
+            }
+            let style = font(TICK - 1.5).color(&c);
+            let labelled = series.points.iter().zip(labels).filter(|(p, t)| inside(p) && !t.is_empty());
+            chart
+                .draw_series(labelled.map(|(p, t)| EmptyElement::at(*p) + Text::new(t.clone(), (px(5.0), -px(12.0)), style.clone())))
+                .map_err(fail)?;
+        }
+    }
+    Ok(())
+}
+
+/// The figure as an SVG document (without the embedded series).
+pub(super) fn svg(fig: &Figure) -> Result<String> {
+    let (w, h) = fig.size();
+    let mut out = String::new();
+    {
+        let root = SVGBackend::with_string(&mut out, (w.ceil() as u32, h.ceil() as u32)).into_drawing_area();
+        draw(fig, &root, 1.0)?;
+        root.present().map_err(fail)?;
+    }
+    Ok(out)
+}
+
+/// The figure as an RGB raster at `scale` pixels per figure unit.
+#[cfg(feature = "png")]
+pub(super) fn raster(fig: &Figure, scale: f64) -> Result<image::RgbImage> {
+    static FONT: std::sync::Once = std::sync::Once::new();
+    FONT.call_once(|| {
+        // The bundled DejaVu Sans: PNG text needs no system fonts. Registering a valid font cannot
+        // fail; if it did, text would be missing and drawing would report it.
+        let _ = plotters::style::register_font("sans-serif", FontStyle::Normal, dejavu::sans::regular());
+    });
+    let (w, h) = fig.size();
+    let (pw, ph) = ((w * scale).ceil() as u32, (h * scale).ceil() as u32);
+    let mut buf = vec![255u8; (pw * ph * 3) as usize];
+    {
+        let root = BitMapBackend::with_buffer(&mut buf, (pw, ph)).into_drawing_area();
+        draw(fig, &root, scale)?;
+        root.present().map_err(fail)?;
+    }
+    image::RgbImage::from_raw(pw, ph, buf).ok_or_else(|| Error::invalid("the raster has the wrong size", "report this as a bug"))
+}
