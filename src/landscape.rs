@@ -450,6 +450,13 @@ impl Trajectory {
         self.get(self.len().saturating_sub(1))
     }
 
+    /// The distance in weight space (prunable weights) from the first checkpoint to the last.
+    pub fn span(&self) -> Result<f64> {
+        let (first, last) = (self.get(0)?, self.last()?);
+        let names = first.prunable_names();
+        Ok(flatten(&tensors_of(&first), &names)?.f_sub(&flatten(&tensors_of(&last), &names)?)?.f_norm()?.f_double_value(&[])?)
+    }
+
     /// Calls `f(epoch, network)` for every checkpoint in order, holding one at a time.
     pub fn each(&self, mut f: impl FnMut(usize, &Network) -> Result<()>) -> Result<()> {
         match &self.source {

@@ -253,6 +253,9 @@ impl TrajectoryDesc {
 pub struct LandscapeDesc {
     pub trajectory: TrajectoryDesc,
     pub landscape: LandscapeConfig,
+    /// Trajectories whose landscapes share this one's scale: the grid spans `margin` times the
+    /// longest of their start-to-end distances in weight space (empty: its own trajectory).
+    pub scale_with: Vec<TrajectoryDesc>,
 }
 
 impl LandscapeDesc {

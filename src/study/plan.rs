@@ -219,7 +219,12 @@ impl Study {
     /// The landscape of pre-training `kind` at `fraction`.
     pub fn landscape_desc(&self, kind: RegimeKind, fraction: f64) -> Result<LandscapeDesc> {
         let plan = self.landscape_plan()?;
-        Ok(LandscapeDesc { trajectory: self.trajectory_desc(kind, fraction)?, landscape: plan.config(&self.threat) })
+        let scale_with = if plan.shared_scale {
+            self.pretrainings.iter().map(|&p| self.trajectory_desc(p, fraction)).collect::<Result<Vec<_>>>()?
+        } else {
+            Vec::new()
+        };
+        Ok(LandscapeDesc { trajectory: self.trajectory_desc(kind, fraction)?, landscape: plan.config(&self.threat), scale_with })
     }
 
     /// Every step of the grid in dependency order (checks the study first).
@@ -227,6 +232,7 @@ impl Study {
         self.check()?;
         let mut plan = Plan { steps: Vec::new() };
         let mut index = HashMap::new();
+        let mut landscapes = Vec::new();
         for &pre in &self.pretrainings {
             let p = plan.push(&mut index, StepDesc::Pretrain(self.pretrain_desc(pre)?), vec![])?;
             let mut subnetworks = vec![(self.subnetwork(pre, None, 0)?, p)];
@@ -270,9 +276,17 @@ impl Study {
             if let Some(l) = &self.landscapes {
                 for &fraction in &l.fractions {
                     let t = plan.push(&mut index, StepDesc::Trajectory(self.trajectory_desc(pre, fraction)?), vec![imps[&l.family]])?;
-                    plan.push(&mut index, StepDesc::Landscape(self.landscape_desc(pre, fraction)?), vec![t, imps[&l.family]])?;
+                    landscapes.push((self.landscape_desc(pre, fraction)?, t, imps[&l.family]));
                 }
             }
+        }
+        // Landscapes last: one drawn on a shared scale needs every trajectory of its fraction.
+        for (desc, trajectory, imp) in landscapes {
+            let mut deps = vec![trajectory, imp];
+            deps.extend(desc.scale_with.iter().filter_map(|t| t.key().ok().and_then(|k| index.get(&k).copied())));
+            deps.sort_unstable();
+            deps.dedup();
+            plan.push(&mut index, StepDesc::Landscape(desc), deps)?;
         }
         Ok(plan)
     }

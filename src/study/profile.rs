@@ -2,6 +2,7 @@
 //! table ([`Profile::sizes`]) holds every size of every profile; [`super::Study::for_profile`]
 //! and the walkthroughs read it, nothing else sets a size.
 
+use crate::attack::TestAttack;
 use crate::data::download::Remote;
 use crate::data::{DataSource, Embedded};
 use crate::error::{Error, Result};
@@ -41,6 +42,10 @@ pub struct Sizes {
     pub train_steps: usize,
     /// PGD steps of the validation attack.
     pub val_steps: usize,
+    /// The attacks of the reported RA.
+    pub test: TestAttack,
+    /// Verdict tolerance (fraction).
+    pub tolerance: f64,
     /// IMP rounds whose tickets are transferred.
     pub rounds: Vec<usize>,
     pub imp_epochs: usize,
@@ -57,6 +62,10 @@ pub struct Sizes {
     pub finetune_batch: usize,
     /// Minimum SGD steps of a fine-tuning (raises the epochs of data-limited runs).
     pub finetune_min_steps: usize,
+    /// Rounds and data fractions at which the random-ticket and one-shot controls of the m^ST
+    /// tickets are transferred (no controls when empty).
+    pub control_rounds: Vec<usize>,
+    pub control_fractions: Vec<f64>,
     /// Fig. 6: the IMP round of the ticket whose fine-tuning is drawn, at these data fractions.
     pub landscape_round: usize,
     pub landscape_fractions: Vec<f64>,
@@ -88,6 +97,8 @@ impl Profile {
                 pretrain_batch: 128,
                 train_steps: 3,
                 val_steps: 3,
+                test: TestAttack::Pgd20,
+                tolerance: 0.01,
                 rounds: vec![1, 2],
                 imp_epochs: 1,
                 imp_lr: 0.01,
@@ -101,6 +112,8 @@ impl Profile {
                 finetune_lr: 0.02,
                 finetune_batch: 64,
                 finetune_min_steps: 0,
+                control_rounds: vec![2],
+                control_fractions: vec![1.0],
                 landscape_round: 2,
                 landscape_fractions: vec![1.0, 0.1],
                 landscape_resolution: 5,
@@ -109,37 +122,48 @@ impl Profile {
                 landscape_checkpoints: 41,
                 robust_eval_fraction: 0.05,
             },
+            // From the pilot (scripts/pilot.py): sources trained 8 epochs on 20% of Fashion-MNIST;
+            // IMP re-trains 2 epochs on half of that per round (the masks move away from one-shot
+            // pruning); fine-tuning 30 epochs, where dense SA has plateaued (at least 300 SGD
+            // steps with 10% of the data); digits' 1% (14 images) is too few for a transfer.
             Profile::Small => Sizes {
                 source: fmnist,
                 arch: Arch::convnet(),
                 eps: 0.1,
-                source_fraction: 0.1,
-                pretrain_epochs: 4,
+                source_fraction: 0.2,
+                pretrain_epochs: 8,
                 pretrain_lr: 0.05,
                 pretrain_batch: 128,
                 train_steps: 3,
                 val_steps: 3,
-                rounds: vec![2, 4, 6],
-                imp_epochs: 1,
-                imp_lr: 0.01,
+                test: TestAttack::Pgd20,
+                tolerance: 0.01,
+                rounds: vec![2, 4, 6, 8, 10],
+                imp_epochs: 2,
+                imp_lr: 0.02,
                 imp_weight_decay: 5e-4,
                 imp_batch: 128,
-                imp_fraction: 0.34,
+                imp_fraction: 0.5,
                 downstream: vec![digits],
                 fractions: vec![1.0, 0.1],
-                seeds: 2,
-                finetune_epochs: 4,
+                seeds: 3,
+                finetune_epochs: 30,
                 finetune_lr: 0.02,
                 finetune_batch: 64,
-                finetune_min_steps: 120,
+                finetune_min_steps: 300,
+                control_rounds: vec![6, 10],
+                control_fractions: vec![1.0],
                 landscape_round: 6,
-                landscape_fractions: vec![1.0, 0.1, 0.01],
+                landscape_fractions: vec![1.0, 0.1],
                 landscape_resolution: 13,
                 landscape_examples: 200,
                 landscape_steps: 3,
                 landscape_checkpoints: 41,
                 robust_eval_fraction: 0.2,
             },
+            // The questions with resolution: MNIST and Animal-MNIST (2,000 test images each) and
+            // digits, 100 / 10 / 1%, AutoAttack-grade RA (fast). Hours on a GPU; about two days on
+            // the 2-core CPU (a 30-epoch adversarial MNIST transfer takes ~3 minutes there).
             Profile::Full => Sizes {
                 source: fmnist,
                 arch: Arch::convnet(),
@@ -150,19 +174,23 @@ impl Profile {
                 pretrain_batch: 128,
                 train_steps: 10,
                 val_steps: 10,
+                test: TestAttack::AutoattackFast,
+                tolerance: 0.01,
                 rounds: vec![2, 4, 6, 8, 10],
                 imp_epochs: 5,
-                imp_lr: 0.01,
+                imp_lr: 0.02,
                 imp_weight_decay: 5e-4,
                 imp_batch: 128,
                 imp_fraction: 1.0,
                 downstream: vec![Embedded::Mnist.into(), Embedded::AnimalMnist.into(), digits],
                 fractions: vec![1.0, 0.1, 0.01],
                 seeds: 3,
-                finetune_epochs: 15,
+                finetune_epochs: 30,
                 finetune_lr: 0.02,
                 finetune_batch: 64,
                 finetune_min_steps: 2000,
+                control_rounds: vec![2, 4, 6, 8, 10],
+                control_fractions: vec![1.0, 0.1],
                 landscape_round: 6,
                 landscape_fractions: vec![1.0, 0.1, 0.01],
                 landscape_resolution: 21,
@@ -186,6 +214,8 @@ impl Profile {
                 pretrain_batch: 128,
                 train_steps: 10,
                 val_steps: 10,
+                test: TestAttack::Pgd20,
+                tolerance: 0.01,
                 rounds: vec![2, 4, 6, 8, 10],
                 imp_epochs: 10,
                 imp_lr: 5e-4,
@@ -199,6 +229,8 @@ impl Profile {
                 finetune_lr: 0.01,
                 finetune_batch: 128,
                 finetune_min_steps: 4000,
+                control_rounds: vec![4, 8],
+                control_fractions: vec![1.0],
                 landscape_round: 6,
                 landscape_fractions: vec![1.0, 0.1, 0.01],
                 landscape_resolution: 21,

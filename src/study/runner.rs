@@ -191,11 +191,25 @@ impl<'a> Executor<'a> {
         let checkpoints = self.store.dir(TrajectoryDesc::KIND, &key).join(TrajectoryDesc::CHECKPOINTS);
         let mask = self.mask(&t.transfer.subnetwork)?;
         let splits = self.splits(t.transfer.dataset, t.transfer.holdout)?;
+        let mut siblings = Vec::new();
+        for s in &d.scale_with {
+            let key = s.key()?;
+            self.require(TrajectoryDesc::KIND, &key, &s.label())?;
+            siblings.push(self.store.dir(TrajectoryDesc::KIND, &key).join(TrajectoryDesc::CHECKPOINTS));
+        }
         let (device, announce) = (self.rt.device, self.announce(d.kind(), d.label()));
         self.store.run(d, self.wait, |_| {
             announce();
             let trajectory = Trajectory::open(&checkpoints, device)?;
-            landscape(&d.title(), &trajectory, mask.as_ref(), &splits.test, &d.landscape)
+            let mut cfg = d.landscape.clone();
+            if !siblings.is_empty() {
+                let mut longest = 0f64;
+                for dir in &siblings {
+                    longest = longest.max(Trajectory::open(dir, device)?.span()?);
+                }
+                cfg.radius = Some(cfg.margin * longest);
+            }
+            landscape(&d.title(), &trajectory, mask.as_ref(), &splits.test, &cfg)
         })
     }
 }
