@@ -65,6 +65,7 @@ pub fn mini_study() -> doublewin::study::Study {
     s.imp.rounds = 2;
     s.fractions = vec![1.0];
     s.seeds = vec![0];
+    s.controls = None;
     s.source_fraction = 0.02;
     s.pretrain = s.pretrain.clone().epochs(1);
     s.transfer.recipe = s.transfer.recipe.clone().epochs(2);
