@@ -104,3 +104,18 @@ mod tests {
         assert_eq!(t.to_markdown(), "### T\n\n| name | acc |\n| --- | --- |\n| a<b | 91.5 |\n\n");
     }
 }
+
+/// An SVG document that renders itself in a notebook: wrap the output of a plotters chart drawn
+/// with `SVGBackend::with_string` (see [`crate::plot::svg_chart`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Svg(pub String);
+
+impl Svg {
+    pub fn evcxr_display(&self) {
+        evcxr_emit("image/svg+xml", &self.0);
+    }
+    /// Writes the SVG atomically.
+    pub fn save(&self, path: impl AsRef<std::path::Path>) -> crate::error::Result<()> {
+        crate::fsio::write_atomic(path.as_ref(), self.0.as_bytes())
+    }
+}

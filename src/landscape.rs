@@ -477,6 +477,12 @@ pub fn load_trajectory(dir: impl AsRef<Path>, device: tch::Device) -> Result<Tra
 }
 
 impl Landscape {
+    /// The loss grid as an ndarray: `[j, i]` is the loss at (`betas[j]`, `alphas[i]`).
+    pub fn loss_array(&self) -> ndarray::Array2<f64> {
+        let (rows, cols) = (self.loss.len(), self.loss.first().map_or(0, |r| r.len()));
+        ndarray::Array2::from_shape_fn((rows, cols), |(j, i)| self.loss[j][i])
+    }
+
     /// The grid value at the final weights (the centre of the grid).
     pub fn origin_loss(&self) -> f64 {
         let c = self.alphas.len() / 2;

@@ -42,7 +42,8 @@ pub enum Event<'a> {
     StudyPlanned { total: usize, stored: usize },
     /// A study step starts (`done` of the `total` steps are done, by any worker).
     StepStarted { done: usize, total: usize, kind: &'a str, label: &'a str },
-    /// A study step was computed; `eta` estimates the seconds left for the steps still to do.
+    /// A study step was computed; `eta` estimates the seconds left for the steps still to do
+    /// (NaN until every kind of step left has been timed once).
     StepFinished { done: usize, total: usize, label: &'a str, seconds: f64, eta: f64 },
     /// A study finished: steps computed now and steps read from the store.
     StudyFinished { computed: usize, stored: usize, seconds: f64 },
@@ -170,7 +171,7 @@ impl Observer for Lines {
                 self.line(&format!("[study {}/{total}] {kind}: {label}", done + 1));
             }
             Event::StepFinished { done, total, label, seconds, eta } => {
-                let eta = if done < total { format!(", about {} left", format_seconds(eta)) } else { String::new() };
+                let eta = if done < total && eta.is_finite() { format!(", about {} left", format_seconds(eta)) } else { String::new() };
                 self.line(&format!("[study {done}/{total}] done in {}: {label}{eta}", format_seconds(seconds)));
             }
             // Nothing computed: the plan's line already said everything was in the store.

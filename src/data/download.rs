@@ -140,19 +140,14 @@ pub fn download(url: &str, dest: &Path, md5: &str) -> Result<PathBuf> {
         done += n as u64;
         if last_report.elapsed() > Duration::from_secs(1) {
             last_report = Instant::now();
-            match total {
-                Some(t) => {
-                    eprint!("\r{name}: {:.1}/{:.1} MB ({:.0}%)   ", done as f64 / 1e6, t as f64 / 1e6, 100.0 * done as f64 / t as f64)
-                }
-                None => eprint!("\r{name}: {:.1} MB   ", done as f64 / 1e6),
-            }
+            crate::progress::emit(&crate::progress::Event::Download { name: &name, done, total, finished: false });
         }
     }
     file.sync_all().map_err(|e| Error::io(&part, e))?;
     if let Some(t) = total.filter(|&t| t != done) {
         return Err(fail(format!("connection closed after {done} of {t} bytes")));
     }
-    eprintln!("\r{name}: {:.1} MB downloaded          ", done as f64 / 1e6);
+    crate::progress::emit(&crate::progress::Event::Download { name: &name, done, total, finished: true });
     finish(url, &part, dest, md5)
 }
 

@@ -12,6 +12,26 @@ use crate::error::{Error, Result};
 use image::RgbImage;
 use std::path::Path;
 
+/// A chart of one's own, drawn with plotters on a `width` x `height` SVG and shown in a notebook:
+/// `draw` gets the drawing area (see the plotters documentation; `doublewin::plotters` is the
+/// version this crate uses).
+pub fn svg_chart(
+    width: u32,
+    height: u32,
+    draw: impl FnOnce(
+        &plotters::drawing::DrawingArea<plotters::backend::SVGBackend, plotters::coord::Shift>,
+    ) -> std::result::Result<(), Box<dyn std::error::Error>>,
+) -> Result<crate::display::Svg> {
+    use plotters::prelude::IntoDrawingArea;
+    let mut out = String::new();
+    {
+        let root = plotters::backend::SVGBackend::with_string(&mut out, (width, height)).into_drawing_area();
+        draw(&root).map_err(|e| Error::invalid(format!("the chart failed: {e}"), "check the chart's code"))?;
+        root.present().map_err(|e| Error::invalid(format!("the chart failed: {e:?}"), "check the chart's code"))?;
+    }
+    Ok(crate::display::Svg(out))
+}
+
 /// An sRGB colour.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Color(pub u8, pub u8, pub u8);

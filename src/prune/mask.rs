@@ -98,6 +98,19 @@ impl Mask {
         self.masks.iter()
     }
 
+    /// One tensor of the mask as an ndarray (true = kept), for analysis in a notebook.
+    pub fn layer_array(&self, name: &str) -> Result<ndarray::ArrayD<bool>> {
+        let m = self.masks.get(name).ok_or_else(|| {
+            Error::not_found(
+                format!("tensor '{name}' in the mask"),
+                format!("use one of {}", self.names().cloned().collect::<Vec<_>>().join(", ")),
+            )
+        })?;
+        let shape: Vec<usize> = m.size().iter().map(|&d| d as usize).collect();
+        let values = Vec::<bool>::try_from(m.f_flatten(0, -1)?)?;
+        ndarray::ArrayD::from_shape_vec(shape, values).map_err(|e| Error::invalid(format!("mask to ndarray: {e}"), "report this as a bug"))
+    }
+
     /// Kept and total weights per tensor.
     pub fn per_layer(&self) -> Vec<LayerDensity> {
         self.masks

@@ -22,5 +22,5 @@ pub use grid::{ControlPlan, LandscapePlan, Study, TransferRecipe};
 pub use plan::{Plan, PlannedStep, StepDesc};
 pub use profile::{Profile, Sizes};
 pub use report::{ImpRow, Pick, StudyReport, VerdictCell};
-pub use results::{LandscapeRecord, StudyResults, TransferRecord};
-pub use runner::{run_plan, run_plan_with, ImpSummary, RunOptions, RunSummary};
+pub use results::{LandscapeRecord, StudyResults, TransferRecord, TransferRow};
+pub use runner::{compute, run_plan, run_plan_with, ImpSummary, RunOptions, RunSummary};

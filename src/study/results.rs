@@ -83,3 +83,67 @@ impl StudyResults {
         Ok(StudyResults { study: study.clone(), transfers, landscapes, seconds: run.seconds, computed_steps: run.computed })
     }
 }
+
+/// One transfer as a flat record (for tables, ndarray or a data frame of one's own).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TransferRow {
+    pub pretraining: RegimeKind,
+    pub kind: SubnetworkKind,
+    pub family: Option<RegimeKind>,
+    pub round: usize,
+    pub sparsity: f64,
+    pub dataset: String,
+    pub fine_tuning: RegimeKind,
+    pub fraction: f64,
+    pub seed: u64,
+    /// Test SA at the best-validation-SA checkpoint.
+    pub sa: f64,
+    /// Test RA at the best-validation-RA checkpoint.
+    pub ra: f64,
+}
+
+impl StudyResults {
+    /// The numeric columns of [`StudyResults::records_array`].
+    pub const RECORD_COLUMNS: [&'static str; 8] = ["round", "sparsity", "fraction", "seed", "adversarial_ft", "pretraining", "sa", "ra"];
+
+    /// One flat record per transfer.
+    pub fn records(&self) -> Vec<TransferRow> {
+        self.transfers
+            .iter()
+            .map(|t| TransferRow {
+                pretraining: t.pretraining,
+                kind: t.kind,
+                family: t.family,
+                round: t.round,
+                sparsity: t.report.sparsity,
+                dataset: t.dataset.name().into(),
+                fine_tuning: t.report.fine_tuning,
+                fraction: t.report.fraction,
+                seed: t.report.seed,
+                sa: t.report.best_sa.test_sa,
+                ra: t.report.best_ra.test_ra,
+            })
+            .collect()
+    }
+
+    /// The records' numbers as an ndarray, one row per transfer, columns
+    /// [`StudyResults::RECORD_COLUMNS`] (`adversarial_ft` 1 for adversarial fine-tuning;
+    /// `pretraining` 0 STD, 1 FAT, 2 AT).
+    pub fn records_array(&self) -> ndarray::Array2<f64> {
+        let rows = self.records();
+        ndarray::Array2::from_shape_fn((rows.len(), Self::RECORD_COLUMNS.len()), |(r, c)| {
+            let t = &rows[r];
+            let pre = RegimeKind::ALL.iter().position(|k| *k == t.pretraining).unwrap_or(0) as f64;
+            [
+                t.round as f64,
+                t.sparsity,
+                t.fraction,
+                t.seed as f64,
+                f64::from(u8::from(t.fine_tuning == RegimeKind::Adversarial)),
+                pre,
+                t.sa,
+                t.ra,
+            ][c]
+        })
+    }
+}

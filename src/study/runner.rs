@@ -5,9 +5,12 @@
 //! the steps already stored, a line per computed step with an estimate of the time left). A
 //! killed run resumes at the step it was in.
 
-use super::desc::{HoldOut, ImpDesc, LandscapeDesc, PretrainDesc, Subnetwork, TrajectoryDesc, TransferDesc};
+use super::desc::{
+    subnetwork_name, HoldOut, ImpDesc, LandscapeDesc, PretrainDesc, Subnetwork, SubnetworkKind, TrajectoryDesc, TransferDesc,
+};
 use super::grid::Study;
 use super::plan::{Plan, StepDesc};
+use super::report::Pick;
 use super::results::StudyResults;
 use crate::data::{DataSource, Splits};
 use crate::error::{Error, Result};
@@ -275,17 +278,53 @@ pub fn run_plan_with(plan: &Plan, rt: &Runtime, store: &Store, options: &RunOpti
     Ok(summary)
 }
 
-/// Seconds left: each step not done at the mean time of its kind so far (the overall mean for
-/// kinds not seen yet).
+/// Seconds left: each step not done at the mean time of its kind so far; NaN while a kind still
+/// to run has not been timed (a pre-training says nothing about a transfer).
 fn time_left(plan: &Plan, done: &[bool], seconds_by_kind: &HashMap<&str, (f64, usize)>) -> f64 {
-    let (all, n) = seconds_by_kind.values().fold((0.0, 0), |(s, n), (a, b)| (s + a, n + b));
-    let mean_all = if n > 0 { all / n as f64 } else { 0.0 };
     plan.steps
         .iter()
         .zip(done)
         .filter(|(_, d)| !**d)
-        .map(|(s, _)| seconds_by_kind.get(s.kind).map_or(mean_all, |(a, b)| a / *b as f64))
+        .map(|(s, _)| seconds_by_kind.get(s.kind).map_or(f64::NAN, |(a, b)| a / *b as f64))
         .sum()
+}
+
+/// The steps `step` needs, in the order to compute them (each before what needs it).
+fn upstream(step: &StepDesc) -> Vec<StepDesc> {
+    let mut out = Vec::new();
+    let subnetwork = |s: &Subnetwork, out: &mut Vec<StepDesc>| {
+        out.push(StepDesc::Pretrain(s.pretrain().clone()));
+        if let Some(imp) = s.imp() {
+            out.push(StepDesc::Imp(imp.clone()));
+        }
+    };
+    match step {
+        StepDesc::Pretrain(_) => {}
+        StepDesc::Imp(d) => out.push(StepDesc::Pretrain(d.pretrain.clone())),
+        StepDesc::Transfer(d) => subnetwork(&d.subnetwork, &mut out),
+        StepDesc::Trajectory(d) => subnetwork(&d.transfer.subnetwork, &mut out),
+        StepDesc::Landscape(d) => {
+            subnetwork(&d.trajectory.transfer.subnetwork, &mut out);
+            for t in std::iter::once(&d.trajectory).chain(&d.scale_with) {
+                subnetwork(&t.transfer.subnetwork, &mut out);
+                out.push(StepDesc::Trajectory(t.clone()));
+            }
+        }
+    }
+    out
+}
+
+/// Computes one step and what it needs (whatever the store lacks, waiting for steps another
+/// process is computing), and returns its stored value: the way notebooks and programs run a
+/// single step of a study (a pre-training, an IMP run, one transfer) through the store.
+pub fn compute<T: serde::de::DeserializeOwned>(rt: &Runtime, store: &Store, step: &StepDesc) -> Result<T> {
+    let mut ex = Executor::new(rt, store, true);
+    for s in upstream(step).iter().chain(std::iter::once(step)) {
+        if store.status(s.kind(), &s.key()?, Check::Sizes) != Status::Done {
+            ex.run(s)?;
+        }
+    }
+    store.load(step.kind(), &step.key()?)?.ok_or_else(|| Error::invalid(format!("{} did not finish", step.label()), "run it again"))
 }
 
 impl Study {
@@ -320,10 +359,80 @@ impl Study {
         if store.status(ImpDesc::KIND, &key, Check::Sizes) != Status::Done {
             return Err(Error::not_found(
                 format!("the {} tickets of the {} network", family.family(), kind.short()),
-                "run the study first",
+                "run the study first (or Study::imp_run, which computes them)",
             ));
         }
         Mask::load(store.dir(ImpDesc::KIND, &key).join(ImpDesc::mask_file(round)))
+    }
+
+    /// The IMP run of `family` from the pre-training of `kind` (computed now if the store lacks
+    /// it): its tickets, round by round.
+    pub fn imp_run(&self, rt: &Runtime, store: &Store, kind: RegimeKind, family: RegimeKind) -> Result<crate::prune::Tickets> {
+        let d = self.imp_desc(kind, family)?;
+        let _: ImpSummary = compute(rt, store, &StepDesc::Imp(d.clone()))?;
+        let dir = store.dir(ImpDesc::KIND, &d.key()?);
+        let tickets = (1..=d.imp.rounds)
+            .map(|round| {
+                let path = dir.join(ImpDesc::mask_file(round));
+                Ok(crate::prune::Ticket { round, mask: Mask::load(&path)?, path })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(crate::prune::Tickets(tickets))
+    }
+
+    /// One transfer (computed now if the store lacks it): the subnetwork `pick` names (dense,
+    /// ticket or control), fine-tuned `fine_tuning` on `pick.dataset` with `pick.fraction` of
+    /// its data and `seed`.
+    pub fn transfer_run(&self, rt: &Runtime, store: &Store, pick: Pick, fine_tuning: RegimeKind, seed: u64) -> Result<TransferReport> {
+        let subnetwork = match (pick.kind, pick.family) {
+            (SubnetworkKind::Dense, _) => self.subnetwork(pick.pretraining, None, 0)?,
+            (SubnetworkKind::Ticket, Some(f)) => self.subnetwork(pick.pretraining, Some(f), pick.round)?,
+            (control, Some(f)) => self.control(pick.pretraining, control, f, pick.round, seed)?,
+            (_, None) => return Err(Error::invalid(format!("{} names no IMP family", pick.name()), "give the ticket's family")),
+        };
+        let d = self.transfer_desc(subnetwork, pick.dataset, fine_tuning, pick.fraction, seed)?;
+        compute(rt, store, &StepDesc::Transfer(d))
+    }
+
+    /// Every seed's standard and adversarial transfer of `pick` (computed now where missing).
+    pub fn transfer_runs(&self, rt: &Runtime, store: &Store, pick: Pick) -> Result<Vec<TransferReport>> {
+        let mut out = Vec::new();
+        for &ft in &self.fine_tunings {
+            for &seed in &self.seeds {
+                out.push(self.transfer_run(rt, store, pick, ft, seed)?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The double-win verdict on the tickets of `family` at `rounds` against the dense network of
+    /// the pre-training `kind` on `dataset` with `fraction` of its data, over every seed and
+    /// fine-tuning of the study (computing what the store lacks).
+    pub fn verdict_run(
+        &self,
+        rt: &Runtime,
+        store: &Store,
+        kind: RegimeKind,
+        family: RegimeKind,
+        rounds: &[usize],
+        fraction: f64,
+    ) -> Result<crate::verdict::Verdict> {
+        let dataset = *self.downstream.first().ok_or_else(|| Error::invalid("the study has no downstream dataset", "add one"))?;
+        let dense = self.transfer_runs(rt, store, Pick::dense(kind, dataset, fraction))?;
+        let mut tickets = Vec::new();
+        for &r in rounds {
+            let runs = self.transfer_runs(rt, store, Pick::ticket(kind, family, r, dataset, fraction))?;
+            let sparsity = runs.first().map(|t| t.sparsity).unwrap_or(0.0);
+            tickets.push((subnetwork_name(SubnetworkKind::Ticket, Some(family), r), sparsity, runs));
+        }
+        let tickets: Vec<(String, f64, Vec<&TransferReport>)> =
+            tickets.iter().map(|(l, s, r)| (l.clone(), *s, r.iter().collect())).collect();
+        Ok(crate::verdict::Verdict::judge(&dense.iter().collect::<Vec<_>>(), &tickets, self.tolerance))
+    }
+
+    /// The landscape of pre-training `kind` at `fraction` (computed now if the store lacks it).
+    pub fn landscape_run(&self, rt: &Runtime, store: &Store, kind: RegimeKind, fraction: f64) -> Result<Landscape> {
+        compute(rt, store, &StepDesc::Landscape(self.landscape_desc(kind, fraction)?))
     }
 
     /// The per-epoch checkpoints of a landscape's fine-tuning (run the study first).

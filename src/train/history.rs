@@ -56,6 +56,17 @@ pub struct History {
 }
 
 impl History {
+    /// The columns of [`History::to_ndarray`].
+    pub const COLUMNS: [&'static str; 6] = ["epoch", "lr", "train_loss", "train_accuracy", "val_loss", "val_accuracy"];
+
+    /// One row per epoch, columns [`History::COLUMNS`], for analysis in a notebook.
+    pub fn to_ndarray(&self) -> ndarray::Array2<f64> {
+        ndarray::Array2::from_shape_fn((self.epochs.len(), Self::COLUMNS.len()), |(r, c)| {
+            let e = &self.epochs[r];
+            [e.epoch as f64, e.lr, e.train_loss, e.train_accuracy, e.val.loss, e.val.accuracy][c]
+        })
+    }
+
     /// The record with the best validation accuracy (earliest on ties).
     pub fn best(&self) -> Option<&EpochRecord> {
         self.epochs.iter().fold(None, |best: Option<&EpochRecord>, r| match best {
