@@ -1,16 +1,26 @@
-//! The end-to-end runs behind the CLI's main job and the notebooks (quickstart, source models,
-//! attack figures), sized by the study's profiles: `tiny` for CI and headless notebook checks,
-//! `small` for a laptop, `full` for the whole embedded data.
+//! The end-to-end runs behind the CLI's main job and the notebooks, sized by the study's
+//! profiles: the quickstart, the source models, the notebooks' [`Session`] (every step of the
+//! method through the experiment store, one call each), attack comparisons ([`attacks`]) and
+//! ablations ([`ablation`]).
 
-use crate::attack::{robust_evaluate, Pgd, ThreatModel};
+pub mod ablation;
+pub mod attacks;
+
+pub use ablation::{Ablation, AblationReport};
+pub use attacks::{adversarial_examples, compare_attacks, robustness_curves, AttackComparison};
+
+use crate::attack::{robust_evaluate, ThreatModel};
 use crate::data::{Embedded, Splits};
 use crate::display::{evcxr_emit, Table};
 use crate::error::Result;
 use crate::model::{Arch, Network, NetworkSpec};
 use crate::plot::Figure;
 use crate::runtime::Runtime;
+use crate::study::Pick;
 pub use crate::study::Profile;
 use crate::train::{evaluate, train_with, Callbacks, Evaluation, History, RegimeKind, TrainConfig};
+use crate::transfer::TransferReport;
+use crate::verdict::Verdict;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -214,43 +224,6 @@ pub fn pretrain_sources(rt: &Runtime, profile: Profile, store: &crate::store::St
     Ok(SourceModels { dataset: Embedded::FashionMnist.name().into(), profile, models })
 }
 
-/// Clean test images and their adversarial versions under `attack`, each captioned with the
-/// network's prediction.
-pub fn adversarial_examples(net: &Network, data: &crate::data::Dataset, attack: &crate::attack::AttackSpec, n: i64) -> Result<Figure> {
-    use crate::attack::Attack;
-    let x = data.float_images(0, n)?.f_to_device(net.device())?;
-    let y = data.labels().f_narrow(0, 0, x.size()[0])?.f_to_device(net.device())?;
-    let adv = attack.perturb(net, &x, &y)?;
-    let names = |preds: Vec<i64>| preds.into_iter().map(|p| data.classes()[p as usize].clone()).collect::<Vec<_>>();
-    let truth = names(Vec::<i64>::try_from(y.f_to_device(tch::Device::Cpu)?)?);
-    let amplified = adv.f_sub(&x)?.f_mul_scalar(0.5 / attack.eps().max(1e-12))?.f_add_scalar(0.5)?;
-    Figure::image_grid(
-        &format!("{} on {}", attack.name(), net.arch().name()),
-        &[("clean".into(), x.shallow_clone()), ("adversarial".into(), adv.shallow_clone()), ("perturbation".into(), amplified)],
-        &[names(net.predict(&x)?), names(net.predict(&adv)?), truth.iter().map(|t| format!("true: {t}")).collect()],
-    )
-}
-
-/// Accuracy under PGD as eps grows, one curve per network, with each network's masking check.
-pub fn robustness_curves(
-    nets: &[(String, &Network)],
-    data: &crate::data::Dataset,
-    pgd: &Pgd,
-    eps: &[f64],
-) -> Result<(Figure, Vec<crate::attack::MaskingCheck>)> {
-    let mut series = Vec::new();
-    let mut checks = Vec::new();
-    for (name, net) in nets {
-        let check = crate::attack::MaskingCheck::run(net, data, pgd, eps, 250)?;
-        series.push(crate::plot::Series::new(
-            name.clone(),
-            check.eps.iter().zip(&check.pgd_accuracy).map(|(e, a)| (*e, 100.0 * a)).collect(),
-        ));
-        checks.push(check);
-    }
-    Ok((Figure::lines("Accuracy under PGD vs eps", "eps (L-inf)", "accuracy (%)", &series)?, checks))
-}
-
 /// What every notebook starts with: the runtime and profile from the environment
 /// (`DOUBLEWIN_DEVICE`, `DOUBLEWIN_PROFILE`, ...), the default experiment store and the profile's
 /// study. `Session::from_env()?` in a cell replaces the same five lines in every notebook.
@@ -263,6 +236,7 @@ pub struct Session {
 }
 
 impl Session {
+    /// The runtime, profile, default store and study from the environment (see environment.md).
     pub fn from_env() -> Result<Session> {
         let profile = Profile::from_env()?;
         Ok(Session {
@@ -283,9 +257,81 @@ impl Session {
         self.study.report(&self.rt, &self.store)
     }
 
-    /// A ticket of the study (run the study first).
-    pub fn ticket(&self, pre: RegimeKind, family: RegimeKind, round: usize) -> Result<crate::prune::Mask> {
-        self.study.ticket(&self.store, pre, family, round)
+    /// A pre-trained source network of the study (from the store, or trained now).
+    pub fn source(&self, kind: RegimeKind) -> Result<Network> {
+        Ok(self.study.pretrained(&self.rt, &self.store, kind)?.0)
+    }
+
+    /// The three source models with their SA and RA on the profile's test subset.
+    pub fn sources(&self) -> Result<SourceModels> {
+        pretrain_sources(&self.rt, self.profile, &self.store)
+    }
+
+    /// The source splits the study pre-trains on (validation held out, the profile's fraction).
+    pub fn source_splits(&self) -> Result<Splits> {
+        self.study.pretrain_desc(RegimeKind::Standard)?.splits()
+    }
+
+    /// The splits of the study's first downstream dataset.
+    pub fn downstream_splits(&self) -> Result<Splits> {
+        crate::study::desc::HoldOut::STUDY.splits(self.downstream()?)
+    }
+
+    fn downstream(&self) -> Result<crate::data::DataSource> {
+        self.study.downstream.first().copied().ok_or_else(|| crate::error::Error::invalid("the study has no downstream dataset", "add one"))
+    }
+
+    /// The IMP run of `family` from the source of `kind`: its tickets, round by round (from the
+    /// store, or computed now).
+    pub fn imp(&self, kind: RegimeKind, family: RegimeKind) -> Result<crate::prune::Tickets> {
+        self.study.imp_run(&self.rt, &self.store, kind, family)
+    }
+
+    /// The ticket of an IMP round (its IMP run computed now if the store lacks it).
+    pub fn ticket(&self, kind: RegimeKind, family: RegimeKind, round: usize) -> Result<crate::prune::Mask> {
+        Ok(self
+            .imp(kind, family)?
+            .round(round)
+            .ok_or_else(|| crate::error::Error::invalid(format!("IMP has no round {round}"), format!("use 1..={}", self.study.imp.rounds)))?
+            .mask
+            .clone())
+    }
+
+    /// The dense network of the source of `kind` transferred to the study's downstream dataset
+    /// (`fine_tuning`, `fraction` of the data, `seed`), through the store.
+    pub fn transfer_dense(&self, kind: RegimeKind, fine_tuning: RegimeKind, fraction: f64, seed: u64) -> Result<TransferReport> {
+        self.study.transfer_run(&self.rt, &self.store, Pick::dense(kind, self.downstream()?, fraction), fine_tuning, seed)
+    }
+
+    /// The ticket of `round` of `family` transferred like [`Session::transfer_dense`].
+    pub fn transfer_ticket(
+        &self,
+        kind: RegimeKind,
+        family: RegimeKind,
+        round: usize,
+        fine_tuning: RegimeKind,
+        fraction: f64,
+        seed: u64,
+    ) -> Result<TransferReport> {
+        self.study.transfer_run(&self.rt, &self.store, Pick::ticket(kind, family, round, self.downstream()?, fraction), fine_tuning, seed)
+    }
+
+    /// The double-win verdict on the tickets of `family` at `rounds` of the source of `kind`,
+    /// over the study's seeds and fine-tunings at `fraction` of the data (computing what the store
+    /// lacks).
+    pub fn verdict(&self, kind: RegimeKind, family: RegimeKind, rounds: &[usize], fraction: f64) -> Result<Verdict> {
+        self.study.verdict_run(&self.rt, &self.store, kind, family, rounds, fraction)
+    }
+
+    /// The loss landscape of the study's Fig. 6 fine-tuning of the source of `kind` at `fraction`.
+    pub fn landscape(&self, kind: RegimeKind, fraction: f64) -> Result<crate::landscape::Landscape> {
+        self.study.landscape_run(&self.rt, &self.store, kind, fraction)
+    }
+
+    /// The per-epoch checkpoints of that fine-tuning, read one at a time.
+    pub fn trajectory(&self, kind: RegimeKind, fraction: f64) -> Result<crate::landscape::Trajectory> {
+        self.landscape(kind, fraction)?;
+        crate::landscape::Trajectory::open(self.study.trajectory_dir(&self.store, kind, fraction)?, self.rt.device)
     }
 
     pub fn evcxr_display(&self) {
