@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Installs the notebook kernel, idempotently: evcxr_jupyter (cargo install, ~6 min the first
 # time) and a kernelspec named "doublewin" inside the project's venv, whose launcher sets the
-# variables tch needs to build and load (see environment.md).
+# variables tch needs to build and load (see environment.md). With --user the kernelspec goes to
+# the user's Jupyter data folder instead (~/.local/share/jupyter/kernels), so a JupyterLab outside
+# the venv lists "Rust (doublewin)" too.
+# usage: kernel/install.sh [--user]
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 source "$here/../scripts/env.sh"
@@ -11,6 +14,11 @@ if ! cargo install --list | grep -q "^evcxr_jupyter v$EVCXR_VERSION:"; then
   cargo install evcxr_jupyter --locked --version "$EVCXR_VERSION" --quiet
 fi
 spec="$DW_VENV/share/jupyter/kernels/doublewin"
+case "${1:-}" in
+  "") ;;
+  --user) spec="${JUPYTER_DATA_DIR:-${XDG_DATA_HOME:-$HOME/.local/share}/jupyter}/kernels/doublewin" ;;
+  *) echo "usage: kernel/install.sh [--user]" >&2; exit 2 ;;
+esac
 mkdir -p "$spec"
 cat > "$spec/kernel.json.tmp" <<JSON
 {

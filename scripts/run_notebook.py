@@ -6,8 +6,10 @@ error to stderr and a panic prints its message to stderr, and both still reply "
 or writes anything to stderr (doublewin's progress lines and warnings go to stdout; a notebook
 that wants to show an error prints it). On failure the partly executed notebook is still
 written, the cell and what it printed are shown, and the exit status is 1.
+With --html the executed notebook is also exported to one self-contained HTML page (figures are
+inline SVG), the page scripts/check_html.py opens in Chromium.
 
-usage: run_notebook.py NOTEBOOK OUT.ipynb [--kernel doublewin] [--timeout 3600]
+usage: run_notebook.py NOTEBOOK OUT.ipynb [--html OUT.html] [--kernel doublewin] [--timeout 3600]
 """
 import argparse
 import sys
@@ -27,12 +29,23 @@ def error_text(cell):
     return "\n".join(f"{o.get('ename')}: {o.get('evalue')}" for o in cell.get("outputs", []) if o.get("output_type") == "error")
 
 
+def export_html(nb, path):
+    from nbconvert import HTMLExporter
+
+    body, _ = HTMLExporter(template_name="lab").from_notebook_node(nb)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(body, encoding="utf-8")
+    tmp.replace(path)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("notebook", type=Path)
     ap.add_argument("out", type=Path)
     ap.add_argument("--kernel", default="doublewin")
     ap.add_argument("--timeout", type=int, default=3600)
+    ap.add_argument("--html", type=Path, help="also export the executed notebook to this HTML file")
     args = ap.parse_args()
     nb = nbformat.read(args.notebook, as_version=4)
     client = NotebookClient(
@@ -55,7 +68,11 @@ def main():
                 break
             print(f"[notebooks] {name}: cell {n}/{len(code)} ok in {time.time() - t0:.1f} s", flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    nbformat.write(nb, args.out)
+    tmp = args.out.with_name(args.out.name + ".tmp")
+    nbformat.write(nb, tmp)
+    tmp.replace(args.out)
+    if args.html:
+        export_html(nb, args.html)
     if failure:
         n, cell, problem = failure
         print(f"[notebooks] {name}: cell {n}/{len(code)} FAILED:\n--- cell ---\n{cell.source}\n--- output ---\n{problem.strip()}", file=sys.stderr)

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Executes every notebook headless with the doublewin kernel and writes the executed copies to
-# out/notebooks (or $1). Fails on the first cell that fails, at compile or run time
+# Executes every notebook headless with the doublewin kernel and writes the executed copies and
+# their HTML exports (one self-contained page each, figures inline) to out/notebooks (or $1). Fails on the first cell that fails, at compile or run time
 # (scripts/run_notebook.py). The run size comes from
 # DOUBLEWIN_PROFILE (tiny | small | full | paper); default small.
 # With DOUBLEWIN_NOTEBOOK_CACHE=1 (the main job sets it) a notebook is skipped when its executed
@@ -25,13 +25,13 @@ inputs_hash() {
 for nb in "$DW_ROOT"/notebooks/*.ipynb; do
   name="$(basename "$nb")"
   stamp="$out/.${name%.ipynb}.inputs"
-  if [ "${DOUBLEWIN_NOTEBOOK_CACHE:-0}" = 1 ] && [ -f "$out/$name" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$(inputs_hash "$nb")" ]; then
+  if [ "${DOUBLEWIN_NOTEBOOK_CACHE:-0}" = 1 ] && [ -f "$out/$name" ] && [ -f "$out/${name%.ipynb}.html" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$(inputs_hash "$nb")" ]; then
     echo "[notebooks] $name: unchanged inputs, executed copy kept ($out/$name)"
     continue
   fi
   t0=$(date +%s)
   echo "[notebooks] $name (profile $DOUBLEWIN_PROFILE)"
-  python "$here/run_notebook.py" "$nb" "$out/$name"
+  python "$here/run_notebook.py" "$nb" "$out/$name" --html "$out/${name%.ipynb}.html"
   inputs_hash "$nb" > "$stamp"
   echo "[notebooks] $name ok in $(( $(date +%s) - t0 )) s -> $out/$name"
 done

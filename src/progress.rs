@@ -2,7 +2,9 @@
 //! the process's [`Observer`] ([`emit`]), and a renderer turns events into lines. The default
 //! renderer is [`Lines`]: on a terminal it redraws a live line within an epoch or a download
 //! (`\r`); elsewhere (a notebook, where evcxr shows output line by line, or a log file) it prints
-//! whole lines only, at most one every ten seconds within a long epoch. [`Silent`] and
+//! whole lines only, at most one every ten seconds within a long epoch; in a notebook, a study
+//! shows one line per step (its epochs and notes are left out: a grid of hundreds of steps would
+//! bury the cell's result). [`Silent`] and
 //! [`Recorder`] (which keeps the lines, for tests) are the other two; implement [`Observer`]
 //! for anything else and install it with [`set_observer`].
 
@@ -64,6 +66,9 @@ pub trait Observer: Send {
 #[derive(Debug)]
 pub struct Lines {
     live: bool,
+    /// Inside a study, show step lines and warnings only.
+    steps_only: bool,
+    in_study: bool,
     prefix: String,
     last: Instant,
     epoch_started: Instant,
@@ -72,19 +77,25 @@ pub struct Lines {
 impl Lines {
     /// Live `\r` redraws within epochs and downloads: for terminals.
     pub fn terminal() -> Lines {
-        Lines { live: true, prefix: String::new(), last: Instant::now(), epoch_started: Instant::now() }
+        Lines { live: true, steps_only: false, in_study: false, prefix: String::new(), last: Instant::now(), epoch_started: Instant::now() }
     }
-    /// Whole lines only: for notebooks and logs.
+    /// Whole lines only, one per step inside a study: for notebooks.
     pub fn notebook() -> Lines {
+        Lines { live: false, steps_only: true, ..Lines::terminal() }
+    }
+    /// Whole lines only, every epoch: for log files (cluster workers).
+    pub fn log() -> Lines {
         Lines { live: false, ..Lines::terminal() }
     }
-    /// [`Lines::terminal`] when stdout is a terminal (and not an evcxr kernel), else
-    /// [`Lines::notebook`].
+    /// [`Lines::notebook`] in an evcxr kernel, [`Lines::terminal`] on a terminal, else
+    /// [`Lines::log`].
     pub fn detect() -> Lines {
-        if std::io::stdout().is_terminal() && std::env::var_os("EVCXR_IS_RUNTIME").is_none() {
+        if std::env::var_os("EVCXR_IS_RUNTIME").is_some() {
+            Lines::notebook()
+        } else if std::io::stdout().is_terminal() {
             Lines::terminal()
         } else {
-            Lines::notebook()
+            Lines::log()
         }
     }
 
@@ -134,6 +145,14 @@ pub fn format_seconds(s: f64) -> String {
 
 impl Observer for Lines {
     fn event(&mut self, event: &Event) {
+        match *event {
+            Event::StudyPlanned { total, stored } => self.in_study = stored < total,
+            Event::StudyFinished { .. } => self.in_study = false,
+            _ => {}
+        }
+        if self.steps_only && self.in_study && matches!(event, Event::Batch { .. } | Event::Epoch { .. } | Event::Note(_)) {
+            return;
+        }
         match *event {
             Event::Batch { label, info } => {
                 if info.batch == 1 {

@@ -1,7 +1,7 @@
 //! What a training run records: one [`EpochRecord`] per epoch, and evaluations.
 
 use crate::display::{evcxr_emit, Table};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::plot::{Figure, Series};
 use serde::{Deserialize, Serialize};
 
@@ -65,6 +65,15 @@ impl History {
             let e = &self.epochs[r];
             [e.epoch as f64, e.lr, e.train_loss, e.train_accuracy, e.val.loss, e.val.accuracy][c]
         })
+    }
+
+    /// One column of [`History::to_ndarray`] by name (one of [`History::COLUMNS`]).
+    pub fn column(&self, name: &str) -> Result<ndarray::Array1<f64>> {
+        let i = Self::COLUMNS
+            .iter()
+            .position(|c| *c == name)
+            .ok_or_else(|| Error::invalid(format!("a history has no column {name:?}"), format!("use one of {:?}", Self::COLUMNS)))?;
+        Ok(self.to_ndarray().column(i).to_owned())
     }
 
     /// The record with the best validation accuracy (earliest on ties).
