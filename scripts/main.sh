@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The main job: set up (idempotent), run the double-win study through the experiment store and
 # write its report (out/report/report.html, self-contained, and report.md with figures/), then
-# execute every notebook into out/notebooks. DOUBLEWIN_PROFILE picks the size (tiny | small |
-# full; default small, about 15 minutes on a 2-core laptop). A rerun takes finished steps from
+# execute every notebook into out/notebooks (executed copies and their HTML pages).
+# DOUBLEWIN_PROFILE picks the size (tiny | small | full; default small, about 30 minutes on a
+# 2-core laptop); the study runs as DOUBLEWIN_WORKERS worker processes (default: one per core,
+# one thread each), which share the store step by step. A rerun takes finished steps from
 # the store (~/.cache/doublewin/store, or DOUBLEWIN_STORE) and only re-renders the report; a
 # notebook whose inputs (notebook, library sources, profile, store contents) did not change is
 # not executed again.
@@ -14,7 +16,7 @@ cd "$DW_ROOT"
 export DOUBLEWIN_PROFILE="${DOUBLEWIN_PROFILE:-small}"
 cargo build --release --quiet
 t0=$(date +%s)
-target/release/doublewin study report --profile "$DOUBLEWIN_PROFILE" --out out/report
+target/release/doublewin study report --profile "$DOUBLEWIN_PROFILE" --workers "${DOUBLEWIN_WORKERS:-$(nproc)}" --out out/report
 t1=$(date +%s)
 DOUBLEWIN_NOTEBOOK_CACHE=1 bash "$here/run_notebooks.sh" out/notebooks
 t2=$(date +%s)

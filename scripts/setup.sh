@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One idempotent set-up for everything doublewin needs; re-running re-uses what is there.
-#   1. system tools (apt): dpkg-deb, npm, python3-venv when missing
+#   1. system tools (apt), when missing: dpkg-deb, npm, python3-venv, chromium (headless, for the
+#      check of the notebooks' HTML exports), slurm-wlm and munge (the Slurm test's cluster)
 #   2. the project venv (.venv): torch==2.13.0 (libtorch for tch), Jupyter, numpy, scipy, safetensors,
 #      torchattacks 3.5.1 (the reference for attack parity tests)
 #   3. the embedded datasets, prepared into $DOUBLEWIN_DATA and verified by hash
@@ -18,6 +19,9 @@ command -v dpkg-deb >/dev/null || need_apt+=(dpkg)
 command -v npm >/dev/null || need_apt+=(npm)
 command -v flock >/dev/null || need_apt+=(util-linux)
 python3 -c "import venv, ensurepip" 2>/dev/null || need_apt+=(python3-venv)
+command -v chromium >/dev/null || need_apt+=(chromium)
+command -v slurmctld >/dev/null || need_apt+=(slurm-wlm)
+command -v munged >/dev/null || need_apt+=(munge)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "[setup] apt-get install ${need_apt[*]}"
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}"

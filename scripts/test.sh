@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The test command: sets everything up (idempotent), then runs lints, the Rust test suite, the
-# benchmark's short mode and every notebook headless with the small profile (the main job's
-# study: computed into the experiment store on the first run, about 15 minutes, then read back).
+# benchmark's short mode, every notebook headless with the tiny profile (its study is computed
+# into the experiment store on the first run, then read back; the main job runs them at the small
+# profile), opens every notebook's HTML export in headless Chromium, and runs a study as a Slurm job
+# array on a private single-node Slurm (scripts/slurm_test.sh).
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 bash "$here/setup.sh"
@@ -19,5 +21,19 @@ if python "$here/run_notebook.py" tests/notebooks/fails_at_run_time.ipynb "$DW_R
 fi
 grep -q "this cell fails on purpose" "$DW_ROOT/target/fails.log" || { echo "[test] the runner did not report the failing cell"; cat "$DW_ROOT/target/fails.log"; exit 1; }
 echo "[test] the notebook runner fails on run-time errors, as it must"
-DOUBLEWIN_PROFILE=small bash "$here/run_notebooks.sh" "$DW_ROOT/target/notebooks"
+# The HTML check must reject a page whose figure is blank and a page with an error output.
+if python "$here/check_html.py" "$DW_ROOT/target/html-check" tests/html/blank_figure.html > "$DW_ROOT/target/html-blank.log"; then
+  echo "[test] the HTML check passed a page whose figure is blank"; exit 1
+fi
+grep -q "looks blank" "$DW_ROOT/target/html-blank.log" || { echo "[test] the HTML check did not report the blank figure"; cat "$DW_ROOT/target/html-blank.log"; exit 1; }
+python "$here/run_notebook.py" tests/notebooks/fails_at_run_time.ipynb "$DW_ROOT/target/fails_at_run_time.ipynb" --html "$DW_ROOT/target/fails_at_run_time.html" 2> /dev/null || true
+if python "$here/check_html.py" "$DW_ROOT/target/html-check" "$DW_ROOT/target/fails_at_run_time.html" > "$DW_ROOT/target/html-error.log"; then
+  echo "[test] the HTML check passed a page with an error output"; exit 1
+fi
+grep -q "error output" "$DW_ROOT/target/html-error.log" || { echo "[test] the HTML check did not report the error output"; cat "$DW_ROOT/target/html-error.log"; exit 1; }
+echo "[test] the HTML check rejects blank figures and error outputs, as it must"
+DOUBLEWIN_PROFILE=tiny bash "$here/run_notebooks.sh" "$DW_ROOT/target/notebooks"
+python "$here/check_html.py" "$DW_ROOT/target/notebooks/screenshots" "$DW_ROOT"/target/notebooks/*.html
+# A real single-node Slurm: a worker array and its report job, compared with a local run.
+bash "$here/slurm_test.sh"
 echo "[test] all checks passed in $(( $(date +%s) - t0 )) s"

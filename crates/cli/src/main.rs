@@ -16,6 +16,8 @@ use doublewin::walkthrough;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+mod slurm;
+
 #[derive(Parser)]
 #[command(name = "doublewin", version, about = "Find and validate double-win lottery tickets")]
 struct Cli {
@@ -274,6 +276,29 @@ enum StudyAction {
         parallel: Parallel,
         #[arg(long, default_value = "out/report")]
         out: PathBuf,
+        /// Fail instead of computing when a step is missing (the report job of a cluster run)
+        #[arg(long, conflicts_with = "workers")]
+        require_done: bool,
+    },
+    /// Write (and with --submit, submit) the study as a Slurm job array of workers over one
+    /// shared store, plus a report job that runs after all of them succeeded
+    Submit {
+        #[command(flatten)]
+        which: StudyChoice,
+        /// The scheduler (Slurm is the one supported)
+        #[arg(long, required = true)]
+        slurm: bool,
+        #[command(flatten)]
+        options: slurm::SlurmOptions,
+        /// Where the scripts, the study's JSON and logs/ go
+        #[arg(long, default_value = "out/slurm")]
+        dir: PathBuf,
+        /// Where the report job writes the report
+        #[arg(long, default_value = "out/report")]
+        out: PathBuf,
+        /// Run sbatch (otherwise only write the scripts)
+        #[arg(long)]
+        submit: bool,
     },
     /// Print a profile's study as JSON (a starting point for --config)
     Show {
@@ -592,8 +617,18 @@ fn study(rt: &Runtime, json: bool, action: StudyAction) -> Result<()> {
             let results = doublewin::study::StudyResults::collect(&study, &plan, &store, summary)?;
             print(json, &results, format!("{}\n{results}", results.transfer_table()))?;
         }
-        StudyAction::Report { which, parallel, out } => {
+        StudyAction::Report { which, parallel, out, require_done } => {
             let (study, store) = which.open()?;
+            if require_done {
+                let plan = study.plan()?;
+                let missing = plan.status(&store).iter().filter(|s| **s != doublewin::store::Status::Done).count();
+                if missing > 0 {
+                    return Err(Error::invalid(
+                        format!("{missing} of the study's {} steps are not in {}", plan.len(), store.root().display()),
+                        "run the workers first (study run), or drop --require-done to compute them here",
+                    ));
+                }
+            }
             if parallel.workers > 1 {
                 run_in_parallel(rt, &study, &store, parallel.workers, false)?;
             }
@@ -602,6 +637,16 @@ fn study(rt: &Runtime, json: bool, action: StudyAction) -> Result<()> {
             let text =
                 format!("{}\n{report}wrote {} and {}", report.results.verdict_table(), html.display(), out.join("report.md").display());
             print(json, &report.results, text)?;
+        }
+        StudyAction::Submit { which, slurm: _, options, dir, out, submit } => {
+            let store = which.store.clone().unwrap_or_else(Store::default_root);
+            let (study, _) = which.open()?;
+            let mut s = slurm::write(&study, &store, &out, &dir, &options, rt.seed)?;
+            if submit {
+                s = slurm::submit(s)?;
+            }
+            let text = s.to_string();
+            print(json, &s, text)?;
         }
         StudyAction::Show { profile } => {
             let study = Study::for_profile(profile.profile);

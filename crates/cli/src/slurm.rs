@@ -1,0 +1,184 @@
+//! `study submit --slurm`: a study as a Slurm job array of workers over one shared store, plus a
+//! report job that runs when every worker has succeeded. This module writes the batch scripts
+//! (and runs `sbatch` when asked); the workers themselves are `doublewin study run --worker`.
+
+use doublewin::error::{Error, Result};
+use doublewin::fsio::{sha256, write_atomic};
+use doublewin::study::Study;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// How the array is laid out on the cluster.
+#[derive(clap::Args, Debug, Clone)]
+pub struct SlurmOptions {
+    /// Array tasks (workers); each takes steps until the study is done
+    #[arg(long, default_value_t = 4)]
+    pub tasks: usize,
+    /// At most this many tasks run at once (`--array=0-N%K`; default: all)
+    #[arg(long)]
+    pub max_running: Option<usize>,
+    /// CPUs per task, also the worker's libtorch threads
+    #[arg(long, default_value_t = 1)]
+    pub cpus_per_task: usize,
+    /// One GPU per task (`--gres=gpu:1`, workers on `--device cuda`)
+    #[arg(long)]
+    pub gpu: bool,
+    #[arg(long)]
+    pub partition: Option<String>,
+    /// Wall-time limit per task; a task stopped by it finishes its step and is requeued
+    #[arg(long, default_value = "04:00:00")]
+    pub time: String,
+    /// Memory per task (`--mem`)
+    #[arg(long, default_value = "8G")]
+    pub mem: String,
+}
+
+/// The files `write` produced and, after `submit`, the job ids.
+#[derive(Debug, serde::Serialize)]
+pub struct Submission {
+    pub dir: PathBuf,
+    pub study: PathBuf,
+    pub worker_script: PathBuf,
+    pub report_script: PathBuf,
+    pub array_job: Option<String>,
+    pub report_job: Option<String>,
+}
+
+impl std::fmt::Display for Submission {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "wrote {}, {} and {}", self.study.display(), self.worker_script.display(), self.report_script.display())?;
+        match (&self.array_job, &self.report_job) {
+            (Some(a), Some(r)) => write!(
+                f,
+                "submitted the worker array as job {a} and the report as job {r} (afterok:{a}); logs in {}/logs",
+                self.dir.display()
+            ),
+            _ => write!(
+                f,
+                "submit with: a=$(sbatch --parsable {}) && sbatch --dependency=afterok:$a {}",
+                self.worker_script.display(),
+                self.report_script.display()
+            ),
+        }
+    }
+}
+
+/// Writes `dir/study.json`, `dir/worker.sbatch` and `dir/report.sbatch` for `study` over the
+/// store at `store` (absolute: every node must reach it at that path).
+pub fn write(study: &Study, store: &Path, report_out: &Path, dir: &Path, o: &SlurmOptions, seed: u64) -> Result<Submission> {
+    if o.tasks == 0 || o.cpus_per_task == 0 || o.max_running == Some(0) {
+        return Err(Error::invalid("--tasks, --cpus-per-task and --max-running must be at least 1", "pass positive counts"));
+    }
+    study.check()?;
+    let abs = |p: &Path| -> Result<PathBuf> {
+        std::fs::create_dir_all(p).map_err(|e| Error::io(p, e))?;
+        p.canonicalize().map_err(|e| Error::io(p, e))
+    };
+    let (dir, store, report_out) = (abs(dir)?, abs(store)?, abs(report_out)?);
+    let logs = abs(&dir.join("logs"))?;
+    let exe = std::env::current_exe().map_err(|e| Error::io("<current executable>", e))?;
+    let text =
+        serde_json::to_string_pretty(study).map_err(|e| Error::invalid(format!("cannot write the study: {e}"), "report this as a bug"))?;
+    let name = format!("doublewin-{}", &sha256(text.as_bytes())[..8]);
+    let study_file = dir.join("study.json");
+    write_atomic(&study_file, text.as_bytes())?;
+
+    let device = if o.gpu { "cuda" } else { "cpu" };
+    let common = format!("{exe} --device {device} --threads {threads} --seed {seed}", exe = quote(&exe), threads = o.cpus_per_task);
+    let which = format!("--config {} --store {}", quote(&study_file), quote(&store));
+    let mut header = vec![
+        format!("#SBATCH --cpus-per-task={}", o.cpus_per_task),
+        format!("#SBATCH --time={}", o.time),
+        format!("#SBATCH --mem={}", o.mem),
+    ];
+    if let Some(p) = &o.partition {
+        header.push(format!("#SBATCH --partition={p}"));
+    }
+    if o.gpu {
+        header.push("#SBATCH --gres=gpu:1".into());
+    }
+    let header = header.join("\n");
+    let limit = o.max_running.map(|k| format!("%{k}")).unwrap_or_default();
+    let worker = format!(
+        r#"#!/usr/bin/env bash
+# A worker of the study in {study}: takes steps with non-blocking locks on the shared store until
+# every step is done. Slurm sends SIGUSR1 two minutes before the time limit: the worker finishes
+# the step in flight, stops (exit 3) and this task requeues itself to resume.
+#SBATCH --job-name={name}
+#SBATCH --array=0-{last}{limit}
+#SBATCH --output={logs}/worker-%A_%a.log
+#SBATCH --open-mode=append
+#SBATCH --signal=B:USR1@120
+#SBATCH --requeue
+{header}
+set -u
+{common} study run --worker --worker-name "task ${{SLURM_ARRAY_TASK_ID:-0}}" {which} &
+pid=$!
+trap 'kill -USR1 $pid' USR1 TERM
+rc=0; wait $pid || rc=$?
+while kill -0 $pid 2>/dev/null; do rc=0; wait $pid || rc=$?; done
+if [ "$rc" -eq 3 ]; then
+  echo "stopped between steps; requeueing"
+  scontrol requeue "${{SLURM_ARRAY_JOB_ID}}_${{SLURM_ARRAY_TASK_ID}}"
+  exit 0
+fi
+exit $rc
+"#,
+        study = study_file.display(),
+        last = o.tasks - 1,
+        logs = logs.display(),
+    );
+    let report = format!(
+        r#"#!/usr/bin/env bash
+# The report of the study in {study}, from the shared store only (submitted with
+# --dependency=afterok on the worker array; it fails if a step is missing).
+#SBATCH --job-name={name}-report
+#SBATCH --output={logs}/report-%j.log
+{header}
+set -eu
+{common} study report --require-done {which} --out {out}
+"#,
+        study = study_file.display(),
+        logs = logs.display(),
+        out = quote(&report_out),
+    );
+    let (worker_script, report_script) = (dir.join("worker.sbatch"), dir.join("report.sbatch"));
+    write_atomic(&worker_script, worker.as_bytes())?;
+    write_atomic(&report_script, report.as_bytes())?;
+    Ok(Submission { dir, study: study_file, worker_script, report_script, array_job: None, report_job: None })
+}
+
+/// Submits the array, then the report with `--dependency=afterok:<array>`.
+pub fn submit(mut s: Submission) -> Result<Submission> {
+    let array = sbatch(&[], &s.worker_script)?;
+    let report = sbatch(&[format!("--dependency=afterok:{array}")], &s.report_script)?;
+    s.array_job = Some(array);
+    s.report_job = Some(report);
+    Ok(s)
+}
+
+/// Runs `sbatch --parsable ARGS SCRIPT`; returns the job id.
+fn sbatch(args: &[String], script: &Path) -> Result<String> {
+    let out = Command::new("sbatch").arg("--parsable").args(args).arg(script).output().map_err(|e| {
+        Error::invalid(
+            format!("cannot run sbatch: {e}"),
+            "run on a Slurm login node (sbatch on PATH, SLURM_CONF set if needed), or submit the written scripts by hand",
+        )
+    })?;
+    if !out.status.success() {
+        return Err(Error::invalid(
+            format!("sbatch {} failed: {}", script.display(), String::from_utf8_lossy(&out.stderr).trim()),
+            "check the #SBATCH lines (partition, time, memory) against your cluster",
+        ));
+    }
+    let id = String::from_utf8_lossy(&out.stdout).trim().split(';').next().unwrap_or_default().to_string();
+    if id.is_empty() {
+        return Err(Error::invalid(format!("sbatch {} printed no job id", script.display()), "check sbatch --parsable by hand"));
+    }
+    Ok(id)
+}
+
+/// Single-quotes a path for bash.
+fn quote(p: &Path) -> String {
+    format!("'{}'", p.display().to_string().replace('\'', r"'\''"))
+}
