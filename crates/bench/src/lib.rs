@@ -26,6 +26,8 @@ use tch::{Device, Kind, Tensor};
 /// The report's prose, kept as Markdown files beside this crate's sources.
 const METHOD: &str = include_str!("../method.md");
 const ANALYSIS: &str = include_str!("../analysis.md");
+/// Whole-study and end-to-end figures measured outside the bench run (workers, AutoAttack).
+const STUDIES: &str = include_str!("../studies.md");
 
 /// Every workload id, in report order. `--only` selects those containing a given text.
 pub const WORKLOADS: [&str; 13] = [
@@ -1197,6 +1199,7 @@ pub fn markdown_document(report: &BenchReport, args: &[String]) -> String {
             s += &format!("| {session} | {secs:.1} |\n");
         }
     }
+    s += STUDIES;
     s
 }
 
