@@ -5,7 +5,9 @@ error to stderr and a panic prints its message to stderr, and both still reply "
 `jupyter nbconvert --execute` runs on and exits 0. Here a cell fails when it has an error output
 or writes anything to stderr (doublewin's progress lines and warnings go to stdout; a notebook
 that wants to show an error prints it). On failure the partly executed notebook is still
-written, the cell and what it printed are shown, and the exit status is 1.
+written, the cell and what it printed are shown, and the exit status is 1. evcxr may send a
+cell's stderr after it reported the cell done, where nbclient no longer attributes it to the cell:
+after each cell the runner waits briefly for such late output and adds it to the cell.
 With --html the executed notebook is also exported to one self-contained HTML page (figures are
 inline SVG), the page scripts/check_html.py opens in Chromium.
 
@@ -19,6 +21,9 @@ from pathlib import Path
 import nbformat
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
+from nbclient.util import run_sync
+
+LATE_OUTPUT_SECONDS = 0.5
 
 
 def stderr_text(cell):
@@ -27,6 +32,22 @@ def stderr_text(cell):
 
 def error_text(cell):
     return "\n".join(f"{o.get('ename')}: {o.get('evalue')}" for o in cell.get("outputs", []) if o.get("output_type") == "error")
+
+
+def collect_late_output(client, cell):
+    """Adds the stream and error messages that arrive within LATE_OUTPUT_SECONDS to `cell`."""
+    end = time.time() + LATE_OUTPUT_SECONDS
+    get = run_sync(client.kc.iopub_channel.get_msg)
+    while (left := end - time.time()) > 0:
+        try:
+            msg = get(timeout=left)
+        except Exception:  # queue.Empty: nothing more arrived
+            return
+        kind, content = msg["header"]["msg_type"], msg["content"]
+        if kind == "stream":
+            cell.outputs.append(nbformat.v4.new_output("stream", name=content["name"], text=content["text"]))
+        elif kind == "error":
+            cell.outputs.append(nbformat.v4.new_output("error", ename=content["ename"], evalue=content["evalue"], traceback=content["traceback"]))
 
 
 def export_html(nb, path):
@@ -62,6 +83,7 @@ def main():
                 client.execute_cell(cell, i)
             except CellExecutionError:
                 pass
+            collect_late_output(client, cell)
             problem = error_text(cell) or stderr_text(cell)
             if problem:
                 failure = (n, cell, problem)
