@@ -62,7 +62,7 @@ tail -n 1 "$out/paper-plan.txt"
 {
   echo "# GPU check ($(date -u +%Y-%m-%d), device $dev)"
   echo; echo '```'; head -n 15 "$out/nvidia-smi.txt"; echo '```'
-  echo; echo "- CLI: $(tail -n 1 "$out/info.json" > /dev/null; python3 -c 'import json,sys; i=json.load(open(sys.argv[1])); print("cuda_devices", i.get("cuda_devices"))' "$out/info.json")"
+  echo; echo "- CLI: $(python3 -c 'import json,sys; i=json.load(open(sys.argv[1])); print("cuda_devices", i.get("cuda_devices"))' "$out/info.json")"
   echo "- notebook cell: $(grep -o 'Cuda([0-9]*): sum[^"]*\|Cpu: sum[^"]*' "$out/device_cell.executed.ipynb" | head -n 1 | sed 's/\\$//')"
   echo "- tests: $(grep -E '^test result' "$out/tests.log" | tail -n 1)"
   echo "- $(grep -o 'ResNet-18 PGD-10 training.*images/s' "$out/tests.log" | head -n 1)"
