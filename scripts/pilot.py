@@ -3,11 +3,18 @@
 ticket SA / RA, the seed-paired gaps with 95% intervals, how far IMP's masks moved from one-shot
 pruning, and what each step costs on this machine.
 
-usage: python scripts/pilot.py OUT_DIR [VARIANT ...]     (no variant: all of them)
+The gate variants (`gate-*`) ask the question before it: where does pre-training help at all?
+Each runs only the dense pre-trained networks and the scratch control (no IMP) on one downstream
+setting and tabulates the pre-training gate (pre-trained dense minus scratch, seed-paired, with
+95% intervals) with the cost of a transfer.
+
+usage: python scripts/pilot.py OUT_DIR [VARIANT ...]     (no variant: the ticket variants)
+       python scripts/pilot.py OUT_DIR gate-mnist-8x8 gate-digits gate-mnist gate-animal-mnist
 Needs a release build (`cargo build --release`) and the project's environment (`source scripts/env.sh`).
 """
 import copy
 import json
+import os
 import re
 import subprocess
 import sys
@@ -15,6 +22,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+WORKERS = os.cpu_count() or 1
 BIN = ROOT / "target" / "release" / "doublewin"
 
 
@@ -38,8 +46,21 @@ def ft(s, epochs, min_steps=0, lr=None):
     return s
 
 
+GATE_FRACTIONS = {"digits": [1.0, 0.1], "mnist-8x8": [0.01, 0.1], "mnist": [0.1, 0.01], "animal-mnist": [0.1, 0.01]}
+
+
+def gate_variant(dataset):
+    """The small profile's sources and fine-tuning, dense and scratch only, on one downstream set."""
+    s = json.loads(subprocess.run([str(BIN), "study", "show", "--profile", "small"], check=True, capture_output=True, text=True).stdout)
+    s.update(families=[], rounds=[], controls=None, landscapes=None, scratch=True, stability_seeds=[],
+             downstream=[{"embedded": dataset}], fractions=GATE_FRACTIONS[dataset], seeds=[0, 1, 2])
+    return s
+
+
 def variant(name):
     """Each variant changes one thing against `ft30` (long enough fine-tuning)."""
+    if name.startswith("gate-"):
+        return gate_variant(name[len("gate-"):])
     s = base()
     if name == "ft04":  # the small profile as shipped: 4 epochs, at least 120 SGD steps
         return ft(s, 4, 120)
@@ -83,7 +104,8 @@ def run(name, out):
     cfg = out / f"{name}.json"
     cfg.write_text(json.dumps(variant(name), indent=1))
     t0 = time.time()
-    p = subprocess.run([str(BIN), "study", "report", "--config", str(cfg), "--out", str(out / name)], capture_output=True, text=True)
+    p = subprocess.run([str(BIN), "study", "report", "--config", str(cfg), "--workers", str(WORKERS), "--out", str(out / name)],
+                       capture_output=True, text=True)
     (out / f"{name}.log").write_text(p.stdout + p.stderr)
     if p.returncode != 0:
         raise SystemExit(f"{name} failed:\n{p.stderr[-2000:]}")
@@ -94,19 +116,34 @@ def step_costs(log):
     """Seconds per computed step, by kind, from the runner's progress lines."""
     kinds, costs = {}, {}
     for line in log.splitlines():
-        m = re.match(r"\[study (\d+)/\d+\] (\w+): (.*)", line)
+        m = re.search(r"\[study (\d+)/\d+\] (\w+): (.*)", line)
         if m:
             kinds[m.group(1)] = m.group(2)
-        m = re.match(r"\[study (\d+)/\d+\] done in (?:(\d+)m )?([\d.]+)s", line)
+        m = re.search(r"\[study (\d+)/\d+\] done in (?:(\d+)m )?([\d.]+)s", line)
         if m:
             secs = 60 * float(m.group(2) or 0) + float(m.group(3))
             costs.setdefault(kinds.get(m.group(1), "?"), []).append(secs)
     return {k: (len(v), sum(v) / len(v)) for k, v in costs.items()}
 
 
+def gate_rows(name, rep):
+    """One row per gate setting: pre-trained dense and scratch means with the paired gap."""
+    rows = []
+    for c in rep["gates"]:
+        cell = lambda i: "-" if c["gaps"][i] is None else "{:.1f} vs {:.1f}: {:+.1f} [{:+.1f},{:+.1f}]".format(
+            100 * c["dense"][i], 100 * c["scratch"][i], *(100 * c["gaps"][i][k] for k in ("mean", "lower", "upper")))
+        rows.append([name, c["pretraining"], c["dataset"]["embedded"], f"{100 * c['fraction']:g}", cell(0), cell(1), cell(2), c["outcome"]])
+    return rows
+
+
 def summarise(name, out, seconds, log):
     res = json.loads((out / name / "results.json").read_text())
     rep = json.loads((out / name / "report.json").read_text())
+    costs = step_costs(log)
+    cost = ", ".join(f"{k} {n} x {s:.1f}s" for k, (n, s) in sorted(costs.items()))
+    note = f"{name}: {seconds:.0f} s wall ({WORKERS} workers); computed steps: {cost or 'none (all in the store)'}"
+    if name.startswith("gate-"):
+        return gate_rows(name, rep), note
     rows = []
     for cell in rep["verdicts"]:
         pre = cell["pretraining"]
@@ -118,26 +155,28 @@ def summarise(name, out, seconds, log):
             rows.append([name, pre, row["label"], f"{100 * row['sparsity']:.1f}",
                          f"{mean(dense, 'standard', 'best_sa'):.1f}", f"{mean(dense, 'adversarial', 'best_sa'):.1f}", f"{mean(dense, 'adversarial', 'best_ra'):.1f}",
                          gap(0), gap(1), gap(2), row["outcome"], f"{100 * overlap[0]:.1f}" if overlap else "-"])
-    costs = step_costs(log)
-    cost = ", ".join(f"{k} {n} x {s:.1f}s" for k, (n, s) in sorted(costs.items()))
-    return rows, f"{name}: {seconds:.0f} s wall; computed steps: {cost or 'none (all in the store)'}"
+    return rows, note
 
 
 def main():
     out = Path(sys.argv[1])
     out.mkdir(parents=True, exist_ok=True)
     names = sys.argv[2:] or VARIANTS
-    table, notes = [], []
+    tickets, gates, notes = [], [], []
     for n in names:
         print(f"[pilot] {n}", flush=True)
         seconds, log = run(n, out)
         rows, note = summarise(n, out, seconds, log)
-        table += rows
+        (gates if n.startswith("gate-") else tickets).extend(rows)
         notes.append(note)
         print(note, flush=True)
-    head = ["variant", "pre-training", "ticket", "sparsity %", "dense std-FT SA", "dense adv-FT SA", "dense adv-FT RA",
-            "gap std-FT SA", "gap adv-FT SA", "gap adv-FT RA", "double-win", "overlap with one-shot %"]
-    md = "| " + " | ".join(head) + " |\n|" + "---|" * len(head) + "\n" + "".join("| " + " | ".join(r) + " |\n" for r in table)
+    table = lambda head, rows: "| " + " | ".join(head) + " |\n|" + "---|" * len(head) + "\n" + "".join("| " + " | ".join(r) + " |\n" for r in rows)
+    md = ""
+    if gates:
+        md += table(["variant", "pre-training", "downstream", "data %", "std-FT SA dense vs scratch: gap", "adv-FT SA", "adv-FT RA", "pre-training"], gates) + "\n"
+    if tickets:
+        md += table(["variant", "pre-training", "ticket", "sparsity %", "dense std-FT SA", "dense adv-FT SA", "dense adv-FT RA",
+                     "gap std-FT SA", "gap adv-FT SA", "gap adv-FT RA", "double-win", "overlap with one-shot %"], tickets)
     md += "\n" + "\n".join(f"- {n}" for n in notes) + "\n"
     (out / "pilot.md").write_text(md)
     print(md)

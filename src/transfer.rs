@@ -31,6 +31,11 @@ pub struct TransferConfig {
     pub min_steps: usize,
     /// Attacks on the validation split that pick the best-RA checkpoint.
     pub val_attacks: Vec<AttackSpec>,
+    /// At most this many validations, evenly spaced over the epochs, the last epoch always
+    /// among them (0: every epoch). With little data a fine-tuning runs many short epochs (see
+    /// `min_steps`), and attacking the validation split after each one costs more than training.
+    #[serde(default)]
+    pub validations: usize,
     /// Attacks of the reported test RA, run in sequence on the points still correct.
     pub test_attacks: Vec<AttackSpec>,
     /// Seeds the data subset, the batch order, the new head and every attack's random starts:
@@ -46,6 +51,7 @@ impl Default for TransferConfig {
             fraction: 1.0,
             recipe: TrainConfig::default(),
             min_steps: 0,
+            validations: 0,
             val_attacks: threat.val_attacks(),
             test_attacks: threat.test_attacks(),
             seed: 0,
@@ -58,7 +64,9 @@ impl TransferConfig {
     pub fn new(kind: RegimeKind, threat: &ThreatModel) -> Result<TransferConfig> {
         Ok(TransferConfig {
             recipe: TrainConfig::default().regime(Regime::of(kind, threat)?),
-            val_attacks: threat.val_attacks(),
+            // A standard fine-tuning is judged on SA (its best-validation-SA checkpoint): attacking
+            // its validation split would only pick a best-RA checkpoint nobody reads.
+            val_attacks: if kind == RegimeKind::Standard { Vec::new() } else { threat.val_attacks() },
             test_attacks: threat.test_attacks(),
             ..TransferConfig::default()
         })
@@ -75,6 +83,17 @@ impl TransferConfig {
     pub fn min_steps(mut self, n: usize) -> Self {
         self.min_steps = n;
         self
+    }
+    /// At most `n` validations per fine-tuning (0: every epoch).
+    pub fn validations(mut self, n: usize) -> Self {
+        self.validations = n;
+        self
+    }
+    /// Whether epoch `epoch` (1-based) of an `epochs`-epoch fine-tuning is validated: every
+    /// epoch, or `validations` evenly spaced ones ending at the last.
+    pub fn validates(&self, epoch: usize, epochs: usize) -> bool {
+        let v = self.validations;
+        v == 0 || v >= epochs || (1..=v).any(|k| (k * epochs).div_ceil(v) == epoch)
     }
     pub fn seed(mut self, seed: u64) -> Self {
         self.seed = seed;
@@ -205,11 +224,16 @@ struct Selector {
     val: crate::data::Dataset,
     attacks: Vec<AttackSpec>,
     seed: u64,
+    /// The epochs validated.
+    epochs: Vec<bool>,
     state: Arc<Mutex<Selection>>,
 }
 
 impl Callback for Selector {
     fn on_epoch_end(&mut self, r: &EpochRecord, net: &Network) -> Result<()> {
+        if !self.epochs.get(r.epoch).copied().unwrap_or(true) {
+            return Ok(());
+        }
         let attacks: Vec<AttackSpec> = self.attacks.iter().map(|a| a.seeded(self.seed)).collect();
         let e = robust_evaluate(net, &self.val, &attacks, 500)?;
         let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
@@ -271,7 +295,9 @@ pub fn transfer_recorded(
     let epochs = cfg.recipe.epochs.max(cfg.min_steps.div_ceil(batches.max(1)));
     let recipe = TrainConfig { select_best: false, seed: cfg.seed, epochs, ..cfg.recipe.clone() };
     let state = Arc::new(Mutex::new(Selection::default()));
-    let selector = Selector { val: data.val.clone(), attacks: cfg.val_attacks.clone(), seed: cfg.seed, state: state.clone() };
+    let validated = (0..=epochs).map(|e| cfg.validates(e, epochs)).collect();
+    let selector =
+        Selector { val: data.val.clone(), attacks: cfg.val_attacks.clone(), seed: cfg.seed, epochs: validated, state: state.clone() };
     let label = format!("{} {}%", cfg.fine_tuning().name(), 100.0 * cfg.fraction);
     let mut callbacks = Callbacks::progress(&label).with(selector);
     if let Some(plan) = checkpoints {
@@ -334,4 +360,22 @@ pub fn transfer_recorded(
 pub struct CheckpointPlan {
     pub dir: std::path::PathBuf,
     pub max: usize,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validations_are_evenly_spaced_and_end_at_the_last_epoch() {
+        let every = TransferConfig::default();
+        assert!((1..=7).all(|e| every.validates(e, 7)));
+        let capped = TransferConfig::default().validations(20);
+        let at: Vec<usize> = (1..=100).filter(|&e| capped.validates(e, 100)).collect();
+        assert_eq!(at, (1..=20).map(|k| 5 * k).collect::<Vec<_>>());
+        let odd: Vec<usize> = (1..=47).filter(|&e| capped.validates(e, 47)).collect();
+        assert_eq!((odd.len(), odd.last().copied()), (20, Some(47)), "{odd:?}");
+        // Fewer epochs than validations: every epoch.
+        assert!((1..=12).all(|e| capped.validates(e, 12)));
+    }
 }

@@ -232,6 +232,34 @@ impl Verdict {
         SparsityBound { at_least, below }
     }
 
+    /// What the verdict shows, in one or two sentences computed from its rows: how many tickets
+    /// are double-win, not, or unresolved; the highest double-win sparsity; and which of the three
+    /// numbers rules out the tickets that are not (the one most often below the tolerance).
+    pub fn conclusion(&self) -> String {
+        let n = |o: Outcome| self.rows.iter().filter(|r| r.outcome == o).count();
+        let mut s = format!(
+            "Of {} tickets, {} are double-win, {} are not and {} are unresolved at a tolerance of {:.1} points; highest double-win \
+             sparsity: {}.",
+            self.rows.len(),
+            n(Outcome::DoubleWin),
+            n(Outcome::NotDoubleWin),
+            n(Outcome::Unresolved),
+            100.0 * self.tolerance,
+            self.bound()
+        );
+        let below = |i: usize| self.rows.iter().filter(|r| r.gaps[i].is_some_and(|g| g.upper < -self.tolerance)).count();
+        if let Some((i, count)) = (0..3).map(|i| (i, below(i))).filter(|(_, c)| *c > 0).max_by_key(|(_, c)| *c) {
+            s += &format!(
+                " {} decides most \"no\" verdicts: it falls measurably below the dense network for {count} ticket(s).",
+                Metric::ALL[i].name()
+            );
+        } else if n(Outcome::Unresolved) > 0 {
+            s += " No number is measurably below the dense network's; the unresolved tickets need narrower intervals (more seeds or \
+                  test images).";
+        }
+        s
+    }
+
     pub fn table(&self) -> Table {
         let mut t = Table::new(
             format!(

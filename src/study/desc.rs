@@ -99,9 +99,11 @@ impl ImpDesc {
     }
 }
 
-/// The network that is transferred: the dense pre-trained network, a ticket of an IMP round, or
-/// one of the two controls of a ticket (open_lth's and the LTH literature's baselines: without
-/// them "IMP found a ticket" cannot be told from "any sparse network would do").
+/// The network that is transferred: the dense pre-trained network, a ticket of an IMP round, one
+/// of the two controls of a ticket (open_lth's and the LTH literature's baselines: without them
+/// "IMP found a ticket" cannot be told from "any sparse network would do"), or the control of
+/// pre-training itself: the same architecture from a random initialisation (without it, "the
+/// ticket keeps what pre-training gave" cannot be told from "pre-training gave nothing").
 // Descriptions are small plain data, built a few hundred times per study: no boxing.
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -123,6 +125,13 @@ pub enum Subnetwork {
         imp: ImpDesc,
         round: usize,
     },
+    /// No pre-training: the architecture initialised at random with `seed` (a new draw per
+    /// fine-tuning seed), then transferred exactly like the dense network (same new head,
+    /// recipe, attacks and checkpoint selection).
+    Scratch {
+        arch: Arch,
+        seed: u64,
+    },
 }
 
 /// What kind of subnetwork a transfer starts from.
@@ -133,6 +142,7 @@ pub enum SubnetworkKind {
     Ticket,
     RandomTicket,
     OneShot,
+    Scratch,
 }
 
 impl SubnetworkKind {
@@ -145,21 +155,32 @@ impl SubnetworkKind {
             SubnetworkKind::Ticket => "ticket",
             SubnetworkKind::RandomTicket => "random ticket",
             SubnetworkKind::OneShot => "one-shot",
+            SubnetworkKind::Scratch => "scratch",
         }
     }
 }
 
 impl Subnetwork {
-    pub fn pretrain(&self) -> &PretrainDesc {
+    /// The pre-training it starts from (`None` for the scratch control).
+    pub fn pretrain(&self) -> Option<&PretrainDesc> {
         match self {
-            Subnetwork::Dense(p) => p,
-            Subnetwork::Ticket { imp, .. } | Subnetwork::RandomTicket { imp, .. } | Subnetwork::OneShot { imp, .. } => &imp.pretrain,
+            Subnetwork::Dense(p) => Some(p),
+            Subnetwork::Ticket { imp, .. } | Subnetwork::RandomTicket { imp, .. } | Subnetwork::OneShot { imp, .. } => Some(&imp.pretrain),
+            Subnetwork::Scratch { .. } => None,
         }
     }
-    /// The IMP run whose ticket this is or imitates (`None` for the dense network).
+    /// STD / FAT / AT, or `None` for the scratch control.
+    pub fn pretraining(&self) -> Option<RegimeKind> {
+        self.pretrain().map(|p| p.pretraining())
+    }
+    /// "STD", "FAT", "AT", or "none" (scratch).
+    pub fn pretraining_name(&self) -> &'static str {
+        self.pretraining().map_or("none", |p| p.short())
+    }
+    /// The IMP run whose ticket this is or imitates (`None` for the dense network and scratch).
     pub fn imp(&self) -> Option<&ImpDesc> {
         match self {
-            Subnetwork::Dense(_) => None,
+            Subnetwork::Dense(_) | Subnetwork::Scratch { .. } => None,
             Subnetwork::Ticket { imp, .. } | Subnetwork::RandomTicket { imp, .. } | Subnetwork::OneShot { imp, .. } => Some(imp),
         }
     }
@@ -169,16 +190,17 @@ impl Subnetwork {
             Subnetwork::Ticket { .. } => SubnetworkKind::Ticket,
             Subnetwork::RandomTicket { .. } => SubnetworkKind::RandomTicket,
             Subnetwork::OneShot { .. } => SubnetworkKind::OneShot,
+            Subnetwork::Scratch { .. } => SubnetworkKind::Scratch,
         }
     }
     /// The IMP family of the ticket (or of the ticket a control imitates; `None` for dense).
     pub fn family(&self) -> Option<RegimeKind> {
         self.imp().map(|i| i.family())
     }
-    /// The IMP round (0 for the dense network).
+    /// The IMP round (0 for the dense network and scratch).
     pub fn round(&self) -> usize {
         match self {
-            Subnetwork::Dense(_) => 0,
+            Subnetwork::Dense(_) | Subnetwork::Scratch { .. } => 0,
             Subnetwork::Ticket { round, .. } | Subnetwork::RandomTicket { round, .. } | Subnetwork::OneShot { round, .. } => *round,
         }
     }
@@ -196,6 +218,7 @@ pub fn subnetwork_name(kind: SubnetworkKind, family: Option<RegimeKind>, round: 
         SubnetworkKind::Ticket => ticket,
         SubnetworkKind::RandomTicket => format!("random {ticket}"),
         SubnetworkKind::OneShot => format!("one-shot {ticket}"),
+        SubnetworkKind::Scratch => "scratch".into(),
     }
 }
 
@@ -218,7 +241,7 @@ impl TransferDesc {
     fn describe(&self) -> String {
         format!(
             "{} {} -> {} ({}, {}%, seed {})",
-            self.subnetwork.pretrain().pretraining().short(),
+            self.subnetwork.pretraining_name(),
             self.subnetwork.name(),
             self.dataset.name(),
             self.transfer.fine_tuning().name(),
@@ -264,10 +287,58 @@ impl LandscapeDesc {
     /// "AT m^ST r6, 10% data".
     pub fn title(&self) -> String {
         let t = &self.trajectory.transfer;
-        format!("{} {}, {}% data", t.subnetwork.pretrain().pretraining().short(), t.subnetwork.name(), 100.0 * t.transfer.fraction)
+        format!("{} {}, {}% data", t.subnetwork.pretraining_name(), t.subnetwork.name(), 100.0 * t.transfer.fraction)
     }
     fn describe(&self) -> String {
         format!("landscape {}", self.title())
+    }
+}
+
+/// The network an attack check evaluates: a pre-trained source model, or the final weights of a
+/// landscape's fine-tuning (an adversarially fine-tuned ticket).
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub enum Checked {
+    Source(PretrainDesc),
+    FineTuned(TrajectoryDesc),
+}
+
+/// How much the study's test attack overstates RA: a handful of the study's own networks
+/// evaluated by its test attacks and then by AutoAttack (fast: APGD-CE, APGD-T) on the points
+/// still robust, on a seeded stratified subset of their test split. The report's threat line
+/// quotes the gap.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AttackCheckDesc {
+    pub network: Checked,
+    /// The study's threat model with its test attack raised to AutoAttack-fast.
+    pub threat: crate::attack::ThreatModel,
+    /// Test examples attacked (at most the test split).
+    pub examples: usize,
+}
+
+impl AttackCheckDesc {
+    pub const KIND: &'static str = "attack-check";
+
+    /// "AT source" or "AT m^ST r6, 10% data, adversarial FT".
+    pub fn title(&self) -> String {
+        match &self.network {
+            Checked::Source(p) => format!("{} source", p.pretraining().short()),
+            Checked::FineTuned(t) => {
+                let d = &t.transfer;
+                format!(
+                    "{} {}, {}% data, {} FT",
+                    d.subnetwork.pretraining_name(),
+                    d.subnetwork.name(),
+                    100.0 * d.transfer.fraction,
+                    d.transfer.fine_tuning().name()
+                )
+            }
+        }
+    }
+    fn describe(&self) -> String {
+        format!("attack check of the {} on {} test images", self.title(), self.examples)
     }
 }
 
@@ -283,4 +354,4 @@ macro_rules! step_description {
         }
     )*};
 }
-step_description!(PretrainDesc, ImpDesc, TransferDesc, TrajectoryDesc, LandscapeDesc);
+step_description!(PretrainDesc, ImpDesc, TransferDesc, TrajectoryDesc, LandscapeDesc, AttackCheckDesc);

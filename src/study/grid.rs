@@ -47,6 +47,12 @@ pub struct Study {
     /// Fine-tuning seeds: each seed fixes the data subset, batch order, head and attack starts,
     /// identically for a ticket and its dense baseline.
     pub seeds: Vec<u64>,
+    /// A second, disjoint set of fine-tuning seeds for the stability check: every transfer of
+    /// the grid is run again with these seeds, and the report says whether they give the same
+    /// headline table and claim verdicts as `seeds` (a conclusion that flips with the seeds is
+    /// not settled). Empty: no check.
+    #[serde(default)]
+    pub stability_seeds: Vec<u64>,
     pub transfer: TransferRecipe,
     /// Verdict tolerance (fraction: 0.01 = 1 point): a ticket matches the dense network when its
     /// interval's lower bound is at least -tolerance. The profiles use 1 point: 3.6 test images of
@@ -56,6 +62,17 @@ pub struct Study {
     pub tolerance: f64,
     /// Random-ticket and one-shot controls of the tickets (none when `None`).
     pub controls: Option<ControlPlan>,
+    /// The control of pre-training: the architecture trained from a random initialisation on
+    /// every downstream dataset, fine-tuning, data fraction and seed of the grid, like the dense
+    /// networks. The report's pre-training gate compares each pre-trained dense network with it
+    /// before any ticket verdict counts as a test of the paper's hypothesis.
+    #[serde(default)]
+    pub scratch: bool,
+    /// Test examples of each attack check: when the test attack is PGD-20, the source models and
+    /// the landscape fine-tunings are attacked again with AutoAttack-fast on this many test
+    /// images, and the report states by how much PGD-20 overstates RA (0: no check).
+    #[serde(default)]
+    pub attack_check_examples: usize,
     /// The loss landscapes of the paper's Fig. 6 (none when `None`).
     pub landscapes: Option<LandscapePlan>,
 }
@@ -82,6 +99,9 @@ pub struct TransferRecipe {
     pub recipe: TrainConfig,
     /// At least this many SGD steps (raises the epochs of data-limited fine-tunings).
     pub min_steps: usize,
+    /// At most this many validations per fine-tuning, evenly spaced (0: every epoch).
+    #[serde(default)]
+    pub validations: usize,
 }
 
 /// Which fine-tunings get a loss landscape: one ticket (IMP family and round), fine-tuned on one
@@ -155,9 +175,11 @@ impl Study {
             fine_tunings: vec![RegimeKind::Standard, RegimeKind::Adversarial],
             fractions: z.fractions,
             seeds: (0..z.seeds as u64).collect(),
+            stability_seeds: if z.stability { (z.seeds as u64..2 * z.seeds as u64).collect() } else { Vec::new() },
             transfer: TransferRecipe {
                 recipe: recipe(z.finetune_epochs, z.finetune_lr, z.finetune_batch),
                 min_steps: z.finetune_min_steps,
+                validations: z.finetune_validations,
             },
             tolerance: z.tolerance,
             controls: (!z.control_rounds.is_empty()).then(|| ControlPlan {
@@ -166,6 +188,8 @@ impl Study {
                 rounds: z.control_rounds.clone(),
                 fractions: z.control_fractions.clone(),
             }),
+            scratch: true,
+            attack_check_examples: z.attack_check_examples,
             landscapes: Some(LandscapePlan {
                 family: RegimeKind::Standard,
                 round: landscape_round,
@@ -181,6 +205,11 @@ impl Study {
                 checkpoints: z.landscape_checkpoints,
             }),
         }
+    }
+
+    /// Every fine-tuning seed the grid runs: `seeds`, then `stability_seeds`.
+    pub fn all_seeds(&self) -> Vec<u64> {
+        self.seeds.iter().chain(&self.stability_seeds).copied().collect()
     }
 
     /// The paper's protocol at CIFAR scale, for a CUDA machine: [`Profile::Paper`].
@@ -246,6 +275,25 @@ impl Study {
         seeds.dedup();
         if seeds.len() != self.seeds.len() {
             p.push(format!("seeds {:?} repeat a seed", self.seeds));
+        }
+        let mut second = self.stability_seeds.clone();
+        second.sort_unstable();
+        second.dedup();
+        if second.len() != self.stability_seeds.len() {
+            p.push(format!("stability_seeds {:?} repeat a seed", self.stability_seeds));
+        }
+        if let Some(s) = second.iter().find(|s| seeds.contains(s)) {
+            p.push(format!(
+                "stability_seeds {:?} share seed {s} with seeds {:?}: the two sets must be disjoint",
+                self.stability_seeds, self.seeds
+            ));
+        }
+        if !second.is_empty() && second.len() != seeds.len() {
+            p.push(format!(
+                "stability_seeds has {} seeds and seeds {}: the check compares sets of the same size",
+                second.len(),
+                seeds.len()
+            ));
         }
         // Regimes and seeds of the recipes are derived; a recipe that sets them contradicts the grid.
         for (name, recipe, derived) in [

@@ -5,22 +5,29 @@
 //! - [`plan`]: the steps of a study in dependency order;
 //! - [`runner`]: computing what the store lacks, with progress through [`crate::progress`];
 //! - [`results`], [`report`] and [`claims`]: what a study produced, its tables, figures,
-//!   reports, and the paper's three claims tested on it.
+//!   reports, and the paper's three claims tested on it;
+//! - [`stability`]: do two disjoint seed sets reach the same conclusions?
+//! - [`gate`]: does pre-training help at all (pre-trained dense vs the scratch control)? Claims
+//!   count only the settings where it does.
 
 pub mod claims;
 pub mod desc;
+pub mod gate;
 pub mod grid;
 pub mod plan;
 pub mod profile;
 pub mod report;
 pub mod results;
 pub mod runner;
+pub mod stability;
 
 pub use claims::{Claim, ClaimVerdict};
 pub use desc::{subnetwork_name, Subnetwork, SubnetworkKind};
+pub use gate::{GateCell, GateOutcome};
 pub use grid::{ControlPlan, LandscapePlan, Study, TransferRecipe};
 pub use plan::{Plan, PlannedStep, StepDesc};
 pub use profile::{Profile, Sizes};
 pub use report::{ImpRow, Pick, StudyReport, VerdictCell};
 pub use results::{LandscapeRecord, StudyResults, TransferRecord, TransferRow};
 pub use runner::{compute, run_plan, run_plan_with, ImpSummary, RunOptions, RunSummary};
+pub use stability::{Conclusions, Stability};

@@ -3,7 +3,9 @@
 //! plan` prints it. The `Study::*_desc` methods here are the only place a study turns its
 //! declaration into step descriptions.
 
-use super::desc::{HoldOut, ImpDesc, LandscapeDesc, PretrainDesc, Subnetwork, SubnetworkKind, TrajectoryDesc, TransferDesc};
+use super::desc::{
+    AttackCheckDesc, Checked, HoldOut, ImpDesc, LandscapeDesc, PretrainDesc, Subnetwork, SubnetworkKind, TrajectoryDesc, TransferDesc,
+};
 use super::grid::Study;
 use crate::data::DataSource;
 use crate::display::Table;
@@ -26,6 +28,7 @@ pub enum StepDesc {
     Transfer(TransferDesc),
     Trajectory(TrajectoryDesc),
     Landscape(LandscapeDesc),
+    AttackCheck(AttackCheckDesc),
 }
 
 impl StepDesc {
@@ -36,6 +39,7 @@ impl StepDesc {
             StepDesc::Transfer(_) => TransferDesc::KIND,
             StepDesc::Trajectory(_) => TrajectoryDesc::KIND,
             StepDesc::Landscape(_) => LandscapeDesc::KIND,
+            StepDesc::AttackCheck(_) => AttackCheckDesc::KIND,
         }
     }
     pub fn key(&self) -> Result<String> {
@@ -45,6 +49,7 @@ impl StepDesc {
             StepDesc::Transfer(d) => d.key(),
             StepDesc::Trajectory(d) => d.key(),
             StepDesc::Landscape(d) => d.key(),
+            StepDesc::AttackCheck(d) => d.key(),
         }
     }
     pub fn label(&self) -> String {
@@ -54,6 +59,49 @@ impl StepDesc {
             StepDesc::Transfer(d) => d.label(),
             StepDesc::Trajectory(d) => d.label(),
             StepDesc::Landscape(d) => d.label(),
+            StepDesc::AttackCheck(d) => d.label(),
+        }
+    }
+}
+
+/// Forward-backward passes per training example of a regime: 1 standard, 2 FAT (one FGSM
+/// step), PGD-k k + 1.
+fn passes(regime: &Regime) -> f64 {
+    match regime {
+        Regime::Standard => 1.0,
+        Regime::Fast { .. } => 2.0,
+        Regime::Adversarial(pgd) => 1.0 + pgd.steps as f64,
+    }
+}
+
+impl StepDesc {
+    /// A rough estimate of the step's work (about seconds on one core at the `small` sizes):
+    /// epochs x data x passes per example. The scheduler only compares estimates, so the
+    /// units matter less than the ratios (a PGD pre-training is hundreds of transfers).
+    pub fn cost(&self) -> f64 {
+        let transfer = |d: &TransferDesc| {
+            let r = &d.transfer.recipe;
+            // A fine-tuning's epochs are raised to its minimum steps with little data.
+            (r.epochs as f64 * d.transfer.fraction.max(0.1) / 20.0).max(d.transfer.min_steps as f64 / 300.0) * 3.0 * passes(&r.regime)
+        };
+        match self {
+            StepDesc::Pretrain(d) => 75.0 * d.train.epochs as f64 * d.source_fraction * passes(&d.train.regime),
+            StepDesc::Imp(d) => {
+                let r = &d.imp.retrain;
+                75.0 * (d.imp.rounds * r.epochs) as f64 * d.pretrain.source_fraction * d.data_fraction * passes(&r.regime)
+            }
+            StepDesc::Transfer(d) => transfer(d),
+            StepDesc::Trajectory(d) => 1.2 * transfer(&d.transfer),
+            StepDesc::Landscape(d) => {
+                let l = &d.landscape;
+                let steps = match l.loss {
+                    crate::landscape::LandscapeLoss::Clean => 0,
+                    crate::landscape::LandscapeLoss::Adversarial { steps, .. } => steps,
+                };
+                (l.resolution * l.resolution * l.examples) as f64 * (1 + steps) as f64 / 20_000.0
+            }
+            // APGD-CE (100 iterations) and APGD-T (9 targets x 100) on the points still robust.
+            StepDesc::AttackCheck(d) => d.examples as f64 / 25.0,
         }
     }
 }
@@ -88,6 +136,32 @@ impl Plan {
 
     pub fn len(&self) -> usize {
         self.steps.len()
+    }
+
+    /// Critical-path priorities: each step's estimated cost plus the longest chain of estimated
+    /// work that depends on it. Workers take the ready step of highest priority first, so every
+    /// pre-training and IMP run (long chains below them) starts before the transfers that can
+    /// wait, and the longest chain (e.g. AT pre-training, then its m^AT IMP) starts at once.
+    pub fn priorities(&self) -> Vec<f64> {
+        let mut below = vec![0.0f64; self.steps.len()];
+        // Dependencies come first in the plan: walk it backwards, pushing each step's chain up.
+        for i in (0..self.steps.len()).rev() {
+            let chain = self.steps[i].desc.cost() + below[i];
+            below[i] = chain;
+            for &d in &self.steps[i].deps {
+                below[d] = below[d].max(chain);
+            }
+        }
+        below
+    }
+
+    /// Step positions in the order workers try them: highest priority first, plan order
+    /// between equals.
+    pub fn schedule(&self) -> Vec<usize> {
+        let p = self.priorities();
+        let mut order: Vec<usize> = (0..self.steps.len()).collect();
+        order.sort_by(|&a, &b| p[b].total_cmp(&p[a]).then(a.cmp(&b)));
+        order
     }
     pub fn is_empty(&self) -> bool {
         self.steps.is_empty()
@@ -184,6 +258,11 @@ impl Study {
         }
     }
 
+    /// The scratch control drawn with `seed` (the study's architecture, untrained).
+    pub fn scratch(&self, seed: u64) -> Subnetwork {
+        Subnetwork::Scratch { arch: self.arch.clone(), seed }
+    }
+
     /// One transfer of the grid.
     pub fn transfer_desc(
         &self,
@@ -196,6 +275,7 @@ impl Study {
         let transfer = TransferConfig::new(fine_tuning, &self.threat)?
             .recipe(self.transfer.recipe.clone())
             .min_steps(self.transfer.min_steps)
+            .validations(self.transfer.validations)
             .fraction(fraction)
             .seed(seed);
         Ok(TransferDesc { subnetwork, dataset, holdout: HoldOut::STUDY, transfer })
@@ -227,6 +307,29 @@ impl Study {
         Ok(LandscapeDesc { trajectory: self.trajectory_desc(kind, fraction)?, landscape: plan.config(&self.threat), scale_with })
     }
 
+    /// The attack checks of the study (none when its test attack is already AutoAttack-grade, or
+    /// `attack_check_examples` is 0): every source model, and the final weights of every
+    /// landscape fine-tuning (adversarially fine-tuned tickets).
+    pub fn attack_checks(&self) -> Result<Vec<AttackCheckDesc>> {
+        if self.attack_check_examples == 0 || self.threat.test != crate::attack::TestAttack::Pgd20 {
+            return Ok(Vec::new());
+        }
+        let threat = crate::attack::ThreatModel { test: crate::attack::TestAttack::AutoattackFast, ..self.threat.clone() };
+        let mut networks: Vec<Checked> =
+            self.pretrainings.iter().map(|&p| Ok(Checked::Source(self.pretrain_desc(p)?))).collect::<Result<_>>()?;
+        if let Some(l) = &self.landscapes {
+            for &p in &self.pretrainings {
+                for &f in &l.fractions {
+                    networks.push(Checked::FineTuned(self.trajectory_desc(p, f)?));
+                }
+            }
+        }
+        Ok(networks
+            .into_iter()
+            .map(|network| AttackCheckDesc { network, threat: threat.clone(), examples: self.attack_check_examples })
+            .collect())
+    }
+
     /// Every step of the grid in dependency order (checks the study first).
     pub fn plan(&self) -> Result<Plan> {
         self.check()?;
@@ -248,7 +351,7 @@ impl Study {
                 for (subnetwork, dep) in &subnetworks {
                     for &ft in &self.fine_tunings {
                         for &fraction in &self.fractions {
-                            for &seed in &self.seeds {
+                            for seed in self.all_seeds() {
                                 let desc = self.transfer_desc(subnetwork.clone(), d, ft, fraction, seed)?;
                                 plan.push(&mut index, StepDesc::Transfer(desc), vec![*dep])?;
                             }
@@ -262,6 +365,8 @@ impl Study {
                         for &r in &c.rounds {
                             for &ft in &self.fine_tunings {
                                 for &fraction in &c.fractions {
+                                    // Controls support the report's control table, not the headline
+                                    // or the claims: the study's seeds, no second set.
                                     for &seed in &self.seeds {
                                         let subnetwork = self.control(pre, control, c.family, r, seed)?;
                                         let desc = self.transfer_desc(subnetwork, d, ft, fraction, seed)?;
@@ -280,6 +385,18 @@ impl Study {
                 }
             }
         }
+        if self.scratch {
+            for &d in &self.downstream {
+                for &ft in &self.fine_tunings {
+                    for &fraction in &self.fractions {
+                        for seed in self.all_seeds() {
+                            let desc = self.transfer_desc(self.scratch(seed), d, ft, fraction, seed)?;
+                            plan.push(&mut index, StepDesc::Transfer(desc), vec![])?;
+                        }
+                    }
+                }
+            }
+        }
         // Landscapes last: one drawn on a shared scale needs every trajectory of its fraction.
         for (desc, trajectory, imp) in landscapes {
             let mut deps = vec![trajectory, imp];
@@ -288,6 +405,46 @@ impl Study {
             deps.dedup();
             plan.push(&mut index, StepDesc::Landscape(desc), deps)?;
         }
+        for desc in self.attack_checks()? {
+            let upstream: Vec<String> = match &desc.network {
+                Checked::Source(p) => vec![p.key()?],
+                Checked::FineTuned(t) => vec![t.key()?],
+            };
+            let deps = upstream.iter().filter_map(|k| index.get(k).copied()).collect();
+            plan.push(&mut index, StepDesc::AttackCheck(desc), deps)?;
+        }
         Ok(plan)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::study::Profile;
+
+    #[test]
+    fn the_schedule_starts_every_pretraining_and_imp_run_before_any_transfer() {
+        for profile in [Profile::Tiny, Profile::Small] {
+            let plan = Study::for_profile(profile).plan().unwrap();
+            let order = plan.schedule();
+            let rank = |kind: &str, first: bool| {
+                let mut at = order.iter().enumerate().filter(|(_, &i)| plan.steps[i].kind == kind).map(|(r, _)| r);
+                if first {
+                    at.next().unwrap()
+                } else {
+                    at.next_back().unwrap()
+                }
+            };
+            let first_transfer = rank(TransferDesc::KIND, true);
+            assert!(rank(PretrainDesc::KIND, false) < first_transfer, "{profile}: a transfer is scheduled before a pre-training");
+            assert!(rank(ImpDesc::KIND, false) < first_transfer, "{profile}: a transfer is scheduled before an IMP run");
+            // The longest chain first: AT pre-training (PGD in every step, then its IMP runs).
+            assert!(plan.steps[order[0]].label.starts_with("AT pre-training"), "{profile}: {}", plan.steps[order[0]].label);
+            // Every step comes after the steps it needs.
+            let position: HashMap<usize, usize> = order.iter().enumerate().map(|(r, &i)| (i, r)).collect();
+            for (i, s) in plan.steps.iter().enumerate() {
+                assert!(s.deps.iter().all(|d| position[d] < position[&i]), "{}", s.label);
+            }
+        }
     }
 }

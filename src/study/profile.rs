@@ -44,6 +44,9 @@ pub struct Sizes {
     pub val_steps: usize,
     /// The attacks of the reported RA.
     pub test: TestAttack,
+    /// Test images of each AutoAttack-fast check of PGD-20's RA (0: none; see
+    /// [`super::Study::attack_check_examples`]).
+    pub attack_check_examples: usize,
     /// Verdict tolerance (fraction).
     pub tolerance: f64,
     /// IMP rounds whose tickets are transferred.
@@ -57,11 +60,16 @@ pub struct Sizes {
     pub downstream: Vec<DataSource>,
     pub fractions: Vec<f64>,
     pub seeds: usize,
+    /// Run every transfer again with as many other seeds and check that they give the same
+    /// headline and claim verdicts (see [`super::Study::stability_seeds`]).
+    pub stability: bool,
     pub finetune_epochs: usize,
     pub finetune_lr: f64,
     pub finetune_batch: usize,
     /// Minimum SGD steps of a fine-tuning (raises the epochs of data-limited runs).
     pub finetune_min_steps: usize,
+    /// At most this many validations per fine-tuning (0: every epoch).
+    pub finetune_validations: usize,
     /// Rounds and data fractions at which the random-ticket and one-shot controls of the m^ST
     /// tickets are transferred (no controls when empty).
     pub control_rounds: Vec<usize>,
@@ -85,10 +93,11 @@ impl Profile {
     /// The table of sizes.
     pub fn sizes(self) -> Sizes {
         let digits: DataSource = Embedded::Digits.into();
-        let fmnist: DataSource = Embedded::FashionMnist.into();
+        let fmnist8: DataSource = Embedded::FashionMnist8.into();
+        let mnist8: DataSource = Embedded::Mnist8.into();
         match self {
             Profile::Tiny => Sizes {
-                source: fmnist,
+                source: fmnist8,
                 arch: Arch::convnet(),
                 eps: 0.1,
                 source_fraction: 0.05,
@@ -98,6 +107,7 @@ impl Profile {
                 train_steps: 3,
                 val_steps: 3,
                 test: TestAttack::Pgd20,
+                attack_check_examples: 32,
                 tolerance: 0.01,
                 rounds: vec![1, 2],
                 imp_epochs: 1,
@@ -108,10 +118,12 @@ impl Profile {
                 downstream: vec![digits],
                 fractions: vec![1.0, 0.1],
                 seeds: 1,
+                stability: false,
                 finetune_epochs: 2,
                 finetune_lr: 0.02,
                 finetune_batch: 64,
                 finetune_min_steps: 0,
+                finetune_validations: 0,
                 control_rounds: vec![2],
                 control_fractions: vec![1.0],
                 landscape_round: 2,
@@ -122,51 +134,58 @@ impl Profile {
                 landscape_checkpoints: 41,
                 robust_eval_fraction: 0.05,
             },
-            // From the pilot (scripts/pilot.py): sources trained 8 epochs on 20% of Fashion-MNIST;
-            // IMP re-trains 1 epoch on half of that per round (the masks move away from one-shot
-            // pruning); fine-tuning 20 epochs (dense SA has plateaued; RA still rises slowly: the
-            // budget's trade), at least 300 SGD steps with 10% of the data; digits' 1% (14
-            // images) is too few for a transfer. About 25 minutes with 2 workers on 2 cores.
+            // From the gate pilot (scripts/pilot.py gate-*, numbers in crates/bench/studies.md):
+            // with 28x28 Fashion-MNIST sources, 8x8 digits gain nothing from any pre-training
+            // (scratch matches or beats every dense network, at 100% and 10%), so nothing can be
+            // inherited there. At one scale (source and downstream both 8x8) AT pre-training
+            // measurably raises RA with 1% of MNIST (72 images), and MNIST's 2,004 test images keep
+            // the intervals narrow. Sources: all of Fashion-MNIST at 8x8, 8 epochs; IMP re-trains 1
+            // epoch on a tenth of it per round; tickets at rounds 4 and 8 (59.0%, 83.2%); fine-tuning 20
+            // epochs, at least 300 SGD steps, validated 10 times; 3 seeds and 3 more for the stability check.
             Profile::Small => Sizes {
-                source: fmnist,
+                source: fmnist8,
                 arch: Arch::convnet(),
                 eps: 0.1,
-                source_fraction: 0.2,
+                source_fraction: 1.0,
                 pretrain_epochs: 8,
                 pretrain_lr: 0.05,
                 pretrain_batch: 128,
                 train_steps: 3,
                 val_steps: 3,
                 test: TestAttack::Pgd20,
+                attack_check_examples: 300,
                 tolerance: 0.01,
-                rounds: vec![2, 4, 6, 8, 10],
+                rounds: vec![4, 8],
                 imp_epochs: 1,
                 imp_lr: 0.02,
                 imp_weight_decay: 5e-4,
                 imp_batch: 128,
-                imp_fraction: 0.5,
-                downstream: vec![digits],
-                fractions: vec![1.0, 0.1],
+                imp_fraction: 0.1,
+                downstream: vec![mnist8],
+                fractions: vec![0.01],
                 seeds: 3,
+                stability: true,
                 finetune_epochs: 20,
                 finetune_lr: 0.02,
                 finetune_batch: 64,
                 finetune_min_steps: 300,
-                control_rounds: vec![6, 10],
-                control_fractions: vec![1.0],
-                landscape_round: 6,
-                landscape_fractions: vec![1.0, 0.1],
+                finetune_validations: 10,
+                control_rounds: vec![8],
+                control_fractions: vec![0.01],
+                landscape_round: 4,
+                landscape_fractions: vec![0.01],
                 landscape_resolution: 13,
                 landscape_examples: 200,
                 landscape_steps: 3,
                 landscape_checkpoints: 41,
                 robust_eval_fraction: 0.2,
             },
-            // The questions with resolution: MNIST and Animal-MNIST (2,000 test images each) and
-            // digits, 100 / 10 / 1%, AutoAttack-grade RA (fast). Hours on a GPU; about two days on
-            // the 2-core CPU (a 30-epoch adversarial MNIST transfer takes ~3 minutes there).
+            // The questions with resolution, at the small profile's one scale (8x8): MNIST (2,004
+            // test images) and digits at 100 / 10 / 1%, stronger sources and training attacks,
+            // AutoAttack-grade RA (fast), controls at every round, the gate and the stability
+            // check. Hours on a CPU; a GPU or cluster job.
             Profile::Full => Sizes {
-                source: fmnist,
+                source: fmnist8,
                 arch: Arch::convnet(),
                 eps: 0.1,
                 source_fraction: 1.0,
@@ -176,6 +195,7 @@ impl Profile {
                 train_steps: 10,
                 val_steps: 10,
                 test: TestAttack::AutoattackFast,
+                attack_check_examples: 0,
                 tolerance: 0.01,
                 rounds: vec![2, 4, 6, 8, 10],
                 imp_epochs: 5,
@@ -183,13 +203,15 @@ impl Profile {
                 imp_weight_decay: 5e-4,
                 imp_batch: 128,
                 imp_fraction: 1.0,
-                downstream: vec![Embedded::Mnist.into(), Embedded::AnimalMnist.into(), digits],
+                downstream: vec![mnist8, digits],
                 fractions: vec![1.0, 0.1, 0.01],
                 seeds: 3,
+                stability: true,
                 finetune_epochs: 30,
                 finetune_lr: 0.02,
                 finetune_batch: 64,
                 finetune_min_steps: 2000,
+                finetune_validations: 20,
                 control_rounds: vec![2, 4, 6, 8, 10],
                 control_fractions: vec![1.0, 0.1],
                 landscape_round: 6,
@@ -216,6 +238,7 @@ impl Profile {
                 train_steps: 10,
                 val_steps: 10,
                 test: TestAttack::Pgd20,
+                attack_check_examples: 500,
                 tolerance: 0.01,
                 rounds: vec![2, 4, 6, 8, 10],
                 imp_epochs: 10,
@@ -226,10 +249,12 @@ impl Profile {
                 downstream: vec![Remote::Cifar10.into(), Remote::Svhn.into()],
                 fractions: vec![1.0, 0.1, 0.01],
                 seeds: 3,
+                stability: false,
                 finetune_epochs: 100,
                 finetune_lr: 0.01,
                 finetune_batch: 128,
                 finetune_min_steps: 4000,
+                finetune_validations: 0,
                 control_rounds: vec![4, 8],
                 control_fractions: vec![1.0],
                 landscape_round: 6,

@@ -45,6 +45,10 @@ impl Pick {
     pub fn dense(pretraining: RegimeKind, dataset: DataSource, fraction: f64) -> Pick {
         Pick { pretraining, kind: SubnetworkKind::Dense, family: None, round: 0, dataset, fraction }
     }
+    /// The scratch control (no pre-training; `pretraining` is ignored when picking its runs).
+    pub fn scratch(dataset: DataSource, fraction: f64) -> Pick {
+        Pick { pretraining: RegimeKind::Standard, kind: SubnetworkKind::Scratch, family: None, round: 0, dataset, fraction }
+    }
     /// The ticket of `round` of an IMP family (or, with `kind`, one of its controls).
     pub fn ticket(pretraining: RegimeKind, family: RegimeKind, round: usize, dataset: DataSource, fraction: f64) -> Pick {
         Pick { pretraining, kind: SubnetworkKind::Ticket, family: Some(family), round, dataset, fraction }
@@ -53,7 +57,10 @@ impl Pick {
         Pick { kind, ..self }
     }
     pub fn name(&self) -> String {
-        format!("{} {}", self.pretraining.short(), subnetwork_name(self.kind, self.family, self.round))
+        match self.kind {
+            SubnetworkKind::Scratch => "scratch".into(),
+            _ => format!("{} {}", self.pretraining.short(), subnetwork_name(self.kind, self.family, self.round)),
+        }
     }
 }
 
@@ -63,7 +70,7 @@ impl StudyResults {
         self.transfers
             .iter()
             .filter(|t| {
-                t.pretraining == p.pretraining
+                (p.kind == SubnetworkKind::Scratch || t.pretraining == Some(p.pretraining))
                     && t.kind == p.kind
                     && t.family == p.family
                     && t.round == p.round
@@ -299,9 +306,18 @@ impl StudyResults {
                 self.study.seeds.len(),
                 100.0 * self.study.tolerance
             ),
-            &["pre-training", "mask", "downstream", "data %", "tickets (sparsity: double-win?)", "highest double-win sparsity"],
+            &[
+                "pre-training",
+                "mask",
+                "downstream",
+                "data %",
+                "tickets (sparsity: double-win?)",
+                "highest double-win sparsity",
+                "a test of the hypothesis?",
+            ],
         );
         for c in self.verdicts() {
+            let gate = self.gate(c.pretraining, c.dataset, c.fraction);
             let tickets =
                 c.verdict.rows.iter().map(|r| format!("{:.1}%: {}", 100.0 * r.sparsity, r.outcome.name())).collect::<Vec<_>>().join(", ");
             t.push(vec![
@@ -311,6 +327,7 @@ impl StudyResults {
                 format!("{}", 100.0 * c.fraction),
                 tickets,
                 c.verdict.bound().to_string(),
+                if gate.tests_hypothesis() { "yes".into() } else { gate.caveat().replace("not a test of the hypothesis: ", "no: ") },
             ]);
         }
         t
@@ -323,6 +340,7 @@ impl StudyResults {
             &["pre-training", "ticket", "downstream", "data %", "sparsity %", "std-FT SA", "adv-FT SA", "adv-FT RA", "double-win"],
         );
         for c in self.verdicts() {
+            let gate = self.gate(c.pretraining, c.dataset, c.fraction);
             for r in &c.verdict.rows {
                 let cell = |i: usize| r.gaps[i].map(|g| g.points()).unwrap_or_else(|| "-".into());
                 t.push(vec![
@@ -334,7 +352,7 @@ impl StudyResults {
                     cell(0),
                     cell(1),
                     cell(2),
-                    r.outcome.name().into(),
+                    if gate.tests_hypothesis() { r.outcome.name().into() } else { format!("{} ({})", r.outcome.name(), gate.caveat()) },
                 ]);
             }
         }
@@ -348,14 +366,22 @@ impl StudyResults {
         let mut headers = vec!["pre-training".to_string(), "data %".to_string()];
         headers.extend(s.downstream.iter().map(|d| d.name().to_string()));
         let mut t = Table {
-            title: "Highest sparsity with a double-win ticket (and the lowest sparsity above it resolved as not double-win)".into(),
+            title: "Highest sparsity with a double-win ticket (and the lowest sparsity above it resolved as not double-win); \
+                    settings where pre-training does not measurably help (the gate) are marked: they test nothing inherited"
+                .into(),
             headers,
             rows: Vec::new(),
         };
         for &pre in &s.pretrainings {
             for &fraction in &s.fractions {
                 let mut row = vec![pre.short().to_string(), format!("{}", 100.0 * fraction)];
-                row.extend(s.downstream.iter().map(|&d| self.bound(pre, d, fraction).to_string()));
+                row.extend(s.downstream.iter().map(|&d| {
+                    let bound = self.bound(pre, d, fraction);
+                    match self.gate(pre, d, fraction) {
+                        g if g.tests_hypothesis() => bound.to_string(),
+                        g => format!("{bound}, not a test (pre-training {})", g.name()),
+                    }
+                }));
                 t.rows.push(row);
             }
         }
@@ -402,6 +428,45 @@ impl StudyResults {
         paired(metric, &self.runs(a), &self.runs(b))
     }
 
+    /// How much the test attack overstates RA, from the attack checks ("" without them).
+    pub fn attack_gap_line(&self) -> Option<String> {
+        let c = &self.attack_checks;
+        if c.is_empty() {
+            return None;
+        }
+        let gaps: Vec<f64> = c.iter().map(|a| 100.0 * a.gap()).collect();
+        let (lo, hi) = gaps.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), g| (a.min(*g), b.max(*g)));
+        let mean = gaps.iter().sum::<f64>() / gaps.len() as f64;
+        Some(format!(
+            "AutoAttack-fast (APGD-CE, APGD-T) run after them on {} of this study's networks ({} test images each) lowers RA by \
+             {lo:.1} to {hi:.1} points (mean {mean:.1}): the RA reported here is too kind by about that much.",
+            c.len(),
+            c[0].examples
+        ))
+    }
+
+    /// The attack checks, one row per network.
+    pub fn attack_check_table(&self) -> Option<Table> {
+        if self.attack_checks.is_empty() {
+            return None;
+        }
+        let mut t = Table::new(
+            "Attack checks: RA under the study's test attacks, then AutoAttack-fast on the points still robust",
+            &["network", "test images", "SA %", "RA % (study's attacks)", "RA % (+ AutoAttack-fast)", "gap (points)"],
+        );
+        for a in &self.attack_checks {
+            t.push(vec![
+                a.title.clone(),
+                a.examples.to_string(),
+                format!("{:.1}", 100.0 * a.sa),
+                format!("{:.1}", 100.0 * a.ra_test),
+                format!("{:.1}", 100.0 * a.ra_strong),
+                format!("{:.1}", 100.0 * a.gap()),
+            ]);
+        }
+        Some(t)
+    }
+
     /// Every transfer's test SA / RA.
     pub fn transfer_table(&self) -> Table {
         let mut t = Table::new(
@@ -420,7 +485,7 @@ impl StudyResults {
         );
         for r in &self.transfers {
             t.push(vec![
-                r.pretraining.short().into(),
+                r.pretraining.map_or("none", |p| p.short()).into(),
                 subnetwork_name(r.kind, r.family, r.round),
                 format!("{:.2}", 100.0 * r.report.sparsity),
                 r.dataset.name().into(),
@@ -480,13 +545,17 @@ pub struct StudyReport {
     pub imp: Vec<ImpRow>,
     /// (file stem, figure), in report order.
     pub figures: Vec<(String, Figure)>,
+    /// The same conclusions on a second seed set (when the study has `stability_seeds`).
+    pub stability: Option<super::Stability>,
 }
 
 impl super::Study {
     /// Runs (or loads) the study and builds its report, with IMP diagnostics and the per-layer
     /// density of the landscape tickets (masks read from the store).
     pub fn report(&self, rt: &crate::runtime::Runtime, store: &crate::store::Store) -> Result<StudyReport> {
-        let results = self.run(rt, store)?;
+        let all = self.run_all(rt, store)?;
+        let stability = super::Stability::of(&all);
+        let results = all.for_seeds(&self.seeds);
         let mut imp = Vec::new();
         for &pre in &self.pretrainings {
             let (net, _) = self.pretrained(rt, store, pre)?;
@@ -515,7 +584,7 @@ impl super::Study {
                 ));
             }
         }
-        StudyReport::new(results, imp, &masks)
+        Ok(StudyReport { stability, ..StudyReport::new(results, imp, &masks)? })
     }
 }
 
@@ -547,7 +616,7 @@ impl StudyReport {
             let panels = masks.iter().map(|(label, m)| m.density_panel(format!("{label} ({:.2}% sparse)", 100.0 * m.sparsity()))).collect();
             figures.push(("density".into(), Figure::grid("Per-layer density of the tickets", panels, masks.len().min(3))?));
         }
-        Ok(StudyReport { results, imp, figures })
+        Ok(StudyReport { results, imp, figures, stability: None })
     }
 
     /// IMP diagnostics as a table.
@@ -570,17 +639,20 @@ impl StudyReport {
         t
     }
 
-    /// One line on what was run and how long it took.
+    /// One line on what was run and how long it took, with the threat model and how much its
+    /// test attack overstates RA (the attack checks).
     fn summary_line(&self) -> String {
         let r = &self.results;
         format!(
-            "{} transfers and {} landscapes; {:.0} s ({} steps computed, the rest from the store). Threat model: {}, test attacks: {}.",
+            "{} transfers and {} landscapes; {:.0} s ({} steps computed, the rest from the store). Threat model: {}, test attacks: \
+             {}.{}",
             r.transfers.len(),
             r.landscapes.len(),
             r.seconds,
             r.computed_steps,
             r.study.threat.describe(),
-            r.study.threat.test.name()
+            r.study.threat.test.name(),
+            r.attack_gap_line().map(|l| format!(" {l}")).unwrap_or_default()
         )
     }
 
@@ -589,6 +661,7 @@ impl StudyReport {
         let r = &self.results;
         let mut v = vec![r.verdict_table(), r.gap_table()];
         v.extend(r.control_table());
+        v.extend(r.attack_check_table());
         if !self.imp.is_empty() {
             v.push(self.imp_table());
         }
@@ -599,14 +672,27 @@ impl StudyReport {
         v
     }
 
+    fn stability_markdown(&self, headline: &Table) -> String {
+        match &self.stability {
+            Some(st) => st.markdown(headline),
+            None => format!("## Stability\n\n{NO_STABILITY}\n\n"),
+        }
+    }
+
     /// The Markdown summary; figures are referenced as `figures/<stem>.svg`.
     pub fn markdown(&self) -> String {
         let r = &self.results;
-        let mut s = format!("# Double-win study\n\n{}\n\n## The paper's claims, tested\n\n", self.summary_line());
+        let mut s = format!(
+            "# Double-win study\n\n{}\n\n## First: does pre-training help?\n\n{}\n## The paper's claims, tested\n\n",
+            self.summary_line(),
+            r.gate_table().to_markdown()
+        );
         for c in r.claims() {
             s += &c.markdown();
         }
-        s += &r.headline_table().to_markdown();
+        let headline = r.headline_table();
+        s += &headline.to_markdown();
+        s += &self.stability_markdown(&headline);
         for (stem, fig) in &self.figures {
             s += &format!("![{}](figures/{stem}.svg)\n\n", fig.title);
         }
@@ -619,11 +705,20 @@ impl StudyReport {
     /// One self-contained HTML page: claims, tables and every figure inline (SVG).
     pub fn html(&self) -> String {
         let r = &self.results;
-        let mut body = format!("<h1>Double-win study</h1><p>{}</p><h2>The paper's claims, tested</h2>", escape_html(&self.summary_line()));
+        let mut body = format!(
+            "<h1>Double-win study</h1><p>{}</p><h2>First: does pre-training help?</h2>{}<h2>The paper's claims, tested</h2>",
+            escape_html(&self.summary_line()),
+            r.gate_table().to_html()
+        );
         for c in r.claims() {
             body += &c.html();
         }
-        body += &r.headline_table().to_html();
+        let headline = r.headline_table();
+        body += &headline.to_html();
+        body += &match &self.stability {
+            Some(st) => st.html(&headline),
+            None => format!("<h2>Stability</h2><p>{}</p>", escape_html(NO_STABILITY)),
+        };
         body += "<h2>Figures</h2>";
         for (_, fig) in &self.figures {
             body += &format!("<figure>{}</figure>", fig.svg());
@@ -645,6 +740,8 @@ impl StudyReport {
     pub fn save(&self, dir: impl AsRef<std::path::Path>) -> Result<std::path::PathBuf> {
         let dir = dir.as_ref();
         let summary = serde_json::json!({
+            "gates": self.results.gates(),
+            "stability": self.stability,
             "verdicts": self.results.verdicts(),
             "claims": self.results.claims(),
             "imp": self.imp,
@@ -664,15 +761,22 @@ impl StudyReport {
 
     pub fn evcxr_display(&self) {
         let claims: String = self.results.claims().iter().map(|c| c.html()).collect();
-        evcxr_emit("text/html", &format!("{claims}{}", self.results.headline_table().to_html()));
+        let r = &self.results;
+        evcxr_emit("text/html", &format!("{}{claims}{}", r.gate_table().to_html(), r.headline_table().to_html()));
     }
 }
 
 impl std::fmt::Display for StudyReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.results.gate_table())?;
         for c in self.results.claims() {
             write!(f, "{}", c.text())?;
         }
-        write!(f, "{}", self.results.headline_table())
+        write!(f, "{}", self.results.headline_table())?;
+        writeln!(f, "{}", self.stability.as_ref().map_or(NO_STABILITY.to_string(), |s| s.summary()))
     }
 }
+
+/// What the report says without a second seed set.
+const NO_STABILITY: &str = "Not checked on a second seed set (the study has no stability_seeds): the verdicts above may hinge on \
+                            the seeds.";

@@ -17,7 +17,8 @@ use serde::{Deserialize, Serialize};
 /// One transfer run of a study.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TransferRecord {
-    pub pretraining: RegimeKind,
+    /// STD / FAT / AT (`None` for the scratch control, which has no pre-training).
+    pub pretraining: Option<RegimeKind>,
     /// Dense, ticket, or a control of a ticket.
     pub kind: SubnetworkKind,
     /// IMP family of the ticket (or of the ticket a control imitates; `None` for dense).
@@ -43,6 +44,9 @@ pub struct StudyResults {
     pub study: Study,
     pub transfers: Vec<TransferRecord>,
     pub landscapes: Vec<LandscapeRecord>,
+    /// The attack checks: how much the study's test attack overstates RA.
+    #[serde(default)]
+    pub attack_checks: Vec<super::runner::AttackCheck>,
     pub seconds: f64,
     /// Steps computed in this call (the rest came from the store).
     pub computed_steps: usize,
@@ -58,10 +62,11 @@ impl StudyResults {
     pub fn collect(study: &Study, plan: &Plan, store: &Store, run: RunSummary) -> Result<StudyResults> {
         let mut transfers = Vec::new();
         let mut landscapes = Vec::new();
+        let mut attack_checks = Vec::new();
         for step in &plan.steps {
             match &step.desc {
                 StepDesc::Transfer(d) => transfers.push(TransferRecord {
-                    pretraining: d.subnetwork.pretrain().pretraining(),
+                    pretraining: d.subnetwork.pretraining(),
                     kind: d.subnetwork.kind(),
                     family: d.subnetwork.family(),
                     round: d.subnetwork.round(),
@@ -71,23 +76,27 @@ impl StudyResults {
                 StepDesc::Landscape(d) => {
                     let t = &d.trajectory;
                     landscapes.push(LandscapeRecord {
-                        pretraining: t.transfer.subnetwork.pretrain().pretraining(),
+                        pretraining: t.transfer.subnetwork.pretraining().ok_or_else(|| {
+                            Error::invalid(format!("the landscape '{}' has no pre-training", step.label), "draw landscapes of tickets")
+                        })?,
                         fraction: t.transfer.transfer.fraction,
                         report: load(store, super::desc::TrajectoryDesc::KIND, &t.key()?, &t.label())?,
                         landscape: load(store, step.kind, &step.key, &step.label)?,
                     })
                 }
+                StepDesc::AttackCheck(_) => attack_checks.push(load(store, step.kind, &step.key, &step.label)?),
                 _ => {}
             }
         }
-        Ok(StudyResults { study: study.clone(), transfers, landscapes, seconds: run.seconds, computed_steps: run.computed })
+        Ok(StudyResults { study: study.clone(), transfers, landscapes, attack_checks, seconds: run.seconds, computed_steps: run.computed })
     }
 }
 
 /// One transfer as a flat record (for tables, ndarray or a data frame of one's own).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TransferRow {
-    pub pretraining: RegimeKind,
+    /// `None` for the scratch control.
+    pub pretraining: Option<RegimeKind>,
     pub kind: SubnetworkKind,
     pub family: Option<RegimeKind>,
     pub round: usize,
@@ -128,12 +137,12 @@ impl StudyResults {
 
     /// The records' numbers as an ndarray, one row per transfer, columns
     /// [`StudyResults::RECORD_COLUMNS`] (`adversarial_ft` 1 for adversarial fine-tuning;
-    /// `pretraining` 0 STD, 1 FAT, 2 AT).
+    /// `pretraining` 0 STD, 1 FAT, 2 AT, -1 none: the scratch control).
     pub fn records_array(&self) -> ndarray::Array2<f64> {
         let rows = self.records();
         ndarray::Array2::from_shape_fn((rows.len(), Self::RECORD_COLUMNS.len()), |(r, c)| {
             let t = &rows[r];
-            let pre = RegimeKind::ALL.iter().position(|k| *k == t.pretraining).unwrap_or(0) as f64;
+            let pre = t.pretraining.and_then(|p| RegimeKind::ALL.iter().position(|k| *k == p)).map_or(-1.0, |i| i as f64);
             [
                 t.round as f64,
                 t.sparsity,

@@ -6,7 +6,8 @@
 //! killed run resumes at the step it was in.
 
 use super::desc::{
-    subnetwork_name, HoldOut, ImpDesc, LandscapeDesc, PretrainDesc, Subnetwork, SubnetworkKind, TrajectoryDesc, TransferDesc,
+    subnetwork_name, AttackCheckDesc, Checked, HoldOut, ImpDesc, LandscapeDesc, PretrainDesc, Subnetwork, SubnetworkKind, TrajectoryDesc,
+    TransferDesc,
 };
 use super::grid::Study;
 use super::plan::{Plan, StepDesc};
@@ -33,6 +34,27 @@ pub struct ImpSummary {
     pub sparsity: Vec<f64>,
 }
 
+/// What an attack check found: RA under the study's own test attacks and, on the points they
+/// leave robust, under AutoAttack-fast as well.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AttackCheck {
+    pub title: String,
+    pub examples: usize,
+    pub sa: f64,
+    /// RA under the study's test attacks (FGSM, PGD-20).
+    pub ra_test: f64,
+    /// RA under those and AutoAttack-fast.
+    pub ra_strong: f64,
+    pub per_attack: Vec<crate::attack::AttackOutcome>,
+}
+
+impl AttackCheck {
+    /// How many points the study's test attack overstates RA.
+    pub fn gap(&self) -> f64 {
+        self.ra_test - self.ra_strong
+    }
+}
+
 /// How a run went: steps this process computed, steps it found done (in the store before, or
 /// computed meanwhile by another process), and whether it was asked to stop before the end.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -41,6 +63,21 @@ pub struct RunSummary {
     pub stored: usize,
     pub seconds: f64,
     pub stopped: bool,
+    /// Seconds spent computing steps, and waiting with nothing ready (steps held by other
+    /// workers or waiting for their inputs).
+    pub busy: f64,
+    pub idle: f64,
+}
+
+impl RunSummary {
+    /// The share of the run's time spent waiting.
+    pub fn idle_fraction(&self) -> f64 {
+        if self.seconds > 0.0 {
+            self.idle / self.seconds
+        } else {
+            0.0
+        }
+    }
 }
 
 /// How [`run_plan_with`] runs.
@@ -136,6 +173,7 @@ impl<'a> Executor<'a> {
             StepDesc::Transfer(d) => unit(self.transfer(d, None)?),
             StepDesc::Trajectory(d) => unit(self.trajectory(d)?),
             StepDesc::Landscape(d) => unit(self.landscape(d)?),
+            StepDesc::AttackCheck(d) => unit(self.attack_check(d)?),
         })
     }
 
@@ -163,10 +201,23 @@ impl<'a> Executor<'a> {
         })
     }
 
+    /// The network a transfer starts from: the pre-trained one, or for the scratch control the
+    /// architecture freshly initialised with its seed (built for the downstream data; the
+    /// transfer gives it a new head and the downstream normalisation like any other).
+    fn start(&mut self, s: &Subnetwork, downstream: &Splits) -> Result<Network> {
+        match (s, s.pretrain()) {
+            (_, Some(p)) => self.pretrained(p),
+            (Subnetwork::Scratch { arch, seed }, None) => {
+                Network::new(NetworkSpec::for_data(arch.clone(), &downstream.train)?, self.rt.device, *seed)
+            }
+            _ => Err(Error::invalid(format!("{} has no pre-training", s.name()), "report this as a bug")),
+        }
+    }
+
     fn transfer(&mut self, d: &TransferDesc, checkpoints: Option<&TrajectoryDesc>) -> Result<Attempt<TransferReport>> {
-        let pretrained = self.pretrained(d.subnetwork.pretrain())?;
-        let mask = self.mask(&d.subnetwork)?;
         let splits = self.splits(d.dataset, d.holdout)?;
+        let pretrained = self.start(&d.subnetwork, &splits)?;
+        let mask = self.mask(&d.subnetwork)?;
         match checkpoints {
             None => {
                 let announce = self.announce(d.kind(), d.label());
@@ -217,6 +268,30 @@ impl<'a> Executor<'a> {
     }
 }
 
+impl Executor<'_> {
+    fn attack_check(&mut self, d: &AttackCheckDesc) -> Result<Attempt<AttackCheck>> {
+        let (net, test) = match &d.network {
+            Checked::Source(p) => (self.pretrained(p)?, self.splits(p.source, p.holdout)?.test),
+            Checked::FineTuned(t) => {
+                let key = t.key()?;
+                self.require(TrajectoryDesc::KIND, &key, &t.label())?;
+                let dir = self.store.dir(TrajectoryDesc::KIND, &key).join(TrajectoryDesc::CHECKPOINTS);
+                (Trajectory::open(&dir, self.rt.device)?.last()?, self.splits(t.transfer.dataset, t.transfer.holdout)?.test)
+            }
+        };
+        let announce = self.announce(d.kind(), d.label());
+        self.store.run(d, self.wait, |_| {
+            announce();
+            let test = test.fraction((d.examples as f64 / test.len().max(1) as f64).min(1.0), 0)?;
+            let own = crate::attack::ThreatModel { test: crate::attack::TestAttack::Pgd20, ..d.threat.clone() }.test_attacks().len();
+            let attacks: Vec<_> = d.threat.test_attacks().iter().map(|a| a.seeded(0)).collect();
+            let e = crate::attack::robust_evaluate(&net, &test, &attacks, 500)?;
+            let ra_test = e.per_attack.get(own - 1).map_or(e.ra, |a| a.accuracy_after);
+            Ok(AttackCheck { title: d.title(), examples: e.examples, sa: e.sa, ra_test, ra_strong: e.ra, per_attack: e.per_attack })
+        })
+    }
+}
+
 /// [`run_plan_with`] with the default options.
 pub fn run_plan(plan: &Plan, rt: &Runtime, store: &Store) -> Result<RunSummary> {
     run_plan_with(plan, rt, store, &RunOptions::default())
@@ -236,9 +311,11 @@ pub fn run_plan_with(plan: &Plan, rt: &Runtime, store: &Store, options: &RunOpti
     let mut seconds_by_kind: HashMap<&str, (f64, usize)> = HashMap::new();
     let mut computed = 0;
     let mut stopped = false;
+    let (mut busy, mut idle) = (0.0, 0.0);
+    let order = plan.schedule();
     'walk: while done.iter().any(|d| !d) {
-        let mut progressed = false;
-        for (i, step) in plan.steps.iter().enumerate() {
+        for &i in &order {
+            let step = &plan.steps[i];
             if done[i] || !step.deps.iter().all(|&d| done[d]) {
                 continue;
             }
@@ -254,6 +331,7 @@ pub fn run_plan_with(plan: &Plan, rt: &Runtime, store: &Store, options: &RunOpti
                 Attempt::Computed(()) => {
                     computed += 1;
                     let seconds = t.elapsed().as_secs_f64();
+                    busy += seconds;
                     let e = seconds_by_kind.entry(step.kind).or_insert((0.0, 0));
                     *e = (e.0 + seconds, e.1 + 1);
                     done[i] = true;
@@ -263,17 +341,27 @@ pub fn run_plan_with(plan: &Plan, rt: &Runtime, store: &Store, options: &RunOpti
                 }
             }
             done[i] = true;
-            progressed = true;
+            // Start again from the top: finishing this step may have readied one of higher
+            // priority (an IMP run after its pre-training).
+            continue 'walk;
         }
-        if !progressed {
-            // Everything ready is held by other workers: look again shortly.
-            std::thread::sleep(std::time::Duration::from_millis(500));
-            for (i, s) in plan.steps.iter().enumerate() {
-                done[i] = done[i] || store.status(s.kind, &s.key, Check::Sizes) == Status::Done;
-            }
+        // Nothing ready that another worker does not hold: look again shortly.
+        let t = Instant::now();
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        idle += t.elapsed().as_secs_f64();
+        for (i, s) in plan.steps.iter().enumerate() {
+            done[i] = done[i] || store.status(s.kind, &s.key, Check::Sizes) == Status::Done;
         }
     }
-    let summary = RunSummary { computed, stored: plan.len() - computed, seconds: start.elapsed().as_secs_f64(), stopped };
+    let summary = RunSummary { computed, stored: plan.len() - computed, seconds: start.elapsed().as_secs_f64(), stopped, busy, idle };
+    if computed > 0 {
+        progress::note(&format!(
+            "this worker: busy {:.0} s computing, idle {:.0} s waiting ({:.1}% idle)",
+            busy,
+            idle,
+            100.0 * summary.idle_fraction()
+        ));
+    }
     progress::emit(&Event::StudyFinished { computed, stored: summary.stored, seconds: summary.seconds });
     Ok(summary)
 }
@@ -293,7 +381,7 @@ fn time_left(plan: &Plan, done: &[bool], seconds_by_kind: &HashMap<&str, (f64, u
 fn upstream(step: &StepDesc) -> Vec<StepDesc> {
     let mut out = Vec::new();
     let subnetwork = |s: &Subnetwork, out: &mut Vec<StepDesc>| {
-        out.push(StepDesc::Pretrain(s.pretrain().clone()));
+        out.extend(s.pretrain().map(|p| StepDesc::Pretrain(p.clone())));
         if let Some(imp) = s.imp() {
             out.push(StepDesc::Imp(imp.clone()));
         }
@@ -303,6 +391,13 @@ fn upstream(step: &StepDesc) -> Vec<StepDesc> {
         StepDesc::Imp(d) => out.push(StepDesc::Pretrain(d.pretrain.clone())),
         StepDesc::Transfer(d) => subnetwork(&d.subnetwork, &mut out),
         StepDesc::Trajectory(d) => subnetwork(&d.transfer.subnetwork, &mut out),
+        StepDesc::AttackCheck(d) => match &d.network {
+            Checked::Source(p) => out.push(StepDesc::Pretrain(p.clone())),
+            Checked::FineTuned(t) => {
+                subnetwork(&t.transfer.subnetwork, &mut out);
+                out.push(StepDesc::Trajectory(t.clone()));
+            }
+        },
         StepDesc::Landscape(d) => {
             subnetwork(&d.trajectory.transfer.subnetwork, &mut out);
             for t in std::iter::once(&d.trajectory).chain(&d.scale_with) {
@@ -328,8 +423,14 @@ pub fn compute<T: serde::de::DeserializeOwned>(rt: &Runtime, store: &Store, step
 }
 
 impl Study {
-    /// Runs every missing step; returns all results.
+    /// Runs every missing step; returns the results of the study's `seeds` (see
+    /// [`Study::run_all`] for the stability seeds' runs too).
     pub fn run(&self, rt: &Runtime, store: &Store) -> Result<StudyResults> {
+        Ok(self.run_all(rt, store)?.for_seeds(&self.seeds))
+    }
+
+    /// Runs every missing step; returns every result, those of `stability_seeds` included.
+    pub fn run_all(&self, rt: &Runtime, store: &Store) -> Result<StudyResults> {
         let plan = self.plan()?;
         let summary = run_plan(&plan, rt, store)?;
         StudyResults::collect(self, &plan, store, summary)
@@ -386,6 +487,7 @@ impl Study {
     pub fn transfer_run(&self, rt: &Runtime, store: &Store, pick: Pick, fine_tuning: RegimeKind, seed: u64) -> Result<TransferReport> {
         let subnetwork = match (pick.kind, pick.family) {
             (SubnetworkKind::Dense, _) => self.subnetwork(pick.pretraining, None, 0)?,
+            (SubnetworkKind::Scratch, _) => self.scratch(seed),
             (SubnetworkKind::Ticket, Some(f)) => self.subnetwork(pick.pretraining, Some(f), pick.round)?,
             (control, Some(f)) => self.control(pick.pretraining, control, f, pick.round, seed)?,
             (_, None) => return Err(Error::invalid(format!("{} names no IMP family", pick.name()), "give the ticket's family")),
@@ -428,6 +530,17 @@ impl Study {
         let tickets: Vec<(String, f64, Vec<&TransferReport>)> =
             tickets.iter().map(|(l, s, r)| (l.clone(), *s, r.iter().collect())).collect();
         Ok(crate::verdict::Verdict::judge(&dense.iter().collect::<Vec<_>>(), &tickets, self.tolerance))
+    }
+
+    /// The pre-training gate of `kind` on the first downstream dataset at `fraction`: the dense
+    /// pre-trained network against the scratch control over every seed and fine-tuning of the
+    /// study (computing what the store lacks).
+    pub fn gate_run(&self, rt: &Runtime, store: &Store, kind: RegimeKind, fraction: f64) -> Result<super::GateCell> {
+        let dataset = *self.downstream.first().ok_or_else(|| Error::invalid("the study has no downstream dataset", "add one"))?;
+        let dense = self.transfer_runs(rt, store, Pick::dense(kind, dataset, fraction))?;
+        let scratch = self.transfer_runs(rt, store, Pick::scratch(dataset, fraction))?;
+        let (dense, scratch): (Vec<&TransferReport>, Vec<&TransferReport>) = (dense.iter().collect(), scratch.iter().collect());
+        Ok(super::GateCell::judge(kind, dataset, fraction, &dense, &scratch, self.tolerance))
     }
 
     /// The landscape of pre-training `kind` at `fraction` (computed now if the store lacks it).

@@ -29,6 +29,10 @@ pub struct Ablation {
     pub fraction: Option<f64>,
     /// Number of fine-tuning seeds (0, 1, ...).
     pub seeds: Option<usize>,
+    /// The first fine-tuning seed (0): another seed set of the same size, e.g. the study's
+    /// stability seeds, asks whether the verdicts hinge on the seeds.
+    #[serde(default)]
+    pub seed_offset: Option<u64>,
 }
 
 impl Default for Ablation {
@@ -42,6 +46,7 @@ impl Default for Ablation {
             finetune_epochs: None,
             fraction: None,
             seeds: None,
+            seed_offset: None,
         }
     }
 }
@@ -83,6 +88,10 @@ impl Ablation {
         self.seeds = Some(n);
         self
     }
+    pub fn seed_offset(mut self, first: u64) -> Self {
+        self.seed_offset = Some(first);
+        self
+    }
 
     /// The default slice of `study`: one pre-training, one family, one data fraction, no
     /// controls or landscapes.
@@ -93,6 +102,10 @@ impl Ablation {
         s.fractions = vec![self.fraction.or_else(|| study.fractions.first().copied()).unwrap_or(1.0)];
         s.controls = None;
         s.landscapes = None;
+        // The slice compares verdicts only: no second seed set, gate or attack checks.
+        s.stability_seeds.clear();
+        s.scratch = false;
+        s.attack_check_examples = 0;
         s
     }
 
@@ -111,8 +124,9 @@ impl Ablation {
         if let Some(n) = self.finetune_epochs {
             s.transfer.recipe.epochs = n;
         }
-        if let Some(n) = self.seeds {
-            s.seeds = (0..n as u64).collect();
+        if self.seeds.is_some() || self.seed_offset.is_some() {
+            let (n, first) = (self.seeds.unwrap_or(s.seeds.len()) as u64, self.seed_offset.unwrap_or(0));
+            s.seeds = (first..first + n).collect();
         }
         s
     }
@@ -134,6 +148,9 @@ impl Ablation {
         }
         if let Some(n) = self.seeds {
             v.push(format!("{n} seeds"));
+        }
+        if let Some(k) = self.seed_offset {
+            v.push(format!("seeds from {k}"));
         }
         v
     }

@@ -316,6 +316,13 @@ impl Session {
         self.study.transfer_run(&self.rt, &self.store, Pick::ticket(kind, family, round, self.downstream()?, fraction), fine_tuning, seed)
     }
 
+    /// Does pre-training `kind` help at `fraction` of the downstream data? The dense pre-trained
+    /// network against the same architecture trained from scratch (every seed, both
+    /// fine-tunings): ask this before any ticket verdict.
+    pub fn gate(&self, kind: RegimeKind, fraction: f64) -> Result<crate::study::GateCell> {
+        self.study.gate_run(&self.rt, &self.store, kind, fraction)
+    }
+
     /// The double-win verdict on the tickets of `family` at `rounds` of the source of `kind`,
     /// over the study's seeds and fine-tunings at `fraction` of the data (computing what the store
     /// lacks).

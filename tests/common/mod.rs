@@ -66,6 +66,10 @@ pub fn mini_study() -> doublewin::study::Study {
     s.fractions = vec![1.0];
     s.seeds = vec![0];
     s.controls = None;
+    // No scratch control, attack checks or second seed set unless a test asks for them.
+    s.scratch = false;
+    s.attack_check_examples = 0;
+    s.stability_seeds.clear();
     s.source_fraction = 0.02;
     s.pretrain = s.pretrain.clone().epochs(1);
     s.transfer.recipe = s.transfer.recipe.clone().epochs(2);

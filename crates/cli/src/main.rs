@@ -409,7 +409,14 @@ fn run_in_parallel(rt: &Runtime, study: &Study, store: &Store, workers: usize, w
         return Err(Error::invalid(format!("{} failed", failed.join(", ")), "see its output above; run again to resume"));
     }
     let done = plan.status(store).iter().filter(|s| **s == doublewin::store::Status::Done).count();
-    Ok(doublewin::study::RunSummary { computed: 0, stored: done, seconds: start.elapsed().as_secs_f64(), stopped: false })
+    Ok(doublewin::study::RunSummary {
+        computed: 0,
+        stored: done,
+        seconds: start.elapsed().as_secs_f64(),
+        stopped: false,
+        busy: 0.0,
+        idle: 0.0,
+    })
 }
 
 /// The `--device` value naming a device.
