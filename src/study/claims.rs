@@ -123,8 +123,8 @@ fn settle_scale(r: &StudyResults) -> String {
     let examples = r.transfers.first().map(|t| t.report.best_sa.test_clean_hits.len()).unwrap_or(0);
     format!(
         "intervals here reach +-{:.1} points with {} seeds on {} test images; more seeds narrow the seed part, a larger test set the \
-         test part (the `full` profile transfers to MNIST and Animal-MNIST, 2,000 test images each), and the `paper` profile \
-         asks the question at CIFAR scale",
+         test part (the `full` profile adds more data fractions, digits and AutoAttack-grade RA), and the `paper` profile asks \
+         the question at CIFAR scale",
         widest(r),
         r.study.seeds.len(),
         examples

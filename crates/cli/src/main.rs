@@ -219,15 +219,30 @@ struct StudyChoice {
     /// Store folder (default: $DOUBLEWIN_STORE or ~/.cache/doublewin/store)
     #[arg(long)]
     store: Option<PathBuf>,
+    /// Fine-tuning seeds instead of the study's (e.g. 3,4,5: the same study on another seed set)
+    #[arg(long, value_delimiter = ',')]
+    seeds: Option<Vec<u64>>,
+    /// The stability check's second seed set instead of the study's (disjoint from the seeds, as
+    /// many; an empty value turns the check off)
+    #[arg(long, value_delimiter = ',', num_args = 0..)]
+    stability_seeds: Option<Vec<u64>>,
 }
 
 impl StudyChoice {
-    /// The study of `--config FILE` (checked), else of the profile, and its store.
+    /// The study of `--config FILE` (checked), else of the profile, with `--seeds` /
+    /// `--stability-seeds` applied, and its store.
     fn open(self) -> Result<(Study, Store)> {
-        let study = match self.config {
+        let mut study = match self.config {
             Some(path) => Study::load(&path)?,
             None => Study::for_profile(self.profile.profile),
         };
+        if let Some(seeds) = self.seeds {
+            study.seeds = seeds;
+        }
+        if let Some(seeds) = self.stability_seeds {
+            study.stability_seeds = seeds;
+        }
+        study.check()?;
         Ok((study, open_store(self.store)?))
     }
 }
@@ -613,11 +628,21 @@ fn study(rt: &Runtime, json: bool, action: StudyAction) -> Result<()> {
             let plan = study.plan()?;
             let summary = run_in_parallel(rt, &study, &store, parallel.workers, worker)?;
             if worker {
-                let text =
-                    format!("worker done: {} steps computed, {} found done, {:.0} s", summary.computed, summary.stored, summary.seconds);
+                let text = format!(
+                    "worker done: {} steps computed, {} found done, {:.0} s (busy {:.0} s, idle {:.0} s: {:.1}% idle)",
+                    summary.computed,
+                    summary.stored,
+                    summary.seconds,
+                    summary.busy,
+                    summary.idle,
+                    100.0 * summary.idle_fraction()
+                );
                 return print(
                     json,
-                    &serde_json::json!({"computed": summary.computed, "stored": summary.stored, "seconds": summary.seconds}),
+                    &serde_json::json!({
+                        "computed": summary.computed, "stored": summary.stored, "seconds": summary.seconds,
+                        "busy": summary.busy, "idle": summary.idle,
+                    }),
                     text,
                 );
             }

@@ -26,7 +26,7 @@ fn info_and_data_list_speak_json() {
     let (ok, out, err) = doublewin(&["--json", "data", "list"]);
     assert!(ok, "{err}");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-    assert_eq!(v.as_array().unwrap().len(), 4);
+    assert_eq!(v.as_array().unwrap().len(), 6);
     assert_eq!(v[0]["train"], 60000);
 }
 
