@@ -10,7 +10,7 @@ pub use ablation::{Ablation, AblationReport};
 pub use attacks::{adversarial_examples, compare_attacks, robustness_curves, AttackComparison};
 
 use crate::attack::{robust_evaluate, ThreatModel};
-use crate::data::{Embedded, Splits};
+use crate::data::Splits;
 use crate::display::{evcxr_emit, Table};
 use crate::error::Result;
 use crate::model::{Arch, Network, NetworkSpec};
@@ -26,8 +26,9 @@ use std::path::{Path, PathBuf};
 
 /// The splits a profile trains on: the embedded dataset with 10% of train held out for
 /// validation, and the profile's fraction of the rest.
-pub fn profile_splits(dataset: Embedded, profile: Profile, seed: u64) -> Result<Splits> {
-    dataset.splits(0.1, seed)?.with_train_fraction(profile.train_fraction(), seed)
+pub fn profile_splits(dataset: impl Into<crate::data::DataSource>, profile: Profile, seed: u64) -> Result<Splits> {
+    let holdout = crate::study::desc::HoldOut { seed, ..crate::study::desc::HoldOut::STUDY };
+    holdout.splits(dataset.into())?.with_train_fraction(profile.train_fraction(), seed)
 }
 
 /// What the quickstart produced.
@@ -89,12 +90,13 @@ impl std::fmt::Display for QuickstartReport {
     }
 }
 
-/// Trains the small ConvNet on the embedded Fashion-MNIST (the source domain), evaluates it on
+/// Trains the small ConvNet on the profile study's source domain (Fashion-MNIST, at 8x8 in the
+/// CPU profiles), evaluates it on
 /// the test split and writes `report.md`, `report.json`, `accuracy.svg`, `loss.svg` and the
 /// weights into `out`.
 pub fn quickstart(rt: &Runtime, profile: Profile, out: &Path) -> Result<QuickstartReport> {
     let start = std::time::Instant::now();
-    let dataset = Embedded::FashionMnist;
+    let dataset = crate::study::Study::for_profile(profile).source;
     let splits = profile_splits(dataset, profile, rt.seed)?;
     crate::progress::note(&format!("{dataset}: {splits} ({} profile); {}", profile.name(), rt.describe()));
     let spec = NetworkSpec::for_data(Arch::convnet(), &splits.train)?;
@@ -221,7 +223,7 @@ pub fn pretrain(rt: &Runtime, pretraining: RegimeKind, profile: Profile, store: 
 /// The standard, fast-adversarial and adversarial source models of the profile's study.
 pub fn pretrain_sources(rt: &Runtime, profile: Profile, store: &crate::store::Store) -> Result<SourceModels> {
     let models = RegimeKind::ALL.iter().map(|&p| pretrain(rt, p, profile, store)).collect::<Result<Vec<_>>>()?;
-    Ok(SourceModels { dataset: Embedded::FashionMnist.name().into(), profile, models })
+    Ok(SourceModels { dataset: crate::study::Study::for_profile(profile).source.name().into(), profile, models })
 }
 
 /// What every notebook starts with: the runtime and profile from the environment
