@@ -406,11 +406,11 @@ impl Study {
             plan.push(&mut index, StepDesc::Landscape(desc), deps)?;
         }
         for desc in self.attack_checks()? {
-            let upstream: Vec<String> = match &desc.network {
-                Checked::Source(p) => vec![p.key()?],
-                Checked::FineTuned(t) => vec![t.key()?],
+            let upstream = match &desc.network {
+                Checked::Source(p) => p.key()?,
+                Checked::FineTuned(t) => t.key()?,
             };
-            let deps = upstream.iter().filter_map(|k| index.get(k).copied()).collect();
+            let deps = index.get(&upstream).copied().into_iter().collect();
             plan.push(&mut index, StepDesc::AttackCheck(desc), deps)?;
         }
         Ok(plan)
