@@ -27,8 +27,8 @@ pub struct EpochSummary {
     pub epoch: usize,
     pub train_loss: f64,
     pub train_accuracy: f64,
-    pub val_loss: f64,
-    pub val_accuracy: f64,
+    /// Validation loss and accuracy, on the epochs the run validates.
+    pub val: Option<(f64, f64)>,
     pub lr: f64,
     pub seconds: f64,
 }
@@ -70,6 +70,8 @@ pub struct Lines {
     steps_only: bool,
     in_study: bool,
     prefix: String,
+    /// Write to stderr instead of stdout (a command whose stdout carries a JSON document).
+    stderr: bool,
     last: Instant,
     epoch_started: Instant,
 }
@@ -77,7 +79,15 @@ pub struct Lines {
 impl Lines {
     /// Live `\r` redraws within epochs and downloads: for terminals.
     pub fn terminal() -> Lines {
-        Lines { live: true, steps_only: false, in_study: false, prefix: String::new(), last: Instant::now(), epoch_started: Instant::now() }
+        Lines {
+            live: true,
+            steps_only: false,
+            in_study: false,
+            prefix: String::new(),
+            stderr: false,
+            last: Instant::now(),
+            epoch_started: Instant::now(),
+        }
     }
     /// Whole lines only, one per step inside a study: for notebooks.
     pub fn notebook() -> Lines {
@@ -99,6 +109,13 @@ impl Lines {
         }
     }
 
+    /// [`Lines::detect`] for stderr: every line goes there, stdout stays free for one JSON
+    /// document (`--json`).
+    pub fn detect_stderr() -> Lines {
+        let lines = if std::io::stderr().is_terminal() { Lines::terminal() } else { Lines::log() };
+        Lines { stderr: true, ..lines }
+    }
+
     /// Starts every line with `prefix` (e.g. "[worker 2] " when several processes print).
     pub fn prefix(mut self, prefix: impl Into<String>) -> Lines {
         self.prefix = prefix.into();
@@ -115,8 +132,16 @@ impl Lines {
         due
     }
 
+    fn out(&self) -> Box<dyn Write> {
+        if self.stderr {
+            Box::new(std::io::stderr().lock())
+        } else {
+            Box::new(std::io::stdout().lock())
+        }
+    }
+
     fn partial(&self, text: &str) {
-        let mut out = std::io::stdout().lock();
+        let mut out = self.out();
         if self.live {
             let _ = write!(out, "\r{}{text}   ", self.prefix);
         } else {
@@ -127,7 +152,7 @@ impl Lines {
 
     fn line(&self, text: &str) {
         let clear = if self.live { "\r" } else { "" };
-        let mut out = std::io::stdout().lock();
+        let mut out = self.out();
         let _ = writeln!(out, "{clear}{}{text}", self.prefix);
         let _ = out.flush();
     }
@@ -172,12 +197,14 @@ impl Observer for Lines {
                 }
             }
             Event::Epoch { label, summary: r } => self.line(&format!(
-                "{label} epoch {:>3}: train loss {:.4} acc {:6.2}% | val loss {:.4} acc {:6.2}% | lr {:.4} | {:.1}s",
+                "{label} epoch {:>3}: train loss {:.4} acc {:6.2}% | {} | lr {:.4} | {:.1}s",
                 r.epoch,
                 r.train_loss,
                 100.0 * r.train_accuracy,
-                r.val_loss,
-                100.0 * r.val_accuracy,
+                match r.val {
+                    Some((loss, acc)) => format!("val loss {loss:.4} acc {:6.2}%", 100.0 * acc),
+                    None => "not validated".to_string(),
+                },
                 r.lr,
                 r.seconds
             )),

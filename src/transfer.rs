@@ -92,8 +92,7 @@ impl TransferConfig {
     /// Whether epoch `epoch` (1-based) of an `epochs`-epoch fine-tuning is validated: every
     /// epoch, or `validations` evenly spaced ones ending at the last.
     pub fn validates(&self, epoch: usize, epochs: usize) -> bool {
-        let v = self.validations;
-        v == 0 || v >= epochs || (1..=v).any(|k| (k * epochs).div_ceil(v) == epoch)
+        crate::train::validates(epoch, epochs, self.validations)
     }
     pub fn seed(mut self, seed: u64) -> Self {
         self.seed = seed;
@@ -112,6 +111,12 @@ impl TransferConfig {
             if !(a.eps().is_finite() && a.eps() > 0.0) {
                 return Err(Error::invalid(format!("evaluation attack {a:?} has eps {}", a.eps()), "use eps > 0"));
             }
+        }
+        if self.recipe.validations != 0 {
+            return Err(Error::invalid(
+                format!("the fine-tuning recipe sets validations = {}", self.recipe.validations),
+                "set the validations of a transfer with TransferConfig::validations (the recipe's stays 0)",
+            ));
         }
         self.recipe.check()
     }
@@ -218,20 +223,18 @@ struct Selection {
     best_ra: Option<Candidate>,
 }
 
-/// Measures validation RA after every epoch (the same attack starts every epoch) and keeps the
-/// best-SA and best-RA weights.
+/// Measures validation RA after every validated epoch (the same attack starts every time) and
+/// keeps the best-SA and best-RA weights.
 struct Selector {
     val: crate::data::Dataset,
     attacks: Vec<AttackSpec>,
     seed: u64,
-    /// The epochs validated.
-    epochs: Vec<bool>,
     state: Arc<Mutex<Selection>>,
 }
 
 impl Callback for Selector {
     fn on_epoch_end(&mut self, r: &EpochRecord, net: &Network) -> Result<()> {
-        if !self.epochs.get(r.epoch).copied().unwrap_or(true) {
+        if r.val.is_none() {
             return Ok(());
         }
         let attacks: Vec<AttackSpec> = self.attacks.iter().map(|a| a.seeded(self.seed)).collect();
@@ -293,11 +296,11 @@ pub fn transfer_recorded(
     }
     let batches = data.train.len().div_ceil(cfg.recipe.batch_size.max(1));
     let epochs = cfg.recipe.epochs.max(cfg.min_steps.div_ceil(batches.max(1)));
-    let recipe = TrainConfig { select_best: false, seed: cfg.seed, epochs, ..cfg.recipe.clone() };
+    // The training loop validates (SA) only the epochs the selector attacks: the epochs between
+    // them pick nothing.
+    let recipe = TrainConfig { select_best: false, seed: cfg.seed, epochs, validations: cfg.validations, ..cfg.recipe.clone() };
     let state = Arc::new(Mutex::new(Selection::default()));
-    let validated = (0..=epochs).map(|e| cfg.validates(e, epochs)).collect();
-    let selector =
-        Selector { val: data.val.clone(), attacks: cfg.val_attacks.clone(), seed: cfg.seed, epochs: validated, state: state.clone() };
+    let selector = Selector { val: data.val.clone(), attacks: cfg.val_attacks.clone(), seed: cfg.seed, state: state.clone() };
     let label = format!("{} {}%", cfg.fine_tuning().name(), 100.0 * cfg.fraction);
     let mut callbacks = Callbacks::progress(&label).with(selector);
     if let Some(plan) = checkpoints {

@@ -85,7 +85,7 @@ fn a_damaged_step_is_computed_again_and_descriptions_are_on_disk() {
     std::fs::remove_file(&weights).unwrap();
     assert!(matches!(store.status(PretrainDesc::KIND, &key, Check::Sizes), Status::Broken(w) if w.contains("net.safetensors")));
     let (_, again) = study.pretrained(&rt, &store, RegimeKind::Standard).unwrap();
-    let losses = |h: &History| h.epochs.iter().map(|e| (e.train_loss, e.val.loss)).collect::<Vec<_>>();
+    let losses = |h: &History| h.epochs.iter().map(|e| (e.train_loss, e.val.map(|v| v.loss))).collect::<Vec<_>>();
     assert_eq!(losses(&again), losses(&history));
     assert_eq!(doublewin::fsio::sha256_file(&weights).unwrap(), hash, "same seed, same machine, same weights");
 

@@ -31,7 +31,30 @@ fn a_short_run_is_far_better_than_chance() {
     // Model selection kept the best validation epoch's weights.
     let kept = history.selected_epoch.unwrap();
     let val = evaluate(&net, &data.val, 256).unwrap();
-    assert!((val.accuracy - history.epochs[kept - 1].val.accuracy).abs() < 1e-9);
+    assert!((val.accuracy - history.epochs[kept - 1].val.unwrap().accuracy).abs() < 1e-9);
+}
+
+#[test]
+fn capped_validations_skip_epochs_without_changing_the_training() {
+    let data = digits();
+    let run = |validations: usize| {
+        let mut net = fresh(&data);
+        let cfg = TrainConfig { validations, select_best: false, ..quick(4) };
+        let h = train_with(&mut net, &data, &cfg, &mut Callbacks::none(), None).unwrap();
+        (h, net.content_hash().unwrap())
+    };
+    let (every, w_every) = run(0);
+    let (two, w_two) = run(2);
+    // Validation only reads the network: the same weights and training losses either way.
+    assert_eq!(w_every, w_two);
+    let losses = |h: &History| h.epochs.iter().map(|r| r.train_loss).collect::<Vec<_>>();
+    assert_eq!(losses(&every), losses(&two));
+    let validated: Vec<usize> = two.epochs.iter().filter(|r| r.val.is_some()).map(|r| r.epoch).collect();
+    assert_eq!(validated, vec![2, 4]);
+    assert_eq!(two.epochs[1].val, every.epochs[1].val);
+    assert!(every.epochs.iter().all(|r| r.val.is_some()));
+    // The best record is one that was validated.
+    assert!(two.best().is_some_and(|r| r.val.is_some()));
 }
 
 #[test]
@@ -40,7 +63,7 @@ fn the_same_seed_gives_identical_results_on_cpu() {
     let run = || {
         let mut net = fresh(&data);
         let h = train_with(&mut net, &data, &quick(2), &mut Callbacks::none(), None).unwrap();
-        (h.epochs.iter().map(|r| (r.train_loss, r.val.loss)).collect::<Vec<_>>(), net.content_hash().unwrap())
+        (h.epochs.iter().map(|r| (r.train_loss, r.val.map(|v| v.loss))).collect::<Vec<_>>(), net.content_hash().unwrap())
     };
     assert_eq!(run(), run());
 }
@@ -132,6 +155,6 @@ fn history_figures_carry_their_series() {
     let series = fig.series().unwrap();
     assert_eq!(series.len(), 2);
     assert_eq!(series[1].name, "validation");
-    assert_eq!(series[1].points[1], (2.0, 100.0 * h.epochs[1].val.accuracy));
+    assert_eq!(series[1].points[1], (2.0, 100.0 * h.epochs[1].val.unwrap().accuracy));
     assert!(fig.svg().starts_with("<svg") && fig.svg().contains("validation"));
 }

@@ -42,8 +42,7 @@ impl Callback for Progress {
             epoch: r.epoch,
             train_loss: r.train_loss,
             train_accuracy: r.train_accuracy,
-            val_loss: r.val.loss,
-            val_accuracy: r.val.accuracy,
+            val: r.val.map(|v| (v.loss, v.accuracy)),
             lr: r.lr,
             seconds: r.seconds,
         };

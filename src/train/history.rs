@@ -37,7 +37,9 @@ pub struct EpochRecord {
     pub lr: f64,
     pub train_loss: f64,
     pub train_accuracy: f64,
-    pub val: Evaluation,
+    /// On the validation split, after the epochs the run validates (see
+    /// [`super::TrainConfig::validations`]).
+    pub val: Option<Evaluation>,
     /// Accuracy under the overfitting guard's PGD on fixed training examples (fast regime).
     #[serde(default)]
     pub robust_check: Option<f64>,
@@ -59,11 +61,13 @@ impl History {
     /// The columns of [`History::to_ndarray`].
     pub const COLUMNS: [&'static str; 6] = ["epoch", "lr", "train_loss", "train_accuracy", "val_loss", "val_accuracy"];
 
-    /// One row per epoch, columns [`History::COLUMNS`], for analysis in a notebook.
+    /// One row per epoch, columns [`History::COLUMNS`], for analysis in a notebook (NaN in the
+    /// validation columns of epochs not validated).
     pub fn to_ndarray(&self) -> ndarray::Array2<f64> {
         ndarray::Array2::from_shape_fn((self.epochs.len(), Self::COLUMNS.len()), |(r, c)| {
             let e = &self.epochs[r];
-            [e.epoch as f64, e.lr, e.train_loss, e.train_accuracy, e.val.loss, e.val.accuracy][c]
+            let (val_loss, val_accuracy) = e.val.map_or((f64::NAN, f64::NAN), |v| (v.loss, v.accuracy));
+            [e.epoch as f64, e.lr, e.train_loss, e.train_accuracy, val_loss, val_accuracy][c]
         })
     }
 
@@ -76,10 +80,10 @@ impl History {
         Ok(self.to_ndarray().column(i).to_owned())
     }
 
-    /// The record with the best validation accuracy (earliest on ties).
+    /// The validated record with the best validation accuracy (earliest on ties).
     pub fn best(&self) -> Option<&EpochRecord> {
-        self.epochs.iter().fold(None, |best: Option<&EpochRecord>, r| match best {
-            Some(b) if b.val.accuracy >= r.val.accuracy => Some(b),
+        self.epochs.iter().filter(|r| r.val.is_some()).fold(None, |best: Option<&EpochRecord>, r| match (best, r.val) {
+            (Some(b), Some(v)) if b.val.is_some_and(|bv| bv.accuracy >= v.accuracy) => Some(b),
             _ => Some(r),
         })
     }
@@ -101,8 +105,8 @@ impl History {
                 format!("{:.4}", r.lr),
                 format!("{:.4}", r.train_loss),
                 format!("{:.2}", 100.0 * r.train_accuracy),
-                format!("{:.4}", r.val.loss),
-                format!("{:.2}", 100.0 * r.val.accuracy),
+                r.val.map_or("-".into(), |v| format!("{:.4}", v.loss)),
+                r.val.map_or("-".into(), |v| format!("{:.2}", 100.0 * v.accuracy)),
                 format!("{:.1}", r.seconds),
             ]);
         }
@@ -111,23 +115,28 @@ impl History {
 
     /// Accuracy curves (train and validation, in %) over epochs.
     pub fn accuracy_figure(&self) -> Result<Figure> {
-        let e = |f: &dyn Fn(&EpochRecord) -> f64| self.epochs.iter().map(|r| (r.epoch as f64, f(r))).collect::<Vec<_>>();
+        let e =
+            |f: &dyn Fn(&EpochRecord) -> Option<f64>| self.epochs.iter().filter_map(|r| Some((r.epoch as f64, f(r)?))).collect::<Vec<_>>();
         Figure::lines(
             "Accuracy during training",
             "epoch",
             "accuracy (%)",
-            &[Series::new("train", e(&|r| 100.0 * r.train_accuracy)), Series::new("validation", e(&|r| 100.0 * r.val.accuracy))],
+            &[
+                Series::new("train", e(&|r| Some(100.0 * r.train_accuracy))),
+                Series::new("validation", e(&|r| r.val.map(|v| 100.0 * v.accuracy))),
+            ],
         )
     }
 
     /// Loss curves (train and validation) over epochs.
     pub fn loss_figure(&self) -> Result<Figure> {
-        let e = |f: &dyn Fn(&EpochRecord) -> f64| self.epochs.iter().map(|r| (r.epoch as f64, f(r))).collect::<Vec<_>>();
+        let e =
+            |f: &dyn Fn(&EpochRecord) -> Option<f64>| self.epochs.iter().filter_map(|r| Some((r.epoch as f64, f(r)?))).collect::<Vec<_>>();
         Figure::lines(
             "Loss during training",
             "epoch",
             "cross-entropy",
-            &[Series::new("train", e(&|r| r.train_loss)), Series::new("validation", e(&|r| r.val.loss))],
+            &[Series::new("train", e(&|r| Some(r.train_loss))), Series::new("validation", e(&|r| r.val.map(|v| v.loss)))],
         )
     }
 

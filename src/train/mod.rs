@@ -50,10 +50,27 @@ pub struct TrainConfig {
     #[serde(default)]
     pub regime: Regime,
     pub augment: AugmentChoice,
-    /// Keep the weights of the epoch with the best validation accuracy (else the last epoch's).
+    /// Keep the weights of the validated epoch with the best validation accuracy (else the last
+    /// epoch's).
     pub select_best: bool,
     /// Seeds the batch order and augmentation.
     pub seed: u64,
+    /// Validate after at most this many epochs, evenly spaced, the last always among them
+    /// (0: after every epoch). See [`validates`].
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub validations: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+/// Whether epoch `epoch` (1-based) of an `epochs`-epoch run is validated when a run validates at
+/// most `validations` times: every epoch (0, or at least `epochs`), else `validations` evenly
+/// spaced epochs ending at the last.
+pub fn validates(epoch: usize, epochs: usize, validations: usize) -> bool {
+    let v = validations;
+    v == 0 || v >= epochs || (1..=v).any(|k| (k * epochs).div_ceil(v) == epoch)
 }
 
 impl Default for TrainConfig {
@@ -69,6 +86,7 @@ impl Default for TrainConfig {
             augment: AugmentChoice::Standard,
             select_best: true,
             seed: 0,
+            validations: 0,
         }
     }
 }
@@ -292,7 +310,7 @@ pub fn train_with(
         if !train_loss.is_finite() {
             return Err(Error::invalid(format!("training diverged at epoch {epoch} (loss {train_loss})"), "lower the learning rate"));
         }
-        let val = evaluate(net, &val_set, cfg.eval_batch_size)?;
+        let val = if validates(epoch, cfg.epochs, cfg.validations) { Some(evaluate(net, &val_set, cfg.eval_batch_size)?) } else { None };
         let robust_check = match (&guard, &guard_set) {
             (Some(g), Some(set)) => Some(crate::attack::robust_evaluate(net, set, &[g.check.clone().into()], cfg.eval_batch_size)?.ra),
             _ => None,
@@ -329,7 +347,7 @@ pub fn train_with(
         if guard.as_ref().is_some_and(|g| g.stop) {
             previous = Some(net.snapshot()?);
         }
-        if best.as_ref().is_none_or(|(acc, _)| val.accuracy > *acc) {
+        if let Some(val) = val.filter(|v| best.as_ref().is_none_or(|(acc, _)| v.accuracy > *acc)) {
             best = Some((val.accuracy, net.snapshot()?));
             if let Some(f) = &files {
                 net.save(f.best())?;
@@ -340,9 +358,14 @@ pub fn train_with(
             save_state(f, cfg, net, &sgd, &history)?;
         }
         callbacks.epoch_end(&record, net)?;
+        // A resumable run stops at an epoch it saved; the same call continues after it.
+        if files.is_some() && epoch < cfg.epochs && crate::runtime::stop_requested() {
+            return Err(Error::Stopped);
+        }
     }
     history.selected_epoch = if cfg.select_best {
-        let epoch = best.as_ref().and_then(|(acc, _)| history.epochs.iter().find(|r| r.val.accuracy == *acc)).map(|r| r.epoch);
+        let epoch =
+            best.as_ref().and_then(|(acc, _)| history.epochs.iter().find(|r| r.val.is_some_and(|v| v.accuracy == *acc))).map(|r| r.epoch);
         if let Some((_, weights)) = &best {
             net.restore(weights)?;
         }
@@ -390,7 +413,8 @@ fn resume(
     sgd.load_state(momentum.into_iter().map(|(n, t)| (n["momentum/".len()..].to_string(), t)).collect())?;
     if let Some(b) = saved.history.best() {
         let best_net = Network::load(f.best(), net.device())?;
-        *best = Some((b.val.accuracy, best_net.snapshot()?));
+        let acc = b.val.map_or(f64::NAN, |v| v.accuracy);
+        *best = Some((acc, best_net.snapshot()?));
     }
     crate::progress::note(&format!("resuming after epoch {} from {}", saved.history.epochs.len(), f.dir.display()));
     *history = saved.history;

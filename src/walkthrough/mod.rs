@@ -57,7 +57,7 @@ impl QuickstartReport {
             self.arch.clone(),
             self.splits.clone(),
             self.history.epochs.len().to_string(),
-            format!("{:.2}", 100.0 * self.history.best().map(|r| r.val.accuracy).unwrap_or(0.0)),
+            format!("{:.2}", 100.0 * self.history.best().and_then(|r| r.val).map_or(0.0, |v| v.accuracy)),
             format!("{:.2}", 100.0 * self.test.accuracy),
             format!("{:.4}", self.test.loss),
             format!("{:.1}", self.seconds),
