@@ -287,13 +287,16 @@ impl StudyResults {
     }
 
     /// The highest double-win sparsity of a pre-training on a dataset at a data fraction, over
-    /// the IMP families: the family whose bound reaches highest.
+    /// the IMP families: the family whose bound reaches highest, and of families that reach
+    /// equally high the one whose upper limit lies highest (no limit above all), so that the
+    /// limit holds for every family.
     pub fn bound(&self, pre: RegimeKind, dataset: DataSource, fraction: f64) -> SparsityBound {
+        let key = |b: &SparsityBound| (b.at_least.unwrap_or(-1.0), b.below.unwrap_or(f64::INFINITY));
         self.verdicts()
             .into_iter()
             .filter(|c| c.pretraining == pre && c.dataset == dataset && c.fraction == fraction)
             .map(|c| c.verdict.bound())
-            .max_by(|a, b| a.at_least.unwrap_or(-1.0).total_cmp(&b.at_least.unwrap_or(-1.0)))
+            .max_by(|a, b| key(a).0.total_cmp(&key(b).0).then(key(a).1.total_cmp(&key(b).1)))
             .unwrap_or(SparsityBound { at_least: None, below: None })
     }
 
