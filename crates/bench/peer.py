@@ -148,13 +148,24 @@ def bench_pgd(w, cfg, d):
 
 
 def bench_train(w, cfg, d):
+    """Adversarial training steps. kind "at": the mask through torch.nn.utils.prune's
+    reparametrisation (weight = weight_orig * weight_mask in every forward); "at-mul": plain
+    parameters, pruned weights zeroed once and again with an in-place multiply after every
+    optimizer step (the cheapest eager way to keep a mask); "fast": FGSM-RS, dense."""
     model, x, y = load_model(d, w["model"])
     masks = None
-    if w["kind"] == "at":
+    mul_masks = []
+    if w["kind"] in ("at", "at-mul"):
         masks = load_file(str(d / f"{w['model']}.mask.safetensors"))
         for name, module in model.net.named_modules():
             if f"{name}.weight" in masks:
-                prune.custom_from_mask(module, "weight", masks[f"{name}.weight"])
+                if w["kind"] == "at":
+                    prune.custom_from_mask(module, "weight", masks[f"{name}.weight"])
+                else:
+                    mul_masks.append((module.weight, masks[f"{name}.weight"].to(module.weight.dtype)))
+    with torch.no_grad():
+        for p, m in mul_masks:
+            p.mul_(m)
     opt = torch.optim.SGD(model.parameters(), lr=w["lr"], momentum=0.9, weight_decay=5e-4)
     b = w["batch"]
     batches = [(x[i * b : (i + 1) * b], y[i * b : (i + 1) * b]) for i in range(w["steps"])]
@@ -163,7 +174,7 @@ def bench_train(w, cfg, d):
 
     def run():
         for xb, yb in batches:
-            if w["kind"] == "at":
+            if w["kind"] in ("at", "at-mul"):
                 adv = pgd(model, xb, yb, w["eps"], w["step"], w["attack_steps"])
             else:
                 adv = fgsm_rs(model, xb, yb, w["eps"], w["step"])
@@ -171,13 +182,20 @@ def bench_train(w, cfg, d):
             opt.zero_grad()
             loss.backward()
             opt.step()
+            with torch.no_grad():
+                for p, m in mul_masks:
+                    p.mul_(m)
             last["loss"] = loss.item()
 
     seconds = timed(w, cfg, run)
     outcome = f"last loss {last['loss']:.3f}"
-    if masks is not None:
+    if w["kind"] == "at":
         kept = sum(int((m.weight != 0).sum()) for m in model.net.modules() if hasattr(m, "weight_mask"))
         total = sum(m.weight.numel() for m in model.net.modules() if hasattr(m, "weight_mask"))
+        outcome += f", sparsity {100.0 * (1 - kept / total):.1f}%"
+    elif mul_masks:
+        kept = sum(int((p != 0).sum()) for p, _ in mul_masks)
+        total = sum(p.numel() for p, _ in mul_masks)
         outcome += f", sparsity {100.0 * (1 - kept / total):.1f}%"
     return seconds, outcome, {"loss": last["loss"]}
 
@@ -266,7 +284,7 @@ def main():
     torch.set_num_threads(cfg["threads"])
     torch.manual_seed(cfg["seed"])
     d = Path(cfg["dir"])
-    kinds = {"pgd": bench_pgd, "apgd": bench_apgd, "aa-fast": bench_apgd, "at": bench_train, "fast": bench_train, "eval": bench_eval,
+    kinds = {"pgd": bench_pgd, "apgd": bench_apgd, "aa-fast": bench_apgd, "at": bench_train, "at-mul": bench_train, "fast": bench_train, "eval": bench_eval,
              "prune": bench_prune}
     results = []
     for w in cfg["workloads"]:

@@ -30,7 +30,7 @@ const ANALYSIS: &str = include_str!("../analysis.md");
 const STUDIES: &str = include_str!("../studies.md");
 
 /// Every workload id, in report order. `--only` selects those containing a given text.
-pub const WORKLOADS: [&str; 13] = [
+pub const WORKLOADS: [&str; 15] = [
     "pgd-convnet",
     "pgd-resnet18",
     "apgd-ce-convnet",
@@ -39,6 +39,8 @@ pub const WORKLOADS: [&str; 13] = [
     "autoattack-fast-resnet18",
     "at-sparse-convnet",
     "at-sparse-resnet18",
+    "at-sparse-mul-convnet",
+    "at-sparse-mul-resnet18",
     "fast-convnet",
     "fast-resnet18",
     "prune-resnet50",
@@ -923,13 +925,18 @@ fn run_round(cfg: &BenchConfig) -> Result<BenchReport> {
             flush_peer(cfg, &mut peer_workloads, &mut results, &mut machine, None)?;
         }
 
-        // (b) PGD-10 adversarial training of the 90%-sparse network, (c) FGSM-RS training.
-        for (kind, id) in [("at", format!("at-sparse-{}", f.name)), ("fast", format!("fast-{}", f.name))] {
+        // (b) PGD-10 adversarial training of the 90%-sparse network, against two peers: the mask
+        // through torch.nn.utils.prune ("at") and an in-place multiply after each optimizer step
+        // ("at-mul"); (c) FGSM-RS training.
+        for (kind, id) in
+            [("at", format!("at-sparse-{}", f.name)), ("at-mul", format!("at-sparse-mul-{}", f.name)), ("fast", format!("fast-{}", f.name))]
+        {
             if !cfg.selected(&id) {
                 continue;
             }
+            let sparse_at = kind != "fast";
             let mut net = f.net.try_clone()?;
-            let regime = if kind == "at" {
+            let regime = if sparse_at {
                 sparse.attach(&mut net)?;
                 Regime::Adversarial(Pgd::linf(eps, step, 10).train_mode(true))
             } else {
@@ -947,15 +954,18 @@ fn run_round(cfg: &BenchConfig) -> Result<BenchReport> {
                 }
                 Ok(())
             })?;
-            let attack_steps = if kind == "at" { 10.0 } else { 1.0 };
+            let attack_steps = if sparse_at { 10.0 } else { 1.0 };
             let mut outcome = format!("last loss {last:.3}");
             let values = BTreeMap::from([("loss".to_string(), last)]);
-            if kind == "at" {
+            if sparse_at {
                 outcome += &format!(", sparsity {:.1}% held: {}", 100.0 * sparse.sparsity(), sparse.holds_in(&net)?);
             }
             let images = (batch * train_steps as i64) as f64;
-            let what =
-                if kind == "at" { "PGD-10 adversarial training, 90% sparse (mask attached)" } else { "FGSM-RS fast adversarial training" };
+            let what = match kind {
+                "at" => "PGD-10 adversarial training, 90% sparse (mask attached; peer: torch.nn.utils.prune)",
+                "at-mul" => "PGD-10 adversarial training, 90% sparse (mask attached; peer: mul_ after each step)",
+                _ => "FGSM-RS fast adversarial training",
+            };
             push(
                 &mut results,
                 WorkloadResult {
