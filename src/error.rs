@@ -25,6 +25,9 @@ pub enum Error {
     Download { url: String, problem: String },
     /// libtorch reported an error.
     Torch(tch::TchError),
+    /// A stop was requested ([`crate::runtime::request_stop`], e.g. by SIGTERM): the work done so
+    /// far is saved and the same call resumes it.
+    Stopped,
 }
 
 impl Error {
@@ -84,6 +87,7 @@ impl fmt::Display for Error {
                 write!(f, "download of {url} failed: {problem}. Re-run to resume; check the network or place the file by hand")
             }
             Error::Torch(e) => write!(f, "libtorch: {e}"),
+            Error::Stopped => write!(f, "stopped on request after saving the work done so far; run the same command again to resume"),
         }
     }
 }

@@ -87,6 +87,7 @@ pub struct Runtime {
 impl Runtime {
     /// Selects the device, sets the intra-op thread count (0 = libtorch's default) and seeds.
     pub fn new(device: DeviceChoice, threads: usize, seed: u64) -> Result<Runtime> {
+        check_threads(threads, "threads")?;
         let device = select_device(device)?;
         if threads > 0 {
             tch::set_num_threads(threads as i32);
@@ -99,6 +100,7 @@ impl Runtime {
     pub fn from_env() -> Result<Runtime> {
         let device = std::env::var("DOUBLEWIN_DEVICE").unwrap_or_default().parse()?;
         let threads = env_number("DOUBLEWIN_THREADS", 0)?;
+        check_threads(threads as usize, "DOUBLEWIN_THREADS")?;
         let seed = env_number("DOUBLEWIN_SEED", 0)?;
         Runtime::new(device, threads as usize, seed)
     }
@@ -107,6 +109,44 @@ impl Runtime {
     pub fn describe(&self) -> String {
         format!("device {:?}, {} CPU threads, seed {}, libtorch {}", self.device, self.threads, self.seed, LIBTORCH_VERSION)
     }
+}
+
+/// Set when the process is asked to stop (SIGTERM / SIGUSR1 in the CLI, or a caller): a study
+/// stops after the step in flight, and a resumable training loop after its next saved epoch.
+static STOP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Asks every running study and resumable training loop of this process to stop at the next
+/// point it can resume from. Async-signal-safe (one atomic store): a signal handler may call it.
+pub fn request_stop() {
+    STOP.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Whether [`request_stop`] was called.
+pub fn stop_requested() -> bool {
+    STOP.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// The flag behind [`request_stop`], for [`crate::study::RunOptions::stop`].
+pub fn stop_flag() -> &'static std::sync::atomic::AtomicBool {
+    &STOP
+}
+
+/// The CPU cores this process may use (its affinity mask or cgroup quota; 1 when unknown).
+pub fn available_cores() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+}
+
+/// Refuses a thread count above the cores this process may use (libgomp aborts, then segfaults,
+/// then overflows its stack as the count grows); `source` names where the value came from.
+pub fn check_threads(threads: usize, source: &str) -> Result<()> {
+    let cores = available_cores();
+    if threads > cores {
+        return Err(Error::invalid(
+            format!("{source} = {threads}, but this process may use {cores} CPU core(s)"),
+            format!("use at most {cores} (0 = libtorch's default, one thread per core)"),
+        ));
+    }
+    Ok(())
 }
 
 fn env_number(name: &str, default: u64) -> Result<u64> {

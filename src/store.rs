@@ -113,6 +113,8 @@ pub enum Attempt<T> {
 #[derive(Debug, Clone)]
 pub struct Store {
     root: PathBuf,
+    /// Why the store cannot be written, found when it was opened.
+    read_only: Option<String>,
 }
 
 impl Store {
@@ -121,23 +123,24 @@ impl Store {
     /// every upstream setting, or not a store at all) is refused with the fix.
     pub fn open(root: impl Into<PathBuf>) -> Result<Store> {
         let root = root.into();
-        std::fs::create_dir_all(&root).map_err(|e| Error::io(&root, e))?;
+        std::fs::create_dir_all(&root).map_err(|e| Error::io(&root, e)).map_err(|e| match read_only_reason(&root) {
+            Some(why) => Error::invalid(
+                format!("cannot create the store {} ({why})", root.display()),
+                "point DOUBLEWIN_STORE / --store at a folder you can write",
+            ),
+            None => e,
+        })?;
         let marker = root.join(MARKER);
-        if marker.exists() {
-            let m: Marker = crate::fsio::read_json(&marker)?;
-            if m.format != FORMAT {
-                return Err(Error::invalid(
-                    format!("{} is a store of format '{}', this doublewin reads '{FORMAT}'", root.display(), m.format),
-                    "use a doublewin of that version, or start a new store (DOUBLEWIN_STORE=another folder)",
-                ));
-            }
-        } else {
+        if !marker.exists() {
+            // Files a concurrent creator may be writing (its marker's temp file) are not a
+            // foreign store; re-check the marker after listing, it may have landed meanwhile.
             let others: Vec<String> = std::fs::read_dir(&root)
                 .map_err(|e| Error::io(&root, e))?
                 .flatten()
                 .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n != MARKER && !n.contains(".tmp-"))
                 .collect();
-            if !others.is_empty() {
+            if !others.is_empty() && !marker.exists() {
                 return Err(Error::invalid(
                     format!(
                         "{} holds {} but no {MARKER}: it is a store written by an older doublewin (its keys did not name every \
@@ -152,9 +155,57 @@ impl Store {
                     ),
                 ));
             }
-            crate::fsio::write_json(&marker, &Marker { format: FORMAT.into() })?;
+            if !marker.exists() {
+                // Every concurrent creator writes the same text and renames it into place: whoever
+                // lands last, the marker is whole and right.
+                crate::fsio::write_json(&marker, &Marker { format: FORMAT.into() }).map_err(|e| match read_only_reason(&root) {
+                    Some(why) => Error::invalid(
+                        format!("cannot create the store {} ({why})", root.display()),
+                        "point DOUBLEWIN_STORE / --store at a folder you can write",
+                    ),
+                    None => e,
+                })?;
+            }
         }
-        Ok(Store { root })
+        let m: Marker = crate::fsio::read_json(&marker)?;
+        if m.format != FORMAT {
+            return Err(Error::invalid(
+                format!("{} is a store of format '{}', this doublewin reads '{FORMAT}'", root.display(), m.format),
+                "use a doublewin of that version, or start a new store (DOUBLEWIN_STORE=another folder)",
+            ));
+        }
+        let read_only = read_only_reason(&root);
+        Ok(Store { root, read_only })
+    }
+
+    /// Opens an existing store folder without creating it: for commands that only read
+    /// (`study list`). A missing folder is an error that says so.
+    pub fn open_existing(root: impl Into<PathBuf>) -> Result<Store> {
+        let root = root.into();
+        if !root.is_dir() {
+            return Err(Error::not_found(
+                format!("a doublewin store at {}", root.display()),
+                "run a study first (doublewin study run), or pass the store's folder with --store",
+            ));
+        }
+        Store::open(root)
+    }
+
+    /// Why this store cannot be written (`None`: it can). A read-only store still serves every
+    /// finished step; computing a missing one is refused with this reason.
+    pub fn read_only(&self) -> Option<&str> {
+        self.read_only.as_deref()
+    }
+
+    /// An error unless the store can be written.
+    pub fn check_writable(&self) -> Result<()> {
+        match &self.read_only {
+            None => Ok(()),
+            Some(why) => Err(Error::invalid(
+                format!("the store {} cannot be written ({why}) and the study has steps left to compute", self.root.display()),
+                "make the folder writable (chmod u+w, or remount it read-write), or copy it to a writable place and pass --store",
+            )),
+        }
     }
 
     /// `$DOUBLEWIN_STORE`, else `<cache>/doublewin/store`.
@@ -268,6 +319,7 @@ impl Store {
         if let Some(v) = self.load(kind, &key)? {
             return Ok(Attempt::Stored(v));
         }
+        self.check_writable()?;
         let dir = self.dir(kind, &key);
         std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
         let lock_path = self.root.join(kind).join(format!("{key}.lock"));
@@ -286,9 +338,11 @@ impl Store {
         match self.status(kind, &key, Check::Hashes) {
             Status::Done => return Ok(Attempt::Stored(self.read_record::<T>(kind, &key)?.value)),
             Status::Broken(why) => {
-                crate::progress::warn(&format!("{kind} step {key} is broken ({why}): computing it again"));
-                let result = dir.join(RESULT);
-                std::fs::remove_file(&result).map_err(|e| Error::io(&result, e))?;
+                // Nothing of a broken step is trusted: not its result, not the partial files a
+                // resumable step would otherwise continue from (a damaged IMP round, say).
+                crate::progress::warn(&format!("{kind} step {key} is broken ({why}): computing it again from nothing"));
+                std::fs::remove_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+                std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
             }
             Status::Missing => {}
         }
@@ -361,6 +415,26 @@ impl Store {
         }
         crate::fsio::write_json(&root.join(MARKER), &Marker { format: FORMAT.into() })?;
         Ok(n)
+    }
+}
+
+/// Why `dir` (or, while it does not exist, its nearest existing ancestor) cannot be written,
+/// found by creating and removing a probe file in it (`None`: it can). Permissions alone do not
+/// tell: root ignores them, and a read-only mount does not show in them.
+fn read_only_reason(dir: &Path) -> Option<String> {
+    let target = dir.ancestors().find(|p| p.as_os_str().is_empty() || p.exists())?;
+    let target = if target.as_os_str().is_empty() { Path::new(".") } else { target };
+    let probe = target.join(format!(".write-probe.tmp-{}", std::process::id()));
+    match std::fs::File::create(&probe) {
+        Ok(_) => {
+            let _ = std::fs::remove_file(&probe);
+            None
+        }
+        Err(e) => Some(match e.raw_os_error() {
+            Some(30) => format!("{} is on a read-only file system", target.display()),
+            Some(13) => format!("permission denied in {}", target.display()),
+            _ => format!("{}: {e}", target.display()),
+        }),
     }
 }
 

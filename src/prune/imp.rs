@@ -218,15 +218,24 @@ pub fn imp(pretrained: &Network, source: &Splits, cfg: &ImpConfig, dir: &Path) -
     for round in 1..=cfg.rounds {
         let path = round_path(dir, round);
         if path.exists() {
-            let mask = Mask::load(&path)?;
-            if mask.meta.weights_hash != weights_hash {
-                return Err(Error::invalid(
-                    format!("{} was made from other pre-trained weights", path.display()),
-                    "use a separate folder per pre-trained network, or delete the old tickets",
-                ));
+            match Mask::load(&path) {
+                Ok(mask) if mask.meta.weights_hash != weights_hash => {
+                    return Err(Error::invalid(
+                        format!("{} was made from other pre-trained weights", path.display()),
+                        "use a separate folder per pre-trained network, or delete the old tickets",
+                    ));
+                }
+                Ok(mask) => {
+                    tickets.push(Ticket { round, mask, path });
+                    continue;
+                }
+                // A damaged or unreadable round is never resumed from: it and every round after
+                // it (made from it) are computed again.
+                Err(e) => {
+                    crate::progress::warn(&format!("{e}: computing round {round} and the rounds after it again"));
+                    remove_rounds_from(dir, round)?;
+                }
             }
-            tickets.push(Ticket { round, mask, path });
-            continue;
         }
         let mask = match tickets.last() {
             // Round 1: prune the pre-trained weights themselves, before any training.
@@ -255,6 +264,21 @@ pub fn imp(pretrained: &Network, source: &Splits, cfg: &ImpConfig, dir: &Path) -
         tickets.push(Ticket { round, mask, path });
     }
     Ok(Tickets(tickets))
+}
+
+/// Deletes the ticket of `round` and of every later round in `dir` (with their sidecars).
+fn remove_rounds_from(dir: &Path, round: usize) -> Result<()> {
+    let mut r = round;
+    while round_path(dir, r).exists() {
+        let p = round_path(dir, r);
+        std::fs::remove_file(&p).map_err(|e| Error::io(&p, e))?;
+        let side = PathBuf::from(format!("{}.json", p.display()));
+        if side.exists() {
+            std::fs::remove_file(&side).map_err(|e| Error::io(&side, e))?;
+        }
+        r += 1;
+    }
+    Ok(())
 }
 
 /// The top-level fields in which two JSON values differ (for error messages).

@@ -230,7 +230,13 @@ impl Mask {
         let tensors: Vec<(String, Tensor)> =
             self.masks.iter().map(|(n, m)| Ok((n.clone(), m.f_to_kind(Kind::Uint8)?))).collect::<Result<_>>()?;
         fsio::write_atomic_with(path, |tmp| Ok(Tensor::write_safetensors(&tensors, tmp)?))?;
-        let json = MaskFile { format: FORMAT.into(), meta: self.meta.clone(), sparsity: self.sparsity(), per_layer: self.per_layer() };
+        let json = MaskFile {
+            format: FORMAT.into(),
+            meta: self.meta.clone(),
+            sparsity: self.sparsity(),
+            per_layer: self.per_layer(),
+            sha256: Some(fsio::sha256_file(path)?),
+        };
         fsio::write_json(&sidecar(path), &json)
     }
 
@@ -244,6 +250,15 @@ impl Mask {
                 format!("format '{}' is not {FORMAT}", file.format),
                 "save the mask again with this doublewin",
             ));
+        }
+        if let Some(want) = &file.sha256 {
+            if fsio::sha256_file(path)? != *want {
+                return Err(Error::bad_file_fix(
+                    path,
+                    "does not match the SHA-256 recorded beside it (file damaged)",
+                    "restore the file or compute the mask again",
+                ));
+            }
         }
         let tensors = Tensor::read_safetensors(path).map_err(|e| {
             Error::bad_file_fix(
@@ -346,6 +361,9 @@ struct MaskFile {
     meta: MaskMeta,
     sparsity: f64,
     per_layer: Vec<LayerDensity>,
+    /// SHA-256 of the .safetensors file: a flipped bit that keeps the sparsity is caught too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    sha256: Option<String>,
 }
 
 fn sidecar(path: &Path) -> PathBuf {

@@ -220,10 +220,15 @@ impl Study {
     /// Parses a study from JSON and checks it ([`Study::check`]). Unknown fields are refused,
     /// naming the nearest valid one.
     pub fn from_json(text: &str) -> Result<Study> {
-        let study: Study = serde_json::from_str(text).map_err(|e| {
-            let msg = e.to_string();
+        let de = &mut serde_json::Deserializer::from_str(text);
+        let study: Study = serde_path_to_error::deserialize(de).map_err(|e| {
+            // The path names the field whose value is wrong ("transfer.recipe.epochs"); serde's
+            // own message says what it expected there.
+            let path = e.path().to_string();
+            let msg = e.inner().to_string();
+            let at = if path.is_empty() || path == "." { String::new() } else { format!("field `{path}`: ") };
             Error::invalid(
-                format!("study JSON: {msg}{}", did_you_mean(&msg)),
+                format!("study JSON: {at}{msg}{}", did_you_mean(&msg)),
                 "fix the field (`doublewin study show` prints a valid study)",
             )
         })?;
@@ -270,6 +275,18 @@ impl Study {
                 p.push(format!("{name} is empty"));
             }
         }
+        // A repeated entry would run and print every row twice.
+        fn repeats<T: PartialEq + std::fmt::Debug>(p: &mut Vec<String>, name: &str, list: &[T]) {
+            if let Some((i, x)) = list.iter().enumerate().find(|(i, x)| list[..*i].contains(x)) {
+                p.push(format!("{name} {list:?} repeat {x:?} (entry {})", i + 1));
+            }
+        }
+        repeats(&mut p, "pretrainings", &self.pretrainings);
+        repeats(&mut p, "families", &self.families);
+        repeats(&mut p, "rounds", &self.rounds);
+        repeats(&mut p, "downstream", &self.downstream);
+        repeats(&mut p, "fine_tunings", &self.fine_tunings);
+        repeats(&mut p, "fractions", &self.fractions);
         let mut seeds = self.seeds.clone();
         seeds.sort_unstable();
         seeds.dedup();

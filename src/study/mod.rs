@@ -29,5 +29,5 @@ pub use plan::{Plan, PlannedStep, StepDesc};
 pub use profile::{Profile, Sizes};
 pub use report::{ImpRow, Pick, StudyReport, VerdictCell};
 pub use results::{LandscapeRecord, StudyResults, TransferRecord, TransferRow};
-pub use runner::{compute, run_plan, run_plan_with, ImpSummary, RunOptions, RunSummary};
+pub use runner::{compute, run_plan, run_plan_with, ImpSummary, RunOptions, RunSummary, EXIT_STOPPED};
 pub use stability::{Conclusions, Stability};

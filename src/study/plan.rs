@@ -32,6 +32,10 @@ pub enum StepDesc {
 }
 
 impl StepDesc {
+    /// Every step kind, as named in the store (its folders) and in `study clean --kind`.
+    pub const KINDS: [&'static str; 6] =
+        [PretrainDesc::KIND, ImpDesc::KIND, TransferDesc::KIND, TrajectoryDesc::KIND, LandscapeDesc::KIND, AttackCheckDesc::KIND];
+
     pub fn kind(&self) -> &'static str {
         match self {
             StepDesc::Pretrain(_) => PretrainDesc::KIND,

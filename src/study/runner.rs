@@ -70,15 +70,20 @@ pub struct RunSummary {
 }
 
 impl RunSummary {
-    /// The share of the run's time spent waiting.
+    /// The share of the workers' time spent waiting: idle / (busy + idle), summed over workers.
     pub fn idle_fraction(&self) -> f64 {
-        if self.seconds > 0.0 {
-            self.idle / self.seconds
+        if self.busy + self.idle > 0.0 {
+            self.idle / (self.busy + self.idle)
         } else {
             0.0
         }
     }
 }
+
+/// The exit status of a `study run` (worker, parent of workers, or Slurm task) that a signal
+/// stopped after its step in flight: "stopped, run the same command again to resume". The CLI
+/// exits with it and the Slurm worker script requeues on it.
+pub const EXIT_STOPPED: i32 = 3;
 
 /// How [`run_plan_with`] runs.
 #[derive(Debug, Clone, Copy, Default)]
@@ -325,7 +330,16 @@ pub fn run_plan_with(plan: &Plan, rt: &Runtime, store: &Store, options: &RunOpti
             }
             ex.position = Some((done.iter().filter(|d| **d).count(), plan.len()));
             let t = Instant::now();
-            match ex.run(&step.desc)? {
+            let attempt = match ex.run(&step.desc) {
+                // Stopped inside a resumable step (a pre-training or IMP run, after a saved
+                // epoch): the step stays unfinished and the next run resumes it.
+                Err(Error::Stopped) => {
+                    stopped = true;
+                    break 'walk;
+                }
+                other => other?,
+            };
+            match attempt {
                 Attempt::Busy => continue,
                 Attempt::Stored(()) => {}
                 Attempt::Computed(()) => {

@@ -327,6 +327,7 @@ enum StudyAction {
     },
     /// Delete finished steps (of one kind: pretrain, imp, transfer, trajectory, landscape; or all)
     Clean {
+        /// Only the steps of this kind (pretrain, imp, transfer, trajectory, landscape, attack-check)
         #[arg(long)]
         kind: Option<String>,
         #[arg(long)]
@@ -368,70 +369,129 @@ fn print<T: serde::Serialize>(json: bool, value: &T, text: impl std::fmt::Displa
     }
 }
 
-/// Set by SIGTERM / SIGUSR1: a running study stops after the step in flight.
-static STOP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+/// SIGTERM / SIGUSR1: a running study stops after the step in flight, a pre-training or IMP run
+/// after its next saved epoch (see [`doublewin::runtime::request_stop`]).
+extern "C" fn on_stop_signal(_: libc::c_int) {
+    doublewin::runtime::request_stop();
+}
 
-extern "C" fn request_stop(_: libc::c_int) {
-    STOP.store(true, std::sync::atomic::Ordering::Relaxed);
+/// Exits with [`doublewin::study::EXIT_STOPPED`] after saying how to resume.
+fn exit_stopped() -> ! {
+    eprintln!("stopped after the step in flight (a signal asked to); run the same command again to resume");
+    std::process::exit(doublewin::study::EXIT_STOPPED)
 }
 
 /// Runs the study's missing steps: as this one process, or with `workers` child processes
-/// (`study run --worker`, each with its share of the cores) and waits for them. A worker (or
-/// this process) stopped by SIGTERM / SIGUSR1 finishes its step and exits with status 3.
+/// (`study run --worker`, each with its share of the cores) and waits for them. SIGTERM or
+/// SIGUSR1 to this process (or to its whole group) stops every worker after its step in flight;
+/// then this process exits with status [`doublewin::study::EXIT_STOPPED`] ("rerun to resume").
 fn run_in_parallel(rt: &Runtime, study: &Study, store: &Store, workers: usize, worker: bool) -> Result<doublewin::study::RunSummary> {
     // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
     unsafe {
-        libc::signal(libc::SIGTERM, request_stop as *const () as libc::sighandler_t);
-        libc::signal(libc::SIGUSR1, request_stop as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGTERM, on_stop_signal as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGUSR1, on_stop_signal as *const () as libc::sighandler_t);
     }
     let plan = study.plan()?;
+    let status = plan.status(store);
+    let done_before = status.iter().filter(|s| **s == doublewin::store::Status::Done).count();
+    if done_before < plan.len() {
+        store.check_writable()?;
+    }
     if workers <= 1 || worker {
-        let options = doublewin::study::RunOptions { workers: 1, stop: Some(&STOP) };
+        let options = doublewin::study::RunOptions { workers: 1, stop: Some(doublewin::runtime::stop_flag()) };
         let summary = doublewin::study::run_plan_with(&plan, rt, store, &options)?;
         if summary.stopped {
-            eprintln!("stopped after the step in flight (a signal asked to); run the same command again to resume");
-            std::process::exit(3);
+            exit_stopped();
         }
         return Ok(summary);
+    }
+    if done_before == plan.len() {
+        return Ok(doublewin::study::RunSummary { computed: 0, stored: done_before, seconds: 0.0, stopped: false, busy: 0.0, idle: 0.0 });
     }
     // The children read the same study from a file in the store, named by its content.
     let text =
         serde_json::to_string_pretty(study).map_err(|e| Error::invalid(format!("cannot write the study: {e}"), "report this as a bug"))?;
     let config = store.root().join("studies").join(format!("{}.json", &doublewin::fsio::sha256(text.as_bytes())[..16]));
     doublewin::fsio::write_atomic(&config, text.as_bytes())?;
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-    let threads = if rt.threads > 0 && std::env::var_os("DOUBLEWIN_THREADS").is_some() { rt.threads } else { (cores / workers).max(1) };
+    let cores = doublewin::runtime::available_cores();
+    let threads = if rt.threads > 0 && flag_or_env("--threads", "DOUBLEWIN_THREADS") { rt.threads } else { (cores / workers).max(1) };
     let exe = std::env::current_exe().map_err(|e| Error::io("<current executable>", e))?;
     let start = std::time::Instant::now();
     let mut children = Vec::new();
     for k in 0..workers {
+        // Each worker prints its summary as JSON on stdout (progress on stderr): this process
+        // adds them up.
         let child = std::process::Command::new(&exe)
-            .args(["--threads", &threads.to_string(), "--seed", &rt.seed.to_string(), "--device", &device_arg(rt.device)])
+            .args(["--json", "--threads", &threads.to_string(), "--seed", &rt.seed.to_string(), "--device", &device_arg(rt.device)])
             .args(["study", "run", "--worker", "--worker-name", &format!("worker {}", k + 1)])
             .args(["--config", &config.to_string_lossy(), "--store", &store.root().to_string_lossy()])
+            .stdout(std::process::Stdio::piped())
             .spawn()
             .map_err(|e| Error::io(&exe, e))?;
         children.push(child);
     }
+    // Wait for every worker, passing a stop request on to those still running (once).
+    let mut forwarded = false;
+    let mut exits: Vec<Option<std::process::ExitStatus>> = vec![None; children.len()];
+    while exits.iter().any(Option::is_none) {
+        if doublewin::runtime::stop_requested() && !forwarded {
+            for (c, e) in children.iter().zip(&exits) {
+                if e.is_none() {
+                    // SAFETY: kill(2) on our own child's pid; failure (it just exited) is harmless.
+                    unsafe { libc::kill(c.id() as libc::pid_t, libc::SIGTERM) };
+                }
+            }
+            forwarded = true;
+        }
+        for (c, e) in children.iter_mut().zip(exits.iter_mut()) {
+            if e.is_none() {
+                *e = c.try_wait().map_err(|err| Error::io(&exe, err))?;
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
     let mut failed = Vec::new();
-    for (k, mut c) in children.into_iter().enumerate() {
-        let status = c.wait().map_err(|e| Error::io(&exe, e))?;
-        if !status.success() {
-            failed.push(format!("worker {} ({status})", k + 1));
+    let mut stopped = forwarded;
+    let (mut computed, mut busy, mut idle) = (0usize, 0.0f64, 0.0f64);
+    for (k, (mut c, e)) in children.into_iter().zip(exits).enumerate() {
+        let status = e.expect("every worker has exited");
+        let mut out = String::new();
+        if let Some(mut pipe) = c.stdout.take() {
+            use std::io::Read;
+            let _ = pipe.read_to_string(&mut out);
+        }
+        if let Ok(v) = serde_json::from_str::<serde_json::Value>(&out) {
+            computed += v["computed"].as_u64().unwrap_or(0) as usize;
+            busy += v["busy"].as_f64().unwrap_or(0.0);
+            idle += v["idle"].as_f64().unwrap_or(0.0);
+        }
+        match status.code() {
+            Some(0) => {}
+            Some(doublewin::study::EXIT_STOPPED) => stopped = true,
+            // Killed by a signal we did not forward (SIGKILL, or SIGTERM from outside while
+            // this process was told nothing): it stopped mid-step, the store keeps the rest.
+            None if stopped => {}
+            _ => failed.push(format!("worker {} ({status})", k + 1)),
         }
     }
     if !failed.is_empty() {
         return Err(Error::invalid(format!("{} failed", failed.join(", ")), "see its output above; run again to resume"));
     }
-    let done = plan.status(store).iter().filter(|s| **s == doublewin::store::Status::Done).count();
-    Ok(doublewin::study::RunSummary {
-        computed: 0,
-        stored: done,
-        seconds: start.elapsed().as_secs_f64(),
-        stopped: false,
-        busy: 0.0,
-        idle: 0.0,
-    })
+    if stopped {
+        exit_stopped();
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    let summary = doublewin::study::RunSummary { computed, stored: plan.len() - computed, seconds, stopped: false, busy, idle };
+    eprintln!(
+        "{workers} workers: {computed} steps computed in {seconds:.0} s; busy {busy:.0} s, idle {idle:.0} s ({:.1}% of the workers' time idle)",
+        100.0 * idle / (busy + idle).max(1e-9)
+    );
+    Ok(summary)
+}
+
+/// Whether `flag` is on the command line or `var` is set (a value the user chose).
+fn flag_or_env(flag: &str, var: &str) -> bool {
+    flag_given(flag) || std::env::var_os(var).is_some_and(|v| !v.is_empty())
 }
 
 /// The `--device` value naming a device.
@@ -450,8 +510,13 @@ fn threat_for(eps: Option<f64>, data: &Splits) -> Result<ThreatModel> {
 }
 
 fn run(cli: Cli) -> Result<()> {
-    let rt = Runtime::new(cli.device, cli.threads, cli.seed)?;
     let json = cli.json;
+    if json {
+        // stdout carries the one JSON document; every progress line goes to stderr.
+        doublewin::progress::set_observer(Box::new(doublewin::progress::Lines::detect_stderr()));
+    }
+    doublewin::runtime::check_threads(cli.threads, if flag_given("--threads") { "--threads" } else { "DOUBLEWIN_THREADS" })?;
+    let rt = Runtime::new(cli.device, cli.threads, cli.seed)?;
     match cli.command {
         Command::Quickstart { profile, out } => {
             let report = walkthrough::quickstart(&rt, profile.profile, &out)?;
@@ -523,6 +588,12 @@ fn run(cli: Cli) -> Result<()> {
             }
             let net = Network::load(&net, rt.device)?;
             let (_, test) = dataset.load()?;
+            if examples == Some(0) {
+                return Err(Error::invalid(
+                    "--examples 0: no test example to evaluate",
+                    "use --examples 1 or more, or leave it out for all",
+                ));
+            }
             let test = match examples {
                 Some(n) if n < test.len() => test.fraction(n as f64 / test.len() as f64, rt.seed)?,
                 _ => test,
@@ -623,7 +694,8 @@ fn study(rt: &Runtime, json: bool, action: StudyAction) -> Result<()> {
         StudyAction::Run { which, parallel, worker, worker_name } => {
             let (study, store) = which.open()?;
             if let Some(name) = worker_name {
-                doublewin::progress::set_observer(Box::new(doublewin::progress::Lines::detect().prefix(format!("[{name}] "))));
+                let lines = if json { doublewin::progress::Lines::detect_stderr() } else { doublewin::progress::Lines::detect() };
+                doublewin::progress::set_observer(Box::new(lines.prefix(format!("[{name}] "))));
             }
             let plan = study.plan()?;
             let summary = run_in_parallel(rt, &study, &store, parallel.workers, worker)?;
@@ -686,7 +758,7 @@ fn study(rt: &Runtime, json: bool, action: StudyAction) -> Result<()> {
             print(true, &study, text)?;
         }
         StudyAction::List { store } => {
-            let store = open_store(store)?;
+            let store = Store::open_existing(store.unwrap_or_else(Store::default_root))?;
             let entries = store.entries()?;
             let mut t = Table::new(format!("Store {}", store.root().display()), &["kind", "key", "step", "bytes"]);
             for e in &entries {
@@ -696,6 +768,12 @@ fn study(rt: &Runtime, json: bool, action: StudyAction) -> Result<()> {
         }
         StudyAction::Clean { kind, store, old_format } => {
             let root = store.unwrap_or_else(Store::default_root);
+            if let Some(k) = kind.as_deref().filter(|k| !doublewin::study::StepDesc::KINDS.contains(k)) {
+                return Err(Error::invalid(
+                    format!("--kind {k} is not a step kind"),
+                    format!("use one of {} (or no --kind: every step)", doublewin::study::StepDesc::KINDS.join(", ")),
+                ));
+            }
             let n = if old_format { Store::remove_old_format(&root)? } else { Store::open(&root)?.clean(kind.as_deref())? };
             print(json, &serde_json::json!({"removed": n}), format!("removed {n} steps from {}", root.display()))?;
         }
@@ -703,9 +781,39 @@ fn study(rt: &Runtime, json: bool, action: StudyAction) -> Result<()> {
     Ok(())
 }
 
+/// Whether `flag` (e.g. "--threads") is on the command line (else clap took its value from the
+/// environment variable, or the default).
+fn flag_given(flag: &str) -> bool {
+    std::env::args().any(|a| a == flag || a.starts_with(&format!("{flag}=")))
+}
+
+/// Environment variables that stand for flags, checked before clap reads them, so that a bad
+/// value is reported under the variable's name rather than the flag's.
+fn check_env() -> Result<()> {
+    for (var, flag, what) in [
+        ("DOUBLEWIN_THREADS", "--threads", "a thread count (0 = libtorch's default)"),
+        ("DOUBLEWIN_SEED", "--seed", "a non-negative integer seed"),
+    ] {
+        if let Ok(v) = std::env::var(var) {
+            if !flag_given(flag) && v.trim().parse::<u64>().is_err() {
+                return Err(Error::invalid(format!("{var}='{v}' is not {what}"), format!("unset {var} or set it to {what}")));
+            }
+        }
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
+    if let Err(e) = check_env() {
+        eprintln!("error: {e}");
+        return ExitCode::FAILURE;
+    }
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(Error::Stopped) => {
+            eprintln!("{}", Error::Stopped);
+            ExitCode::from(doublewin::study::EXIT_STOPPED as u8)
+        }
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::FAILURE

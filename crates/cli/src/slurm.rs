@@ -31,6 +31,11 @@ pub struct SlurmOptions {
     /// Memory per task (`--mem`)
     #[arg(long, default_value = "8G")]
     pub mem: String,
+    /// Seconds before the time limit at which Slurm tells a task to stop (SIGUSR1): a worker
+    /// stops after its step in flight, or a pre-training / IMP run after its next saved epoch,
+    /// so this must cover the longest transfer or epoch on these nodes
+    #[arg(long, default_value_t = 300)]
+    pub signal_lead: u64,
 }
 
 /// The files `write` produced and, after `submit`, the job ids.
@@ -70,6 +75,18 @@ pub fn write(study: &Study, store: &Path, report_out: &Path, dir: &Path, o: &Slu
         return Err(Error::invalid("--tasks, --cpus-per-task and --max-running must be at least 1", "pass positive counts"));
     }
     study.check()?;
+    let limit = time_limit_seconds(&o.time)?;
+    check_mem(&o.mem)?;
+    let lead = o.signal_lead;
+    if lead < 30 || lead * 2 > limit {
+        return Err(Error::invalid(
+            format!("--signal-lead {lead} s with --time {} ({limit} s)", o.time),
+            format!(
+                "use a lead of at least 30 s and at most half the time limit (a task needs time to work), e.g. --time {}",
+                format_hms((2 * lead).max(3600))
+            ),
+        ));
+    }
     let abs = |p: &Path| -> Result<PathBuf> {
         std::fs::create_dir_all(p).map_err(|e| Error::io(p, e))?;
         p.canonicalize().map_err(|e| Error::io(p, e))
@@ -102,13 +119,14 @@ pub fn write(study: &Study, store: &Path, report_out: &Path, dir: &Path, o: &Slu
     let worker = format!(
         r#"#!/usr/bin/env bash
 # A worker of the study in {study}: takes steps with non-blocking locks on the shared store until
-# every step is done. Slurm sends SIGUSR1 two minutes before the time limit: the worker finishes
-# the step in flight, stops (exit 3) and this task requeues itself to resume.
+# every step is done. Slurm sends SIGUSR1 {lead} s before the time limit: the worker stops after
+# the step in flight (a pre-training or IMP run after its next saved epoch) with exit status
+# {stopped}, and this task requeues itself to resume.
 #SBATCH --job-name={name}
 #SBATCH --array=0-{last}{limit}
 #SBATCH --output={logs}/worker-%A_%a.log
 #SBATCH --open-mode=append
-#SBATCH --signal=B:USR1@120
+#SBATCH --signal=B:USR1@{lead}
 #SBATCH --requeue
 {header}
 set -u
@@ -117,7 +135,7 @@ pid=$!
 trap 'kill -USR1 $pid' USR1 TERM
 rc=0; wait $pid || rc=$?
 while kill -0 $pid 2>/dev/null; do rc=0; wait $pid || rc=$?; done
-if [ "$rc" -eq 3 ]; then
+if [ "$rc" -eq {stopped} ]; then
   echo "stopped between steps; requeueing"
   scontrol requeue "${{SLURM_ARRAY_JOB_ID}}_${{SLURM_ARRAY_TASK_ID}}"
   exit 0
@@ -125,8 +143,10 @@ fi
 exit $rc
 "#,
         study = study_file.display(),
+        lead = lead,
         last = o.tasks - 1,
         logs = logs.display(),
+        stopped = doublewin::study::EXIT_STOPPED,
     );
     let report = format!(
         r#"#!/usr/bin/env bash
@@ -146,6 +166,52 @@ set -eu
     write_atomic(&worker_script, worker.as_bytes())?;
     write_atomic(&report_script, report.as_bytes())?;
     Ok(Submission { dir, study: study_file, worker_script, report_script, array_job: None, report_job: None })
+}
+
+/// Seconds of a Slurm `--time` value: M, M:S, H:M:S, D-H, D-H:M or D-H:M:S.
+pub fn time_limit_seconds(time: &str) -> Result<u64> {
+    let bad = || {
+        Error::invalid(
+            format!("--time {time:?} is not a Slurm time limit"),
+            "use minutes (90), MM:SS, HH:MM:SS, D-HH, D-HH:MM or D-HH:MM:SS (e.g. 04:00:00)",
+        )
+    };
+    let (days, rest) = match time.split_once('-') {
+        Some((d, r)) => (d.parse::<u64>().map_err(|_| bad())?, r),
+        None => (0, time),
+    };
+    let parts: Vec<u64> = rest.split(':').map(|p| p.parse::<u64>().map_err(|_| bad())).collect::<Result<_>>()?;
+    let seconds = match (time.contains('-'), parts.as_slice()) {
+        (false, [m]) => m * 60,
+        (false, [m, s]) => m * 60 + s,
+        (_, [h, m, s]) => h * 3600 + m * 60 + s,
+        (true, [h]) => h * 3600,
+        (true, [h, m]) => h * 3600 + m * 60,
+        _ => return Err(bad()),
+    };
+    let total = days * 86_400 + seconds;
+    if total == 0 {
+        return Err(bad());
+    }
+    Ok(total)
+}
+
+/// Refuses a `--mem` value Slurm would not read: a positive integer with an optional K, M, G or
+/// T suffix.
+pub fn check_mem(mem: &str) -> Result<()> {
+    let digits = mem.trim_end_matches(['K', 'M', 'G', 'T', 'k', 'm', 'g', 't']);
+    let suffix = mem.len() - digits.len();
+    if suffix > 1 || digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) || digits.parse::<u64>().ok() == Some(0) {
+        return Err(Error::invalid(
+            format!("--mem {mem:?} is not a Slurm memory size"),
+            "use a positive number with K, M, G or T, e.g. 8G",
+        ));
+    }
+    Ok(())
+}
+
+fn format_hms(s: u64) -> String {
+    format!("{:02}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
 }
 
 /// Submits the array, then the report with `--dependency=afterok:<array>`.
