@@ -59,6 +59,18 @@ struct Record<T> {
     label: String,
     files: Vec<FileRecord>,
     value: T,
+    /// SHA-256 of the canonical JSON of everything above ([`record_checksum`]): a changed digit
+    /// in a stored accuracy is caught like a damaged weight file. (Records written before it
+    /// have none and are trusted as before.)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    checksum: Option<String>,
+}
+
+/// The checksum of a record's fields (serde_json sorts object keys: the text is canonical, and
+/// floats print in their shortest round-tripping form, so the value read back hashes the same).
+fn record_checksum(format: &str, kind: &str, key: &str, label: &str, files: &[FileRecord], value: &serde_json::Value) -> Result<String> {
+    let text = serde_json::json!({"format": format, "kind": kind, "key": key, "label": label, "files": files, "value": value}).to_string();
+    Ok(crate::fsio::sha256(text.as_bytes()))
 }
 
 #[derive(Serialize, Deserialize)]
@@ -237,7 +249,17 @@ impl Store {
 
     fn read_record<T: DeserializeOwned>(&self, kind: &str, key: &str) -> Result<Record<T>> {
         let path = self.dir(kind, key).join(RESULT);
-        let record: Record<T> = crate::fsio::read_json(&path)?;
+        let raw: Record<serde_json::Value> = crate::fsio::read_json(&path)?;
+        if let Some(sum) = &raw.checksum {
+            if *sum != record_checksum(&raw.format, &raw.kind, &raw.key, &raw.label, &raw.files, &raw.value)? {
+                return Err(Error::bad_file_fix(&path, "does not match its checksum (damaged)", "it is computed again when needed"));
+            }
+        }
+        let value: T = serde_json::from_value(raw.value).map_err(|e| {
+            Error::bad_file_fix(&path, format!("its value does not read as a {kind} result ({e})"), "it is computed again when needed")
+        })?;
+        let record =
+            Record { format: raw.format, kind: raw.kind, key: raw.key, label: raw.label, files: raw.files, value, checksum: raw.checksum };
         if record.format != STEP_FORMAT || record.kind != kind || record.key != key {
             return Err(Error::bad_file_fix(
                 &path,
@@ -349,7 +371,11 @@ impl Store {
         crate::fsio::write_json(&dir.join(DESCRIBE), description)?;
         let value = run(&dir)?;
         let files = manifest(&dir)?;
-        let record = Record { format: STEP_FORMAT.into(), kind: kind.into(), key: key.clone(), label: description.label(), files, value };
+        let value = serde_json::to_value(&value)
+            .map_err(|e| Error::invalid(format!("cannot store the {kind} result: {e}"), "report this as a bug"))?;
+        let label = description.label();
+        let checksum = Some(record_checksum(STEP_FORMAT, kind, &key, &label, &files, &value)?);
+        let record = Record { format: STEP_FORMAT.into(), kind: kind.into(), key: key.clone(), label, files, value, checksum };
         crate::fsio::write_json(&dir.join(RESULT), &record)?;
         drop(lock);
         // Read back what was written: the caller gets exactly what later runs will load.

@@ -582,18 +582,18 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Study { action } => study(&rt, json, action)?,
         Command::Evaluate { net, dataset, eps, attack, mask, examples, save_examples } => {
-            let threat = eps.map(|eps| ThreatModel::linf(eps).test(attack));
-            if let Some(t) = &threat {
-                t.check()?;
-            }
-            let net = Network::load(&net, rt.device)?;
-            let (_, test) = dataset.load()?;
             if examples == Some(0) {
                 return Err(Error::invalid(
                     "--examples 0: no test example to evaluate",
                     "use --examples 1 or more, or leave it out for all",
                 ));
             }
+            let threat = eps.map(|eps| ThreatModel::linf(eps).test(attack));
+            if let Some(t) = &threat {
+                t.check()?;
+            }
+            let net = Network::load(&net, rt.device)?;
+            let (_, test) = dataset.load()?;
             let test = match examples {
                 Some(n) if n < test.len() => test.fraction(n as f64 / test.len() as f64, rt.seed)?,
                 _ => test,

@@ -248,3 +248,28 @@ fn sbatch(args: &[String], script: &Path) -> Result<String> {
 fn quote(p: &Path) -> String {
     format!("'{}'", p.display().to_string().replace('\'', r"'\''"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn time_limits_and_memory_sizes_are_read_as_slurm_reads_them() {
+        assert_eq!(time_limit_seconds("90").unwrap(), 5400);
+        assert_eq!(time_limit_seconds("10:30").unwrap(), 630);
+        assert_eq!(time_limit_seconds("04:00:00").unwrap(), 14_400);
+        assert_eq!(time_limit_seconds("1-02").unwrap(), 93_600);
+        assert_eq!(time_limit_seconds("1-00:30").unwrap(), 88_200);
+        assert_eq!(time_limit_seconds("2-00:00:10").unwrap(), 172_810);
+        for bad in ["", "four hours", "1:2:3:4", "0", "-5", "1-", "10:xx"] {
+            let e = time_limit_seconds(bad).unwrap_err().to_string();
+            assert!(e.contains("--time") && e.contains("HH:MM:SS"), "{bad}: {e}");
+        }
+        for good in ["8G", "512M", "1024", "2T", "64k"] {
+            check_mem(good).unwrap();
+        }
+        for bad in ["", "G", "8GB", "-1G", "0", "eight"] {
+            assert!(check_mem(bad).unwrap_err().to_string().contains("--mem"), "{bad}");
+        }
+    }
+}

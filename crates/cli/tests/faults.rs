@@ -1,0 +1,446 @@
+//! The fault-injection suite: a micro study (every step kind, seconds per step) is computed once
+//! into a reference store, then damaged and interrupted in every way the store promises to
+//! survive, and each time run again to the end and compared with the reference bit for bit
+//! (every step's files by SHA-256, every result value with its timings left out):
+//! - each file a step lists, and its `result.json`, flipped in place (same size), truncated and
+//!   deleted, for every step kind;
+//! - `study run --workers 2` killed with SIGKILL (the whole process group) at evenly spaced
+//!   instants until it finishes;
+//! - SIGTERM to the parent of the workers, and to the whole group: exit status 3, then a rerun;
+//! - concurrent first opens of a new store;
+//! - `--json` of every subcommand parsed as one JSON document.
+//!
+//! It prints one summary line: faults injected, recovered, results identical.
+
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_doublewin");
+/// `study run`'s status when a signal stopped it (doublewin::study::EXIT_STOPPED).
+const STOPPED: i32 = doublewin::study::EXIT_STOPPED;
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("doublewin-faults-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn doublewin(args: &[&str]) -> Output {
+    Command::new(BIN).args(["--threads", "1"]).args(args).output().unwrap()
+}
+
+fn text(o: &Output) -> String {
+    format!("status {:?}\nstdout: {}\nstderr: {}", o.status, String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+/// The tiny profile cut to one step or two of every kind, each a second or so.
+fn micro_study(dir: &Path) -> PathBuf {
+    let o = doublewin(&["study", "show", "--profile", "tiny"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let mut s: Value = serde_json::from_slice(&o.stdout).unwrap();
+    s["pretrainings"] = serde_json::json!(["standard"]);
+    s["families"] = serde_json::json!(["standard"]);
+    s["source_fraction"] = serde_json::json!(0.02);
+    s["pretrain"]["epochs"] = serde_json::json!(2);
+    s["imp"]["rounds"] = serde_json::json!(2);
+    s["rounds"] = serde_json::json!([2]);
+    s["fine_tunings"] = serde_json::json!(["standard"]);
+    s["fractions"] = serde_json::json!([0.1]);
+    s["transfer"]["recipe"]["epochs"] = serde_json::json!(2);
+    s["controls"] = Value::Null;
+    s["scratch"] = serde_json::json!(false);
+    s["attack_check_examples"] = serde_json::json!(16);
+    let l = &mut s["landscapes"];
+    l["round"] = serde_json::json!(2);
+    l["fine_tuning"] = serde_json::json!("standard");
+    l["fractions"] = serde_json::json!([0.1]);
+    l["resolution"] = serde_json::json!(3);
+    l["examples"] = serde_json::json!(16);
+    l["checkpoints"] = serde_json::json!(3);
+    let path = dir.join("micro.json");
+    std::fs::write(&path, serde_json::to_string_pretty(&s).unwrap()).unwrap();
+    path
+}
+
+fn study_run(study: &Path, store: &Path, workers: usize) -> Output {
+    doublewin(&["study", "run", "--config", study.to_str().unwrap(), "--store", store.to_str().unwrap(), "--workers", &workers.to_string()])
+}
+
+/// `study run --workers 2` in its own process group (so the group can be signalled).
+fn spawn_run(study: &Path, store: &Path) -> std::process::Child {
+    Command::new(BIN)
+        .args(["--threads", "1", "study", "run", "--workers", "2", "--config"])
+        .arg(study)
+        .arg("--store")
+        .arg(store)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .unwrap()
+}
+
+fn signal(pid: i32, sig: i32) {
+    // SAFETY: kill(2) on a process (or group, pid < 0) this test started.
+    unsafe { libc::kill(pid, sig) };
+}
+
+/// Waits for `child` at most `limit`; its status, or None (then it is killed).
+fn wait_at_most(child: &mut std::process::Child, limit: Duration) -> Option<std::process::ExitStatus> {
+    let t = Instant::now();
+    while t.elapsed() < limit {
+        if let Some(s) = child.try_wait().unwrap() {
+            return Some(s);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    signal(-(child.id() as i32), libc::SIGKILL);
+    let _ = child.wait();
+    None
+}
+
+/// Drops every "seconds" field (timings differ from run to run; nothing else may).
+fn strip_timings(v: &mut Value) {
+    match v {
+        Value::Object(m) => {
+            m.remove("seconds");
+            m.values_mut().for_each(strip_timings);
+        }
+        Value::Array(a) => a.iter_mut().for_each(strip_timings),
+        _ => {}
+    }
+}
+
+/// Every finished step of a store: kind/key -> (its files with their hashes, its value).
+fn snapshot(store: &Path) -> BTreeMap<String, Value> {
+    let mut out = BTreeMap::new();
+    for kind in std::fs::read_dir(store).unwrap().flatten().filter(|e| e.path().is_dir()) {
+        for step in std::fs::read_dir(kind.path()).unwrap().flatten().filter(|e| e.path().is_dir()) {
+            let Ok(text) = std::fs::read_to_string(step.path().join("result.json")) else { continue };
+            let mut v: Value = serde_json::from_str(&text).unwrap();
+            strip_timings(&mut v);
+            let name = format!("{}/{}", kind.file_name().to_string_lossy(), step.file_name().to_string_lossy());
+            out.insert(name, serde_json::json!({"files": v["files"], "value": v["value"]}));
+        }
+    }
+    out
+}
+
+fn differences(reference: &BTreeMap<String, Value>, other: &BTreeMap<String, Value>) -> Vec<String> {
+    let mut d = Vec::new();
+    for (k, v) in reference {
+        match other.get(k) {
+            None => d.push(format!("{k} missing")),
+            Some(w) if w != v => d.push(format!("{k} differs")),
+            _ => {}
+        }
+    }
+    d.extend(other.keys().filter(|k| !reference.contains_key(*k)).map(|k| format!("{k} extra")));
+    d
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    let _ = std::fs::remove_dir_all(to);
+    let o = Command::new("cp").arg("-a").arg(from).arg(to).output().unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Damage {
+    Flip,
+    Truncate,
+    Delete,
+}
+
+fn damage(path: &Path, how: Damage) {
+    match how {
+        Damage::Flip => {
+            let mut bytes = std::fs::read(path).unwrap();
+            let i = bytes.len() / 2;
+            // A digit stays a digit, any other byte changes: the size is kept either way.
+            bytes[i] = if bytes[i].is_ascii_digit() { b'0' + (bytes[i] - b'0' + 1) % 10 } else { bytes[i] ^ 0x5a };
+            std::fs::write(path, bytes).unwrap();
+        }
+        Damage::Truncate => {
+            let len = std::fs::metadata(path).unwrap().len();
+            std::fs::OpenOptions::new().write(true).open(path).unwrap().set_len(len / 2).unwrap();
+        }
+        Damage::Delete => std::fs::remove_file(path).unwrap(),
+    }
+}
+
+/// For every step kind: one of its listed files of each type (by extension) and its
+/// `result.json`.
+fn targets(store: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for kind in std::fs::read_dir(store).unwrap().flatten().filter(|e| e.path().is_dir() && e.file_name() != "studies") {
+        let mut seen = std::collections::BTreeSet::new();
+        let mut steps: Vec<PathBuf> = std::fs::read_dir(kind.path()).unwrap().flatten().map(|e| e.path()).filter(|p| p.is_dir()).collect();
+        steps.sort();
+        for step in steps {
+            let record: Value = serde_json::from_str(&std::fs::read_to_string(step.join("result.json")).unwrap()).unwrap();
+            if seen.insert("result.json".to_string()) {
+                out.push(step.join("result.json"));
+            }
+            for f in record["files"].as_array().unwrap() {
+                let p = f["path"].as_str().unwrap();
+                let ext = p.rsplit_once('.').map_or(p, |(_, e)| e).to_string();
+                if seen.insert(ext) {
+                    out.push(step.join(p));
+                }
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn faults_are_detected_recovered_from_and_leave_results_identical() {
+    let t0 = Instant::now();
+    let dir = tmp("suite");
+    let study = micro_study(&dir);
+    let reference = dir.join("reference");
+    let t = Instant::now();
+    let o = study_run(&study, &reference, 2);
+    assert!(o.status.success(), "{}", text(&o));
+    let run_time = t.elapsed();
+    let want = snapshot(&reference);
+    let kinds: std::collections::BTreeSet<&str> = want.keys().map(|k| k.split('/').next().unwrap()).collect();
+    assert_eq!(kinds.len(), 6, "the micro study covers every step kind: {kinds:?}");
+    let (mut injected, mut recovered, mut identical) = (0usize, 0usize, 0usize);
+
+    // 1. Damaged files: each kind's files flipped, truncated and deleted (all kinds at once per
+    //    round), then a rerun.
+    let store = dir.join("damaged");
+    for how in [Damage::Flip, Damage::Truncate, Damage::Delete] {
+        copy_dir(&reference, &store);
+        let hit = targets(&store);
+        for p in &hit {
+            damage(p, how);
+        }
+        injected += hit.len();
+        let o = study_run(&study, &store, 1);
+        assert!(o.status.success(), "{how:?}: {}", text(&o));
+        recovered += hit.len();
+        let d = differences(&want, &snapshot(&store));
+        assert!(d.is_empty(), "{how:?} of {hit:?}: {d:?}");
+        identical += hit.len();
+    }
+
+    // 2. SIGKILL to the whole group at N evenly spaced instants of a run (each on a fresh
+    //    store), then a rerun to the end.
+    const KILLS: u32 = 4;
+    for k in 1..=KILLS {
+        let store = dir.join(format!("killed-{k}"));
+        let mut child = spawn_run(&study, &store);
+        std::thread::sleep(run_time * k / (KILLS + 1));
+        signal(-(child.id() as i32), libc::SIGKILL);
+        let _ = child.wait();
+        injected += 1;
+        let o = study_run(&study, &store, 2);
+        assert!(o.status.success(), "after a kill at {k}/{}: {}", KILLS + 1, text(&o));
+        recovered += 1;
+        let d = differences(&want, &snapshot(&store));
+        assert!(d.is_empty(), "after a kill at {k}/{}: {d:?}", KILLS + 1);
+        identical += 1;
+    }
+
+    // 3. SIGTERM to the parent of the workers, then to the whole group: both stop with status 3
+    //    (no worker left behind), and a rerun finishes the study.
+    for group in [false, true] {
+        let store = dir.join(if group { "term-group" } else { "term-parent" });
+        let mut child = spawn_run(&study, &store);
+        std::thread::sleep(run_time / 3);
+        let pid = child.id() as i32;
+        signal(if group { -pid } else { pid }, libc::SIGTERM);
+        let status = wait_at_most(&mut child, run_time + Duration::from_secs(30)).expect("the run stops after SIGTERM");
+        assert_eq!(status.code(), Some(STOPPED), "SIGTERM to the {}: {status:?}", if group { "group" } else { "parent" });
+        // No worker of the group survives its parent.
+        std::thread::sleep(Duration::from_millis(200));
+        // SAFETY: signal 0 only asks whether the group still exists.
+        assert_ne!(unsafe { libc::kill(-pid, 0) }, 0, "a worker outlived the stopped run");
+        injected += 1;
+        let o = study_run(&study, &store, 2);
+        assert!(o.status.success(), "{}", text(&o));
+        recovered += 1;
+        let d = differences(&want, &snapshot(&store));
+        assert!(d.is_empty(), "after SIGTERM: {d:?}");
+        identical += 1;
+    }
+
+    // 4. Eight processes open one new store at once, three times.
+    for round in 0..3 {
+        let store = dir.join(format!("new-{round}"));
+        let children: Vec<_> = (0..8)
+            .map(|_| {
+                Command::new(BIN)
+                    .args(["study", "plan", "--config"])
+                    .arg(&study)
+                    .arg("--store")
+                    .arg(&store)
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        for c in children {
+            let o = c.wait_with_output().unwrap();
+            assert!(o.status.success(), "concurrent open: {}", text(&o));
+            injected += 1;
+            recovered += 1;
+            identical += 1;
+        }
+    }
+
+    // 5. --json: stdout is one JSON document for every subcommand.
+    let out = dir.join("json");
+    let net = out.join("net.safetensors");
+    let tickets = out.join("imp");
+    let (s, r) = (study.to_str().unwrap(), reference.to_str().unwrap());
+    let clean_store = dir.join("clean");
+    copy_dir(&reference, &clean_store);
+    let commands: Vec<Vec<String>> = [
+        vec!["info"],
+        vec!["data", "list"],
+        vec!["study", "show", "--profile", "tiny"],
+        vec!["study", "plan", "--config", s, "--store", r],
+        vec!["study", "run", "--config", s, "--store", r],
+        vec!["study", "run", "--config", s, "--store", r, "--workers", "2"],
+        vec!["study", "report", "--config", s, "--store", r, "--out", out.join("report").to_str().unwrap()],
+        vec!["study", "list", "--store", r],
+        vec!["study", "clean", "--kind", "landscape", "--store", clean_store.to_str().unwrap()],
+        vec!["pretrain", "--regime", "standard", "--profile", "tiny", "--store", clean_store.to_str().unwrap()],
+        vec!["bench", "--quick", "--no-peer", "--only", "eval-convnet", "--out", out.join("bench.md").to_str().unwrap()],
+        vec!["train", "--dataset", "digits", "--epochs", "1", "--out", net.to_str().unwrap()],
+        vec!["evaluate", "--net", net.to_str().unwrap(), "--dataset", "digits", "--eps", "0.1", "--examples", "50"],
+        vec![
+            "imp",
+            "--net",
+            net.to_str().unwrap(),
+            "--dataset",
+            "digits",
+            "--rounds",
+            "1",
+            "--epochs",
+            "1",
+            "--out",
+            tickets.to_str().unwrap(),
+        ],
+        vec![
+            "transfer",
+            "--net",
+            net.to_str().unwrap(),
+            "--mask",
+            tickets.join("round-01.mask.safetensors").to_str().unwrap(),
+            "--dataset",
+            "digits",
+            "--fraction",
+            "0.1",
+            "--epochs",
+            "1",
+        ],
+    ]
+    .iter()
+    .map(|c| c.iter().map(|a| a.to_string()).collect())
+    .collect();
+    for c in &commands {
+        let o = Command::new(BIN).args(["--threads", "1", "--json"]).args(c).output().unwrap();
+        assert!(o.status.success(), "{c:?}: {}", text(&o));
+        let parsed: Result<Value, _> = serde_json::from_slice(&o.stdout);
+        assert!(parsed.is_ok(), "{c:?} printed more than one JSON document on stdout: {}", text(&o));
+    }
+
+    println!(
+        "fault injection: {injected} faults injected, {recovered} recovered, {identical} with results identical to the \
+         reference ({KILLS} kills, {} commands' --json parsed) in {:.0} s",
+        commands.len(),
+        t0.elapsed().as_secs_f64()
+    );
+    assert_eq!((recovered, identical), (injected, injected));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn bad_values_are_refused_naming_where_they_came_from() {
+    let dir = tmp("values");
+    let run = |env: &[(&str, &str)], args: &[&str]| {
+        let o = Command::new(BIN).envs(env.iter().copied()).args(args).output().unwrap();
+        (o.status.success(), String::from_utf8_lossy(&o.stderr).into_owned())
+    };
+    let (ok, err) = run(&[], &["--threads", "20000", "info"]);
+    assert!(!ok && err.contains("--threads = 20000") && err.contains("at most"), "{err}");
+    let (ok, err) = run(&[("DOUBLEWIN_THREADS", "100000")], &["info"]);
+    assert!(!ok && err.contains("DOUBLEWIN_THREADS = 100000"), "{err}");
+    let (ok, err) = run(&[("DOUBLEWIN_SEED", "x")], &["info"]);
+    assert!(!ok && err.contains("DOUBLEWIN_SEED='x'"), "{err}");
+    let (ok, err) = run(&[], &["evaluate", "--net", "/nonexistent.safetensors", "--examples", "0"]);
+    assert!(!ok && err.contains("--examples 0"), "{err}");
+    let store = dir.join("store");
+    let (ok, err) = run(&[], &["study", "clean", "--kind", "bogus", "--store", store.to_str().unwrap()]);
+    assert!(!ok && err.contains("bogus") && err.contains("transfer"), "{err}");
+    let (ok, err) = run(&[], &["study", "list", "--store", dir.join("missing").to_str().unwrap()]);
+    assert!(!ok && err.contains("not found") && !dir.join("missing").exists(), "{err}");
+    // Study files: a repeated entry, and a wrong type named by its field path.
+    let o = doublewin(&["study", "show", "--profile", "tiny"]);
+    let good: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let path = dir.join("study.json");
+    let mut bad = good.clone();
+    bad["fractions"] = serde_json::json!([0.1, 0.1]);
+    std::fs::write(&path, bad.to_string()).unwrap();
+    let (ok, err) = run(&[], &["study", "plan", "--config", path.to_str().unwrap(), "--store", store.to_str().unwrap()]);
+    assert!(!ok && err.contains("fractions") && err.contains("repeat"), "{err}");
+    let mut bad = good.clone();
+    bad["transfer"]["recipe"]["epochs"] = serde_json::json!("ten");
+    std::fs::write(&path, bad.to_string()).unwrap();
+    let (ok, err) = run(&[], &["study", "plan", "--config", path.to_str().unwrap(), "--store", store.to_str().unwrap()]);
+    assert!(!ok && err.contains("transfer.recipe.epochs"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_read_only_store_serves_finished_steps_and_refuses_new_ones_up_front() {
+    let dir = tmp("ro");
+    let mnt = dir.join("mnt");
+    std::fs::create_dir_all(&mnt).unwrap();
+    let mount = |opts: &str| Command::new("mount").args(["-t", "tmpfs", "-o", opts, "tmpfs"]).arg(&mnt).output();
+    match mount("size=64m") {
+        Ok(o) if o.status.success() => {}
+        _ => {
+            // A read-only file system needs a mount (root): permissions alone do not stop root.
+            println!("skipped: cannot mount a tmpfs here (not root?)");
+            return;
+        }
+    }
+    let study = micro_study(&dir);
+    let store = mnt.join("store");
+    let o = study_run(&study, &store, 1);
+    assert!(o.status.success(), "{}", text(&o));
+    let remount = Command::new("mount").args(["-o", "remount,ro"]).arg(&mnt).output().unwrap();
+    assert!(remount.status.success(), "{}", text(&remount));
+    let s = study.to_str().unwrap();
+    let st = store.to_str().unwrap();
+    // Everything done: running, with workers, and reporting only read.
+    for args in [vec!["study", "run", "--config", s, "--store", st], vec!["study", "run", "--config", s, "--store", st, "--workers", "2"]] {
+        let o = doublewin(&args);
+        assert!(o.status.success(), "{args:?} on a read-only store with every step done: {}", text(&o));
+    }
+    let out = dir.join("report");
+    let o = doublewin(&["study", "report", "--config", s, "--store", st, "--out", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o));
+    // One more seed: refused before any work, with the fix.
+    let mut more: Value = serde_json::from_str(&std::fs::read_to_string(&study).unwrap()).unwrap();
+    more["seeds"] = serde_json::json!([0, 1]);
+    let more_path = dir.join("more.json");
+    std::fs::write(&more_path, more.to_string()).unwrap();
+    let o = doublewin(&["study", "run", "--config", more_path.to_str().unwrap(), "--store", st]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("read-only") && err.contains("writable"), "{}", text(&o));
+    let _ = Command::new("umount").arg(&mnt).output();
+    let _ = std::fs::remove_dir_all(&dir);
+}
