@@ -733,10 +733,13 @@ fn study(rt: &Runtime, json: bool, action: StudyAction) -> Result<()> {
                     ));
                 }
             }
-            if parallel.workers > 1 {
-                run_in_parallel(rt, &study, &store, parallel.workers, false)?;
+            let workers = if parallel.workers > 1 { Some(run_in_parallel(rt, &study, &store, parallel.workers, false)?) } else { None };
+            let mut report = study.report(rt, &store)?;
+            // The workers computed the steps; the report's own pass found them in the store.
+            if let Some(w) = workers {
+                report.results.computed_steps += w.computed;
+                report.results.seconds += w.seconds;
             }
-            let report = study.report(rt, &store)?;
             let html = report.save(&out)?;
             let text =
                 format!("{}\n{report}wrote {} and {}", report.results.verdict_table(), html.display(), out.join("report.md").display());
