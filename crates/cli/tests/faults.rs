@@ -444,3 +444,48 @@ fn a_read_only_store_serves_finished_steps_and_refuses_new_ones_up_front() {
     let _ = Command::new("umount").arg(&mnt).output();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_pretraining_stopped_by_sigterm_ends_at_a_saved_epoch_and_resumes_to_the_same_weights() {
+    let dir = tmp("epoch-stop");
+    let study = micro_study(&dir);
+    // One long step: a 12-epoch pre-training (the rest of the micro study is unchanged).
+    let mut s: Value = serde_json::from_str(&std::fs::read_to_string(&study).unwrap()).unwrap();
+    s["pretrain"]["epochs"] = serde_json::json!(12);
+    s["source_fraction"] = serde_json::json!(0.05);
+    std::fs::write(&study, s.to_string()).unwrap();
+    let reference = dir.join("reference");
+    let o = study_run(&study, &reference, 1);
+    assert!(o.status.success(), "{}", text(&o));
+    let store = dir.join("stopped");
+    let mut child = Command::new(BIN)
+        .args(["--threads", "1", "study", "run", "--config"])
+        .arg(&study)
+        .arg("--store")
+        .arg(&store)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Signal once the pre-training has saved its first epoch.
+    let history = || -> Option<Value> {
+        let steps = std::fs::read_dir(store.join("pretrain")).ok()?;
+        steps.flatten().find_map(|e| serde_json::from_str(&std::fs::read_to_string(e.path().join("train/history.json")).ok()?).ok())
+    };
+    let t = Instant::now();
+    while history().is_none() {
+        assert!(t.elapsed() < Duration::from_secs(120), "the pre-training never saved an epoch");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    signal(child.id() as i32, libc::SIGTERM);
+    let status = wait_at_most(&mut child, Duration::from_secs(60)).expect("the run stops after SIGTERM");
+    assert_eq!(status.code(), Some(STOPPED));
+    let saved = history().expect("the stopped pre-training keeps its saved epochs")["history"]["epochs"].as_array().unwrap().len();
+    assert!(saved < 12, "stopped after {saved} of 12 epochs: the signal did not stop the pre-training itself");
+    let o = study_run(&study, &store, 1);
+    assert!(o.status.success(), "{}", text(&o));
+    let d = differences(&snapshot(&reference), &snapshot(&store));
+    assert!(d.is_empty(), "a pre-training stopped after {saved} epochs and resumed differs: {d:?}");
+    println!("pre-training stopped by SIGTERM after epoch {saved} of 12, resumed: every step identical to an uninterrupted run");
+    let _ = std::fs::remove_dir_all(&dir);
+}
