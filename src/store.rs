@@ -68,9 +68,9 @@ struct Record<T> {
 
 /// The checksum of a record's fields (serde_json sorts object keys: the text is canonical, and
 /// floats print in their shortest round-tripping form, so the value read back hashes the same).
-fn record_checksum(format: &str, kind: &str, key: &str, label: &str, files: &[FileRecord], value: &serde_json::Value) -> Result<String> {
+fn record_checksum(format: &str, kind: &str, key: &str, label: &str, files: &[FileRecord], value: &serde_json::Value) -> String {
     let text = serde_json::json!({"format": format, "kind": kind, "key": key, "label": label, "files": files, "value": value}).to_string();
-    Ok(crate::fsio::sha256(text.as_bytes()))
+    crate::fsio::sha256(text.as_bytes())
 }
 
 #[derive(Serialize, Deserialize)]
@@ -125,8 +125,9 @@ pub enum Attempt<T> {
 #[derive(Debug, Clone)]
 pub struct Store {
     root: PathBuf,
-    /// Why the store cannot be written, found when it was opened.
-    read_only: Option<String>,
+    /// Why the store cannot be written (`None`: it can), probed the first time a step is about to
+    /// be computed: commands that only read never write a probe file.
+    read_only: std::sync::OnceLock<Option<String>>,
 }
 
 impl Store {
@@ -135,13 +136,7 @@ impl Store {
     /// every upstream setting, or not a store at all) is refused with the fix.
     pub fn open(root: impl Into<PathBuf>) -> Result<Store> {
         let root = root.into();
-        std::fs::create_dir_all(&root).map_err(|e| Error::io(&root, e)).map_err(|e| match read_only_reason(&root) {
-            Some(why) => Error::invalid(
-                format!("cannot create the store {} ({why})", root.display()),
-                "point DOUBLEWIN_STORE / --store at a folder you can write",
-            ),
-            None => e,
-        })?;
+        std::fs::create_dir_all(&root).map_err(|e| creation_error(&root, Error::io(&root, e)))?;
         let marker = root.join(MARKER);
         if !marker.exists() {
             // Files a concurrent creator may be writing (its marker's temp file) are not a
@@ -170,13 +165,7 @@ impl Store {
             if !marker.exists() {
                 // Every concurrent creator writes the same text and renames it into place: whoever
                 // lands last, the marker is whole and right.
-                crate::fsio::write_json(&marker, &Marker { format: FORMAT.into() }).map_err(|e| match read_only_reason(&root) {
-                    Some(why) => Error::invalid(
-                        format!("cannot create the store {} ({why})", root.display()),
-                        "point DOUBLEWIN_STORE / --store at a folder you can write",
-                    ),
-                    None => e,
-                })?;
+                crate::fsio::write_json(&marker, &Marker { format: FORMAT.into() }).map_err(|e| creation_error(&root, e))?;
             }
         }
         let m: Marker = crate::fsio::read_json(&marker)?;
@@ -186,8 +175,7 @@ impl Store {
                 "use a doublewin of that version, or start a new store (DOUBLEWIN_STORE=another folder)",
             ));
         }
-        let read_only = read_only_reason(&root);
-        Ok(Store { root, read_only })
+        Ok(Store { root, read_only: std::sync::OnceLock::new() })
     }
 
     /// Opens an existing store folder without creating it: for commands that only read
@@ -206,12 +194,12 @@ impl Store {
     /// Why this store cannot be written (`None`: it can). A read-only store still serves every
     /// finished step; computing a missing one is refused with this reason.
     pub fn read_only(&self) -> Option<&str> {
-        self.read_only.as_deref()
+        self.read_only.get_or_init(|| read_only_reason(&self.root)).as_deref()
     }
 
     /// An error unless the store can be written.
     pub fn check_writable(&self) -> Result<()> {
-        match &self.read_only {
+        match self.read_only() {
             None => Ok(()),
             Some(why) => Err(Error::invalid(
                 format!("the store {} cannot be written ({why}) and the study has steps left to compute", self.root.display()),
@@ -251,7 +239,7 @@ impl Store {
         let path = self.dir(kind, key).join(RESULT);
         let raw: Record<serde_json::Value> = crate::fsio::read_json(&path)?;
         if let Some(sum) = &raw.checksum {
-            if *sum != record_checksum(&raw.format, &raw.kind, &raw.key, &raw.label, &raw.files, &raw.value)? {
+            if *sum != record_checksum(&raw.format, &raw.kind, &raw.key, &raw.label, &raw.files, &raw.value) {
                 return Err(Error::bad_file_fix(&path, "does not match its checksum (damaged)", "it is computed again when needed"));
             }
         }
@@ -374,7 +362,7 @@ impl Store {
         let value = serde_json::to_value(&value)
             .map_err(|e| Error::invalid(format!("cannot store the {kind} result: {e}"), "report this as a bug"))?;
         let label = description.label();
-        let checksum = Some(record_checksum(STEP_FORMAT, kind, &key, &label, &files, &value)?);
+        let checksum = Some(record_checksum(STEP_FORMAT, kind, &key, &label, &files, &value));
         let record = Record { format: STEP_FORMAT.into(), kind: kind.into(), key: key.clone(), label, files, value, checksum };
         crate::fsio::write_json(&dir.join(RESULT), &record)?;
         drop(lock);
@@ -441,6 +429,18 @@ impl Store {
         }
         crate::fsio::write_json(&root.join(MARKER), &Marker { format: FORMAT.into() })?;
         Ok(n)
+    }
+}
+
+/// `e`, a failure to create the store at `root`, said as "the folder cannot be written" with the
+/// fix when that is why.
+fn creation_error(root: &Path, e: Error) -> Error {
+    match read_only_reason(root) {
+        Some(why) => Error::invalid(
+            format!("cannot create the store {} ({why})", root.display()),
+            "point DOUBLEWIN_STORE / --store at a folder you can write",
+        ),
+        None => e,
     }
 }
 

@@ -272,7 +272,7 @@ fn remove_rounds_from(dir: &Path, round: usize) -> Result<()> {
     while round_path(dir, r).exists() {
         let p = round_path(dir, r);
         std::fs::remove_file(&p).map_err(|e| Error::io(&p, e))?;
-        let side = PathBuf::from(format!("{}.json", p.display()));
+        let side = super::mask::sidecar(&p);
         if side.exists() {
             std::fs::remove_file(&side).map_err(|e| Error::io(&side, e))?;
         }

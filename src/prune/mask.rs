@@ -366,6 +366,7 @@ struct MaskFile {
     sha256: Option<String>,
 }
 
-fn sidecar(path: &Path) -> PathBuf {
+/// The metadata file beside a mask: `m.safetensors` -> `m.safetensors.json`.
+pub(crate) fn sidecar(path: &Path) -> PathBuf {
     PathBuf::from(format!("{}.json", path.display()))
 }

@@ -484,7 +484,7 @@ fn run_in_parallel(rt: &Runtime, study: &Study, store: &Store, workers: usize, w
     let summary = doublewin::study::RunSummary { computed, stored: plan.len() - computed, seconds, stopped: false, busy, idle };
     eprintln!(
         "{workers} workers: {computed} steps computed in {seconds:.0} s; busy {busy:.0} s, idle {idle:.0} s ({:.1}% of the workers' time idle)",
-        100.0 * idle / (busy + idle).max(1e-9)
+        100.0 * summary.idle_fraction()
     );
     Ok(summary)
 }

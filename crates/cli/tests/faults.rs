@@ -71,10 +71,10 @@ fn study_run(study: &Path, store: &Path, workers: usize) -> Output {
     doublewin(&["study", "run", "--config", study.to_str().unwrap(), "--store", store.to_str().unwrap(), "--workers", &workers.to_string()])
 }
 
-/// `study run --workers 2` in its own process group (so the group can be signalled).
-fn spawn_run(study: &Path, store: &Path) -> std::process::Child {
+/// `study run --workers N` in its own process group (so the group can be signalled).
+fn spawn_run(study: &Path, store: &Path, workers: usize) -> std::process::Child {
     Command::new(BIN)
-        .args(["--threads", "1", "study", "run", "--workers", "2", "--config"])
+        .args(["--threads", "1", "study", "run", "--workers", &workers.to_string(), "--config"])
         .arg(study)
         .arg("--store")
         .arg(store)
@@ -237,7 +237,7 @@ fn faults_are_detected_recovered_from_and_leave_results_identical() {
     const KILLS: u32 = 4;
     for k in 1..=KILLS {
         let store = dir.join(format!("killed-{k}"));
-        let mut child = spawn_run(&study, &store);
+        let mut child = spawn_run(&study, &store, 2);
         std::thread::sleep(run_time * k / (KILLS + 1));
         signal(-(child.id() as i32), libc::SIGKILL);
         let _ = child.wait();
@@ -254,7 +254,7 @@ fn faults_are_detected_recovered_from_and_leave_results_identical() {
     //    (no worker left behind), and a rerun finishes the study.
     for group in [false, true] {
         let store = dir.join(if group { "term-group" } else { "term-parent" });
-        let mut child = spawn_run(&study, &store);
+        let mut child = spawn_run(&study, &store, 2);
         std::thread::sleep(run_time / 3);
         let pid = child.id() as i32;
         signal(if group { -pid } else { pid }, libc::SIGTERM);
@@ -458,15 +458,7 @@ fn a_pretraining_stopped_by_sigterm_ends_at_a_saved_epoch_and_resumes_to_the_sam
     let o = study_run(&study, &reference, 1);
     assert!(o.status.success(), "{}", text(&o));
     let store = dir.join("stopped");
-    let mut child = Command::new(BIN)
-        .args(["--threads", "1", "study", "run", "--config"])
-        .arg(&study)
-        .arg("--store")
-        .arg(&store)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_run(&study, &store, 1);
     // Signal once the pre-training has saved its first epoch.
     let history = || -> Option<Value> {
         let steps = std::fs::read_dir(store.join("pretrain")).ok()?;
