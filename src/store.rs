@@ -23,12 +23,19 @@ const MARKER: &str = "store.json";
 const RESULT: &str = "result.json";
 const DESCRIBE: &str = "describe.json";
 
-/// A 16-hex-digit name for a step: SHA-256 of the canonical JSON of `{kind, description}`
-/// (serde_json sorts object keys, so the text is canonical). Serialisation errors propagate.
+/// The revision of the computation behind every step: raised when the same description would
+/// give other numbers (2: convolutions run channels-last, a different floating-point order).
+/// It is part of every key, so results of an older revision are never handed back; they stay
+/// in the store as unmatched steps until `study clean` removes them.
+pub const NUMERICS: u32 = 2;
+
+/// A 16-hex-digit name for a step: SHA-256 of the canonical JSON of `{kind, numerics,
+/// description}` (serde_json sorts object keys, so the text is canonical). Serialisation errors
+/// propagate.
 pub fn key_of<D: Serialize + ?Sized>(kind: &str, description: &D) -> Result<String> {
     let value = serde_json::to_value(description)
         .map_err(|e| Error::invalid(format!("cannot describe a {kind} step: {e}"), "report this as a bug"))?;
-    let text = serde_json::json!({ "kind": kind, "description": value }).to_string();
+    let text = serde_json::json!({ "kind": kind, "numerics": NUMERICS, "description": value }).to_string();
     Ok(crate::fsio::sha256(text.as_bytes())[..16].to_string())
 }
 

@@ -54,7 +54,7 @@ fn save_then_load_gives_identical_outputs_and_detects_tampering() {
     // A changed weights file no longer matches its sidecar.
     let path = dir.join("convnet[32, 64, 128].safetensors");
     let other = Network::new(spec(Arch::convnet(), 3, 32, 10), Device::Cpu, 6).unwrap();
-    other.var_store().save(&path).unwrap();
+    doublewin::model::io::write_tensors(&path, &other.named_tensors()).unwrap();
     let err = Network::load(&path, Device::Cpu).unwrap_err().to_string();
     assert!(err.contains("content hash"), "{err}");
     let err = Network::load(dir.join("missing.safetensors"), Device::Cpu).unwrap_err().to_string();
@@ -88,8 +88,11 @@ fn check_import(arch: Arch, name: &str, layout: &str) {
     let reference: std::collections::HashMap<String, Tensor> =
         Tensor::read_safetensors(dir.join("reference.safetensors")).unwrap().into_iter().collect();
     let ours = net.forward(&reference["x"], false).unwrap();
+    // The reference runs PyTorch's NCHW convolutions, ours run channels-last: the same sums in
+    // another order, which over ResNet-50's 53 layers moves the logits by up to 2.4e-4
+    // (measured). A misplaced tensor moves them by whole units.
     let diff = (ours - &reference["logits"]).abs().max().double_value(&[]);
-    assert!(diff < 1e-5, "{name}/{layout}: max |logit difference| = {diff}");
+    assert!(diff < 1e-3, "{name}/{layout}: max |logit difference| = {diff}");
 }
 
 #[test]

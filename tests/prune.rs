@@ -68,7 +68,7 @@ fn global_magnitude_matches_pytorch_global_unstructured() {
     let net = net(&data, 2);
     let dir = temp_dir("prune-parity");
     let convs: Vec<(String, Tensor)> = net.named_tensors().into_iter().filter(|(n, _)| net.prunable_names().contains(n)).collect();
-    Tensor::write_safetensors(&convs, dir.join("w.safetensors")).unwrap();
+    doublewin::model::io::write_tensors(&dir.join("w.safetensors"), &convs).unwrap();
     run_python("global_unstructured.py", &[dir.join("w.safetensors").to_str().unwrap(), dir.join("m.safetensors").to_str().unwrap(), "3"]);
     let theirs: BTreeMap<String, Tensor> = Tensor::read_safetensors(dir.join("m.safetensors")).unwrap().into_iter().collect();
     let mut ours = Mask::dense_for(&net).unwrap();

@@ -13,6 +13,16 @@ use tch::{Device, Kind, Tensor};
 
 const FORMAT: &str = "doublewin-network/1";
 
+/// Writes named tensors as one safetensors file, atomically. Each tensor is written as a
+/// contiguous CPU copy: the networks keep their convolution weights channels-last
+/// ([`super::channels_last`]) and safetensors stores the standard (row-major) layout, so files
+/// read the same in PyTorch.
+pub fn write_tensors(path: &Path, tensors: &[(String, Tensor)]) -> Result<()> {
+    let plain: Vec<(String, Tensor)> =
+        tensors.iter().map(|(n, t)| Ok((n.clone(), t.f_to_device(Device::Cpu)?.f_contiguous()?))).collect::<Result<_>>()?;
+    fsio::write_atomic_with(path, |tmp| Ok(Tensor::write_safetensors(&plain, tmp)?))
+}
+
 /// The JSON sidecar written next to a network's safetensors file.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Sidecar {
@@ -36,7 +46,7 @@ impl Network {
         if path.extension().and_then(|e| e.to_str()) != Some("safetensors") {
             return Err(Error::invalid(format!("{} does not end in .safetensors", path.display()), "name the file e.g. net.safetensors"));
         }
-        fsio::write_atomic_with(path, |tmp| Ok(self.vs.save(tmp)?))?;
+        write_tensors(path, &self.named_tensors())?;
         let sidecar = Sidecar {
             format: FORMAT.into(),
             spec: self.spec.clone(),

@@ -229,7 +229,7 @@ impl Mask {
         let path = path.as_ref();
         let tensors: Vec<(String, Tensor)> =
             self.masks.iter().map(|(n, m)| Ok((n.clone(), m.f_to_kind(Kind::Uint8)?))).collect::<Result<_>>()?;
-        fsio::write_atomic_with(path, |tmp| Ok(Tensor::write_safetensors(&tensors, tmp)?))?;
+        crate::model::io::write_tensors(path, &tensors)?;
         let json = MaskFile {
             format: FORMAT.into(),
             meta: self.meta.clone(),
@@ -294,7 +294,7 @@ impl Mask {
                 None => out.push((n, t)),
             }
         }
-        fsio::write_atomic_with(path.as_ref(), |tmp| Ok(Tensor::write_safetensors(&out, tmp)?))
+        crate::model::io::write_tensors(path.as_ref(), &out)
     }
 
     /// Reads PyTorch's pruning layout: the mask from every `*_mask` tensor, and the weights

@@ -382,7 +382,7 @@ fn save_state(f: &ResumeFiles, cfg: &TrainConfig, net: &Network, sgd: &Sgd, hist
     let mut tensors: Vec<(String, Tensor)> = net.named_tensors();
     tensors.extend(sgd.state().into_iter().map(|(n, t)| (format!("momentum/{n}"), t)));
     // Weights first, history last: a history on disk always has its state written.
-    crate::fsio::write_atomic_with(&f.state(), |tmp| Ok(Tensor::write_safetensors(&tensors, tmp)?))?;
+    crate::model::io::write_tensors(&f.state(), &tensors)?;
     crate::fsio::write_json(&f.history(), &SavedHistory { config_hash: cfg.hash()?, history: history.clone() })
 }
 

@@ -542,13 +542,6 @@ struct Fixture {
     eps: f64,
 }
 
-/// A float tensor's values as an f32 byte-exact copy (so the exchange is lossless).
-fn save_tensors(path: &Path, tensors: &[(String, Tensor)]) -> Result<()> {
-    let cpu: Vec<(String, Tensor)> =
-        tensors.iter().map(|(n, t)| Ok((n.clone(), t.f_to_device(Device::Cpu)?.f_contiguous()?))).collect::<Result<_>>()?;
-    doublewin::fsio::write_atomic_with(path, |tmp| Ok(Tensor::write_safetensors(&cpu, tmp)?))
-}
-
 fn fashion_mnist(quick: bool) -> Result<(Dataset, Dataset)> {
     let (train, test) = Embedded::FashionMnist.load()?;
     let n = if quick { 512 } else { 8192 };
@@ -603,12 +596,12 @@ fn resnet18_fixture(cfg: &BenchConfig, sizes: &Sizes, device: Device) -> Result<
 }
 
 fn write_fixture(dir: &Path, f: &Fixture, mask: &Mask) -> Result<()> {
-    save_tensors(&dir.join(format!("{}.weights.safetensors", f.name)), &f.net.named_tensors())?;
+    doublewin::model::io::write_tensors(&dir.join(format!("{}.weights.safetensors", f.name)), &f.net.named_tensors())?;
     let masks: Vec<(String, Tensor)> = mask.iter().map(|(n, m)| Ok((n.clone(), m.f_to_kind(Kind::Float)?))).collect::<Result<_>>()?;
-    save_tensors(&dir.join(format!("{}.mask.safetensors", f.name)), &masks)?;
+    doublewin::model::io::write_tensors(&dir.join(format!("{}.mask.safetensors", f.name)), &masks)?;
     let n = &f.net.spec().normalization;
     let stats = |v: &[f64]| Tensor::from_slice(&v.iter().map(|&a| a as f32).collect::<Vec<f32>>());
-    save_tensors(
+    doublewin::model::io::write_tensors(
         &dir.join(format!("{}.data.safetensors", f.name)),
         &[
             ("x".into(), f.x.shallow_clone()),
@@ -1035,7 +1028,7 @@ fn run_round(cfg: &BenchConfig) -> Result<BenchReport> {
         let net = Network::new(spec, device, cfg.seed)?;
         let dense = Mask::dense_for(&net)?;
         let convs: Vec<(String, Tensor)> = net.named_tensors().into_iter().filter(|(n, _)| dense.get(n).is_some()).collect();
-        save_tensors(&dir.join("resnet50.weights.safetensors"), &convs)?;
+        doublewin::model::io::write_tensors(&dir.join("resnet50.weights.safetensors"), &convs)?;
         let mut mask = None;
         let timing = time_runs(warmup, repeats, || {
             mask = Some(strategy::global_magnitude(&net, &dense, 0.2)?);

@@ -602,7 +602,7 @@ fn run(cli: Cli) -> Result<()> {
             if let Some(path) = &save_examples {
                 let tensors =
                     [("images".to_string(), test.images().shallow_clone()), ("labels".to_string(), test.labels().shallow_clone())];
-                doublewin::fsio::write_atomic_with(path, |tmp| Ok(tch::Tensor::write_safetensors(&tensors, tmp)?))?;
+                doublewin::model::io::write_tensors(path, &tensors)?;
             }
             if let Some(m) = mask {
                 Mask::load(m)?.apply(&net)?;
