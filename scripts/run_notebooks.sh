@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Executes every notebook headless with the doublewin kernel and writes the executed copies and
-# their HTML exports (one self-contained page each, figures inline) to out/notebooks (or $1). Fails on the first cell that fails, at compile or run time
-# (scripts/run_notebook.py). The run size comes from
+# their HTML exports (one self-contained page each, figures inline) to out/notebooks (or $1),
+# one notebook per core at a time (DOUBLEWIN_NOTEBOOK_JOBS, at most 4). A notebook stops at its
+# first cell that fails, at compile or run time (scripts/run_notebook.py); the others still run
+# and the script exits 1 naming the failed ones. The run size comes from
 # DOUBLEWIN_PROFILE (tiny | small | full | paper); default small.
 # With DOUBLEWIN_NOTEBOOK_CACHE=1 (the main job sets it) a notebook is skipped when its executed
 # copy was made from the same notebook, library sources, profile and experiment-store contents:
@@ -22,6 +24,25 @@ inputs_hash() {
     (cd "$store" 2>/dev/null && find . -name result.json | sort) || true
   } | sha256sum | cut -d' ' -f1
 }
+# Up to $jobs notebooks run at once, each in its own kernel (launch.sh gives each a build slot of
+# its own): a notebook is mostly single-threaded compiling of its cells, so one per core keeps
+# the cores busy. Each notebook's lines are printed together when it ends.
+jobs="${DOUBLEWIN_NOTEBOOK_JOBS:-$(nproc)}"
+[[ "$jobs" =~ ^[1-9][0-9]*$ ]] || { echo "[notebooks] DOUBLEWIN_NOTEBOOK_JOBS must be a positive number, not '$jobs'" >&2; exit 2; }
+(( jobs > 4 )) && jobs=4   # launch.sh has 4 build slots
+logs="$(mktemp -d)"
+trap 'rm -rf "$logs"' EXIT
+run_one() {
+  local nb="$1" name stamp t0
+  name="$(basename "$nb")"
+  stamp="$out/.${name%.ipynb}.inputs"
+  t0=$(date +%s)
+  echo "[notebooks] $name (profile $DOUBLEWIN_PROFILE)"
+  python "$here/run_notebook.py" "$nb" "$out/$name" --html "$out/${name%.ipynb}.html" || return 1
+  inputs_hash "$nb" > "$stamp"
+  echo "[notebooks] $name ok in $(( $(date +%s) - t0 )) s -> $out/$name"
+}
+pending=()
 for nb in "$DW_ROOT"/notebooks/*.ipynb; do
   name="$(basename "$nb")"
   stamp="$out/.${name%.ipynb}.inputs"
@@ -29,9 +50,25 @@ for nb in "$DW_ROOT"/notebooks/*.ipynb; do
     echo "[notebooks] $name: unchanged inputs, executed copy kept ($out/$name)"
     continue
   fi
-  t0=$(date +%s)
-  echo "[notebooks] $name (profile $DOUBLEWIN_PROFILE)"
-  python "$here/run_notebook.py" "$nb" "$out/$name" --html "$out/${name%.ipynb}.html"
-  inputs_hash "$nb" > "$stamp"
-  echo "[notebooks] $name ok in $(( $(date +%s) - t0 )) s -> $out/$name"
+  pending+=("$nb")
 done
+failed=()
+declare -A running=()   # pid -> notebook
+finish() {   # waits for one notebook, prints its lines, records a failure
+  local pid nb
+  wait -n -p pid "${!running[@]}" && rc=0 || rc=$?
+  nb="${running[$pid]}"
+  unset "running[$pid]"
+  cat "$logs/$(basename "$nb").log"
+  [ "$rc" = 0 ] || failed+=("$(basename "$nb")")
+}
+for nb in "${pending[@]}"; do
+  (( ${#running[@]} >= jobs )) && finish
+  run_one "$nb" > "$logs/$(basename "$nb").log" 2>&1 &
+  running[$!]="$nb"
+done
+while (( ${#running[@]} > 0 )); do finish; done
+if (( ${#failed[@]} > 0 )); then
+  echo "[notebooks] FAILED: ${failed[*]}" >&2
+  exit 1
+fi

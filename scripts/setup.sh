@@ -5,7 +5,8 @@
 #   2. the project venv (.venv): torch==2.13.0 (libtorch for tch), Jupyter, numpy, scipy, safetensors,
 #      torchattacks 3.5.1 (the reference for attack parity tests)
 #   3. the embedded datasets, prepared into $DOUBLEWIN_DATA and verified by hash
-#   4. the notebook kernel (evcxr_jupyter + kernelspec "doublewin")   [skip with --no-kernel]
+#   4. the notebook kernel (evcxr_jupyter + kernelspec "doublewin") and its build slots, one per
+#      core (kernel/warm.sh --if-cold)                                    [skip with --no-kernel]
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 source "$here/env.sh"
@@ -53,5 +54,9 @@ source "$here/env.sh"   # torch's lib folder exists now
 # 4. Kernel.
 if [ "$with_kernel" = 1 ]; then
   bash "$DW_ROOT/kernel/install.sh"
+  # One build slot per notebook that run_notebooks.sh runs at once (one per core, at most 4),
+  # compiled once (minutes) so that no notebook waits for a cold build.
+  slots=$(nproc); (( slots > 4 )) && slots=4
+  bash "$DW_ROOT/kernel/warm.sh" --slots "$slots" --if-cold
 fi
 echo "[setup] ready in $(( $(date +%s) - t0 )) s"
