@@ -3,7 +3,7 @@
 mod common;
 
 use common::*;
-use doublewin::attack::{robust_evaluate, Attack, AttackSpec, Fgsm, MaskingCheck, Norm, Pgd, Targeting};
+use doublewin::attack::{robust_evaluate, Attack, AttackSpec, Fgsm, MaskingCheck, Norm, Pgd, Targeted, Targeting};
 use doublewin::model::{Arch, Network, NetworkSpec, Normalization};
 use doublewin::runtime::Rng;
 use tch::{Device, Kind, Tensor};

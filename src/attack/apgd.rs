@@ -16,7 +16,7 @@
 
 use super::{
     check_batch, cross_entropy, direction, dlr_loss, format_eps, keep_rows, loss_and_gradient, per_example_shape, predict, project,
-    require_classes, surface_start, targeted_dlr_loss, Attack, CallCounter, Forward, Norm, PassOutcome, WorstCase,
+    require_classes, surface_start, targeted_dlr_loss, Attack, CallCounter, Forward, Norm, PassOutcome, Targeted, WorstCase,
 };
 use crate::error::{Error, Result};
 use crate::model::{deep_copy, Network};
@@ -127,14 +127,6 @@ impl Attack for Apgd {
     }
     /// Toward `target`: maximises -CE(target), or the targeted DLR loss with the clean prediction
     /// as the label to leave (needs 4 classes); succeeds where the prediction is the target.
-    fn perturb_targeted(&self, net: &Network, x: &Tensor, target: &Tensor) -> Result<Tensor> {
-        self.check(net, x, target)?;
-        if self.loss == ApgdLoss::Dlr {
-            require_classes(net, 4, "targeted APGD-DLR", "use ApgdLoss::Ce")?;
-        }
-        let clean = predict(&|x: &Tensor| net.forward(x, false), x)?;
-        self.run(net, x, &clean, target, Objective::Toward(self.loss))
-    }
     fn name(&self) -> String {
         let loss = match self.loss {
             ApgdLoss::Ce => "CE",
@@ -142,6 +134,17 @@ impl Attack for Apgd {
         };
         let restarts = if self.n_restarts > 1 { format!(" x{} restarts", self.n_restarts) } else { String::new() };
         format!("APGD-{loss}-{} {} eps={}{restarts}", self.n_iter, self.norm.label(), format_eps(self.eps))
+    }
+}
+
+impl Targeted for Apgd {
+    fn perturb_targeted(&self, net: &Network, x: &Tensor, target: &Tensor) -> Result<Tensor> {
+        self.check(net, x, target)?;
+        if self.loss == ApgdLoss::Dlr {
+            require_classes(net, 4, "targeted APGD-DLR", "use ApgdLoss::Ce")?;
+        }
+        let clean = predict(&|x: &Tensor| net.forward(x, false), x)?;
+        self.run(net, x, &clean, target, Objective::Toward(self.loss))
     }
 }
 

@@ -116,12 +116,6 @@ impl Attack for ApgdT {
             apgd::run(&forward, xs, ys, targets, Objective::TargetedDlr, &settings, &mut rng)
         })
     }
-    fn perturb_targeted(&self, _: &Network, _: &Tensor, _: &Tensor) -> Result<Tensor> {
-        Err(Error::invalid(
-            "APGD-T chooses its own target classes (the top classes of the clean logits)",
-            "call perturb, or use Apgd::perturb_targeted for a given target",
-        ))
-    }
     fn name(&self) -> String {
         let restarts = if self.n_restarts > 1 { format!(" x{} restarts", self.n_restarts) } else { String::new() };
         format!("APGD-T-{} {} eps={} ({} targets){restarts}", self.n_iter, self.norm.label(), format_eps(self.eps), self.n_target_classes)

@@ -10,7 +10,7 @@
 //! finds what the gradient attacks missed); [`AutoAttack`] is also an [`Attack`] on its own.
 
 use super::{check_batch, format_eps, predict, Apgd, ApgdT, Attack, AttackSpec, CallCounter, FabT, Norm, Square, WorstCase};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::model::Network;
 use serde::{Deserialize, Serialize};
 use tch::Tensor;
@@ -122,12 +122,6 @@ impl Attack for AutoAttack {
             }
         }
         Ok(worst.into_adv())
-    }
-    fn perturb_targeted(&self, _: &Network, _: &Tensor, _: &Tensor) -> Result<Tensor> {
-        Err(Error::invalid(
-            "AutoAttack is untargeted (its targeted components choose their own targets)",
-            "call perturb, or use Apgd or Square's perturb_targeted for a given target",
-        ))
     }
     fn name(&self) -> String {
         let version = match self.version {

@@ -2,7 +2,7 @@
 //! adversarial training (Wong et al. 2020): start uniformly inside the eps-ball, one signed
 //! gradient step of 1.25 eps, project back onto the ball and into [0, 1].
 
-use super::{attack_labels, check_batch, format_eps, iterate, random_start, Ascent, Attack, CallCounter, Norm, Targeting};
+use super::{attack_labels, check_batch, format_eps, iterate, random_start, Ascent, Attack, CallCounter, Norm, Targeted, Targeting};
 use crate::error::Result;
 use crate::model::Network;
 use serde::{Deserialize, Serialize};
@@ -78,12 +78,15 @@ impl Attack for Fgsm {
         let (labels, targeted) = attack_labels(self.targeting, net, x, y)?;
         iterate(net, x, &labels, self.start(x)?, self.ascent(), targeted)
     }
-    fn perturb_targeted(&self, net: &Network, x: &Tensor, target: &Tensor) -> Result<Tensor> {
-        check_batch(net, x, target, self.eps)?;
-        iterate(net, x, target, self.start(x)?, self.ascent(), true)
-    }
     fn name(&self) -> String {
         let rs = if self.random_start { "-RS" } else { "" };
         format!("FGSM{rs} eps={}", format_eps(self.eps))
+    }
+}
+
+impl Targeted for Fgsm {
+    fn perturb_targeted(&self, net: &Network, x: &Tensor, target: &Tensor) -> Result<Tensor> {
+        check_batch(net, x, target, self.eps)?;
+        iterate(net, x, target, self.start(x)?, self.ascent(), true)
     }
 }

@@ -72,11 +72,15 @@ pub enum Targeting {
 pub trait Attack {
     /// Adversarial versions of `x` (N x C x H x W in [0, 1]) for labels `y`.
     fn perturb(&self, net: &Network, x: &Tensor, y: &Tensor) -> Result<Tensor>;
-    /// A targeted attack toward given labels: minimises the loss of `target` instead of
-    /// maximising the loss of the true label.
-    fn perturb_targeted(&self, net: &Network, x: &Tensor, target: &Tensor) -> Result<Tensor>;
     /// A short description, e.g. "PGD-10 Linf eps=8/255".
     fn name(&self) -> String;
+}
+
+/// An attack that can aim at given labels (FGSM, PGD, APGD, Square). APGD-T, FAB-T and
+/// AutoAttack choose their own targets, so they do not implement it.
+pub trait Targeted: Attack {
+    /// Minimises the loss of `target` instead of maximising the loss of the true label.
+    fn perturb_targeted(&self, net: &Network, x: &Tensor, target: &Tensor) -> Result<Tensor>;
 }
 
 /// Any attack, as a serialisable value (used in training regimes and evaluation lists).
@@ -110,9 +114,6 @@ macro_rules! each_attack {
 impl Attack for AttackSpec {
     fn perturb(&self, net: &Network, x: &Tensor, y: &Tensor) -> Result<Tensor> {
         each_attack!(self, a => a.perturb(net, x, y))
-    }
-    fn perturb_targeted(&self, net: &Network, x: &Tensor, target: &Tensor) -> Result<Tensor> {
-        each_attack!(self, a => a.perturb_targeted(net, x, target))
     }
     fn name(&self) -> String {
         each_attack!(self, a => a.name())

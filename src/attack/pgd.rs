@@ -2,7 +2,7 @@
 //! projected back onto the eps-ball and into [0, 1], from an optional random start, with
 //! restarts that keep each example's worst case.
 
-use super::{attack_labels, check_batch, format_eps, iterate, random_start, Ascent, Attack, CallCounter, Norm, Targeting};
+use super::{attack_labels, check_batch, format_eps, iterate, random_start, Ascent, Attack, CallCounter, Norm, Targeted, Targeting};
 use crate::error::{Error, Result};
 use crate::model::Network;
 use serde::{Deserialize, Serialize};
@@ -145,12 +145,15 @@ impl Attack for Pgd {
         let (labels, targeted) = attack_labels(self.targeting, net, x, y)?;
         self.run(net, x, &labels, targeted)
     }
-    fn perturb_targeted(&self, net: &Network, x: &Tensor, target: &Tensor) -> Result<Tensor> {
-        self.run(net, x, target, true)
-    }
     fn name(&self) -> String {
         let norm = self.norm.label();
         let restarts = if self.restarts > 1 { format!(" x{} restarts", self.restarts) } else { String::new() };
         format!("PGD-{} {norm} eps={}{restarts}", self.steps, format_eps(self.eps))
+    }
+}
+
+impl Targeted for Pgd {
+    fn perturb_targeted(&self, net: &Network, x: &Tensor, target: &Tensor) -> Result<Tensor> {
+        self.run(net, x, target, true)
     }
 }

@@ -15,7 +15,9 @@
 //! fits makes the attack slightly stronger (on the parity test's model, 1 point of RA with 500
 //! queries) and its numbers no longer comparable with AutoAttack's.
 
-use super::{check_batch, format_eps, keep_rows, lp_norm, margin, predict, Attack, CallCounter, Forward, Norm, PassOutcome, WorstCase};
+use super::{
+    check_batch, format_eps, keep_rows, lp_norm, margin, predict, Attack, CallCounter, Forward, Norm, PassOutcome, Targeted, WorstCase,
+};
 use crate::error::{Error, Result};
 use crate::model::{deep_copy, Network};
 use crate::runtime::Rng;
@@ -195,12 +197,15 @@ impl Attack for Square {
         self.attack(net, x, y, false)
     }
     /// Toward `target`: minimises max_{j != t} z_j - z_t until the target wins.
-    fn perturb_targeted(&self, net: &Network, x: &Tensor, target: &Tensor) -> Result<Tensor> {
-        self.attack(net, x, target, true)
-    }
     fn name(&self) -> String {
         let restarts = if self.n_restarts > 1 { format!(" x{} restarts", self.n_restarts) } else { String::new() };
         format!("Square-{} {} eps={}{restarts}", self.n_queries, self.norm.label(), format_eps(self.eps))
+    }
+}
+
+impl Targeted for Square {
+    fn perturb_targeted(&self, net: &Network, x: &Tensor, target: &Tensor) -> Result<Tensor> {
+        self.attack(net, x, target, true)
     }
 }
 
