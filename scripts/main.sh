@@ -5,7 +5,7 @@
 # DOUBLEWIN_PROFILE picks the size (tiny | small | full; default small, about 30 minutes on a
 # 2-core laptop); the study runs as DOUBLEWIN_WORKERS worker processes (default: one per core,
 # one thread each), which share the store step by step. A rerun takes finished steps from
-# the store (~/.cache/doublewin/store, or DOUBLEWIN_STORE) and only re-renders the report; a
+# the store (`doublewin --json info` prints which) and only re-renders the report; a
 # notebook whose inputs (notebook, library sources, profile, store contents) did not change is
 # not executed again.
 set -euo pipefail

@@ -15,8 +15,14 @@ out="${1:-$DW_ROOT/out/notebooks}"
 mkdir -p "$out"
 out="$(cd "$out" && pwd)"   # absolute: nbconvert runs from notebooks/
 export DOUBLEWIN_PROFILE="${DOUBLEWIN_PROFILE:-small}"
+# The store the notebooks read, as the library defines it (one definition: Store::default_root).
+exe="$(ls -t "${CARGO_TARGET_DIR:-$DW_ROOT/target}"/{release,debug}/doublewin 2>/dev/null | head -n1 || true)"
+if [ -z "$exe" ]; then
+  (cd "$DW_ROOT" && cargo build --quiet --bin doublewin)
+  exe="${CARGO_TARGET_DIR:-$DW_ROOT/target}/debug/doublewin"
+fi
+store="$("$exe" --json info | python -c 'import json, sys; print(json.load(sys.stdin)["store"])')"
 inputs_hash() {
-  local store="${DOUBLEWIN_STORE:-${XDG_CACHE_HOME:-$HOME/.cache}/doublewin/store}"
   {
     sha256sum "$1"
     (cd "$DW_ROOT" && find src Cargo.toml Cargo.lock -type f | sort | xargs sha256sum)

@@ -12,6 +12,17 @@ cd "$DW_ROOT"
 t0=$(date +%s)
 cargo fmt --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
+# The study's modules must not import each other in a circle; the check must catch one.
+python "$here/check_imports.py" src/study
+circle="$DW_ROOT/target/import-circle"
+rm -rf "$circle" && mkdir -p "$circle"
+printf 'pub mod a;\npub mod b;\npub use b::Bee;\n' > "$circle/mod.rs"
+printf 'pub struct Ay;\nfn f(_: super::Bee) {}\n' > "$circle/a.rs"
+printf 'pub struct Bee;\nfn g(_: super::a::Ay) {}\n' > "$circle/b.rs"
+if python "$here/check_imports.py" "$circle" 2> "$DW_ROOT/target/import-circle.log"; then
+  echo "[test] the import check passed two modules that import each other"; exit 1
+fi
+grep -q "import circle a -> b -> a" "$DW_ROOT/target/import-circle.log" || { echo "[test] the import check did not name the circle"; cat "$DW_ROOT/target/import-circle.log"; exit 1; }
 cargo test --workspace --quiet 2>&1 | tee "$DW_ROOT/target/test.log"
 # The benchmark in its short mode: checks that both sides still run (no timing assertions).
 cargo run --quiet --bin doublewin -- bench --quick --out "$DW_ROOT/target/bench-quick.md" > "$DW_ROOT/target/bench-quick.log"

@@ -58,7 +58,7 @@ pub use {ndarray, plotters, tch};
 pub mod prelude {
     pub use crate::attack::{
         robust_evaluate, Apgd, ApgdLoss, ApgdT, Attack, AttackSpec, AutoAttack, AutoAttackVersion, FabT, Fgsm, MaskingCheck, Norm, Pgd,
-        RobustEvaluation, Square, Targeting, ThreatModel,
+        RobustEvaluation, Square, Targeted, Targeting, TestAttack, ThreatModel,
     };
     pub use crate::data::{Augment, Dataset, Embedded, Splits};
     pub use crate::display::Table;
@@ -67,7 +67,7 @@ pub mod prelude {
     pub use crate::plot::{Figure, Series};
     pub use crate::runtime::{DeviceChoice, Runtime};
     pub use crate::store::Store;
-    pub use crate::study::{Profile, Study};
+    pub use crate::study::{FineTuning, ImpFamily, Pretraining, Profile, Study};
     pub use crate::train::{
         evaluate, train, train_with, Callbacks, EpochCheckpoints, Evaluation, History, Regime, RegimeKind, Schedule, TrainConfig,
     };

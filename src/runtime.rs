@@ -75,6 +75,20 @@ pub fn select_device(choice: DeviceChoice) -> Result<Device> {
     }
 }
 
+/// doublewin's cache folder: `$DOUBLEWIN_CACHE`, else `doublewin` in `$XDG_CACHE_HOME` or
+/// `~/.cache`. The data (`$DOUBLEWIN_DATA`, default `data` in it) and the experiment store
+/// (`$DOUBLEWIN_STORE`, default `store` in it) live there unless set on their own.
+pub fn cache_dir() -> std::path::PathBuf {
+    if let Some(d) = std::env::var_os("DOUBLEWIN_CACHE").filter(|d| !d.is_empty()) {
+        return d.into();
+    }
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|d| !d.is_empty())
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| ".".into())).join(".cache"));
+    cache.join("doublewin")
+}
+
 /// Process-wide settings. Create one with [`Runtime::new`] (or [`Runtime::from_env`]) at the start
 /// of a program or notebook.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

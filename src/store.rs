@@ -215,12 +215,13 @@ impl Store {
         }
     }
 
-    /// `$DOUBLEWIN_STORE`, else `<cache>/doublewin/store`.
+    /// `$DOUBLEWIN_STORE`, else `store` in [`crate::runtime::cache_dir`]. The one definition:
+    /// scripts ask the binary (`doublewin --json info`, field `store`).
     pub fn default_root() -> PathBuf {
-        if let Some(d) = std::env::var_os("DOUBLEWIN_STORE").filter(|d| !d.is_empty()) {
-            return PathBuf::from(d);
+        match std::env::var_os("DOUBLEWIN_STORE").filter(|d| !d.is_empty()) {
+            Some(d) => PathBuf::from(d),
+            None => crate::runtime::cache_dir().join("store"),
         }
-        crate::data::embedded::data_dir().parent().map(|p| p.join("store")).unwrap_or_else(|| PathBuf::from("store"))
     }
 
     /// [`Store::open`] of [`Store::default_root`].

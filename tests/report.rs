@@ -22,7 +22,7 @@ fn figures_carry_the_results_and_the_report_is_self_contained() {
     assert_eq!(results.landscapes.len(), 1);
 
     // The sparsity figure's SVG holds the ticket's test numbers and the dense baselines.
-    let fig = results.sparsity_figure(Embedded::Digits, 1.0, RegimeKind::Standard).unwrap();
+    let fig = results.sparsity_figure(Embedded::Digits, 1.0, ImpFamily::Standard).unwrap();
     let series = Figure::series_in_svg(&fig.svg()).unwrap();
     let pick = |kind: SubnetworkKind, ft: RegimeKind| {
         results.transfers.iter().find(|t| t.kind == kind && t.report.fine_tuning == ft).map(|t| t.report.clone()).unwrap()

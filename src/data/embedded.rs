@@ -16,14 +16,10 @@ const HASHES: &str = include_str!("../../scripts/data_hashes.tsv");
 /// The data cache: `$DOUBLEWIN_DATA`, else `$XDG_CACHE_HOME/doublewin/data`, else
 /// `~/.cache/doublewin/data`.
 pub fn data_dir() -> PathBuf {
-    if let Some(d) = std::env::var_os("DOUBLEWIN_DATA").filter(|d| !d.is_empty()) {
-        return PathBuf::from(d);
+    match std::env::var_os("DOUBLEWIN_DATA").filter(|d| !d.is_empty()) {
+        Some(d) => PathBuf::from(d),
+        None => crate::runtime::cache_dir().join("data"),
     }
-    let cache = std::env::var_os("XDG_CACHE_HOME")
-        .filter(|d| !d.is_empty())
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| ".".into())).join(".cache"));
-    cache.join("doublewin").join("data")
 }
 
 /// One of the embedded datasets.

@@ -16,7 +16,7 @@
 //! ticket cannot keep what pre-training did not give. A claim with no such setting is "not
 //! tested", never "unresolved".
 
-use super::report::Pick;
+use super::query::Pick;
 use super::StudyResults;
 use crate::data::DataSource;
 use crate::display::escape_html;

@@ -11,7 +11,7 @@
 //! Only settings where pre-training helps are a test of the paper's hypothesis: elsewhere the
 //! ticket verdicts are shown but marked, and the claims ([`super::claims`]) leave them out.
 
-use super::report::Pick;
+use super::query::Pick;
 use super::StudyResults;
 use crate::data::DataSource;
 use crate::display::{escape_html, Table};

@@ -4,11 +4,14 @@
 //! - [`desc`]: typed step descriptions whose hashes are the store keys;
 //! - [`plan`]: the steps of a study in dependency order;
 //! - [`runner`]: computing what the store lacks, with progress through [`crate::progress`];
-//! - [`results`], [`report`] and [`claims`]: what a study produced, its tables, figures,
-//!   reports, and the paper's three claims tested on it;
+//! - [`results`]: what a study produced; [`query`]: looking its transfers up (a leaf the
+//!   gate, claims, report and runner share);
+//! - [`report`] and [`claims`]: its tables, figures, reports, and the paper's three claims
+//!   tested on it;
 //! - [`stability`]: do two disjoint seed sets reach the same conclusions?
 //! - [`gate`]: does pre-training help at all (pre-trained dense vs the scratch control)? Claims
-//!   count only the settings where it does.
+//!   count only the settings where it does;
+//! - [`roles`]: the typed roles of a way of training (pre-training, IMP family, fine-tuning).
 
 pub mod claims;
 pub mod desc;
@@ -16,8 +19,10 @@ pub mod gate;
 pub mod grid;
 pub mod plan;
 pub mod profile;
+pub mod query;
 pub mod report;
 pub mod results;
+pub mod roles;
 pub mod runner;
 pub mod stability;
 
@@ -27,7 +32,9 @@ pub use gate::{GateCell, GateOutcome};
 pub use grid::{ControlPlan, LandscapePlan, Study, TransferRecipe};
 pub use plan::{Plan, PlannedStep, StepDesc};
 pub use profile::{Profile, Sizes};
-pub use report::{ImpRow, Pick, StudyReport, VerdictCell};
-pub use results::{LandscapeRecord, StudyResults, TransferRecord, TransferRow};
-pub use runner::{compute, run_plan, run_plan_with, ImpSummary, RunOptions, RunSummary, EXIT_STOPPED};
+pub use query::Pick;
+pub use report::{ImpRow, StudyReport, VerdictCell};
+pub use results::{LandscapeRecord, RunSummary, StudyResults, TransferRecord, TransferRow};
+pub use roles::{FineTuning, ImpFamily, Pretraining};
+pub use runner::{compute, run_plan, run_plan_with, ImpSummary, RunOptions, EXIT_STOPPED};
 pub use stability::{Conclusions, Stability};

@@ -4,8 +4,9 @@
 //! claims ([`super::claims`]), and the Markdown and self-contained HTML reports.
 
 use super::claims::Claim;
-use super::desc::SubnetworkKind;
-use super::{subnetwork_name, StudyResults};
+use super::desc::{subnetwork_name, SubnetworkKind};
+use super::query::Pick;
+use super::StudyResults;
 use crate::data::DataSource;
 use crate::display::{escape_html, evcxr_emit, Table};
 use crate::error::{Error, Result};
@@ -29,63 +30,7 @@ pub struct VerdictCell {
     pub verdict: Verdict,
 }
 
-/// Which transfers to pick out of a study's results.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Pick {
-    pub pretraining: RegimeKind,
-    pub kind: SubnetworkKind,
-    pub family: Option<RegimeKind>,
-    pub round: usize,
-    pub dataset: DataSource,
-    pub fraction: f64,
-}
-
-impl Pick {
-    /// The dense network of a pre-training.
-    pub fn dense(pretraining: RegimeKind, dataset: DataSource, fraction: f64) -> Pick {
-        Pick { pretraining, kind: SubnetworkKind::Dense, family: None, round: 0, dataset, fraction }
-    }
-    /// The scratch control (no pre-training; `pretraining` is ignored when picking its runs).
-    pub fn scratch(dataset: DataSource, fraction: f64) -> Pick {
-        Pick { pretraining: RegimeKind::Standard, kind: SubnetworkKind::Scratch, family: None, round: 0, dataset, fraction }
-    }
-    /// The ticket of `round` of an IMP family (or, with `kind`, one of its controls).
-    pub fn ticket(pretraining: RegimeKind, family: RegimeKind, round: usize, dataset: DataSource, fraction: f64) -> Pick {
-        Pick { pretraining, kind: SubnetworkKind::Ticket, family: Some(family), round, dataset, fraction }
-    }
-    pub fn kind(self, kind: SubnetworkKind) -> Pick {
-        Pick { kind, ..self }
-    }
-    pub fn name(&self) -> String {
-        match self.kind {
-            SubnetworkKind::Scratch => "scratch".into(),
-            _ => format!("{} {}", self.pretraining.short(), subnetwork_name(self.kind, self.family, self.round)),
-        }
-    }
-}
-
 impl StudyResults {
-    /// The transfer reports of one subnetwork (all fine-tunings and seeds).
-    pub fn runs(&self, p: Pick) -> Vec<&TransferReport> {
-        self.transfers
-            .iter()
-            .filter(|t| {
-                (p.kind == SubnetworkKind::Scratch || t.pretraining == Some(p.pretraining))
-                    && t.kind == p.kind
-                    && t.family == p.family
-                    && t.round == p.round
-                    && t.dataset == p.dataset
-                    && t.report.fraction == p.fraction
-            })
-            .map(|t| &t.report)
-            .collect()
-    }
-
-    /// The sparsity of a subnetwork's runs (`None` without runs).
-    fn sparsity(&self, p: Pick) -> Option<f64> {
-        self.runs(p).first().map(|r| r.sparsity)
-    }
-
     /// One panel per metric the grid measures: accuracy against sparsity, one line per
     /// `(label, colour, dashed, pick)` curve (its points at the study's rounds), each ticket's
     /// band the 95% interval of its paired difference to the dense network drawn around its
@@ -152,8 +97,11 @@ impl StudyResults {
     /// The paper's main figure, with the controls: for each pre-training (a row), SA and RA of
     /// the tickets of `family` against sparsity, the random-ticket and one-shot controls (dashed,
     /// where the study runs them) and the dense network.
-    pub fn sparsity_figure(&self, dataset: impl Into<DataSource>, fraction: f64, family: RegimeKind) -> Result<Figure> {
-        let dataset = dataset.into();
+    pub fn sparsity_figure(&self, dataset: impl Into<DataSource>, fraction: f64, family: super::ImpFamily) -> Result<Figure> {
+        self.sparsity_figure_for(dataset.into(), fraction, family.regime())
+    }
+
+    pub(crate) fn sparsity_figure_for(&self, dataset: DataSource, fraction: f64, family: RegimeKind) -> Result<Figure> {
         let mut panels = Vec::new();
         for &pre in &self.study.pretrainings {
             let ticket = Pick::ticket(pre, family, 0, dataset, fraction);
@@ -182,8 +130,11 @@ impl StudyResults {
     }
 
     /// One row of panels per data fraction: the tickets of every pre-training.
-    pub fn data_efficiency_figure(&self, dataset: impl Into<DataSource>, family: RegimeKind) -> Result<Figure> {
-        let dataset = dataset.into();
+    pub fn data_efficiency_figure(&self, dataset: impl Into<DataSource>, family: super::ImpFamily) -> Result<Figure> {
+        self.data_efficiency_figure_for(dataset.into(), family.regime())
+    }
+
+    pub(crate) fn data_efficiency_figure_for(&self, dataset: DataSource, family: RegimeKind) -> Result<Figure> {
         let panels = self
             .study
             .fractions
@@ -600,10 +551,10 @@ impl StudyReport {
             for &family in &s.families {
                 let stem = family.family().replace('^', "");
                 if let Some(&f) = s.fractions.first() {
-                    figures.push((format!("sparsity-{}-{stem}", d.name()), results.sparsity_figure(d, f, family)?));
+                    figures.push((format!("sparsity-{}-{stem}", d.name()), results.sparsity_figure_for(d, f, family)?));
                 }
                 if s.fractions.len() > 1 {
-                    figures.push((format!("fractions-{}-{stem}", d.name()), results.data_efficiency_figure(d, family)?));
+                    figures.push((format!("fractions-{}-{stem}", d.name()), results.data_efficiency_figure_for(d, family)?));
                 }
             }
             if s.families.len() > 1 {

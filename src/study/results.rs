@@ -4,7 +4,6 @@
 use super::desc::SubnetworkKind;
 use super::grid::Study;
 use super::plan::{Plan, StepDesc};
-use super::runner::RunSummary;
 use crate::data::DataSource;
 use crate::error::{Error, Result};
 use crate::landscape::Landscape;
@@ -13,6 +12,52 @@ use crate::train::RegimeKind;
 use crate::transfer::TransferReport;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+
+/// What an attack check found: RA under the study's own test attacks and, on the points they
+/// leave robust, under AutoAttack-fast as well.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AttackCheck {
+    pub title: String,
+    pub examples: usize,
+    pub sa: f64,
+    /// RA under the study's test attacks (FGSM, PGD-20).
+    pub ra_test: f64,
+    /// RA under those and AutoAttack-fast.
+    pub ra_strong: f64,
+    pub per_attack: Vec<crate::attack::AttackOutcome>,
+}
+
+impl AttackCheck {
+    /// How many points the study's test attack overstates RA.
+    pub fn gap(&self) -> f64 {
+        self.ra_test - self.ra_strong
+    }
+}
+
+/// How a run went: steps this process computed, steps it found done (in the store before, or
+/// computed meanwhile by another process), and whether it was asked to stop before the end.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RunSummary {
+    pub computed: usize,
+    pub stored: usize,
+    pub seconds: f64,
+    pub stopped: bool,
+    /// Seconds spent computing steps, and waiting with nothing ready (steps held by other
+    /// workers or waiting for their inputs).
+    pub busy: f64,
+    pub idle: f64,
+}
+
+impl RunSummary {
+    /// The share of the workers' time spent waiting: idle / (busy + idle), summed over workers.
+    pub fn idle_fraction(&self) -> f64 {
+        if self.busy + self.idle > 0.0 {
+            self.idle / (self.busy + self.idle)
+        } else {
+            0.0
+        }
+    }
+}
 
 /// One transfer run of a study.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -46,7 +91,7 @@ pub struct StudyResults {
     pub landscapes: Vec<LandscapeRecord>,
     /// The attack checks: how much the study's test attack overstates RA.
     #[serde(default)]
-    pub attack_checks: Vec<super::runner::AttackCheck>,
+    pub attack_checks: Vec<AttackCheck>,
     pub seconds: f64,
     /// Steps computed in this call (the rest came from the store).
     pub computed_steps: usize,

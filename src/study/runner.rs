@@ -11,8 +11,8 @@ use super::desc::{
 };
 use super::grid::Study;
 use super::plan::{Plan, StepDesc};
-use super::report::Pick;
-use super::results::StudyResults;
+use super::query::Pick;
+use super::results::{AttackCheck, RunSummary, StudyResults};
 use crate::data::{DataSource, Splits};
 use crate::error::{Error, Result};
 use crate::landscape::{landscape, Landscape, Trajectory};
@@ -32,52 +32,6 @@ use std::time::Instant;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ImpSummary {
     pub sparsity: Vec<f64>,
-}
-
-/// What an attack check found: RA under the study's own test attacks and, on the points they
-/// leave robust, under AutoAttack-fast as well.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct AttackCheck {
-    pub title: String,
-    pub examples: usize,
-    pub sa: f64,
-    /// RA under the study's test attacks (FGSM, PGD-20).
-    pub ra_test: f64,
-    /// RA under those and AutoAttack-fast.
-    pub ra_strong: f64,
-    pub per_attack: Vec<crate::attack::AttackOutcome>,
-}
-
-impl AttackCheck {
-    /// How many points the study's test attack overstates RA.
-    pub fn gap(&self) -> f64 {
-        self.ra_test - self.ra_strong
-    }
-}
-
-/// How a run went: steps this process computed, steps it found done (in the store before, or
-/// computed meanwhile by another process), and whether it was asked to stop before the end.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct RunSummary {
-    pub computed: usize,
-    pub stored: usize,
-    pub seconds: f64,
-    pub stopped: bool,
-    /// Seconds spent computing steps, and waiting with nothing ready (steps held by other
-    /// workers or waiting for their inputs).
-    pub busy: f64,
-    pub idle: f64,
-}
-
-impl RunSummary {
-    /// The share of the workers' time spent waiting: idle / (busy + idle), summed over workers.
-    pub fn idle_fraction(&self) -> f64 {
-        if self.busy + self.idle > 0.0 {
-            self.idle / (self.busy + self.idle)
-        } else {
-            0.0
-        }
-    }
 }
 
 /// The exit status of a `study run` (worker, parent of workers, or Slurm task) that a signal

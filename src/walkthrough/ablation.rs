@@ -8,16 +8,15 @@ use super::Session;
 use crate::display::{evcxr_emit, Table};
 use crate::error::Result;
 use crate::prune::Rewind;
-use crate::study::{Study, VerdictCell};
-use crate::train::RegimeKind;
+use crate::study::{ImpFamily, Pretraining, Study, VerdictCell};
 use serde::{Deserialize, Serialize};
 
 /// The knobs of an ablation; `None` keeps the study's value.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Ablation {
     /// The slice: which pre-training and IMP family.
-    pub pretraining: RegimeKind,
-    pub family: RegimeKind,
+    pub pretraining: Pretraining,
+    pub family: ImpFamily,
     /// IMP's rewind point (the paper: the pre-trained weights).
     pub rewind: Option<Rewind>,
     /// Fraction of the remaining weights IMP prunes per round (the paper: 0.2).
@@ -38,8 +37,8 @@ pub struct Ablation {
 impl Default for Ablation {
     fn default() -> Self {
         Ablation {
-            pretraining: RegimeKind::Adversarial,
-            family: RegimeKind::Standard,
+            pretraining: Pretraining::Adversarial,
+            family: ImpFamily::Standard,
             rewind: None,
             pruning_rate: None,
             eps: None,
@@ -56,11 +55,11 @@ impl Ablation {
     pub fn new() -> Ablation {
         Ablation::default()
     }
-    pub fn pretraining(mut self, k: RegimeKind) -> Self {
+    pub fn pretraining(mut self, k: Pretraining) -> Self {
         self.pretraining = k;
         self
     }
-    pub fn family(mut self, k: RegimeKind) -> Self {
+    pub fn family(mut self, k: ImpFamily) -> Self {
         self.family = k;
         self
     }
@@ -97,8 +96,8 @@ impl Ablation {
     /// controls or landscapes.
     pub fn base(&self, study: &Study) -> Study {
         let mut s = study.clone();
-        s.pretrainings = vec![self.pretraining];
-        s.families = vec![self.family];
+        s.pretrainings = vec![self.pretraining.regime()];
+        s.families = vec![self.family.regime()];
         s.fractions = vec![self.fraction.or_else(|| study.fractions.first().copied()).unwrap_or(1.0)];
         s.controls = None;
         s.landscapes = None;

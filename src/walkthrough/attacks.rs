@@ -9,10 +9,13 @@ use crate::model::Network;
 use crate::plot::{Figure, Series};
 use serde::{Deserialize, Serialize};
 
-/// Clean test images and their adversarial versions under `attack`, each captioned with the
-/// network's prediction.
-pub fn adversarial_examples(net: &Network, data: &Dataset, attack: &AttackSpec, n: i64) -> Result<Figure> {
-    let x = data.float_images(0, n)?.f_to_device(net.device())?;
+/// How many images [`adversarial_examples`] shows.
+pub const EXAMPLES_SHOWN: i64 = 8;
+
+/// The first [`EXAMPLES_SHOWN`] images of `data` and their adversarial versions under `attack`,
+/// each captioned with the network's prediction, and the perturbation amplified.
+pub fn adversarial_examples(net: &Network, data: &Dataset, attack: &AttackSpec) -> Result<Figure> {
+    let x = data.float_images(0, EXAMPLES_SHOWN)?.f_to_device(net.device())?;
     let y = data.labels().f_narrow(0, 0, x.size()[0])?.f_to_device(net.device())?;
     let adv = attack.perturb(net, &x, &y)?;
     let names = |preds: Vec<i64>| preds.into_iter().map(|p| data.classes()[p as usize].clone()).collect::<Vec<_>>();
@@ -25,12 +28,19 @@ pub fn adversarial_examples(net: &Network, data: &Dataset, attack: &AttackSpec, 
     )
 }
 
+/// An attack swept over radii: `pgd` (its step rule scales with the radius) at each of `eps`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EpsSweep {
+    pub pgd: Pgd,
+    pub eps: Vec<f64>,
+}
+
 /// Accuracy under PGD as eps grows, one curve per network, with each network's masking check.
-pub fn robustness_curves(nets: &[(String, &Network)], data: &Dataset, pgd: &Pgd, eps: &[f64]) -> Result<(Figure, Vec<MaskingCheck>)> {
+pub fn robustness_curves(nets: &[(String, &Network)], data: &Dataset, sweep: &EpsSweep) -> Result<(Figure, Vec<MaskingCheck>)> {
     let mut series = Vec::new();
     let mut checks = Vec::new();
     for (name, net) in nets {
-        let check = MaskingCheck::run(net, data, pgd, eps, 250)?;
+        let check = MaskingCheck::run(net, data, &sweep.pgd, &sweep.eps, 250)?;
         series.push(Series::new(name.clone(), check.eps.iter().zip(&check.pgd_accuracy).map(|(e, a)| (*e, 100.0 * a)).collect()));
         checks.push(check);
     }
@@ -49,13 +59,23 @@ pub struct AttackComparison {
     pub warnings: Vec<String>,
 }
 
-/// Evaluates each network on `data` under FGSM, PGD-20 and then AutoAttack (`standard` or the
-/// fast pair) in one sequence per network, seeded with `seed`: the RA after PGD-20 and the RA
-/// after AutoAttack side by side (a large gap is a sign of gradient masking and is warned about).
-pub fn compare_attacks(nets: &[(String, &Network)], data: &Dataset, eps: f64, standard: bool, seed: u64) -> Result<AttackComparison> {
-    let threat = ThreatModel::linf(eps).test(if standard { TestAttack::Autoattack } else { TestAttack::AutoattackFast });
+/// Evaluates each network on `data` under `threat`'s test attacks in one sequence per network
+/// (FGSM, PGD-20 and, for `TestAttack::Autoattack` / `AutoattackFast`, AutoAttack; attack seeds
+/// as the study uses them): the RA after PGD-20 and the RA after AutoAttack side by side (a
+/// large gap is a sign of gradient masking and is warned about).
+pub fn compare_attacks(nets: &[(String, &Network)], data: &Dataset, threat: &ThreatModel) -> Result<AttackComparison> {
     threat.check()?;
-    let attacks: Vec<AttackSpec> = threat.test_attacks().iter().map(|a| a.seeded(seed)).collect();
+    let autoattack = match threat.test {
+        TestAttack::Autoattack => "standard",
+        TestAttack::AutoattackFast => "fast",
+        _ => {
+            return Err(crate::error::Error::invalid(
+                format!("the threat model's test attack is {:?}, which has no AutoAttack to compare with", threat.test),
+                "set .test(TestAttack::AutoattackFast) or .test(TestAttack::Autoattack) on the threat model",
+            ))
+        }
+    };
+    let attacks = threat.test_attacks();
     let mut rows = Vec::new();
     let mut warnings = Vec::new();
     for (name, net) in nets {
@@ -64,7 +84,7 @@ pub fn compare_attacks(nets: &[(String, &Network)], data: &Dataset, eps: f64, st
         rows.push((name.clone(), e.sa, after("FGSM"), after("PGD-20"), e.ra));
         warnings.extend(e.warnings.iter().map(|w| format!("{name}: {w}")));
     }
-    Ok(AttackComparison { eps, examples: data.len(), autoattack: if standard { "standard" } else { "fast" }.into(), rows, warnings })
+    Ok(AttackComparison { eps: threat.eps, examples: data.len(), autoattack: autoattack.into(), rows, warnings })
 }
 
 impl AttackComparison {

@@ -7,7 +7,7 @@ pub mod ablation;
 pub mod attacks;
 
 pub use ablation::{Ablation, AblationReport};
-pub use attacks::{adversarial_examples, compare_attacks, robustness_curves, AttackComparison};
+pub use attacks::{adversarial_examples, compare_attacks, robustness_curves, AttackComparison, EpsSweep};
 
 use crate::attack::{robust_evaluate, ThreatModel};
 use crate::data::Splits;
@@ -17,7 +17,7 @@ use crate::model::{Arch, Network, NetworkSpec};
 use crate::plot::Figure;
 use crate::runtime::Runtime;
 use crate::study::Pick;
-pub use crate::study::Profile;
+pub use crate::study::{FineTuning, ImpFamily, Pretraining, Profile};
 use crate::train::{evaluate, train_with, Callbacks, Evaluation, History, RegimeKind, TrainConfig};
 use crate::transfer::TransferReport;
 use crate::verdict::Verdict;
@@ -137,7 +137,7 @@ pub fn quickstart(rt: &Runtime, profile: Profile, out: &Path) -> Result<Quicksta
 /// A pre-trained source model and its SA / RA on the source test split.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SourceModel {
-    pub pretraining: RegimeKind,
+    pub pretraining: Pretraining,
     pub eps: f64,
     pub history: History,
     /// Standard accuracy on the test split.
@@ -166,7 +166,7 @@ impl SourceModels {
         );
         for m in &self.models {
             t.push(vec![
-                m.pretraining.short().into(),
+                m.pretraining.to_string(),
                 crate::attack::format_eps(m.eps),
                 m.history.epochs.len().to_string(),
                 format!("{:.2}", 100.0 * m.sa),
@@ -192,38 +192,30 @@ pub fn evaluation_attacks(eps: f64) -> Vec<crate::attack::AttackSpec> {
     ThreatModel::linf(eps).test_attacks()
 }
 
-/// The source model of a pre-training in the profile's study (see [`crate::study::Study`]):
-/// from the store, or trained now; with SA and RA on the profile's test subset.
-pub fn pretrain(rt: &Runtime, pretraining: RegimeKind, profile: Profile, store: &crate::store::Store) -> Result<SourceModel> {
-    let start = std::time::Instant::now();
-    let study = crate::study::Study::for_profile(profile);
-    let (net, history) = study.pretrained(rt, store, pretraining)?;
-    let (_, test) = study.source.load()?;
-    let test = test.fraction(profile.robust_eval_fraction(), rt.seed)?;
-    let eval = robust_evaluate(&net, &test, &study.threat.test_attacks(), 500)?;
-    crate::progress::note(&format!(
-        "{}: SA {:.2}%  RA {:.2}% on {} test images",
-        pretraining.short(),
-        100.0 * eval.sa,
-        100.0 * eval.ra,
-        eval.examples
-    ));
-    Ok(SourceModel {
-        pretraining,
-        eps: study.threat.eps,
-        history,
-        sa: eval.sa,
-        ra: eval.ra,
-        eval_examples: eval.examples,
-        seconds: start.elapsed().as_secs_f64(),
-        weights: study.pretrained_path(store, pretraining)?,
-    })
+/// One transfer to run with [`Session::transfer`]: what transfers (from [`Session::dense`] or
+/// [`Session::ticket`]), how it is fine-tuned (default standard), on which fraction of the
+/// downstream data (default the study's first) and with which seed (default 0).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TransferSpec {
+    pub pretraining: Pretraining,
+    /// `None`: the dense network; `Some((family, round))`: that IMP round's ticket.
+    pub ticket: Option<(ImpFamily, usize)>,
+    pub fine_tuning: FineTuning,
+    /// `None`: the study's first fraction.
+    pub fraction: Option<f64>,
+    pub seed: u64,
 }
 
-/// The standard, fast-adversarial and adversarial source models of the profile's study.
-pub fn pretrain_sources(rt: &Runtime, profile: Profile, store: &crate::store::Store) -> Result<SourceModels> {
-    let models = RegimeKind::ALL.iter().map(|&p| pretrain(rt, p, profile, store)).collect::<Result<Vec<_>>>()?;
-    Ok(SourceModels { dataset: crate::study::Study::for_profile(profile).source.name().into(), profile, models })
+impl TransferSpec {
+    pub fn fine_tune(self, fine_tuning: FineTuning) -> Self {
+        TransferSpec { fine_tuning, ..self }
+    }
+    pub fn fraction(self, fraction: f64) -> Self {
+        TransferSpec { fraction: Some(fraction), ..self }
+    }
+    pub fn seed(self, seed: u64) -> Self {
+        TransferSpec { seed, ..self }
+    }
 }
 
 /// What every notebook starts with: the runtime and profile from the environment
@@ -240,13 +232,13 @@ pub struct Session {
 impl Session {
     /// The runtime, profile, default store and study from the environment (see environment.md).
     pub fn from_env() -> Result<Session> {
-        let profile = Profile::from_env()?;
-        Ok(Session {
-            rt: Runtime::from_env()?,
-            profile,
-            store: crate::store::Store::open(crate::store::Store::default_root())?,
-            study: crate::study::Study::for_profile(profile),
-        })
+        let store = crate::store::Store::open(crate::store::Store::default_root())?;
+        Ok(Session::new(Runtime::from_env()?, Profile::from_env()?, store))
+    }
+
+    /// A session on a given runtime, profile and store (the profile's study).
+    pub fn new(rt: Runtime, profile: Profile, store: crate::store::Store) -> Session {
+        Session { rt, profile, store, study: crate::study::Study::for_profile(profile) }
     }
 
     /// The study's results: run what is missing, load the rest from the store.
@@ -260,13 +252,40 @@ impl Session {
     }
 
     /// A pre-trained source network of the study (from the store, or trained now).
-    pub fn source(&self, kind: RegimeKind) -> Result<Network> {
-        Ok(self.study.pretrained(&self.rt, &self.store, kind)?.0)
+    pub fn source(&self, pretraining: Pretraining) -> Result<Network> {
+        Ok(self.study.pretrained(&self.rt, &self.store, pretraining.regime())?.0)
     }
 
-    /// The three source models with their SA and RA on the profile's test subset.
+    /// The source model of a pre-training: from the store, or trained now; with SA and RA on
+    /// the profile's test subset.
+    pub fn source_model(&self, pretraining: Pretraining) -> Result<SourceModel> {
+        let start = std::time::Instant::now();
+        let (net, history) = self.study.pretrained(&self.rt, &self.store, pretraining.regime())?;
+        let (_, test) = self.study.source.load()?;
+        let test = test.fraction(self.profile.robust_eval_fraction(), self.rt.seed)?;
+        let eval = robust_evaluate(&net, &test, &self.study.threat.test_attacks(), 500)?;
+        crate::progress::note(&format!(
+            "{pretraining}: SA {:.2}%  RA {:.2}% on {} test images",
+            100.0 * eval.sa,
+            100.0 * eval.ra,
+            eval.examples
+        ));
+        Ok(SourceModel {
+            pretraining,
+            eps: self.study.threat.eps,
+            history,
+            sa: eval.sa,
+            ra: eval.ra,
+            eval_examples: eval.examples,
+            seconds: start.elapsed().as_secs_f64(),
+            weights: self.study.pretrained_path(&self.store, pretraining.regime())?,
+        })
+    }
+
+    /// The three source models (STD, FAT, AT) with their SA and RA on the profile's test subset.
     pub fn sources(&self) -> Result<SourceModels> {
-        pretrain_sources(&self.rt, self.profile, &self.store)
+        let models = Pretraining::ALL.iter().map(|&p| self.source_model(p)).collect::<Result<Vec<_>>>()?;
+        Ok(SourceModels { dataset: self.study.source.name().into(), profile: self.profile, models })
     }
 
     /// The source splits the study pre-trains on (validation held out, the profile's fraction).
@@ -283,64 +302,93 @@ impl Session {
         self.study.downstream.first().copied().ok_or_else(|| crate::error::Error::invalid("the study has no downstream dataset", "add one"))
     }
 
-    /// The IMP run of `family` from the source of `kind`: its tickets, round by round (from the
-    /// store, or computed now).
-    pub fn imp(&self, kind: RegimeKind, family: RegimeKind) -> Result<crate::prune::Tickets> {
-        self.study.imp_run(&self.rt, &self.store, kind, family)
+    /// The study's first downstream data fraction (what a transfer uses unless told otherwise).
+    pub fn fraction(&self) -> f64 {
+        self.study.fractions.first().copied().unwrap_or(1.0)
     }
 
-    /// The ticket of an IMP round (its IMP run computed now if the store lacks it).
-    pub fn ticket(&self, kind: RegimeKind, family: RegimeKind, round: usize) -> Result<crate::prune::Mask> {
+    /// The study's middle ticket round (of its verdict rounds).
+    pub fn middle_round(&self) -> usize {
+        self.study.rounds.get(self.study.rounds.len() / 2).copied().unwrap_or(1)
+    }
+
+    /// The IMP run of `family` from the source of `pretraining`: its tickets, round by round
+    /// (from the store, or computed now).
+    pub fn imp(&self, pretraining: Pretraining, family: ImpFamily) -> Result<crate::prune::Tickets> {
+        self.study.imp_run(&self.rt, &self.store, pretraining.regime(), family.regime())
+    }
+
+    /// The mask of an IMP round (its IMP run computed now if the store lacks it).
+    pub fn mask(&self, pretraining: Pretraining, family: ImpFamily, round: usize) -> Result<crate::prune::Mask> {
+        self.mask_of(pretraining.regime(), family.regime(), round)
+    }
+
+    fn mask_of(&self, pretraining: RegimeKind, family: RegimeKind, round: usize) -> Result<crate::prune::Mask> {
         Ok(self
-            .imp(kind, family)?
+            .study
+            .imp_run(&self.rt, &self.store, pretraining, family)?
             .round(round)
             .ok_or_else(|| crate::error::Error::invalid(format!("IMP has no round {round}"), format!("use 1..={}", self.study.imp.rounds)))?
             .mask
             .clone())
     }
 
-    /// The dense network of the source of `kind` transferred to the study's downstream dataset
-    /// (`fine_tuning`, `fraction` of the data, `seed`), through the store.
-    pub fn transfer_dense(&self, kind: RegimeKind, fine_tuning: RegimeKind, fraction: f64, seed: u64) -> Result<TransferReport> {
-        self.study.transfer_run(&self.rt, &self.store, Pick::dense(kind, self.downstream()?, fraction), fine_tuning, seed)
+    /// The dense network of the source of `pretraining`, as a transfer to describe further
+    /// (`.fine_tune(..)`, `.fraction(..)`, `.seed(..)`) and run with [`Session::transfer`].
+    pub fn dense(&self, pretraining: Pretraining) -> TransferSpec {
+        TransferSpec { pretraining, ticket: None, fine_tuning: FineTuning::Standard, fraction: None, seed: 0 }
     }
 
-    /// The ticket of `round` of `family` transferred like [`Session::transfer_dense`].
-    pub fn transfer_ticket(
-        &self,
-        kind: RegimeKind,
-        family: RegimeKind,
-        round: usize,
-        fine_tuning: RegimeKind,
-        fraction: f64,
-        seed: u64,
-    ) -> Result<TransferReport> {
-        self.study.transfer_run(&self.rt, &self.store, Pick::ticket(kind, family, round, self.downstream()?, fraction), fine_tuning, seed)
+    /// The ticket of `round` of the IMP `family` from the source of `pretraining`, as a transfer
+    /// like [`Session::dense`].
+    pub fn ticket(&self, pretraining: Pretraining, family: ImpFamily, round: usize) -> TransferSpec {
+        TransferSpec { ticket: Some((family, round)), ..self.dense(pretraining) }
     }
 
-    /// Does pre-training `kind` help at `fraction` of the downstream data? The dense pre-trained
+    /// Runs a transfer on the study's first downstream dataset, through the store (computed now
+    /// if the store lacks it).
+    pub fn transfer(&self, spec: &TransferSpec) -> Result<TransferReport> {
+        let (dataset, fraction) = (self.downstream()?, spec.fraction.unwrap_or_else(|| self.fraction()));
+        let pick = match spec.ticket {
+            None => Pick::dense(spec.pretraining.regime(), dataset, fraction),
+            Some((family, round)) => Pick::ticket(spec.pretraining.regime(), family.regime(), round, dataset, fraction),
+        };
+        self.study.transfer_run(&self.rt, &self.store, pick, spec.fine_tuning.regime(), spec.seed)
+    }
+
+    /// Does pre-training help at `fraction` of the downstream data? The dense pre-trained
     /// network against the same architecture trained from scratch (every seed, both
     /// fine-tunings): ask this before any ticket verdict.
-    pub fn gate(&self, kind: RegimeKind, fraction: f64) -> Result<crate::study::GateCell> {
-        self.study.gate_run(&self.rt, &self.store, kind, fraction)
+    pub fn gate(&self, pretraining: Pretraining, fraction: f64) -> Result<crate::study::GateCell> {
+        self.study.gate_run(&self.rt, &self.store, pretraining.regime(), fraction)
     }
 
-    /// The double-win verdict on the tickets of `family` at `rounds` of the source of `kind`,
-    /// over the study's seeds and fine-tunings at `fraction` of the data (computing what the store
-    /// lacks).
-    pub fn verdict(&self, kind: RegimeKind, family: RegimeKind, rounds: &[usize], fraction: f64) -> Result<Verdict> {
-        self.study.verdict_run(&self.rt, &self.store, kind, family, rounds, fraction)
+    /// The double-win verdict on the tickets of `family` at the study's rounds, from the source
+    /// of `pretraining`, over the study's seeds and fine-tunings at `fraction` of the data
+    /// (computing what the store lacks).
+    pub fn verdict(&self, pretraining: Pretraining, family: ImpFamily, fraction: f64) -> Result<Verdict> {
+        self.study.verdict_run(&self.rt, &self.store, pretraining.regime(), family.regime(), &self.study.rounds, fraction)
     }
 
-    /// The loss landscape of the study's Fig. 6 fine-tuning of the source of `kind` at `fraction`.
-    pub fn landscape(&self, kind: RegimeKind, fraction: f64) -> Result<crate::landscape::Landscape> {
-        self.study.landscape_run(&self.rt, &self.store, kind, fraction)
+    /// The loss landscape of the study's Fig. 6 fine-tuning of the source of `pretraining` at
+    /// `fraction`.
+    pub fn landscape(&self, pretraining: Pretraining, fraction: f64) -> Result<crate::landscape::Landscape> {
+        self.study.landscape_run(&self.rt, &self.store, pretraining.regime(), fraction)
     }
 
     /// The per-epoch checkpoints of that fine-tuning, read one at a time.
-    pub fn trajectory(&self, kind: RegimeKind, fraction: f64) -> Result<crate::landscape::Trajectory> {
-        self.landscape(kind, fraction)?;
-        crate::landscape::Trajectory::open(self.study.trajectory_dir(&self.store, kind, fraction)?, self.rt.device)
+    pub fn trajectory(&self, pretraining: Pretraining, fraction: f64) -> Result<crate::landscape::Trajectory> {
+        self.landscape(pretraining, fraction)?;
+        crate::landscape::Trajectory::open(self.study.trajectory_dir(&self.store, pretraining.regime(), fraction)?, self.rt.device)
+    }
+
+    /// The mask of the ticket the Fig. 6 landscapes fine-tune (the study's landscape family
+    /// and round) from the source of `pretraining`.
+    pub fn landscape_mask(&self, pretraining: Pretraining) -> Result<crate::prune::Mask> {
+        let plan = self.study.landscapes.as_ref().ok_or_else(|| {
+            crate::error::Error::invalid("this study has no landscapes", "use a profile with landscapes (tiny, small, full)")
+        })?;
+        self.mask_of(pretraining.regime(), plan.family, plan.round)
     }
 
     pub fn evcxr_display(&self) {

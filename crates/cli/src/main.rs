@@ -216,7 +216,7 @@ struct StudyChoice {
     /// A study as JSON (e.g. edited from `study show`), instead of the profile's
     #[arg(long)]
     config: Option<PathBuf>,
-    /// Store folder (default: $DOUBLEWIN_STORE or ~/.cache/doublewin/store)
+    /// Store folder (default: $DOUBLEWIN_STORE, else `store` in the cache folder; `doublewin --json info` prints it)
     #[arg(long)]
     store: Option<PathBuf>,
     /// Fine-tuning seeds instead of the study's (e.g. 3,4,5: the same study on another seed set)
@@ -537,16 +537,11 @@ fn run(cli: Cli) -> Result<()> {
             print(json, &value, format!("{history}\ntest {test}\nsaved {}", out.display()))?;
         }
         Command::Pretrain { regime, profile, store } => {
-            let store = open_store(store)?;
+            let session = walkthrough::Session::new(rt, profile.profile, open_store(store)?);
             let regimes = if regime.is_empty() { RegimeKind::ALL.to_vec() } else { regime };
-            let models = regimes.iter().map(|&k| walkthrough::pretrain(&rt, k, profile.profile, &store)).collect::<Result<Vec<_>>>()?;
-            let report = walkthrough::SourceModels {
-                dataset: Study::for_profile(profile.profile).source.name().into(),
-                profile: profile.profile,
-                models,
-            };
-            let paths =
-                report.models.iter().map(|m| format!("{}: {}", m.pretraining.short(), m.weights.display())).collect::<Vec<_>>().join("\n");
+            let models = regimes.iter().map(|&k| session.source_model(k.into())).collect::<Result<Vec<_>>>()?;
+            let report = walkthrough::SourceModels { dataset: session.study.source.name().into(), profile: profile.profile, models };
+            let paths = report.models.iter().map(|m| format!("{}: {}", m.pretraining, m.weights.display())).collect::<Vec<_>>().join("\n");
             print(json, &report, format!("{report}\n{paths}"))?;
         }
         Command::Imp { net, dataset, rounds, rate, regime, epochs, fraction, eps, out } => {
