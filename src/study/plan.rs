@@ -426,6 +426,45 @@ mod tests {
     use super::*;
     use crate::study::Profile;
 
+    /// Every `eps` in a JSON value (attacks, regimes, guards, landscape losses), with its path.
+    fn eps_fields(v: &serde_json::Value, path: &str, out: &mut Vec<(String, f64)>) {
+        match v {
+            serde_json::Value::Object(m) => {
+                for (k, x) in m {
+                    match (k.as_str(), x.as_f64()) {
+                        ("eps", Some(e)) => out.push((format!("{path}.eps"), e)),
+                        _ => eps_fields(x, &format!("{path}.{k}"), out),
+                    }
+                }
+            }
+            serde_json::Value::Array(a) => a.iter().enumerate().for_each(|(i, x)| eps_fields(x, &format!("{path}[{i}]"), out)),
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn eps_is_set_in_the_threat_model_only_and_reaches_every_attack() {
+        for profile in [Profile::Tiny, Profile::Small, Profile::Full] {
+            let mut study = Study::for_profile(profile);
+            study.threat.eps = 0.0625;
+            let plan = study.plan().unwrap();
+            let mut seen = HashMap::new();
+            for step in &plan.steps {
+                let mut found = Vec::new();
+                eps_fields(&serde_json::to_value(&step.desc).unwrap(), step.kind, &mut found);
+                for (path, e) in &found {
+                    assert_eq!(*e, 0.0625, "{profile}: {} has {path} = {e}, not the threat model's eps", step.label);
+                }
+                *seen.entry(step.kind).or_insert(0) += found.len();
+            }
+            // Every kind that attacks carries the one eps: adversarial pre-training, m^AT re-training,
+            // adversarial fine-tuning and every validation / test attack, landscapes, attack checks.
+            for kind in [PretrainDesc::KIND, ImpDesc::KIND, TransferDesc::KIND] {
+                assert!(seen.get(kind).copied().unwrap_or(0) > 0, "{profile}: no eps in any {kind} step");
+            }
+        }
+    }
+
     #[test]
     fn the_schedule_starts_every_pretraining_and_imp_run_before_any_transfer() {
         for profile in [Profile::Tiny, Profile::Small] {
