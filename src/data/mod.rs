@@ -289,6 +289,10 @@ pub struct Splits {
     pub test: Dataset,
 }
 
+/// The share of a training split held out (stratified) for validation: by every study
+/// ([`crate::study::desc::HoldOut::STUDY`]) and every CLI command.
+pub const VALIDATION_FRACTION: f64 = 0.1;
+
 impl Splits {
     /// Holds out a stratified `val_fraction` of `train` (seeded) as the validation split.
     pub fn new(train: Dataset, test: Dataset, val_fraction: f64, seed: u64) -> Result<Splits> {

@@ -23,9 +23,9 @@ pub struct HoldOut {
 }
 
 impl HoldOut {
-    /// Every study holds out 10% of the training split with seed 0, for every pre-training and
+    /// Every study holds out [`crate::data::VALIDATION_FRACTION`] of the training split with seed 0, for every pre-training and
     /// fine-tuning seed: validation sets do not change with the seed.
-    pub const STUDY: HoldOut = HoldOut { val_fraction: 0.1, seed: 0 };
+    pub const STUDY: HoldOut = HoldOut { val_fraction: crate::data::VALIDATION_FRACTION, seed: 0 };
 
     pub fn splits(&self, data: DataSource) -> Result<Splits> {
         data.splits(self.val_fraction, self.seed)

@@ -6,7 +6,7 @@
 use clap::{Parser, Subcommand};
 use doublewin::attack::{robust_evaluate, TestAttack, ThreatModel};
 use doublewin::data::download::{self, Remote};
-use doublewin::data::{embedded, DataSource, Embedded};
+use doublewin::data::{embedded, DataSource, Embedded, VALIDATION_FRACTION};
 use doublewin::prelude::*;
 use doublewin::prune::{imp, ImpConfig, Mask};
 use doublewin::runtime::DeviceChoice;
@@ -528,7 +528,7 @@ fn run(cli: Cli) -> Result<()> {
                 cfg = cfg.augment(AugmentChoice::None);
             }
             cfg.check()?;
-            let data = dataset.splits(0.1, rt.seed)?.with_train_fraction(fraction, rt.seed)?;
+            let data = dataset.splits(VALIDATION_FRACTION, rt.seed)?.with_train_fraction(fraction, rt.seed)?;
             let mut net = Network::new(NetworkSpec::for_data(arch, &data.train)?, rt.device, rt.seed)?;
             let history = train_with(&mut net, &data, &cfg, &mut Callbacks::progress(dataset.name()), resume_dir.as_deref())?;
             let test = evaluate(&net, &data.test, cfg.eval_batch_size)?;
@@ -548,7 +548,7 @@ fn run(cli: Cli) -> Result<()> {
             if let Some(eps) = eps {
                 ThreatModel::linf(eps).check()?;
             }
-            let source = dataset.splits(0.1, rt.seed)?.with_train_fraction(fraction, rt.seed)?;
+            let source = dataset.splits(VALIDATION_FRACTION, rt.seed)?.with_train_fraction(fraction, rt.seed)?;
             let threat = threat_for(eps, &source)?;
             let cfg = ImpConfig::default()
                 .rounds(rounds)
@@ -563,7 +563,7 @@ fn run(cli: Cli) -> Result<()> {
             print(json, &rows, tickets.table())?;
         }
         Command::Transfer { net, mask, dataset, fine_tuning, fraction, epochs, lr, eps } => {
-            let splits = dataset.splits(0.1, rt.seed)?;
+            let splits = dataset.splits(VALIDATION_FRACTION, rt.seed)?;
             let threat = threat_for(eps, &splits)?;
             let cfg = TransferConfig::new(fine_tuning, &threat)?
                 .recipe(TrainConfig::default().epochs(epochs).lr(lr).batch_size(64))
