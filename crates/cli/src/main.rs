@@ -59,31 +59,7 @@ enum Command {
         out: PathBuf,
     },
     /// Train a network on a dataset (embedded, or cifar10 / cifar100 / svhn downloaded on first use) and save it
-    Train {
-        #[arg(long, default_value = "fashion-mnist", value_parser = dataset)]
-        dataset: DataSource,
-        /// linear, convnet, resnet20/32/44/56/110, resnet18-cifar, resnet18, resnet50
-        #[arg(long, default_value = "convnet", value_parser = Arch::from_name)]
-        arch: Arch,
-        #[arg(long, default_value_t = 10)]
-        epochs: usize,
-        #[arg(long, default_value_t = 0.05)]
-        lr: f64,
-        #[arg(long, default_value_t = 128)]
-        batch_size: usize,
-        /// Fraction of the training split (stratified, seeded)
-        #[arg(long, default_value_t = 1.0)]
-        fraction: f64,
-        /// Disable augmentation
-        #[arg(long)]
-        no_augment: bool,
-        /// Where to save the network (.safetensors)
-        #[arg(long)]
-        out: PathBuf,
-        /// Folder for per-epoch state; rerunning the same command resumes from it
-        #[arg(long)]
-        resume_dir: Option<PathBuf>,
-    },
+    Train(TrainArgs),
     /// Pre-train the profile study's source models through the store (shared with `study run`
     /// and the notebooks)
     Pretrain {
@@ -97,81 +73,16 @@ enum Command {
     },
     /// Iterative magnitude pruning of a saved network on a source dataset; each round's
     /// ticket is written to --out as soon as it is done, and a rerun resumes after the last one
-    Imp {
-        /// The pre-trained network (.safetensors with its .json sidecar)
-        #[arg(long)]
-        net: PathBuf,
-        #[arg(long, default_value = "fashion-mnist", value_parser = dataset)]
-        dataset: DataSource,
-        #[arg(long, default_value_t = 6)]
-        rounds: usize,
-        /// Fraction of the remaining weights pruned per round
-        #[arg(long, default_value_t = 0.2)]
-        rate: f64,
-        /// Re-training between rounds: standard (mask family m^ST), fast or adversarial (m^AT)
-        #[arg(long, value_enum, default_value_t = RegimeKind::Standard)]
-        regime: RegimeKind,
-        /// Epochs of re-training per round
-        #[arg(long, default_value_t = 3)]
-        epochs: usize,
-        /// Fraction of the source training split used for re-training
-        #[arg(long, default_value_t = 1.0)]
-        fraction: f64,
-        /// L-inf radius for adversarial re-training (default per data: 0.1 grey-scale, 8/255 colour)
-        #[arg(long, allow_negative_numbers = true)]
-        eps: Option<f64>,
-        #[arg(long)]
-        out: PathBuf,
-    },
+    Imp(ImpArgs),
     /// Transfer a saved network (dense, or with a ticket's mask) to a downstream dataset
-    Transfer {
-        #[arg(long)]
-        net: PathBuf,
-        /// A ticket (mask .safetensors written by `imp`); without it the dense network transfers
-        #[arg(long)]
-        mask: Option<PathBuf>,
-        #[arg(long, default_value = "mnist", value_parser = dataset)]
-        dataset: DataSource,
-        #[arg(long, value_enum, default_value_t = RegimeKind::Standard)]
-        fine_tuning: RegimeKind,
-        #[arg(long, default_value_t = 1.0)]
-        fraction: f64,
-        #[arg(long, default_value_t = 5)]
-        epochs: usize,
-        #[arg(long, default_value_t = 0.02)]
-        lr: f64,
-        /// L-inf radius of the threat model (default per data: 0.1 grey-scale, 8/255 colour)
-        #[arg(long, allow_negative_numbers = true)]
-        eps: Option<f64>,
-    },
+    Transfer(TransferArgs),
     /// Plan, run, report, list or clean the study (the double-win grid) in the experiment store
     Study {
         #[command(subcommand)]
         action: StudyAction,
     },
     /// Evaluate a saved network on the test split of the dataset it was trained for: SA, and RA with --eps
-    Evaluate {
-        #[arg(long)]
-        net: PathBuf,
-        #[arg(long, default_value = "fashion-mnist", value_parser = dataset)]
-        dataset: DataSource,
-        /// Also attack at this L-inf radius
-        #[arg(long, allow_negative_numbers = true)]
-        eps: Option<f64>,
-        /// The attacks of the robust accuracy
-        #[arg(long, value_enum, default_value_t = TestAttack::Pgd20)]
-        attack: TestAttack,
-        /// Evaluate the network under this mask (pruned weights set to zero)
-        #[arg(long)]
-        mask: Option<PathBuf>,
-        /// Evaluate on this many test images (a stratified, seeded subset; default all)
-        #[arg(long)]
-        examples: Option<usize>,
-        /// Also write the evaluated images and labels as safetensors (`images` u8, `labels` i64),
-        /// e.g. for tests/python/torchattacks_eval.py
-        #[arg(long)]
-        save_examples: Option<PathBuf>,
-    },
+    Evaluate(EvaluateArgs),
     /// List, verify or download datasets
     Data {
         #[command(subcommand)]
@@ -180,32 +91,136 @@ enum Command {
     /// Show the runtime: device, CUDA, threads, versions, data folder
     Info,
     /// Benchmark the hot paths side by side with a PyTorch peer (crates/bench/peer.py) on this machine
-    Bench {
-        /// Short mode: tiny batches, one run each; checks that everything works, times mean nothing
-        #[arg(long)]
-        quick: bool,
-        /// Timed runs per workload and side (default 5, quick 1)
-        #[arg(long)]
-        repeats: Option<usize>,
-        /// Untimed warm-up runs before them (default 1, quick 0)
-        #[arg(long)]
-        warmup: Option<usize>,
-        /// Only workloads whose id contains this text (repeatable), e.g. pgd, convnet, prune-resnet50
-        #[arg(long)]
-        only: Vec<String>,
-        /// Do not run the PyTorch peer (no ratios)
-        #[arg(long)]
-        no_peer: bool,
-        /// Passes over all workloads, timed runs pooled (default 1)
-        #[arg(long, default_value_t = 1)]
-        rounds: usize,
-        /// Also time a notebook's first result in a fresh kernel session, cold and warm (minutes)
-        #[arg(long)]
-        first_result: bool,
-        /// Write the report (Markdown) here, atomically
-        #[arg(long)]
-        out: Option<PathBuf>,
-    },
+    Bench(BenchArgs),
+}
+
+#[derive(clap::Args)]
+struct TrainArgs {
+    #[arg(long, default_value = "fashion-mnist", value_parser = dataset)]
+    dataset: DataSource,
+    /// linear, convnet, resnet20/32/44/56/110, resnet18-cifar, resnet18, resnet50
+    #[arg(long, default_value = "convnet", value_parser = Arch::from_name)]
+    arch: Arch,
+    #[arg(long, default_value_t = 10)]
+    epochs: usize,
+    #[arg(long, default_value_t = 0.05)]
+    lr: f64,
+    #[arg(long, default_value_t = 128)]
+    batch_size: usize,
+    /// Fraction of the training split (stratified, seeded)
+    #[arg(long, default_value_t = 1.0)]
+    fraction: f64,
+    /// Disable augmentation
+    #[arg(long)]
+    no_augment: bool,
+    /// Where to save the network (.safetensors)
+    #[arg(long)]
+    out: PathBuf,
+    /// Folder for per-epoch state; rerunning the same command resumes from it
+    #[arg(long)]
+    resume_dir: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+struct ImpArgs {
+    /// The pre-trained network (.safetensors with its .json sidecar)
+    #[arg(long)]
+    net: PathBuf,
+    #[arg(long, default_value = "fashion-mnist", value_parser = dataset)]
+    dataset: DataSource,
+    #[arg(long, default_value_t = 6)]
+    rounds: usize,
+    /// Fraction of the remaining weights pruned per round
+    #[arg(long, default_value_t = 0.2)]
+    rate: f64,
+    /// Re-training between rounds: standard (mask family m^ST), fast or adversarial (m^AT)
+    #[arg(long, value_enum, default_value_t = RegimeKind::Standard)]
+    regime: RegimeKind,
+    /// Epochs of re-training per round
+    #[arg(long, default_value_t = 3)]
+    epochs: usize,
+    /// Fraction of the source training split used for re-training
+    #[arg(long, default_value_t = 1.0)]
+    fraction: f64,
+    /// L-inf radius for adversarial re-training (default per data: 0.1 grey-scale, 8/255 colour)
+    #[arg(long, allow_negative_numbers = true)]
+    eps: Option<f64>,
+    #[arg(long)]
+    out: PathBuf,
+}
+
+#[derive(clap::Args)]
+struct TransferArgs {
+    #[arg(long)]
+    net: PathBuf,
+    /// A ticket (mask .safetensors written by `imp`); without it the dense network transfers
+    #[arg(long)]
+    mask: Option<PathBuf>,
+    #[arg(long, default_value = "mnist", value_parser = dataset)]
+    dataset: DataSource,
+    #[arg(long, value_enum, default_value_t = RegimeKind::Standard)]
+    fine_tuning: RegimeKind,
+    #[arg(long, default_value_t = 1.0)]
+    fraction: f64,
+    #[arg(long, default_value_t = 5)]
+    epochs: usize,
+    #[arg(long, default_value_t = 0.02)]
+    lr: f64,
+    /// L-inf radius of the threat model (default per data: 0.1 grey-scale, 8/255 colour)
+    #[arg(long, allow_negative_numbers = true)]
+    eps: Option<f64>,
+}
+
+#[derive(clap::Args)]
+struct EvaluateArgs {
+    #[arg(long)]
+    net: PathBuf,
+    #[arg(long, default_value = "fashion-mnist", value_parser = dataset)]
+    dataset: DataSource,
+    /// Also attack at this L-inf radius
+    #[arg(long, allow_negative_numbers = true)]
+    eps: Option<f64>,
+    /// The attacks of the robust accuracy
+    #[arg(long, value_enum, default_value_t = TestAttack::Pgd20)]
+    attack: TestAttack,
+    /// Evaluate the network under this mask (pruned weights set to zero)
+    #[arg(long)]
+    mask: Option<PathBuf>,
+    /// Evaluate on this many test images (a stratified, seeded subset; default all)
+    #[arg(long)]
+    examples: Option<usize>,
+    /// Also write the evaluated images and labels as safetensors (`images` u8, `labels` i64),
+    /// e.g. for tests/python/torchattacks_eval.py
+    #[arg(long)]
+    save_examples: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+struct BenchArgs {
+    /// Short mode: tiny batches, one run each; checks that everything works, times mean nothing
+    #[arg(long)]
+    quick: bool,
+    /// Timed runs per workload and side (default 5, quick 1)
+    #[arg(long)]
+    repeats: Option<usize>,
+    /// Untimed warm-up runs before them (default 1, quick 0)
+    #[arg(long)]
+    warmup: Option<usize>,
+    /// Only workloads whose id contains this text (repeatable), e.g. pgd, convnet, prune-resnet50
+    #[arg(long)]
+    only: Vec<String>,
+    /// Do not run the PyTorch peer (no ratios)
+    #[arg(long)]
+    no_peer: bool,
+    /// Passes over all workloads, timed runs pooled (default 1)
+    #[arg(long, default_value_t = 1)]
+    rounds: usize,
+    /// Also time a notebook's first result in a fresh kernel session, cold and warm (minutes)
+    #[arg(long)]
+    first_result: bool,
+    /// Write the report (Markdown) here, atomically
+    #[arg(long)]
+    out: Option<PathBuf>,
 }
 
 /// Which study, and which store it lives in.
@@ -522,20 +537,7 @@ fn run(cli: Cli) -> Result<()> {
             let report = walkthrough::quickstart(&rt, profile.profile, &out)?;
             print(json, &report, format!("{report}\nwrote {}", out.display()))?;
         }
-        Command::Train { dataset, arch, epochs, lr, batch_size, fraction, no_augment, out, resume_dir } => {
-            let mut cfg = TrainConfig::default().epochs(epochs).lr(lr).batch_size(batch_size).seed(rt.seed);
-            if no_augment {
-                cfg = cfg.augment(AugmentChoice::None);
-            }
-            cfg.check()?;
-            let data = dataset.splits(VALIDATION_FRACTION, rt.seed)?.with_train_fraction(fraction, rt.seed)?;
-            let mut net = Network::new(NetworkSpec::for_data(arch, &data.train)?, rt.device, rt.seed)?;
-            let history = train_with(&mut net, &data, &cfg, &mut Callbacks::progress(dataset.name()), resume_dir.as_deref())?;
-            let test = evaluate(&net, &data.test, cfg.eval_batch_size)?;
-            net.save(&out)?;
-            let value = serde_json::json!({"history": history, "test": test, "net": out, "config_hash": cfg.hash()?});
-            print(json, &value, format!("{history}\ntest {test}\nsaved {}", out.display()))?;
-        }
+        Command::Train(args) => train_cmd(rt, json, args)?,
         Command::Pretrain { regime, profile, store } => {
             let session = walkthrough::Session::new(rt, profile.profile, open_store(store)?);
             let regimes = if regime.is_empty() { RegimeKind::ALL.to_vec() } else { regime };
@@ -544,76 +546,10 @@ fn run(cli: Cli) -> Result<()> {
             let paths = report.models.iter().map(|m| format!("{}: {}", m.pretraining, m.weights.display())).collect::<Vec<_>>().join("\n");
             print(json, &report, format!("{report}\n{paths}"))?;
         }
-        Command::Imp { net, dataset, rounds, rate, regime, epochs, fraction, eps, out } => {
-            if let Some(eps) = eps {
-                ThreatModel::linf(eps).check()?;
-            }
-            let source = dataset.splits(VALIDATION_FRACTION, rt.seed)?.with_train_fraction(fraction, rt.seed)?;
-            let threat = threat_for(eps, &source)?;
-            let cfg = ImpConfig::default()
-                .rounds(rounds)
-                .rate(rate)
-                .retrain(TrainConfig::default().epochs(epochs).seed(rt.seed).regime(Regime::of(regime, &threat)?));
-            cfg.check()?;
-            let pretrained = Network::load(&net, rt.device)?;
-            pretrained.check_fits(&source.train)?;
-            let tickets = imp(&pretrained, &source, &cfg, &out)?;
-            let rows: Vec<serde_json::Value> =
-                tickets.0.iter().map(|t| serde_json::json!({"round": t.round, "sparsity": t.sparsity(), "mask": t.path})).collect();
-            print(json, &rows, tickets.table())?;
-        }
-        Command::Transfer { net, mask, dataset, fine_tuning, fraction, epochs, lr, eps } => {
-            let splits = dataset.splits(VALIDATION_FRACTION, rt.seed)?;
-            let threat = threat_for(eps, &splits)?;
-            let cfg = TransferConfig::new(fine_tuning, &threat)?
-                .recipe(TrainConfig::default().epochs(epochs).lr(lr).batch_size(64))
-                .fraction(fraction)
-                .seed(rt.seed);
-            cfg.check()?;
-            let pretrained = Network::load(&net, rt.device)?;
-            let mask = mask.map(Mask::load).transpose()?;
-            let report = transfer(&pretrained, mask.as_ref(), &splits, &cfg)?;
-            print(json, &report, &report)?;
-        }
+        Command::Imp(args) => imp_cmd(rt, json, args)?,
+        Command::Transfer(args) => transfer_cmd(rt, json, args)?,
         Command::Study { action } => study(&rt, json, action)?,
-        Command::Evaluate { net, dataset, eps, attack, mask, examples, save_examples } => {
-            if examples == Some(0) {
-                return Err(Error::invalid(
-                    "--examples 0: no test example to evaluate",
-                    "use --examples 1 or more, or leave it out for all",
-                ));
-            }
-            let threat = eps.map(|eps| ThreatModel::linf(eps).test(attack));
-            if let Some(t) = &threat {
-                t.check()?;
-            }
-            let net = Network::load(&net, rt.device)?;
-            let (_, test) = dataset.load()?;
-            let test = match examples {
-                Some(n) if n < test.len() => test.fraction(n as f64 / test.len() as f64, rt.seed)?,
-                _ => test,
-            };
-            net.check_fits(&test)?;
-            if let Some(path) = &save_examples {
-                let tensors =
-                    [("images".to_string(), test.images().shallow_clone()), ("labels".to_string(), test.labels().shallow_clone())];
-                doublewin::model::io::write_tensors(path, &tensors)?;
-            }
-            if let Some(m) = mask {
-                Mask::load(m)?.apply(&net)?;
-            }
-            match threat {
-                None => {
-                    let e = evaluate(&net, &test, 500)?;
-                    print(json, &e, format!("{}: {e}", test.name()))?;
-                }
-                Some(threat) => {
-                    let attacks: Vec<_> = threat.test_attacks().iter().map(|a| a.seeded(rt.seed)).collect();
-                    let e = robust_evaluate(&net, &test, &attacks, 500)?;
-                    print(json, &e, &e)?;
-                }
-            }
-        }
+        Command::Evaluate(args) => evaluate_cmd(rt, json, args)?,
         Command::Data { action: DataAction::List } => {
             let mut table = Table::new(
                 format!("Embedded datasets in {}", embedded::data_dir().display()),
@@ -639,27 +575,7 @@ fn run(cli: Cli) -> Result<()> {
             let (train, test) = download::fetch(name, &dir, base_url.as_deref())?;
             print(json, &serde_json::json!({"train": train.len(), "test": test.len(), "dir": dir}), format!("{train}\n{test}"))?;
         }
-        Command::Bench { quick, repeats, warmup, only, no_peer, rounds, first_result, out } => {
-            let base = if quick { doublewin_bench::BenchConfig::quick() } else { doublewin_bench::BenchConfig::default() };
-            let cfg = doublewin_bench::BenchConfig {
-                repeats: repeats.unwrap_or(base.repeats),
-                warmup: warmup.unwrap_or(base.warmup),
-                only,
-                peer: !no_peer,
-                threads: rt.threads,
-                seed: rt.seed,
-                rounds: rounds.max(1),
-                first_result,
-                ..base
-            };
-            let report = doublewin_bench::run(&cfg)?;
-            if let Some(out) = &out {
-                let args: Vec<String> = std::env::args().collect();
-                doublewin::fsio::write_atomic(out, doublewin_bench::markdown_document(&report, &args).as_bytes())?;
-            }
-            let wrote = out.map(|o| format!("wrote {}", o.display())).unwrap_or_default();
-            print(json, &report, format!("{report}{wrote}"))?;
-        }
+        Command::Bench(args) => bench_cmd(rt, json, args)?,
         Command::Info => {
             let info = serde_json::json!({
                 "doublewin": doublewin::VERSION,
@@ -676,6 +592,121 @@ fn run(cli: Cli) -> Result<()> {
             print(json, &info, text)?;
         }
     }
+    Ok(())
+}
+
+fn train_cmd(rt: Runtime, json: bool, args: TrainArgs) -> Result<()> {
+    let TrainArgs { dataset, arch, epochs, lr, batch_size, fraction, no_augment, out, resume_dir } = args;
+    let mut cfg = TrainConfig::default().epochs(epochs).lr(lr).batch_size(batch_size).seed(rt.seed);
+    if no_augment {
+        cfg = cfg.augment(AugmentChoice::None);
+    }
+    cfg.check()?;
+    let data = dataset.splits(VALIDATION_FRACTION, rt.seed)?.with_train_fraction(fraction, rt.seed)?;
+    let mut net = Network::new(NetworkSpec::for_data(arch, &data.train)?, rt.device, rt.seed)?;
+    let history = train_with(&mut net, &data, &cfg, &mut Callbacks::progress(dataset.name()), resume_dir.as_deref())?;
+    let test = evaluate(&net, &data.test, cfg.eval_batch_size)?;
+    net.save(&out)?;
+    let value = serde_json::json!({"history": history, "test": test, "net": out, "config_hash": cfg.hash()?});
+    print(json, &value, format!("{history}\ntest {test}\nsaved {}", out.display()))?;
+    Ok(())
+}
+
+fn imp_cmd(rt: Runtime, json: bool, args: ImpArgs) -> Result<()> {
+    let ImpArgs { net, dataset, rounds, rate, regime, epochs, fraction, eps, out } = args;
+    if let Some(eps) = eps {
+        ThreatModel::linf(eps).check()?;
+    }
+    let source = dataset.splits(VALIDATION_FRACTION, rt.seed)?.with_train_fraction(fraction, rt.seed)?;
+    let threat = threat_for(eps, &source)?;
+    let cfg = ImpConfig::default()
+        .rounds(rounds)
+        .rate(rate)
+        .retrain(TrainConfig::default().epochs(epochs).seed(rt.seed).regime(Regime::of(regime, &threat)?));
+    cfg.check()?;
+    let pretrained = Network::load(&net, rt.device)?;
+    pretrained.check_fits(&source.train)?;
+    let tickets = imp(&pretrained, &source, &cfg, &out)?;
+    let rows: Vec<serde_json::Value> =
+        tickets.0.iter().map(|t| serde_json::json!({"round": t.round, "sparsity": t.sparsity(), "mask": t.path})).collect();
+    print(json, &rows, tickets.table())?;
+    Ok(())
+}
+
+fn transfer_cmd(rt: Runtime, json: bool, args: TransferArgs) -> Result<()> {
+    let TransferArgs { net, mask, dataset, fine_tuning, fraction, epochs, lr, eps } = args;
+    let splits = dataset.splits(VALIDATION_FRACTION, rt.seed)?;
+    let threat = threat_for(eps, &splits)?;
+    let cfg = TransferConfig::new(fine_tuning, &threat)?
+        .recipe(TrainConfig::default().epochs(epochs).lr(lr).batch_size(64))
+        .fraction(fraction)
+        .seed(rt.seed);
+    cfg.check()?;
+    let pretrained = Network::load(&net, rt.device)?;
+    let mask = mask.map(Mask::load).transpose()?;
+    let report = transfer(&pretrained, mask.as_ref(), &splits, &cfg)?;
+    print(json, &report, &report)?;
+    Ok(())
+}
+
+fn evaluate_cmd(rt: Runtime, json: bool, args: EvaluateArgs) -> Result<()> {
+    let EvaluateArgs { net, dataset, eps, attack, mask, examples, save_examples } = args;
+    if examples == Some(0) {
+        return Err(Error::invalid("--examples 0: no test example to evaluate", "use --examples 1 or more, or leave it out for all"));
+    }
+    let threat = eps.map(|eps| ThreatModel::linf(eps).test(attack));
+    if let Some(t) = &threat {
+        t.check()?;
+    }
+    let net = Network::load(&net, rt.device)?;
+    let (_, test) = dataset.load()?;
+    let test = match examples {
+        Some(n) if n < test.len() => test.fraction(n as f64 / test.len() as f64, rt.seed)?,
+        _ => test,
+    };
+    net.check_fits(&test)?;
+    if let Some(path) = &save_examples {
+        let tensors = [("images".to_string(), test.images().shallow_clone()), ("labels".to_string(), test.labels().shallow_clone())];
+        doublewin::model::io::write_tensors(path, &tensors)?;
+    }
+    if let Some(m) = mask {
+        Mask::load(m)?.apply(&net)?;
+    }
+    match threat {
+        None => {
+            let e = evaluate(&net, &test, 500)?;
+            print(json, &e, format!("{}: {e}", test.name()))?;
+        }
+        Some(threat) => {
+            let attacks: Vec<_> = threat.test_attacks().iter().map(|a| a.seeded(rt.seed)).collect();
+            let e = robust_evaluate(&net, &test, &attacks, 500)?;
+            print(json, &e, &e)?;
+        }
+    }
+    Ok(())
+}
+
+fn bench_cmd(rt: Runtime, json: bool, args: BenchArgs) -> Result<()> {
+    let BenchArgs { quick, repeats, warmup, only, no_peer, rounds, first_result, out } = args;
+    let base = if quick { doublewin_bench::BenchConfig::quick() } else { doublewin_bench::BenchConfig::default() };
+    let cfg = doublewin_bench::BenchConfig {
+        repeats: repeats.unwrap_or(base.repeats),
+        warmup: warmup.unwrap_or(base.warmup),
+        only,
+        peer: !no_peer,
+        threads: rt.threads,
+        seed: rt.seed,
+        rounds: rounds.max(1),
+        first_result,
+        ..base
+    };
+    let report = doublewin_bench::run(&cfg)?;
+    if let Some(out) = &out {
+        let args: Vec<String> = std::env::args().collect();
+        doublewin::fsio::write_atomic(out, doublewin_bench::markdown_document(&report, &args).as_bytes())?;
+    }
+    let wrote = out.map(|o| format!("wrote {}", o.display())).unwrap_or_default();
+    print(json, &report, format!("{report}{wrote}"))?;
     Ok(())
 }
 
@@ -766,10 +797,10 @@ fn study(rt: &Runtime, json: bool, action: StudyAction) -> Result<()> {
         }
         StudyAction::Clean { kind, store, old_format } => {
             let root = store.unwrap_or_else(Store::default_root);
-            if let Some(k) = kind.as_deref().filter(|k| !doublewin::study::StepDesc::KINDS.contains(k)) {
+            if let Some(k) = kind.as_deref().filter(|k| !doublewin::study::StepDesc::kinds().contains(k)) {
                 return Err(Error::invalid(
                     format!("--kind {k} is not a step kind"),
-                    format!("use one of {} (or no --kind: every step)", doublewin::study::StepDesc::KINDS.join(", ")),
+                    format!("use one of {} (or no --kind: every step)", doublewin::study::StepDesc::kinds().join(", ")),
                 ));
             }
             let n = if old_format { Store::remove_old_format(&root)? } else { Store::open(&root)?.clean(kind.as_deref())? };
