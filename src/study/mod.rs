@@ -2,7 +2,8 @@
 //! - [`profile`]: the size profiles, one table of every size;
 //! - [`grid`]: the [`Study`] declaration and its validation;
 //! - [`desc`]: typed step descriptions whose hashes are the store keys;
-//! - [`plan`]: the steps of a study in dependency order;
+//! - [`step`]: what a step kind is ([`step::Step`]) and what it computes in; [`plan`]: the
+//!   registry of step kinds and the steps of a study in dependency order;
 //! - [`runner`]: computing what the store lacks, with progress through [`crate::progress`];
 //! - [`results`]: what a study produced; [`query`]: looking its transfers up (a leaf the
 //!   gate, claims, report and runner share);
@@ -25,6 +26,9 @@ pub mod results;
 pub mod roles;
 pub mod runner;
 pub mod stability;
+pub mod step;
+#[cfg(test)]
+mod toy;
 
 pub use claims::{Claim, ClaimVerdict};
 pub use desc::{subnetwork_name, Subnetwork, SubnetworkKind};
@@ -36,5 +40,6 @@ pub use query::Pick;
 pub use report::{ImpRow, StudyReport, VerdictCell};
 pub use results::{LandscapeRecord, RunSummary, StudyResults, TransferRecord, TransferRow};
 pub use roles::{FineTuning, ImpFamily, Pretraining};
-pub use runner::{compute, run_plan, run_plan_with, ImpSummary, RunOptions, EXIT_STOPPED};
+pub use runner::{compute, run_plan, run_plan_with, RunOptions, EXIT_STOPPED};
 pub use stability::{Conclusions, Stability};
+pub use step::{AttackCheck, ImpSummary};

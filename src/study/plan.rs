@@ -7,106 +7,82 @@ use super::desc::{
     AttackCheckDesc, Checked, HoldOut, ImpDesc, LandscapeDesc, PretrainDesc, Subnetwork, SubnetworkKind, TrajectoryDesc, TransferDesc,
 };
 use super::grid::Study;
+use super::step::{Executor, Step};
 use crate::data::DataSource;
 use crate::display::Table;
 use crate::error::{Error, Result};
 use crate::prune::ImpConfig;
-use crate::store::{Check, Status, StepDescription, Store};
+use crate::store::{Attempt, Check, Status, StepDescription, Store};
 use crate::train::{Regime, RegimeKind, TrainConfig};
 use crate::transfer::TransferConfig;
 use serde::Serialize;
 use std::collections::HashMap;
 
-/// One step's description, whatever its kind.
-// Descriptions are small plain data, a few hundred per study: no boxing.
-#[allow(clippy::large_enum_variant)]
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum StepDesc {
+/// The registry of step kinds, one line each: the variant of [`StepDesc`] and the description
+/// type, which implements [`Step`]. Everything the plan, the workers and the CLI do with a step
+/// of any kind goes through the methods generated here.
+macro_rules! steps {
+    ($($(#[$attr:meta])* $variant:ident($desc:ty)),* $(,)?) => {
+        /// One step's description, whatever its kind.
+        // Descriptions are small plain data, a few hundred per study: no boxing.
+        #[allow(clippy::large_enum_variant)]
+        #[derive(Debug, Clone, PartialEq, Serialize)]
+        #[serde(rename_all = "kebab-case")]
+        pub enum StepDesc {
+            $($(#[$attr])* $variant($desc),)*
+        }
+
+        impl StepDesc {
+            /// Every step kind, as named in the store (its folders) and in `study clean --kind`.
+            #[allow(clippy::vec_init_then_push)] // a kind behind #[cfg] cannot sit in vec![]
+            pub fn kinds() -> Vec<&'static str> {
+                let mut kinds = Vec::new();
+                $($(#[$attr])* kinds.push(<$desc>::KIND);)*
+                kinds
+            }
+            pub fn kind(&self) -> &'static str {
+                match self { $($(#[$attr])* StepDesc::$variant(d) => d.kind(),)* }
+            }
+            pub fn key(&self) -> Result<String> {
+                match self { $($(#[$attr])* StepDesc::$variant(d) => d.key(),)* }
+            }
+            pub fn label(&self) -> String {
+                match self { $($(#[$attr])* StepDesc::$variant(d) => d.label(),)* }
+            }
+            /// A rough estimate of the step's work (see [`Step::cost`]).
+            pub fn cost(&self) -> f64 {
+                match self { $($(#[$attr])* StepDesc::$variant(d) => d.cost(),)* }
+            }
+            /// Computes the step (or finds it in the store, or finds another process on it).
+            pub(crate) fn run(&self, ex: &mut Executor) -> Result<Attempt<()>> {
+                Ok(match self { $($(#[$attr])* StepDesc::$variant(d) => unit(d.compute(ex)?),)* })
+            }
+        }
+
+        $($(#[$attr])* impl From<$desc> for StepDesc {
+            fn from(d: $desc) -> StepDesc {
+                StepDesc::$variant(d)
+            }
+        })*
+    };
+}
+
+steps! {
     Pretrain(PretrainDesc),
     Imp(ImpDesc),
     Transfer(TransferDesc),
     Trajectory(TrajectoryDesc),
     Landscape(LandscapeDesc),
     AttackCheck(AttackCheckDesc),
+    #[cfg(test)]
+    Toy(super::toy::ToyDesc),
 }
 
-impl StepDesc {
-    /// Every step kind, as named in the store (its folders) and in `study clean --kind`.
-    pub const KINDS: [&'static str; 6] =
-        [PretrainDesc::KIND, ImpDesc::KIND, TransferDesc::KIND, TrajectoryDesc::KIND, LandscapeDesc::KIND, AttackCheckDesc::KIND];
-
-    pub fn kind(&self) -> &'static str {
-        match self {
-            StepDesc::Pretrain(_) => PretrainDesc::KIND,
-            StepDesc::Imp(_) => ImpDesc::KIND,
-            StepDesc::Transfer(_) => TransferDesc::KIND,
-            StepDesc::Trajectory(_) => TrajectoryDesc::KIND,
-            StepDesc::Landscape(_) => LandscapeDesc::KIND,
-            StepDesc::AttackCheck(_) => AttackCheckDesc::KIND,
-        }
-    }
-    pub fn key(&self) -> Result<String> {
-        match self {
-            StepDesc::Pretrain(d) => d.key(),
-            StepDesc::Imp(d) => d.key(),
-            StepDesc::Transfer(d) => d.key(),
-            StepDesc::Trajectory(d) => d.key(),
-            StepDesc::Landscape(d) => d.key(),
-            StepDesc::AttackCheck(d) => d.key(),
-        }
-    }
-    pub fn label(&self) -> String {
-        match self {
-            StepDesc::Pretrain(d) => d.label(),
-            StepDesc::Imp(d) => d.label(),
-            StepDesc::Transfer(d) => d.label(),
-            StepDesc::Trajectory(d) => d.label(),
-            StepDesc::Landscape(d) => d.label(),
-            StepDesc::AttackCheck(d) => d.label(),
-        }
-    }
-}
-
-/// Forward-backward passes per training example of a regime: 1 standard, 2 FAT (one FGSM
-/// step), PGD-k k + 1.
-fn passes(regime: &Regime) -> f64 {
-    match regime {
-        Regime::Standard => 1.0,
-        Regime::Fast { .. } => 2.0,
-        Regime::Adversarial(pgd) => 1.0 + pgd.steps as f64,
-    }
-}
-
-impl StepDesc {
-    /// A rough estimate of the step's work (about seconds on one core at the `small` sizes):
-    /// epochs x data x passes per example. The scheduler only compares estimates, so the
-    /// units matter less than the ratios (a PGD pre-training is hundreds of transfers).
-    pub fn cost(&self) -> f64 {
-        let transfer = |d: &TransferDesc| {
-            let r = &d.transfer.recipe;
-            // A fine-tuning's epochs are raised to its minimum steps with little data.
-            (r.epochs as f64 * d.transfer.fraction.max(0.1) / 20.0).max(d.transfer.min_steps as f64 / 300.0) * 3.0 * passes(&r.regime)
-        };
-        match self {
-            StepDesc::Pretrain(d) => 75.0 * d.train.epochs as f64 * d.source_fraction * passes(&d.train.regime),
-            StepDesc::Imp(d) => {
-                let r = &d.imp.retrain;
-                75.0 * (d.imp.rounds * r.epochs) as f64 * d.pretrain.source_fraction * d.data_fraction * passes(&r.regime)
-            }
-            StepDesc::Transfer(d) => transfer(d),
-            StepDesc::Trajectory(d) => 1.2 * transfer(&d.transfer),
-            StepDesc::Landscape(d) => {
-                let l = &d.landscape;
-                let steps = match l.loss {
-                    crate::landscape::LandscapeLoss::Clean => 0,
-                    crate::landscape::LandscapeLoss::Adversarial { steps, .. } => steps,
-                };
-                (l.resolution * l.resolution * l.examples) as f64 * (1 + steps) as f64 / 20_000.0
-            }
-            // APGD-CE (100 iterations) and APGD-T (9 targets x 100) on the points still robust.
-            StepDesc::AttackCheck(d) => d.examples as f64 / 25.0,
-        }
+fn unit<T>(a: Attempt<T>) -> Attempt<()> {
+    match a {
+        Attempt::Stored(_) => Attempt::Stored(()),
+        Attempt::Computed(_) => Attempt::Computed(()),
+        Attempt::Busy => Attempt::Busy,
     }
 }
 

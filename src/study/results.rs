@@ -4,6 +4,7 @@
 use super::desc::SubnetworkKind;
 use super::grid::Study;
 use super::plan::{Plan, StepDesc};
+use super::step::AttackCheck;
 use crate::data::DataSource;
 use crate::error::{Error, Result};
 use crate::landscape::Landscape;
@@ -12,27 +13,6 @@ use crate::train::RegimeKind;
 use crate::transfer::TransferReport;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-
-/// What an attack check found: RA under the study's own test attacks and, on the points they
-/// leave robust, under AutoAttack-fast as well.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct AttackCheck {
-    pub title: String,
-    pub examples: usize,
-    pub sa: f64,
-    /// RA under the study's test attacks (FGSM, PGD-20).
-    pub ra_test: f64,
-    /// RA under those and AutoAttack-fast.
-    pub ra_strong: f64,
-    pub per_attack: Vec<crate::attack::AttackOutcome>,
-}
-
-impl AttackCheck {
-    /// How many points the study's test attack overstates RA.
-    pub fn gap(&self) -> f64 {
-        self.ra_test - self.ra_strong
-    }
-}
 
 /// How a run went: steps this process computed, steps it found done (in the store before, or
 /// computed meanwhile by another process), and whether it was asked to stop before the end.

@@ -5,34 +5,24 @@
 //! the steps already stored, a line per computed step with an estimate of the time left). A
 //! killed run resumes at the step it was in.
 
-use super::desc::{
-    subnetwork_name, AttackCheckDesc, Checked, HoldOut, ImpDesc, LandscapeDesc, PretrainDesc, Subnetwork, SubnetworkKind, TrajectoryDesc,
-    TransferDesc,
-};
+use super::desc::{subnetwork_name, ImpDesc, PretrainDesc, SubnetworkKind, TrajectoryDesc};
 use super::grid::Study;
 use super::plan::{Plan, StepDesc};
 use super::query::Pick;
-use super::results::{AttackCheck, RunSummary, StudyResults};
-use crate::data::{DataSource, Splits};
+use super::results::{RunSummary, StudyResults};
+use super::step::{Executor, ImpSummary};
 use crate::error::{Error, Result};
-use crate::landscape::{landscape, Landscape, Trajectory};
-use crate::model::{Network, NetworkSpec};
+use crate::landscape::Landscape;
+use crate::model::Network;
 use crate::progress::{self, Event};
-use crate::prune::{imp, one_shot_like, random_like, Mask};
+use crate::prune::Mask;
 use crate::runtime::Runtime;
 use crate::store::{Attempt, Check, Status, StepDescription, Store};
-use crate::train::{train_with, Callbacks, History, RegimeKind};
-use crate::transfer::{transfer_recorded, CheckpointPlan, TransferReport};
-use serde::{Deserialize, Serialize};
+use crate::train::{History, RegimeKind};
+use crate::transfer::TransferReport;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
-
-/// What an IMP step stores besides its masks: the sparsity of each round's ticket.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ImpSummary {
-    pub sparsity: Vec<f64>,
-}
 
 /// The exit status of a `study run` (worker, parent of workers, or Slurm task) that a signal
 /// stopped after its step in flight: "stopped, run the same command again to resume". The CLI
@@ -47,208 +37,6 @@ pub struct RunOptions<'a> {
     /// Checked between steps: when set, the run stops after the step in flight (a signal
     /// handler sets it, e.g. before a cluster job's time runs out).
     pub stop: Option<&'a AtomicBool>,
-}
-
-/// Computes steps and reads their inputs from the store, caching datasets and networks. Steps
-/// run under their store lock: waiting for another process that holds it (`wait`), or handing
-/// back [`Attempt::Busy`] at once.
-pub(crate) struct Executor<'a> {
-    rt: &'a Runtime,
-    store: &'a Store,
-    wait: bool,
-    /// (steps done, steps in all) of the run, for the line announcing a step that starts.
-    position: Option<(usize, usize)>,
-    splits: HashMap<String, Splits>,
-    nets: HashMap<String, Network>,
-}
-
-impl<'a> Executor<'a> {
-    pub(crate) fn new(rt: &'a Runtime, store: &'a Store, wait: bool) -> Executor<'a> {
-        Executor { rt, store, wait, position: None, splits: HashMap::new(), nets: HashMap::new() }
-    }
-
-    /// What to call when a step really starts computing (its lock taken): the progress line.
-    fn announce(&self, kind: &'static str, label: String) -> impl Fn() + 'static {
-        let position = self.position;
-        move || match position {
-            Some((done, total)) => progress::emit(&Event::StepStarted { done, total, kind, label: &label }),
-            None => progress::note(&format!("computing {kind}: {label}")),
-        }
-    }
-
-    fn splits(&mut self, data: DataSource, holdout: HoldOut) -> Result<Splits> {
-        let id = format!("{}/{}/{}", data.name(), holdout.val_fraction, holdout.seed);
-        if !self.splits.contains_key(&id) {
-            self.splits.insert(id.clone(), holdout.splits(data)?);
-        }
-        Ok(self.splits[&id].clone())
-    }
-
-    /// The pre-trained network of a finished pre-training step.
-    fn pretrained(&mut self, d: &PretrainDesc) -> Result<Network> {
-        let key = d.key()?;
-        if !self.nets.contains_key(&key) {
-            self.require(PretrainDesc::KIND, &key, &d.label())?;
-            let net = Network::load(self.store.dir(PretrainDesc::KIND, &key).join(PretrainDesc::WEIGHTS), self.rt.device)?;
-            self.nets.insert(key.clone(), net);
-        }
-        self.nets[&key].try_clone()
-    }
-
-    /// The mask of a subnetwork (`None` for the dense network): a ticket from its IMP run, a
-    /// control computed from the ticket (deterministically: a random draw with its seed, or one
-    /// magnitude pruning step of the pre-trained weights).
-    fn mask(&mut self, s: &Subnetwork) -> Result<Option<Mask>> {
-        let Some(imp) = s.imp() else { return Ok(None) };
-        let key = imp.key()?;
-        self.require(ImpDesc::KIND, &key, &imp.label())?;
-        let ticket = Mask::load(self.store.dir(ImpDesc::KIND, &key).join(ImpDesc::mask_file(s.round())))?;
-        Ok(Some(match s {
-            Subnetwork::RandomTicket { seed, .. } => random_like(&ticket, *seed)?,
-            Subnetwork::OneShot { .. } => one_shot_like(&self.pretrained(&imp.pretrain)?, &ticket)?,
-            _ => ticket,
-        }))
-    }
-
-    fn require(&self, kind: &str, key: &str, label: &str) -> Result<()> {
-        match self.store.status(kind, key, Check::Sizes) {
-            Status::Done => Ok(()),
-            _ => Err(Error::not_found(format!("the finished step '{label}' ({kind}/{key})"), "run the study (its steps run in order)")),
-        }
-    }
-
-    /// Computes (or loads) one step (its inputs must be done).
-    pub(crate) fn run(&mut self, step: &StepDesc) -> Result<Attempt<()>> {
-        fn unit<T>(a: Attempt<T>) -> Attempt<()> {
-            match a {
-                Attempt::Stored(_) => Attempt::Stored(()),
-                Attempt::Computed(_) => Attempt::Computed(()),
-                Attempt::Busy => Attempt::Busy,
-            }
-        }
-        Ok(match step {
-            StepDesc::Pretrain(d) => unit(self.pretrain(d)?),
-            StepDesc::Imp(d) => unit(self.imp(d)?),
-            StepDesc::Transfer(d) => unit(self.transfer(d, None)?),
-            StepDesc::Trajectory(d) => unit(self.trajectory(d)?),
-            StepDesc::Landscape(d) => unit(self.landscape(d)?),
-            StepDesc::AttackCheck(d) => unit(self.attack_check(d)?),
-        })
-    }
-
-    pub(crate) fn pretrain(&mut self, d: &PretrainDesc) -> Result<Attempt<History>> {
-        let (rt, announce) = (self.rt, self.announce(d.kind(), d.label()));
-        self.store.run(d, self.wait, |dir| {
-            announce();
-            let splits = d.splits()?;
-            let mut net = Network::new(NetworkSpec::for_data(d.arch.clone(), &splits.train)?, rt.device, d.seed)?;
-            let resume = dir.join("train");
-            let history = train_with(&mut net, &splits, &d.train, &mut Callbacks::progress(d.pretraining().short()), Some(&resume))?;
-            net.save(dir.join(PretrainDesc::WEIGHTS))?;
-            std::fs::remove_dir_all(&resume).map_err(|e| Error::io(&resume, e))?;
-            Ok(history)
-        })
-    }
-
-    fn imp(&mut self, d: &ImpDesc) -> Result<Attempt<ImpSummary>> {
-        let pretrained = self.pretrained(&d.pretrain)?;
-        let announce = self.announce(d.kind(), d.label());
-        self.store.run(d, self.wait, |dir| {
-            announce();
-            let tickets = imp(&pretrained, &d.splits()?, &d.imp, dir)?;
-            Ok(ImpSummary { sparsity: tickets.0.iter().map(|t| t.sparsity()).collect() })
-        })
-    }
-
-    /// The network a transfer starts from: the pre-trained one, or for the scratch control the
-    /// architecture freshly initialised with its seed (built for the downstream data; the
-    /// transfer gives it a new head and the downstream normalisation like any other).
-    fn start(&mut self, s: &Subnetwork, downstream: &Splits) -> Result<Network> {
-        match (s, s.pretrain()) {
-            (_, Some(p)) => self.pretrained(p),
-            (Subnetwork::Scratch { arch, seed }, None) => {
-                Network::new(NetworkSpec::for_data(arch.clone(), &downstream.train)?, self.rt.device, *seed)
-            }
-            _ => Err(Error::invalid(format!("{} has no pre-training", s.name()), "report this as a bug")),
-        }
-    }
-
-    fn transfer(&mut self, d: &TransferDesc, checkpoints: Option<&TrajectoryDesc>) -> Result<Attempt<TransferReport>> {
-        let splits = self.splits(d.dataset, d.holdout)?;
-        let pretrained = self.start(&d.subnetwork, &splits)?;
-        let mask = self.mask(&d.subnetwork)?;
-        match checkpoints {
-            None => {
-                let announce = self.announce(d.kind(), d.label());
-                self.store.run(d, self.wait, |_| {
-                    announce();
-                    transfer_recorded(&pretrained, mask.as_ref(), &splits, &d.transfer, None)
-                })
-            }
-            Some(t) => self.store.run(t, self.wait, |dir| {
-                self.announce(t.kind(), t.label())();
-                let plan = CheckpointPlan { dir: dir.join(TrajectoryDesc::CHECKPOINTS), max: t.checkpoints };
-                transfer_recorded(&pretrained, mask.as_ref(), &splits, &d.transfer, Some(&plan))
-            }),
-        }
-    }
-
-    fn trajectory(&mut self, d: &TrajectoryDesc) -> Result<Attempt<TransferReport>> {
-        self.transfer(&d.transfer, Some(d))
-    }
-
-    fn landscape(&mut self, d: &LandscapeDesc) -> Result<Attempt<Landscape>> {
-        let t = &d.trajectory;
-        let key = t.key()?;
-        self.require(TrajectoryDesc::KIND, &key, &t.label())?;
-        let checkpoints = self.store.dir(TrajectoryDesc::KIND, &key).join(TrajectoryDesc::CHECKPOINTS);
-        let mask = self.mask(&t.transfer.subnetwork)?;
-        let splits = self.splits(t.transfer.dataset, t.transfer.holdout)?;
-        let mut siblings = Vec::new();
-        for s in &d.scale_with {
-            let key = s.key()?;
-            self.require(TrajectoryDesc::KIND, &key, &s.label())?;
-            siblings.push(self.store.dir(TrajectoryDesc::KIND, &key).join(TrajectoryDesc::CHECKPOINTS));
-        }
-        let (device, announce) = (self.rt.device, self.announce(d.kind(), d.label()));
-        self.store.run(d, self.wait, |_| {
-            announce();
-            let trajectory = Trajectory::open(&checkpoints, device)?;
-            let mut cfg = d.landscape.clone();
-            if !siblings.is_empty() {
-                let mut longest = 0f64;
-                for dir in &siblings {
-                    longest = longest.max(Trajectory::open(dir, device)?.span()?);
-                }
-                cfg.radius = Some(cfg.margin * longest);
-            }
-            landscape(&d.title(), &trajectory, mask.as_ref(), &splits.test, &cfg)
-        })
-    }
-}
-
-impl Executor<'_> {
-    fn attack_check(&mut self, d: &AttackCheckDesc) -> Result<Attempt<AttackCheck>> {
-        let (net, test) = match &d.network {
-            Checked::Source(p) => (self.pretrained(p)?, self.splits(p.source, p.holdout)?.test),
-            Checked::FineTuned(t) => {
-                let key = t.key()?;
-                self.require(TrajectoryDesc::KIND, &key, &t.label())?;
-                let dir = self.store.dir(TrajectoryDesc::KIND, &key).join(TrajectoryDesc::CHECKPOINTS);
-                (Trajectory::open(&dir, self.rt.device)?.last()?, self.splits(t.transfer.dataset, t.transfer.holdout)?.test)
-            }
-        };
-        let announce = self.announce(d.kind(), d.label());
-        self.store.run(d, self.wait, |_| {
-            announce();
-            let test = test.fraction((d.examples as f64 / test.len().max(1) as f64).min(1.0), 0)?;
-            let attacks: Vec<_> = d.threat.test_attacks().iter().map(|a| a.seeded(0)).collect();
-            let e = crate::attack::robust_evaluate(&net, &test, &attacks, 500)?;
-            // The study's own test attacks end with PGD-20; AutoAttack-fast runs after it.
-            let ra_test = e.accuracy_after("PGD-20").unwrap_or(e.ra);
-            Ok(AttackCheck { title: d.title(), examples: e.examples, sa: e.sa, ra_test, ra_strong: e.ra, per_attack: e.per_attack })
-        })
-    }
 }
 
 /// [`run_plan_with`] with the default options.
@@ -284,7 +72,7 @@ pub fn run_plan_with(plan: &Plan, rt: &Runtime, store: &Store, options: &RunOpti
             }
             ex.position = Some((done.iter().filter(|d| **d).count(), plan.len()));
             let t = Instant::now();
-            let attempt = match ex.run(&step.desc) {
+            let attempt = match step.desc.run(&mut ex) {
                 // Stopped inside a resumable step (a pre-training or IMP run, after a saved
                 // epoch): the step stays unfinished and the next run resumes it.
                 Err(Error::Stopped) => {
@@ -345,47 +133,13 @@ fn time_left(plan: &Plan, done: &[bool], seconds_by_kind: &HashMap<&str, (f64, u
         .sum()
 }
 
-/// The steps `step` needs, in the order to compute them (each before what needs it).
-fn upstream(step: &StepDesc) -> Vec<StepDesc> {
-    let mut out = Vec::new();
-    let subnetwork = |s: &Subnetwork, out: &mut Vec<StepDesc>| {
-        out.extend(s.pretrain().map(|p| StepDesc::Pretrain(p.clone())));
-        if let Some(imp) = s.imp() {
-            out.push(StepDesc::Imp(imp.clone()));
-        }
-    };
-    match step {
-        StepDesc::Pretrain(_) => {}
-        StepDesc::Imp(d) => out.push(StepDesc::Pretrain(d.pretrain.clone())),
-        StepDesc::Transfer(d) => subnetwork(&d.subnetwork, &mut out),
-        StepDesc::Trajectory(d) => subnetwork(&d.transfer.subnetwork, &mut out),
-        StepDesc::AttackCheck(d) => match &d.network {
-            Checked::Source(p) => out.push(StepDesc::Pretrain(p.clone())),
-            Checked::FineTuned(t) => {
-                subnetwork(&t.transfer.subnetwork, &mut out);
-                out.push(StepDesc::Trajectory(t.clone()));
-            }
-        },
-        StepDesc::Landscape(d) => {
-            subnetwork(&d.trajectory.transfer.subnetwork, &mut out);
-            for t in std::iter::once(&d.trajectory).chain(&d.scale_with) {
-                subnetwork(&t.transfer.subnetwork, &mut out);
-                out.push(StepDesc::Trajectory(t.clone()));
-            }
-        }
-    }
-    out
-}
-
 /// Computes one step and what it needs (whatever the store lacks, waiting for steps another
 /// process is computing), and returns its stored value: the way notebooks and programs run a
 /// single step of a study (a pre-training, an IMP run, one transfer) through the store.
 pub fn compute<T: serde::de::DeserializeOwned>(rt: &Runtime, store: &Store, step: &StepDesc) -> Result<T> {
-    let mut ex = Executor::new(rt, store, true);
-    for s in upstream(step).iter().chain(std::iter::once(step)) {
-        if store.status(s.kind(), &s.key()?, Check::Sizes) != Status::Done {
-            ex.run(s)?;
-        }
+    if store.status(step.kind(), &step.key()?, Check::Sizes) != Status::Done {
+        // An executor that computes on demand: each input missing from the store first.
+        step.run(&mut Executor::new(rt, store, true))?;
     }
     store.load(step.kind(), &step.key()?)?.ok_or_else(|| Error::invalid(format!("{} did not finish", step.label()), "run it again"))
 }
