@@ -36,6 +36,9 @@ inputs_hash() {
 jobs="${DOUBLEWIN_NOTEBOOK_JOBS:-$(nproc)}"
 [[ "$jobs" =~ ^[1-9][0-9]*$ ]] || { echo "[notebooks] DOUBLEWIN_NOTEBOOK_JOBS must be a positive number, not '$jobs'" >&2; exit 2; }
 (( jobs > 4 )) && jobs=4   # launch.sh has 4 build slots
+# The cores shared out: each kernel's libtorch gets cores / jobs threads (OpenMP threads that
+# outnumber the cores spin against each other: a quickstart training ran 5x slower that way).
+export DOUBLEWIN_THREADS="${DOUBLEWIN_THREADS:-$(( $(nproc) / jobs > 0 ? $(nproc) / jobs : 1 ))}"
 logs="$(mktemp -d)"
 trap 'rm -rf "$logs"' EXIT
 run_one() {
