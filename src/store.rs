@@ -24,10 +24,11 @@ const RESULT: &str = "result.json";
 const DESCRIBE: &str = "describe.json";
 
 /// The revision of the computation behind every step: raised when the same description would
-/// give other numbers (2: convolutions run channels-last, a different floating-point order).
+/// give other numbers (2: the ConvNet's convolutions run channels-last, a different
+/// floating-point order; 3: the ResNets back to NCHW).
 /// It is part of every key, so results of an older revision are never handed back; they stay
 /// in the store as unmatched steps until `study clean` removes them.
-pub const NUMERICS: u32 = 2;
+pub const NUMERICS: u32 = 3;
 
 /// A 16-hex-digit name for a step: SHA-256 of the canonical JSON of `{kind, numerics,
 /// description}` (serde_json sorts object keys, so the text is canonical). Serialisation errors

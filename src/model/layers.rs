@@ -85,7 +85,7 @@ impl FoldedConv {
     pub fn new(conv: &Conv2d, bn: &BatchNorm2d) -> Result<FoldedConv> {
         let _guard = tch::no_grad_guard();
         let scale = bn.weight.f_div(&bn.running_var.f_add_scalar(1e-5)?.f_sqrt()?)?;
-        let weight = super::channels_last(&conv.weight.f_mul(&scale.f_view([-1, 1, 1, 1])?)?)?;
+        let weight = super::layout_like(&conv.weight.f_mul(&scale.f_view([-1, 1, 1, 1])?)?, &conv.weight)?;
         let bias = bn.bias.f_sub(&bn.running_mean.f_mul(&scale)?)?;
         Ok(FoldedConv { weight, bias, stride: conv.stride, padding: conv.padding })
     }

@@ -34,6 +34,13 @@ pub enum Arch {
 }
 
 impl Arch {
+    /// Whether the architecture keeps its convolutions channels-last ([`channels_last`]):
+    /// measured faster for the ConvNet (sparse PGD training, attacks) and 5-25% slower for the
+    /// CIFAR ResNet-18 rows of the benchmark (CPU, 32x32, batch 16), which stay NCHW.
+    pub fn channels_last(&self) -> bool {
+        matches!(self, Arch::ConvNet { .. })
+    }
+
     /// The small CPU ConvNet: widths 32, 64, 128 (~94k parameters).
     pub fn convnet() -> Arch {
         Arch::ConvNet { widths: vec![32, 64, 128] }
@@ -210,7 +217,7 @@ impl FoldedNetwork {
         match &self.body {
             FoldedBody::ConvNet(m) => m.forward(&channels_last(&x)?),
             FoldedBody::Linear(m) => m.forward(&x.f_flatten(1, -1)?),
-            FoldedBody::ResNet(m) => m.forward(&channels_last(&x)?),
+            FoldedBody::ResNet(m) => m.forward(&x),
         }
     }
 }
@@ -233,9 +240,10 @@ fn check_input(x: &Tensor, in_channels: i64, device: Device) -> Result<()> {
 }
 
 /// A 4-d tensor with the same values laid out channels-last (NHWC strides, shape unchanged);
-/// other tensors are returned as they are. Convolution weights are kept this way: libtorch's CPU
-/// (oneDNN) and CUDA (cuDNN) convolutions then run in NHWC end to end, which measured 1.3x faster
-/// for PGD adversarial training of these networks (BENCHMARKS.md). tch has no memory-format
+/// other tensors are returned as they are. The ConvNet keeps its convolution weights (and its
+/// input) this way ([`Arch::channels_last`]): libtorch's oneDNN convolutions, pooling and batch
+/// norm then run in NHWC end to end, which measured 1.16-1.39x faster for its sparse PGD
+/// training (BENCHMARKS.md). tch has no memory-format
 /// argument, so the layout is made by a copy into a tensor with NHWC strides. Files store the plain layout
 /// ([`io::write_tensors`]); values and every result are the same up to floating-point order.
 /// Differentiable (inputs go through it in the forward pass).
@@ -254,6 +262,16 @@ pub fn channels_last(t: &Tensor) -> Result<Tensor> {
     let mut out = Tensor::f_empty_strided(&size, strides, (t.kind(), t.device()))?;
     out.f_copy_(t)?;
     Ok(out)
+}
+
+/// `t` laid out like `like`: channels-last if `like` is, plain (contiguous) otherwise.
+pub fn layout_like(t: &Tensor, like: &Tensor) -> Result<Tensor> {
+    let size = like.size();
+    if size.len() == 4 && like.stride() == [size[2] * size[3] * size[1], 1, size[3] * size[1], size[1]] {
+        channels_last(t)
+    } else {
+        Ok(t.f_contiguous()?)
+    }
 }
 
 /// A detached copy of a tensor with its own storage.
@@ -299,7 +317,7 @@ impl Network {
         };
         let _guard = tch::no_grad_guard();
         for (_, mut w) in vs.variables() {
-            if w.dim() == 4 {
+            if w.dim() == 4 && spec.arch.channels_last() {
                 w.f_set_data(&channels_last(&w)?)?;
             }
         }
@@ -327,7 +345,7 @@ impl Network {
         match &self.body {
             Body::ConvNet(m) => m.forward(&channels_last(&x)?, train),
             Body::Linear(m) => m.forward(&x.f_flatten(1, -1)?),
-            Body::ResNet(m) => m.forward(&channels_last(&x)?, train),
+            Body::ResNet(m) => m.forward(&x, train),
         }
     }
 
@@ -353,11 +371,22 @@ impl Network {
     pub fn set_weight_mask(&mut self, masks: Option<std::collections::BTreeMap<String, Tensor>>) -> Result<()> {
         self.weight_mask = match masks {
             None => None,
-            Some(m) => Some(
-                m.into_iter()
-                    .map(|(k, v)| Ok((k, channels_last(&v.f_to_device(self.device())?.f_to_kind(Kind::Float)?)?)))
-                    .collect::<Result<_>>()?,
-            ),
+            Some(m) => {
+                // Each mask in its parameter's layout, so the masked update runs on matching strides.
+                let params: std::collections::HashMap<String, Tensor> = self.named_tensors().into_iter().collect();
+                Some(
+                    m.into_iter()
+                        .map(|(k, v)| {
+                            let v = v.f_to_device(self.device())?.f_to_kind(Kind::Float)?;
+                            let v = match params.get(&k) {
+                                Some(p) => layout_like(&v, p)?,
+                                None => v,
+                            };
+                            Ok((k, v))
+                        })
+                        .collect::<Result<_>>()?,
+                )
+            }
         };
         Ok(())
     }
