@@ -14,9 +14,9 @@ use tch::{Device, Kind, Tensor};
 const FORMAT: &str = "doublewin-network/1";
 
 /// Writes named tensors as one safetensors file, atomically. Each tensor is written as a
-/// contiguous CPU copy: the networks keep their convolution weights channels-last
-/// ([`super::channels_last`]) and safetensors stores the standard (row-major) layout, so files
-/// read the same in PyTorch.
+/// contiguous CPU copy: some networks keep their convolution weights channels-last
+/// ([`super::Arch::channels_last`]) and safetensors stores the standard (row-major) layout, so
+/// files read the same in PyTorch.
 pub fn write_tensors(path: &Path, tensors: &[(String, Tensor)]) -> Result<()> {
     let plain: Vec<(String, Tensor)> =
         tensors.iter().map(|(n, t)| Ok((n.clone(), t.f_to_device(Device::Cpu)?.f_contiguous()?))).collect::<Result<_>>()?;

@@ -252,10 +252,7 @@ pub fn channels_last(t: &Tensor) -> Result<Tensor> {
         return Ok(t.shallow_clone());
     }
     let size = t.size();
-    let (c, w) = (size[1], size[3]);
-    // The exact NHWC strides, also for size-1 dimensions: libtorch reads a 1-channel tensor with
-    // plain strides as NCHW, which would keep the first convolution (the largest) in NCHW.
-    let strides = [size[2] * w * c, 1, w * c, c];
+    let strides = nhwc_strides(&size);
     if t.stride() == strides {
         return Ok(t.shallow_clone());
     }
@@ -264,10 +261,16 @@ pub fn channels_last(t: &Tensor) -> Result<Tensor> {
     Ok(out)
 }
 
+/// The exact NHWC strides of a 4-d shape, also for size-1 dimensions: libtorch reads a 1-channel
+/// tensor with plain strides as NCHW, which would keep the first convolution (the largest) NCHW.
+fn nhwc_strides(size: &[i64]) -> [i64; 4] {
+    let (c, h, w) = (size[1], size[2], size[3]);
+    [h * w * c, 1, w * c, c]
+}
+
 /// `t` laid out like `like`: channels-last if `like` is, plain (contiguous) otherwise.
 pub fn layout_like(t: &Tensor, like: &Tensor) -> Result<Tensor> {
-    let size = like.size();
-    if size.len() == 4 && like.stride() == [size[2] * size[3] * size[1], 1, size[3] * size[1], size[1]] {
+    if like.dim() == 4 && like.stride() == nhwc_strides(&like.size()) {
         channels_last(t)
     } else {
         Ok(t.f_contiguous()?)
