@@ -231,6 +231,10 @@ pub struct WorkloadResult {
     pub peer: Option<Side>,
     /// Whether both sides computed the same thing, in words.
     pub agreement: String,
+    /// Peer median over our median in each round (a round times our side, then the peer, back
+    /// to back), so a slow phase of a shared machine falls on both sides of one ratio.
+    #[serde(default)]
+    pub round_ratios: Vec<f64>,
 }
 
 impl WorkloadResult {
@@ -248,9 +252,26 @@ impl WorkloadResult {
             1.0
         }
     }
-    /// Peer time over our time: > 1 means the project is faster.
+    /// Peer time over our time: > 1 means the project is faster. With several rounds, the
+    /// median of the per-round ratios (each pairs runs taken minutes apart at most); with one,
+    /// the ratio of the medians.
     pub fn ratio(&self) -> Option<f64> {
+        self.peer.as_ref()?;
+        if self.round_ratios.len() > 1 {
+            return Some(Timing { seconds: self.round_ratios.clone() }.median());
+        }
         self.peer.as_ref().map(|p| p.timing.median() / self.ours.timing.median())
+    }
+    /// The per-round ratios' [min, max] (None with fewer than two rounds).
+    pub fn ratio_range(&self) -> Option<(f64, f64)> {
+        let t = Timing { seconds: self.round_ratios.clone() };
+        (self.peer.is_some() && self.round_ratios.len() > 1).then(|| (t.min(), t.max()))
+    }
+    /// This round's ratio, from the timings gathered so far in it.
+    fn record_round_ratio(&mut self) {
+        if let Some(p) = &self.peer {
+            self.round_ratios.push(p.timing.median() / self.ours.timing.median());
+        }
     }
     /// Achieved FLOP/s at the median.
     pub fn flops_per_second(&self, side: &Side) -> Option<f64> {
@@ -312,11 +333,13 @@ impl BenchReport {
     pub fn table(&self) -> Table {
         let mut t = Table::new(
             format!(
-                "doublewin vs PyTorch eager ({} threads, {} timed runs after {} warm-up{}); ratio = peer time / doublewin time, > 1 means doublewin is faster",
+                "doublewin vs PyTorch eager ({} threads, {}{} timed runs after {} warm-up{}); ratio = peer time / doublewin time, > 1 means doublewin is faster{}",
                 self.machine.threads,
+                if self.config.rounds > 1 { format!("{} rounds of ", self.config.rounds) } else { String::new() },
                 self.config.repeats,
                 self.config.warmup,
-                if self.config.quick { ", QUICK MODE: not a measurement" } else { "" }
+                if self.config.quick { ", QUICK MODE: not a measurement" } else { "" },
+                if self.config.rounds > 1 { "; with several rounds, the median of the per-round ratios [min, max]" } else { "" }
             ),
             &[
                 "workload",
@@ -349,7 +372,11 @@ impl BenchReport {
             };
             let (our_rate, our_ms, our_fl) = side_cells(Some(&r.ours));
             let (peer_rate, peer_ms, peer_fl) = side_cells(r.peer.as_ref());
-            let ratio = r.ratio().map(|x| format!("{x:.2}x")).unwrap_or_else(|| "-".into());
+            let ratio = match (r.ratio(), r.ratio_range()) {
+                (Some(x), Some((lo, hi))) => format!("{x:.2}x [{lo:.2}, {hi:.2}]"),
+                (Some(x), None) => format!("{x:.2}x"),
+                _ => "-".into(),
+            };
             let results = match &r.peer {
                 Some(p) => format!("{} \\| {}; {}", r.ours.outcome, p.outcome, r.agreement),
                 None => r.ours.outcome.clone(),
@@ -745,19 +772,25 @@ fn batches(f: &Fixture, batch: i64, steps: usize) -> Result<Vec<(Tensor, Tensor)
 /// (results and outcomes are those of the first round).
 pub fn run(cfg: &BenchConfig) -> Result<BenchReport> {
     let mut report = run_round(cfg)?;
+    report.results.iter_mut().for_each(WorkloadResult::record_round_ratio);
     for round in 2..=cfg.rounds {
         println!("[bench] round {round}/{}", cfg.rounds);
-        let next = run_round(cfg)?;
+        let mut next = run_round(cfg)?;
         report.matmul_peak = report.matmul_peak.max(next.matmul_peak);
-        for (mine, other) in report.results.iter_mut().zip(next.results) {
-            mine.ours.timing.seconds.extend(other.ours.timing.seconds);
-            if let (Some(a), Some(b)) = (mine.peer.as_mut(), other.peer) {
-                a.timing.seconds.extend(b.timing.seconds);
+        for (mine, other) in report.results.iter_mut().zip(next.results.iter_mut()) {
+            other.record_round_ratio();
+            mine.round_ratios.extend(other.round_ratios.drain(..));
+            mine.ours.timing.seconds.append(&mut other.ours.timing.seconds);
+            if let (Some(a), Some(b)) = (mine.peer.as_mut(), other.peer.as_mut()) {
+                a.timing.seconds.append(&mut b.timing.seconds);
             }
         }
     }
     if cfg.rounds > 1 {
-        report.notes.push(format!("{} rounds of {} timed runs per side, pooled", cfg.rounds, cfg.repeats));
+        report.notes.push(format!(
+            "{} rounds of {} timed runs per side: run times pooled over the rounds; ratio = median of the per-round ratios",
+            cfg.rounds, cfg.repeats
+        ));
     }
     if cfg.first_result {
         report.first_result = time_first_result()?;
@@ -865,6 +898,7 @@ fn run_round(cfg: &BenchConfig) -> Result<BenchReport> {
                     ours: Side { timing, outcome, values },
                     peer: None,
                     agreement: String::new(),
+                    round_ratios: Vec::new(),
                 },
             );
             peer_workloads.push(pw(&id, "pgd", batch, 1, 10, batch));
@@ -912,6 +946,7 @@ fn run_round(cfg: &BenchConfig) -> Result<BenchReport> {
                     },
                     peer: None,
                     agreement: String::new(),
+                    round_ratios: Vec::new(),
                 },
             );
             peer_workloads.push(pw(&id, kind, batch, 1, iters, batch));
@@ -970,6 +1005,7 @@ fn run_round(cfg: &BenchConfig) -> Result<BenchReport> {
                     ours: Side { timing, outcome, values },
                     peer: None,
                     agreement: String::new(),
+                    round_ratios: Vec::new(),
                 },
             );
             peer_workloads.push(pw(&id, kind, batch, train_steps, attack_steps as usize, images as i64));
@@ -1009,6 +1045,7 @@ fn run_round(cfg: &BenchConfig) -> Result<BenchReport> {
                     },
                     peer: None,
                     agreement: String::new(),
+                    round_ratios: Vec::new(),
                 },
             );
             peer_workloads.push(pw(&id, "eval", sizes.eval_batch as i64, 1, 20, n));
@@ -1051,6 +1088,7 @@ fn run_round(cfg: &BenchConfig) -> Result<BenchReport> {
                 },
                 peer: None,
                 agreement: String::new(),
+                round_ratios: Vec::new(),
             },
         );
         peer_workloads.push(PeerWorkload {
@@ -1239,5 +1277,32 @@ mod tests {
         assert!(cfg.selected("pgd-convnet") && !cfg.selected("pgd-resnet18"));
         let bad = BenchConfig { only: vec!["nothing".into()], ..BenchConfig::quick() };
         assert!(bad.check().unwrap_err().to_string().contains("pgd-convnet"));
+    }
+
+    #[test]
+    fn several_rounds_give_the_median_of_paired_ratios() {
+        let side = |secs: Vec<f64>| Side { timing: Timing { seconds: secs }, outcome: String::new(), values: BTreeMap::new() };
+        let mut r = WorkloadResult {
+            id: "at-sparse-mul-convnet".into(),
+            description: String::new(),
+            items_per_run: 1.0,
+            unit: "img".into(),
+            flops_per_run: None,
+            ours: side(vec![1.0]),
+            peer: Some(side(vec![1.5])),
+            agreement: String::new(),
+            round_ratios: Vec::new(),
+        };
+        r.record_round_ratio();
+        assert_eq!((r.ratio(), r.ratio_range()), (Some(1.5), None));
+        // A slow second round (both sides twice as slow) and a third where only the peer was slow:
+        // pooled medians would mix the phases; the paired ratios keep each round's comparison.
+        r.round_ratios.extend([1.5 * 2.0 / 2.0, 3.0]);
+        r.ours.timing.seconds.extend([2.0, 1.0]);
+        r.peer.as_mut().unwrap().timing.seconds.extend([3.0, 3.0]);
+        assert_eq!(r.ratio(), Some(1.5));
+        assert_eq!(r.ratio_range(), Some((1.5, 3.0)));
+        r.peer = None;
+        assert_eq!((r.ratio(), r.ratio_range()), (None, None));
     }
 }
