@@ -25,7 +25,7 @@ fn main() -> Result<()> {
         let source = splits.with_train_fraction(0.05, 0)?;
         let net = Network::new(NetworkSpec::for_data(Arch::convnet(), &source.train)?, rt.device, 0)?;
         let threat = ThreatModel::linf(0.1).val_steps(1);
-        let cfg = TransferConfig::new(RegimeKind::Standard, &threat)?.recipe(TrainConfig::default().epochs(1001).batch_size(128));
+        let cfg = TransferConfig::new(RegimeKind::Standard, &threat)?.recipe(Recipe::default().epochs(1001).batch_size(128));
         let max = if args.iter().any(|a| a == "all") { usize::MAX } else { 41 };
         transfer_recorded(&net, None, &source, &cfg, Some(&CheckpointPlan { dir, max }))?;
     } else {

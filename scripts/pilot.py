@@ -31,7 +31,6 @@ def base():
     (73.79%) and 10 (89.26%), both fine-tunings at 100% data, three seeds, no landscapes."""
     s = json.loads(subprocess.run([str(BIN), "study", "show", "--profile", "small"], check=True, capture_output=True, text=True).stdout)
     s.update(pretrainings=["standard", "adversarial"], families=["standard"], rounds=[6, 10], fractions=[1.0], seeds=[0, 1, 2])
-    s["imp"]["rounds"] = 10
     s["landscapes"] = None
     s["controls"] = None
     s["fine_tunings"] = ["standard", "adversarial"]

@@ -69,7 +69,7 @@ pub mod prelude {
     pub use crate::store::Store;
     pub use crate::study::{FineTuning, ImpFamily, Pretraining, Profile, Study};
     pub use crate::train::{
-        evaluate, train, train_with, Callbacks, EpochCheckpoints, Evaluation, History, Regime, RegimeKind, Schedule, TrainConfig,
+        evaluate, train, train_with, Callbacks, EpochCheckpoints, Evaluation, History, Recipe, Regime, RegimeKind, Schedule, TrainConfig,
     };
     pub use crate::walkthrough::{QuickstartReport, SourceModels};
     pub use tch::{Device, Kind, Tensor};

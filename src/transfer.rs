@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::model::{Network, Normalization};
 use crate::prune::Mask;
 use crate::stats::Hits;
-use crate::train::{train_with, Callback, Callbacks, EpochCheckpoints, EpochRecord, History, Regime, RegimeKind, TrainConfig};
+use crate::train::{train_with, Callback, Callbacks, EpochCheckpoints, EpochRecord, History, Recipe, Regime, RegimeKind, TrainConfig};
 use serde::{Deserialize, Serialize};
 use std::sync::{Arc, Mutex};
 
@@ -24,18 +24,18 @@ use std::sync::{Arc, Mutex};
 pub struct TransferConfig {
     /// Fraction of the downstream training split (stratified, seeded): 1.0, 0.1, 0.01.
     pub fraction: f64,
-    /// The fine-tuning recipe; its regime is the fine-tuning's (`Regime::of(kind, threat)`).
+    /// The fine-tuning run: its regime is the fine-tuning's (`Regime::of(kind, threat)`), its
+    /// seed is `seed`, it keeps its last weights (`select_best` false: the transfer picks its two
+    /// checkpoints itself) and it validates at most `recipe.validations` times (0: every epoch;
+    /// with little data a fine-tuning runs many short epochs, see `min_steps`, and attacking the
+    /// validation split after each one costs more than training). Resolved when the config is
+    /// built, so its description says what runs.
     pub recipe: TrainConfig,
     /// At least this many SGD steps: with 10% or 1% of the data the recipe's epochs are raised
     /// to reach it (0 keeps the recipe's epochs, as the paper's code does).
     pub min_steps: usize,
     /// Attacks on the validation split that pick the best-RA checkpoint.
     pub val_attacks: Vec<AttackSpec>,
-    /// At most this many validations, evenly spaced over the epochs, the last epoch always
-    /// among them (0: every epoch). With little data a fine-tuning runs many short epochs (see
-    /// `min_steps`), and attacking the validation split after each one costs more than training.
-    #[serde(default)]
-    pub validations: usize,
     /// Attacks of the reported test RA, run in sequence on the points still correct.
     pub test_attacks: Vec<AttackSpec>,
     /// Seeds the data subset, the batch order, the new head and every attack's random starts:
@@ -49,9 +49,8 @@ impl Default for TransferConfig {
         let threat = ThreatModel::paper();
         TransferConfig {
             fraction: 1.0,
-            recipe: TrainConfig::default(),
+            recipe: TrainConfig::default().select_best(false),
             min_steps: 0,
-            validations: 0,
             val_attacks: threat.val_attacks(),
             test_attacks: threat.test_attacks(),
             seed: 0,
@@ -63,7 +62,7 @@ impl TransferConfig {
     /// `kind` fine-tuning (standard, fast or adversarial) under `threat`, the default recipe.
     pub fn new(kind: RegimeKind, threat: &ThreatModel) -> Result<TransferConfig> {
         Ok(TransferConfig {
-            recipe: TrainConfig::default().regime(Regime::of(kind, threat)?),
+            recipe: TrainConfig::default().select_best(false).regime(Regime::of(kind, threat)?),
             // A standard fine-tuning is judged on SA (its best-validation-SA checkpoint): attacking
             // its validation split would only pick a best-RA checkpoint nobody reads.
             val_attacks: if kind == RegimeKind::Standard { Vec::new() } else { threat.val_attacks() },
@@ -75,9 +74,10 @@ impl TransferConfig {
         self.fraction = f;
         self
     }
-    /// Another recipe (epochs, SGD, schedule, ...), keeping this config's regime.
-    pub fn recipe(mut self, recipe: TrainConfig) -> Self {
-        self.recipe = TrainConfig { regime: self.recipe.regime.clone(), ..recipe };
+    /// Another recipe (epochs, SGD, schedule, validations, ...), run with this config's regime
+    /// and seed, keeping its last weights (the transfer selects its checkpoints).
+    pub fn recipe(mut self, recipe: Recipe) -> Self {
+        self.recipe = recipe.select_best(false).resolve(self.recipe.regime.clone(), self.seed);
         self
     }
     pub fn min_steps(mut self, n: usize) -> Self {
@@ -86,16 +86,17 @@ impl TransferConfig {
     }
     /// At most `n` validations per fine-tuning (0: every epoch).
     pub fn validations(mut self, n: usize) -> Self {
-        self.validations = n;
+        self.recipe.validations = n;
         self
     }
     /// Whether epoch `epoch` (1-based) of an `epochs`-epoch fine-tuning is validated: every
     /// epoch, or `validations` evenly spaced ones ending at the last.
     pub fn validates(&self, epoch: usize, epochs: usize) -> bool {
-        crate::train::validates(epoch, epochs, self.validations)
+        crate::train::validates(epoch, epochs, self.recipe.validations)
     }
     pub fn seed(mut self, seed: u64) -> Self {
         self.seed = seed;
+        self.recipe.seed = seed;
         self
     }
     /// Standard, fast or adversarial fine-tuning.
@@ -112,10 +113,16 @@ impl TransferConfig {
                 return Err(Error::invalid(format!("evaluation attack {a:?} has eps {}", a.eps()), "use eps > 0"));
             }
         }
-        if self.recipe.validations != 0 {
+        if self.recipe.seed != self.seed {
             return Err(Error::invalid(
-                format!("the fine-tuning recipe sets validations = {}", self.recipe.validations),
-                "set the validations of a transfer with TransferConfig::validations (the recipe's stays 0)",
+                format!("the fine-tuning recipe has seed {}, the transfer seed {}", self.recipe.seed, self.seed),
+                "set the seed with TransferConfig::seed, which seeds both",
+            ));
+        }
+        if self.recipe.select_best {
+            return Err(Error::invalid(
+                "the fine-tuning recipe sets select_best",
+                "leave it false (TransferConfig::recipe does): a transfer picks its best-SA and best-RA checkpoints itself",
             ));
         }
         self.recipe.check()
@@ -296,9 +303,10 @@ pub fn transfer_recorded(
     }
     let batches = data.train.len().div_ceil(cfg.recipe.batch_size.max(1));
     let epochs = cfg.recipe.epochs.max(cfg.min_steps.div_ceil(batches.max(1)));
-    // The training loop validates (SA) only the epochs the selector attacks: the epochs between
-    // them pick nothing.
-    let recipe = TrainConfig { select_best: false, seed: cfg.seed, epochs, validations: cfg.validations, ..cfg.recipe.clone() };
+    // `min_steps` raises the epochs of a data-limited run (a rule of the description, applied
+    // here because it needs the subset's size). The training loop validates (SA) only the
+    // epochs the selector attacks: the epochs between them pick nothing.
+    let recipe = TrainConfig { epochs, ..cfg.recipe.clone() };
     let state = Arc::new(Mutex::new(Selection::default()));
     let selector = Selector { val: data.val.clone(), attacks: cfg.val_attacks.clone(), seed: cfg.seed, state: state.clone() };
     let label = format!("{} {}%", cfg.fine_tuning().name(), 100.0 * cfg.fraction);

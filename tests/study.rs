@@ -179,11 +179,11 @@ fn a_study_that_contradicts_itself_cannot_be_written() {
     json["transfer"]["eps"] = serde_json::json!(0.3);
     let e = Study::from_json(&json.to_string()).unwrap_err().to_string();
     assert!(e.contains("unknown field `eps`"), "{e}");
-    // A recipe that sets a regime contradicts the grid's pre-trainings.
-    let mut s = mini_study();
-    s.transfer.recipe = s.transfer.recipe.clone().regime(Regime::adversarial(0.3).unwrap());
-    let e = s.check().unwrap_err().to_string();
-    assert!(e.contains("transfer.recipe.regime"), "{e}");
+    // A recipe has no regime: the fine-tunings' regimes come from the grid and the threat model.
+    let mut json = serde_json::to_value(mini_study()).unwrap();
+    json["transfer"]["recipe"]["regime"] = serde_json::json!("standard");
+    let e = Study::from_json(&json.to_string()).unwrap_err().to_string();
+    assert!(e.contains("transfer.recipe") && e.contains("unknown field `regime`"), "{e}");
     // Bad values are refused before anything runs.
     let mut s = mini_study();
     s.threat.eps = -0.1;

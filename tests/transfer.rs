@@ -15,7 +15,7 @@ fn source_net() -> Network {
 
 fn quick(ft: RegimeKind) -> TransferConfig {
     let threat = ThreatModel::linf(0.1).train_steps(3).val_steps(3);
-    TransferConfig::new(ft, &threat).unwrap().recipe(TrainConfig::default().epochs(3).lr(0.02).batch_size(64))
+    TransferConfig::new(ft, &threat).unwrap().recipe(Recipe::default().epochs(3).lr(0.02).batch_size(64))
 }
 
 #[test]
@@ -43,7 +43,7 @@ fn a_checkpoint_gets_one_test_ra_and_a_rerun_gets_the_same_numbers() {
     let digits = Embedded::Digits.splits(0.1, 0).unwrap();
     // One epoch: the best-SA and best-RA checkpoints are the same epoch, so they must report the
     // same test numbers (each checkpoint is evaluated once, its attack starts seeded by the run).
-    let cfg = quick(RegimeKind::Adversarial).recipe(TrainConfig::default().epochs(1).lr(0.02).batch_size(64));
+    let cfg = quick(RegimeKind::Adversarial).recipe(Recipe::default().epochs(1).lr(0.02).batch_size(64));
     let a = transfer(&pretrained, None, &digits, &cfg).unwrap();
     assert_eq!(a.best_sa.epoch, a.best_ra.epoch);
     assert_eq!(a.best_sa, a.best_ra);

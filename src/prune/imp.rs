@@ -11,7 +11,7 @@ use crate::data::Splits;
 use crate::display::{evcxr_emit, Table};
 use crate::error::{Error, Result};
 use crate::model::Network;
-use crate::train::{train_with, Callbacks, Regime, TrainConfig};
+use crate::train::{train_with, Callbacks, Recipe, Regime, TrainConfig};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -109,6 +109,61 @@ impl ImpConfig {
     }
 }
 
+/// IMP as a study sets it: everything but the rounds (the study derives them from the tickets
+/// it transfers), the re-training regime (its IMP family) and the seed (its source seed).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImpRecipe {
+    pub rate: f64,
+    /// Training between pruning steps.
+    pub retrain: Recipe,
+    pub rewind: Rewind,
+    pub strategy: Strategy,
+    /// Tensors to prune (default: every convolution weight, `Network::prunable_names`).
+    pub prunable: Option<Vec<String>>,
+}
+
+impl Default for ImpRecipe {
+    fn default() -> Self {
+        let d = ImpConfig::default();
+        ImpRecipe { rate: d.rate, retrain: d.retrain.recipe(), rewind: d.rewind, strategy: d.strategy, prunable: d.prunable }
+    }
+}
+
+impl ImpRecipe {
+    pub fn rate(mut self, r: f64) -> Self {
+        self.rate = r;
+        self
+    }
+    pub fn retrain(mut self, recipe: Recipe) -> Self {
+        self.retrain = recipe;
+        self
+    }
+    pub fn rewind(mut self, r: Rewind) -> Self {
+        self.rewind = r;
+        self
+    }
+    /// IMP for `rounds` rounds, re-training with `regime` (its family) and `seed`.
+    pub fn resolve(&self, rounds: usize, regime: Regime, seed: u64) -> ImpConfig {
+        let r = self.clone();
+        ImpConfig {
+            rounds,
+            rate: r.rate,
+            retrain: r.retrain.resolve(regime, seed),
+            rewind: r.rewind,
+            strategy: r.strategy,
+            prunable: r.prunable,
+        }
+    }
+    /// Sparsity after `round` rounds: 1 - (1 - rate)^round.
+    pub fn sparsity_after(&self, round: usize) -> f64 {
+        self.resolve(round.max(1), Regime::Standard, 0).sparsity_after(round)
+    }
+    pub fn check(&self) -> Result<()> {
+        self.resolve(1, Regime::Standard, 0).check()
+    }
+}
+
 /// A lottery ticket: a mask for the pre-trained weights.
 #[derive(Debug, Clone)]
 pub struct Ticket {
@@ -155,7 +210,8 @@ impl Tickets {
     }
 }
 
-fn round_path(dir: &Path, round: usize) -> PathBuf {
+/// Where [`imp`] writes the mask of `round` in its folder.
+pub fn round_path(dir: &Path, round: usize) -> PathBuf {
     dir.join(format!("round-{round:02}.mask.safetensors"))
 }
 

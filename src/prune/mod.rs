@@ -5,6 +5,6 @@ mod imp;
 mod mask;
 pub mod strategy;
 
-pub use imp::{imp, ImpConfig, Rewind, Strategy, Ticket, Tickets};
+pub use imp::{imp, round_path, ImpConfig, ImpRecipe, Rewind, Strategy, Ticket, Tickets};
 pub use mask::{LayerDensity, Mask, MaskMeta};
 pub use strategy::{global_magnitude, layerwise_magnitude, one_shot_like, random_global, random_like};

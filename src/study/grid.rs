@@ -5,14 +5,13 @@
 //! out of range before anything runs.
 
 use super::desc::SubnetworkKind;
-use super::profile::Profile;
 use crate::attack::ThreatModel;
 use crate::data::DataSource;
 use crate::error::{Error, Result};
 use crate::landscape::{Directions, LandscapeConfig, LandscapeLoss};
 use crate::model::Arch;
-use crate::prune::ImpConfig;
-use crate::train::{Regime, RegimeKind, TrainConfig};
+use crate::prune::ImpRecipe;
+use crate::train::{Recipe, RegimeKind};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
@@ -34,11 +33,12 @@ pub struct Study {
     pub threat: ThreatModel,
     pub pretrainings: Vec<RegimeKind>,
     /// Pre-training recipe (its regime comes from `pretrainings`, its seed from `source_seed`).
-    pub pretrain: TrainConfig,
+    pub pretrain: Recipe,
     /// IMP re-training regimes: standard (m^ST) and / or adversarial (m^AT) masks.
     pub families: Vec<RegimeKind>,
-    /// IMP (its re-training regime comes from `families`).
-    pub imp: ImpConfig,
+    /// IMP (its re-training regime comes from `families`, its seed from `source_seed`, its
+    /// rounds from the tickets the study transfers or draws: [`Study::imp_rounds`]).
+    pub imp: ImpRecipe,
     /// IMP rounds whose tickets are transferred (the dense network always is).
     pub rounds: Vec<usize>,
     pub downstream: Vec<DataSource>,
@@ -96,12 +96,11 @@ pub struct ControlPlan {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TransferRecipe {
-    pub recipe: TrainConfig,
+    /// The fine-tuning recipe; its `validations` caps the validated epochs (evenly spaced, the
+    /// last always among them; 0: every epoch).
+    pub recipe: Recipe,
     /// At least this many SGD steps (raises the epochs of data-limited fine-tunings).
     pub min_steps: usize,
-    /// At most this many validations per fine-tuning, evenly spaced (0: every epoch).
-    #[serde(default)]
-    pub validations: usize,
 }
 
 /// Which fine-tunings get a loss landscape: one ticket (IMP family and round), fine-tuned on one
@@ -151,70 +150,17 @@ impl LandscapePlan {
 }
 
 impl Study {
-    /// The study of a size profile: every pre-training, both IMP families, both fine-tunings,
-    /// the profile's rounds, datasets, fractions and seeds (see [`Profile::sizes`]).
-    pub fn for_profile(profile: Profile) -> Study {
-        let z = profile.sizes();
-        let recipe = |epochs, lr, batch| TrainConfig::default().epochs(epochs).lr(lr).batch_size(batch);
-        let landscape_round = z.landscape_round;
-        Study {
-            source: z.source,
-            arch: z.arch,
-            source_fraction: z.source_fraction,
-            imp_fraction: z.imp_fraction,
-            source_seed: 0,
-            threat: ThreatModel::linf(z.eps).train_steps(z.train_steps).val_steps(z.val_steps).test(z.test),
-            pretrainings: RegimeKind::ALL.to_vec(),
-            pretrain: recipe(z.pretrain_epochs, z.pretrain_lr, z.pretrain_batch),
-            families: vec![RegimeKind::Standard, RegimeKind::Adversarial],
-            imp: ImpConfig::default()
-                .rounds(z.rounds.iter().copied().max().unwrap_or(1).max(landscape_round))
-                .retrain(recipe(z.imp_epochs, z.imp_lr, z.imp_batch).weight_decay(z.imp_weight_decay)),
-            rounds: z.rounds,
-            downstream: z.downstream.clone(),
-            fine_tunings: vec![RegimeKind::Standard, RegimeKind::Adversarial],
-            fractions: z.fractions,
-            seeds: (0..z.seeds as u64).collect(),
-            stability_seeds: if z.stability { (z.seeds as u64..2 * z.seeds as u64).collect() } else { Vec::new() },
-            transfer: TransferRecipe {
-                recipe: recipe(z.finetune_epochs, z.finetune_lr, z.finetune_batch),
-                min_steps: z.finetune_min_steps,
-                validations: z.finetune_validations,
-            },
-            tolerance: z.tolerance,
-            controls: (!z.control_rounds.is_empty()).then(|| ControlPlan {
-                family: RegimeKind::Standard,
-                kinds: SubnetworkKind::CONTROLS.to_vec(),
-                rounds: z.control_rounds.clone(),
-                fractions: z.control_fractions.clone(),
-            }),
-            scratch: true,
-            attack_check_examples: z.attack_check_examples,
-            landscapes: Some(LandscapePlan {
-                family: RegimeKind::Standard,
-                round: landscape_round,
-                dataset: z.downstream.last().copied().unwrap_or(z.source),
-                fine_tuning: RegimeKind::Adversarial,
-                fractions: z.landscape_fractions,
-                directions: Directions::Pca,
-                resolution: z.landscape_resolution,
-                margin: 1.3,
-                shared_scale: true,
-                examples: z.landscape_examples,
-                attack_steps: z.landscape_steps,
-                checkpoints: z.landscape_checkpoints,
-            }),
-        }
+    /// The rounds IMP runs: as many as the deepest ticket the study transfers, controls or
+    /// draws (at least 1).
+    pub fn imp_rounds(&self) -> usize {
+        let controls = self.controls.iter().flat_map(|c| c.rounds.iter().copied());
+        let landscape = self.landscapes.iter().map(|l| l.round);
+        self.rounds.iter().copied().chain(controls).chain(landscape).max().unwrap_or(1).max(1)
     }
 
     /// Every fine-tuning seed the grid runs: `seeds`, then `stability_seeds`.
     pub fn all_seeds(&self) -> Vec<u64> {
         self.seeds.iter().chain(&self.stability_seeds).copied().collect()
-    }
-
-    /// The paper's protocol at CIFAR scale, for a CUDA machine: [`Profile::Paper`].
-    pub fn paper() -> Study {
-        Study::for_profile(Profile::Paper)
     }
 
     /// Parses a study from JSON and checks it ([`Study::check`]). Unknown fields are refused,
@@ -312,32 +258,21 @@ impl Study {
                 seeds.len()
             ));
         }
-        // Regimes and seeds of the recipes are derived; a recipe that sets them contradicts the grid.
-        for (name, recipe, derived) in [
-            ("pretrain", &self.pretrain, "pretrainings and threat"),
-            ("imp.retrain", &self.imp.retrain, "families and threat"),
-            ("transfer.recipe", &self.transfer.recipe, "fine_tunings and threat"),
-        ] {
-            if recipe.regime != Regime::Standard {
-                p.push(format!("{name}.regime is set, but it comes from {derived}: leave it out"));
-            }
-            if recipe.seed != 0 {
-                p.push(format!("{name}.seed is set, but seeds come from source_seed / seeds: leave it out"));
-            }
+        // Recipes hold no regime or seed: those come from the roles, the threat model and the seeds.
+        for (name, recipe) in [("pretrain", &self.pretrain), ("imp.retrain", &self.imp.retrain), ("transfer.recipe", &self.transfer.recipe)]
+        {
             if let Err(e) = recipe.check() {
                 p.push(format!("{name}: {e}"));
             }
         }
-        if let Err(e) = (ImpConfig { retrain: TrainConfig::default(), ..self.imp.clone() }).check() {
+        if let Err(e) = self.imp.check() {
             p.push(format!("imp: {e}"));
         }
         if !self.rounds.is_empty() && self.families.is_empty() {
             p.push(format!("rounds {:?} are set but families is empty (no IMP runs)", self.rounds));
         }
-        for &r in &self.rounds {
-            if r == 0 || r > self.imp.rounds {
-                p.push(format!("rounds contains {r}, outside 1..={} (imp.rounds)", self.imp.rounds));
-            }
+        if self.rounds.contains(&0) {
+            p.push("rounds contains 0: round 0 is the dense network, always transferred".into());
         }
         let fast = self.pretrainings.iter().chain(&self.families).chain(&self.fine_tunings).any(|k| *k == RegimeKind::Fast);
         if fast {
@@ -368,10 +303,8 @@ impl Study {
                     p.push(format!("controls.kinds has {}: a control is random-ticket or one-shot", k.name()));
                 }
             }
-            for &r in &c.rounds {
-                if r == 0 || r > self.imp.rounds {
-                    p.push(format!("controls.rounds contains {r}, outside 1..={} (imp.rounds)", self.imp.rounds));
-                }
+            if c.rounds.contains(&0) {
+                p.push("controls.rounds contains 0: a control is of a ticket (round 1 or later)".into());
             }
             for f in &c.fractions {
                 fraction(&mut p, "controls.fractions", *f);
@@ -381,8 +314,8 @@ impl Study {
             if !self.families.contains(&l.family) {
                 p.push(format!("landscapes.family {} is not in families {:?}", l.family, self.families));
             }
-            if l.round == 0 || l.round > self.imp.rounds {
-                p.push(format!("landscapes.round {} is outside 1..={} (imp.rounds)", l.round, self.imp.rounds));
+            if l.round == 0 {
+                p.push("landscapes.round = 0: the landscape is of a ticket (round 1 or later)".into());
             }
             if l.dataset.channels() != self.source.channels() {
                 p.push(format!("landscapes.dataset {} has other channels than the source", l.dataset.name()));
@@ -445,6 +378,7 @@ fn edit_distance(a: &str, b: &str) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::study::Profile;
 
     #[test]
     fn misspelt_fields_are_refused_with_the_nearest_name() {
@@ -466,14 +400,35 @@ mod tests {
         let mut s = Study::for_profile(Profile::Tiny);
         s.threat.eps = -0.1;
         s.rounds = vec![0, 9];
-        s.pretrain = s.pretrain.clone().regime(Regime::adversarial(0.1).unwrap());
+        s.pretrain = s.pretrain.clone().epochs(0);
         s.seeds = vec![1, 1];
         let e = s.check().unwrap_err().to_string();
-        for needle in ["eps = -0.1", "rounds contains 0", "rounds contains 9", "pretrain.regime", "repeat a seed"] {
+        for needle in ["eps = -0.1", "rounds contains 0", "pretrain: epochs 0", "repeat a seed"] {
             assert!(e.contains(needle), "missing '{needle}' in: {e}");
         }
+        // IMP runs to the deepest ticket asked for: round 9 is no error, it makes IMP longer.
+        s.rounds = vec![9];
+        assert_eq!(s.imp_rounds(), 9);
         for p in Profile::ALL {
             Study::for_profile(p).check().unwrap();
         }
+    }
+
+    #[test]
+    fn recipes_carry_no_regime_or_seed() {
+        // They come from the roles, the threat model and the seeds: a study file that sets them
+        // is refused by name, and resolving gives each step its own.
+        for field in ["pretrain", "transfer"] {
+            let mut json = serde_json::to_value(Study::for_profile(Profile::Tiny)).unwrap();
+            let recipe = if field == "pretrain" { &mut json["pretrain"] } else { &mut json["transfer"]["recipe"] };
+            recipe["seed"] = 3.into();
+            let e = Study::from_json(&json.to_string()).unwrap_err().to_string();
+            assert!(e.contains("unknown field `seed`"), "{e}");
+        }
+        let s = Study::for_profile(Profile::Tiny);
+        let at = s.pretrain_desc(RegimeKind::Adversarial).unwrap();
+        assert_eq!((at.train.regime.kind(), at.train.seed), (RegimeKind::Adversarial, s.source_seed));
+        let imp = s.imp_desc(RegimeKind::Standard, RegimeKind::Adversarial).unwrap();
+        assert_eq!((imp.imp.retrain.regime.kind(), imp.imp.rounds), (RegimeKind::Adversarial, s.imp_rounds()));
     }
 }

@@ -1,5 +1,5 @@
 //! The paper's grid, run lazily through the experiment store. Split by concern:
-//! - [`profile`]: the size profiles, one table of every size;
+//! - [`profile`]: the size profiles, each a [`Study`] value built from the `tiny` one;
 //! - [`grid`]: the [`Study`] declaration and its validation;
 //! - [`desc`]: typed step descriptions whose hashes are the store keys;
 //! - [`step`]: what a step kind is ([`step::Step`]) and what it computes in; [`plan`]: the
@@ -35,7 +35,7 @@ pub use desc::{subnetwork_name, Subnetwork, SubnetworkKind};
 pub use gate::{GateCell, GateOutcome};
 pub use grid::{ControlPlan, LandscapePlan, Study, TransferRecipe};
 pub use plan::{Plan, PlannedStep, StepDesc};
-pub use profile::{Profile, Sizes};
+pub use profile::Profile;
 pub use query::Pick;
 pub use report::{ImpRow, StudyReport, VerdictCell};
 pub use results::{LandscapeRecord, RunSummary, StudyResults, TransferRecord, TransferRow};

@@ -11,9 +11,8 @@ use super::step::{Executor, Step};
 use crate::data::DataSource;
 use crate::display::Table;
 use crate::error::{Error, Result};
-use crate::prune::ImpConfig;
 use crate::store::{Attempt, Check, Status, StepDescription, Store};
-use crate::train::{Regime, RegimeKind, TrainConfig};
+use crate::train::{Regime, RegimeKind};
 use crate::transfer::TransferConfig;
 use serde::Serialize;
 use std::collections::HashMap;
@@ -199,7 +198,7 @@ impl Plan {
 impl Study {
     /// The pre-training of `kind`.
     pub fn pretrain_desc(&self, kind: RegimeKind) -> Result<PretrainDesc> {
-        let train = TrainConfig { regime: Regime::of(kind, &self.threat)?, seed: self.source_seed, ..self.pretrain.clone() };
+        let train = self.pretrain.resolve(Regime::of(kind, &self.threat)?, self.source_seed);
         Ok(PretrainDesc {
             source: self.source,
             holdout: HoldOut::STUDY,
@@ -212,10 +211,9 @@ impl Study {
 
     /// IMP of `family` from the pre-training of `kind`.
     pub fn imp_desc(&self, kind: RegimeKind, family: RegimeKind) -> Result<ImpDesc> {
-        let retrain = TrainConfig { regime: Regime::of(family, &self.threat)?, seed: self.source_seed, ..self.imp.retrain.clone() };
         Ok(ImpDesc {
             pretrain: self.pretrain_desc(kind)?,
-            imp: ImpConfig { retrain, ..self.imp.clone() },
+            imp: self.imp.resolve(self.imp_rounds(), Regime::of(family, &self.threat)?, self.source_seed),
             data_fraction: self.imp_fraction,
         })
     }
@@ -253,11 +251,10 @@ impl Study {
         seed: u64,
     ) -> Result<TransferDesc> {
         let transfer = TransferConfig::new(fine_tuning, &self.threat)?
+            .seed(seed)
             .recipe(self.transfer.recipe.clone())
             .min_steps(self.transfer.min_steps)
-            .validations(self.transfer.validations)
-            .fraction(fraction)
-            .seed(seed);
+            .fraction(fraction);
         Ok(TransferDesc { subnetwork, dataset, holdout: HoldOut::STUDY, transfer })
     }
 

@@ -1,12 +1,17 @@
-//! Size profiles: how much data, how many epochs, rounds, fractions and seeds a study runs. One
-//! table ([`Profile::sizes`]) holds every size of every profile; [`super::Study::for_profile`]
-//! and the walkthroughs read it, nothing else sets a size.
+//! Size profiles as [`Study`] values: [`Study::for_profile`] builds the `tiny` study in full and
+//! every larger profile from it with struct update (`..tiny`), changing only what differs. The
+//! walkthroughs read their sizes from the same values; nothing else sets a size.
 
-use crate::attack::TestAttack;
+use super::desc::SubnetworkKind;
+use super::grid::{ControlPlan, LandscapePlan, Study, TransferRecipe};
+use crate::attack::{TestAttack, ThreatModel};
 use crate::data::download::Remote;
 use crate::data::{DataSource, Embedded};
 use crate::error::{Error, Result};
+use crate::landscape::Directions;
 use crate::model::Arch;
+use crate::prune::ImpRecipe;
+use crate::train::{Recipe, RegimeKind};
 use serde::{Deserialize, Serialize};
 
 /// How big a study (and a walkthrough) is. Serde and command-line names: `tiny`, `small`,
@@ -26,249 +31,189 @@ pub enum Profile {
     Paper,
 }
 
-/// Every size a profile sets.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Sizes {
-    pub source: DataSource,
-    pub arch: Arch,
-    /// L-inf radius of the threat model.
-    pub eps: f64,
-    /// Fraction of the source training split used for pre-training and IMP.
-    pub source_fraction: f64,
-    pub pretrain_epochs: usize,
-    pub pretrain_lr: f64,
-    pub pretrain_batch: usize,
-    /// PGD steps of adversarial training (pre-training, m^AT re-training, fine-tuning).
-    pub train_steps: usize,
-    /// PGD steps of the validation attack.
-    pub val_steps: usize,
-    /// The attacks of the reported RA.
-    pub test: TestAttack,
-    /// Test images of each AutoAttack-fast check of PGD-20's RA (0: none; see
-    /// [`super::Study::attack_check_examples`]).
-    pub attack_check_examples: usize,
-    /// Verdict tolerance (fraction).
-    pub tolerance: f64,
-    /// IMP rounds whose tickets are transferred.
-    pub rounds: Vec<usize>,
-    pub imp_epochs: usize,
-    pub imp_lr: f64,
-    pub imp_weight_decay: f64,
-    pub imp_batch: usize,
-    /// Fraction of the pre-training subset IMP re-trains on.
-    pub imp_fraction: f64,
-    pub downstream: Vec<DataSource>,
-    pub fractions: Vec<f64>,
-    pub seeds: usize,
-    /// Run every transfer again with as many other seeds and check that they give the same
-    /// headline and claim verdicts (see [`super::Study::stability_seeds`]).
-    pub stability: bool,
-    pub finetune_epochs: usize,
-    pub finetune_lr: f64,
-    pub finetune_batch: usize,
-    /// Minimum SGD steps of a fine-tuning (raises the epochs of data-limited runs).
-    pub finetune_min_steps: usize,
-    /// At most this many validations per fine-tuning (0: every epoch).
-    pub finetune_validations: usize,
-    /// Rounds and data fractions at which the random-ticket and one-shot controls of the m^ST
-    /// tickets are transferred (no controls when empty).
-    pub control_rounds: Vec<usize>,
-    pub control_fractions: Vec<f64>,
-    /// Fig. 6: the IMP round of the ticket whose fine-tuning is drawn, at these data fractions.
-    pub landscape_round: usize,
-    pub landscape_fractions: Vec<f64>,
-    pub landscape_resolution: usize,
-    pub landscape_examples: usize,
-    /// PGD steps of the landscape's adversarial loss (0: clean loss).
-    pub landscape_steps: usize,
-    /// Checkpoints kept per landscape trajectory (evenly spaced, first and last included).
-    pub landscape_checkpoints: usize,
-    /// Fraction of the source test split on which walkthroughs measure source models' RA.
-    pub robust_eval_fraction: f64,
+/// A training recipe of a profile: epochs, learning rate, batch size (everything else default;
+/// the regime and seed come from the study).
+fn recipe(epochs: usize, lr: f64, batch: usize) -> Recipe {
+    Recipe::default().epochs(epochs).lr(lr).batch_size(batch)
+}
+
+/// `n` fine-tuning seeds, and `n` more, disjoint, for the stability check when `stability`.
+fn seed_sets(n: u64, stability: bool) -> (Vec<u64>, Vec<u64>) {
+    ((0..n).collect(), if stability { (n..2 * n).collect() } else { Vec::new() })
+}
+
+/// The random-ticket and one-shot controls of the m^ST tickets at these rounds and fractions.
+fn controls(rounds: Vec<usize>, fractions: Vec<f64>) -> Option<ControlPlan> {
+    Some(ControlPlan { family: RegimeKind::Standard, kinds: SubnetworkKind::CONTROLS.to_vec(), rounds, fractions })
+}
+
+/// Fig. 6 as every profile draws it: the m^ST ticket of `round`, adversarially fine-tuned on
+/// `dataset`, in the PCA plane of its trajectory (41 checkpoints), with the landscapes of one data
+/// fraction on one scale. The tiny profile's sizes: 100% data, a 5 x 5 grid over 64 test images,
+/// the clean loss.
+fn fig6(round: usize, dataset: DataSource) -> LandscapePlan {
+    LandscapePlan {
+        family: RegimeKind::Standard,
+        round,
+        dataset,
+        fine_tuning: RegimeKind::Adversarial,
+        fractions: vec![1.0],
+        directions: Directions::Pca,
+        resolution: 5,
+        margin: 1.3,
+        shared_scale: true,
+        examples: 64,
+        attack_steps: 0,
+        checkpoints: 41,
+    }
+}
+
+impl Study {
+    /// The study of a size profile: every pre-training, both IMP families, both fine-tunings,
+    /// the profile's rounds, datasets, fractions and seeds, the controls, the scratch control
+    /// and the landscapes.
+    pub fn for_profile(profile: Profile) -> Study {
+        match profile {
+            Profile::Tiny => Study::tiny(),
+            Profile::Small => Study::small(),
+            Profile::Full => Study::full(),
+            Profile::Paper => Study::paper(),
+        }
+    }
+
+    /// Seconds to a few minutes: 5% of Fashion-MNIST-8x8, two IMP rounds, digits at 100% and
+    /// 10%, one seed. Every other profile starts from this one.
+    fn tiny() -> Study {
+        let (seeds, stability_seeds) = seed_sets(1, false);
+        let digits: DataSource = Embedded::Digits.into();
+        Study {
+            source: Embedded::FashionMnist8.into(),
+            arch: Arch::convnet(),
+            source_fraction: 0.05,
+            imp_fraction: 1.0,
+            source_seed: 0,
+            threat: ThreatModel::linf(0.1).train_steps(3).val_steps(3).test(TestAttack::Pgd20),
+            pretrainings: RegimeKind::ALL.to_vec(),
+            pretrain: recipe(2, 0.05, 128),
+            families: vec![RegimeKind::Standard, RegimeKind::Adversarial],
+            imp: ImpRecipe::default().retrain(recipe(1, 0.01, 128).weight_decay(5e-4)),
+            rounds: vec![1, 2],
+            downstream: vec![digits],
+            fine_tunings: vec![RegimeKind::Standard, RegimeKind::Adversarial],
+            fractions: vec![1.0, 0.1],
+            seeds,
+            stability_seeds,
+            transfer: TransferRecipe { recipe: recipe(2, 0.02, 64), min_steps: 0 },
+            tolerance: 0.01,
+            controls: controls(vec![2], vec![1.0]),
+            scratch: true,
+            attack_check_examples: 32,
+            landscapes: Some(LandscapePlan { fractions: vec![1.0, 0.1], ..fig6(2, digits) }),
+        }
+    }
+
+    /// The main job. From the gate pilot (scripts/pilot.py gate-*, numbers in
+    /// crates/bench/studies.md): with 28x28 Fashion-MNIST sources, 8x8 digits gain nothing from
+    /// any pre-training (scratch matches or beats every dense network, at 100% and 10%), so
+    /// nothing can be inherited there. At one scale (source and downstream both 8x8) AT
+    /// pre-training measurably raises RA with 1% of MNIST (72 images), and MNIST's 2,004 test
+    /// images keep the intervals narrow. Sources: all of Fashion-MNIST at 8x8, 8 epochs; IMP
+    /// re-trains 1 epoch on a tenth of it per round; tickets at rounds 4 and 8 (59.0%, 83.2%);
+    /// fine-tuning 20 epochs, at least 300 SGD steps, validated 10 times; 6 seeds and 6 more for
+    /// the stability check (with 3 + 3 the two sets disagreed on the AT gate and on claims 1 and
+    /// 2; with 5 + 5 on claim 1 only, whose deciding gap sat at the tolerance).
+    fn small() -> Study {
+        let tiny = Study::tiny();
+        let (seeds, stability_seeds) = seed_sets(6, true);
+        let mnist8: DataSource = Embedded::Mnist8.into();
+        Study {
+            source_fraction: 1.0,
+            imp_fraction: 0.1,
+            pretrain: recipe(8, 0.05, 128),
+            imp: ImpRecipe::default().retrain(recipe(1, 0.02, 128).weight_decay(5e-4)),
+            rounds: vec![4, 8],
+            downstream: vec![mnist8],
+            fractions: vec![0.01],
+            seeds,
+            stability_seeds,
+            transfer: TransferRecipe { recipe: recipe(20, 0.02, 64).validations(10), min_steps: 300 },
+            controls: controls(vec![8], vec![0.01]),
+            attack_check_examples: 300,
+            landscapes: Some(LandscapePlan { fractions: vec![0.01], resolution: 13, examples: 200, attack_steps: 3, ..fig6(4, mnist8) }),
+            ..tiny
+        }
+    }
+
+    /// The questions with resolution, at the small profile's one scale (8x8): MNIST (2,004 test
+    /// images) and digits at 100 / 10 / 1%, stronger sources and training attacks,
+    /// AutoAttack-grade RA (fast), controls at every round, the gate and the stability check.
+    /// Hours on a CPU; a GPU or cluster job.
+    fn full() -> Study {
+        let tiny = Study::tiny();
+        let (seeds, stability_seeds) = seed_sets(3, true);
+        let mnist8: DataSource = Embedded::Mnist8.into();
+        let rounds = vec![2, 4, 6, 8, 10];
+        Study {
+            source_fraction: 1.0,
+            threat: ThreatModel::linf(0.1).train_steps(10).val_steps(10).test(TestAttack::AutoattackFast),
+            pretrain: recipe(15, 0.05, 128),
+            imp: ImpRecipe::default().retrain(recipe(5, 0.02, 128).weight_decay(5e-4)),
+            rounds: rounds.clone(),
+            downstream: vec![mnist8, Embedded::Digits.into()],
+            fractions: vec![1.0, 0.1, 0.01],
+            seeds,
+            stability_seeds,
+            transfer: TransferRecipe { recipe: recipe(30, 0.02, 64).validations(20), min_steps: 2000 },
+            controls: controls(rounds, vec![1.0, 0.1]),
+            attack_check_examples: 0,
+            landscapes: Some(LandscapePlan {
+                fractions: vec![1.0, 0.1, 0.01],
+                resolution: 21,
+                examples: 500,
+                attack_steps: 10,
+                ..fig6(6, Embedded::Digits.into())
+            }),
+            ..tiny
+        }
+    }
+
+    /// The paper's protocol at CIFAR scale, for a CUDA machine ([`Profile::Paper`]). ImageNet
+    /// cannot be downloaded here: CIFAR-100 stands in as the source domain. IMP re-trains 10
+    /// epochs per round at lr 5e-4 (the official code's rate); one fine-tuning recipe serves both
+    /// regimes (the paper uses lr 0.001 / 150 epochs for standard and lr 0.1 / 100 epochs for
+    /// adversarial fine-tuning: edit the study JSON to match either exactly).
+    pub fn paper() -> Study {
+        let tiny = Study::tiny();
+        let (seeds, stability_seeds) = seed_sets(3, false);
+        Study {
+            source: Remote::Cifar100.into(),
+            arch: Arch::resnet18_cifar(),
+            source_fraction: 1.0,
+            threat: ThreatModel::linf(8.0 / 255.0).train_steps(10).val_steps(10).test(TestAttack::Pgd20),
+            pretrain: recipe(100, 0.1, 128),
+            imp: ImpRecipe::default().retrain(recipe(10, 5e-4, 128).weight_decay(1e-4)),
+            rounds: vec![2, 4, 6, 8, 10],
+            downstream: vec![Remote::Cifar10.into(), Remote::Svhn.into()],
+            fractions: vec![1.0, 0.1, 0.01],
+            seeds,
+            stability_seeds,
+            transfer: TransferRecipe { recipe: recipe(100, 0.01, 128), min_steps: 4000 },
+            controls: controls(vec![4, 8], vec![1.0]),
+            attack_check_examples: 500,
+            landscapes: Some(LandscapePlan {
+                fractions: vec![1.0, 0.1, 0.01],
+                resolution: 21,
+                examples: 500,
+                attack_steps: 10,
+                ..fig6(6, Remote::Svhn.into())
+            }),
+            ..tiny
+        }
+    }
 }
 
 impl Profile {
     pub const ALL: [Profile; 4] = [Profile::Tiny, Profile::Small, Profile::Full, Profile::Paper];
-
-    /// The table of sizes.
-    pub fn sizes(self) -> Sizes {
-        let digits: DataSource = Embedded::Digits.into();
-        let fmnist8: DataSource = Embedded::FashionMnist8.into();
-        let mnist8: DataSource = Embedded::Mnist8.into();
-        match self {
-            Profile::Tiny => Sizes {
-                source: fmnist8,
-                arch: Arch::convnet(),
-                eps: 0.1,
-                source_fraction: 0.05,
-                pretrain_epochs: 2,
-                pretrain_lr: 0.05,
-                pretrain_batch: 128,
-                train_steps: 3,
-                val_steps: 3,
-                test: TestAttack::Pgd20,
-                attack_check_examples: 32,
-                tolerance: 0.01,
-                rounds: vec![1, 2],
-                imp_epochs: 1,
-                imp_lr: 0.01,
-                imp_weight_decay: 5e-4,
-                imp_batch: 128,
-                imp_fraction: 1.0,
-                downstream: vec![digits],
-                fractions: vec![1.0, 0.1],
-                seeds: 1,
-                stability: false,
-                finetune_epochs: 2,
-                finetune_lr: 0.02,
-                finetune_batch: 64,
-                finetune_min_steps: 0,
-                finetune_validations: 0,
-                control_rounds: vec![2],
-                control_fractions: vec![1.0],
-                landscape_round: 2,
-                landscape_fractions: vec![1.0, 0.1],
-                landscape_resolution: 5,
-                landscape_examples: 64,
-                landscape_steps: 0,
-                landscape_checkpoints: 41,
-                robust_eval_fraction: 0.05,
-            },
-            // From the gate pilot (scripts/pilot.py gate-*, numbers in crates/bench/studies.md):
-            // with 28x28 Fashion-MNIST sources, 8x8 digits gain nothing from any pre-training
-            // (scratch matches or beats every dense network, at 100% and 10%), so nothing can be
-            // inherited there. At one scale (source and downstream both 8x8) AT pre-training
-            // measurably raises RA with 1% of MNIST (72 images), and MNIST's 2,004 test images keep
-            // the intervals narrow. Sources: all of Fashion-MNIST at 8x8, 8 epochs; IMP re-trains 1
-            // epoch on a tenth of it per round; tickets at rounds 4 and 8 (59.0%, 83.2%); fine-tuning 20
-            // epochs, at least 300 SGD steps, validated 10 times; 6 seeds and 6 more for the stability
-            // check (with 3 + 3 the two sets disagreed on the AT gate and on claims 1 and 2; with
-            // 5 + 5 on claim 1 only, whose deciding gap sat at the tolerance).
-            Profile::Small => Sizes {
-                source: fmnist8,
-                arch: Arch::convnet(),
-                eps: 0.1,
-                source_fraction: 1.0,
-                pretrain_epochs: 8,
-                pretrain_lr: 0.05,
-                pretrain_batch: 128,
-                train_steps: 3,
-                val_steps: 3,
-                test: TestAttack::Pgd20,
-                attack_check_examples: 300,
-                tolerance: 0.01,
-                rounds: vec![4, 8],
-                imp_epochs: 1,
-                imp_lr: 0.02,
-                imp_weight_decay: 5e-4,
-                imp_batch: 128,
-                imp_fraction: 0.1,
-                downstream: vec![mnist8],
-                fractions: vec![0.01],
-                seeds: 6,
-                stability: true,
-                finetune_epochs: 20,
-                finetune_lr: 0.02,
-                finetune_batch: 64,
-                finetune_min_steps: 300,
-                finetune_validations: 10,
-                control_rounds: vec![8],
-                control_fractions: vec![0.01],
-                landscape_round: 4,
-                landscape_fractions: vec![0.01],
-                landscape_resolution: 13,
-                landscape_examples: 200,
-                landscape_steps: 3,
-                landscape_checkpoints: 41,
-                robust_eval_fraction: 0.2,
-            },
-            // The questions with resolution, at the small profile's one scale (8x8): MNIST (2,004
-            // test images) and digits at 100 / 10 / 1%, stronger sources and training attacks,
-            // AutoAttack-grade RA (fast), controls at every round, the gate and the stability
-            // check. Hours on a CPU; a GPU or cluster job.
-            Profile::Full => Sizes {
-                source: fmnist8,
-                arch: Arch::convnet(),
-                eps: 0.1,
-                source_fraction: 1.0,
-                pretrain_epochs: 15,
-                pretrain_lr: 0.05,
-                pretrain_batch: 128,
-                train_steps: 10,
-                val_steps: 10,
-                test: TestAttack::AutoattackFast,
-                attack_check_examples: 0,
-                tolerance: 0.01,
-                rounds: vec![2, 4, 6, 8, 10],
-                imp_epochs: 5,
-                imp_lr: 0.02,
-                imp_weight_decay: 5e-4,
-                imp_batch: 128,
-                imp_fraction: 1.0,
-                downstream: vec![mnist8, digits],
-                fractions: vec![1.0, 0.1, 0.01],
-                seeds: 3,
-                stability: true,
-                finetune_epochs: 30,
-                finetune_lr: 0.02,
-                finetune_batch: 64,
-                finetune_min_steps: 2000,
-                finetune_validations: 20,
-                control_rounds: vec![2, 4, 6, 8, 10],
-                control_fractions: vec![1.0, 0.1],
-                landscape_round: 6,
-                landscape_fractions: vec![1.0, 0.1, 0.01],
-                landscape_resolution: 21,
-                landscape_examples: 500,
-                landscape_steps: 10,
-                landscape_checkpoints: 41,
-                robust_eval_fraction: 1.0,
-            },
-            // ImageNet cannot be downloaded here: CIFAR-100 stands in as the source domain. IMP
-            // re-trains 10 epochs per round at lr 5e-4 (the official code's rate); one
-            // fine-tuning recipe serves both regimes (the paper uses lr 0.001 / 150 epochs for
-            // standard and lr 0.1 / 100 epochs for adversarial fine-tuning: edit the study JSON
-            // to match either exactly).
-            Profile::Paper => Sizes {
-                source: Remote::Cifar100.into(),
-                arch: Arch::resnet18_cifar(),
-                eps: 8.0 / 255.0,
-                source_fraction: 1.0,
-                pretrain_epochs: 100,
-                pretrain_lr: 0.1,
-                pretrain_batch: 128,
-                train_steps: 10,
-                val_steps: 10,
-                test: TestAttack::Pgd20,
-                attack_check_examples: 500,
-                tolerance: 0.01,
-                rounds: vec![2, 4, 6, 8, 10],
-                imp_epochs: 10,
-                imp_lr: 5e-4,
-                imp_weight_decay: 1e-4,
-                imp_batch: 128,
-                imp_fraction: 1.0,
-                downstream: vec![Remote::Cifar10.into(), Remote::Svhn.into()],
-                fractions: vec![1.0, 0.1, 0.01],
-                seeds: 3,
-                stability: false,
-                finetune_epochs: 100,
-                finetune_lr: 0.01,
-                finetune_batch: 128,
-                finetune_min_steps: 4000,
-                finetune_validations: 0,
-                control_rounds: vec![4, 8],
-                control_fractions: vec![1.0],
-                landscape_round: 6,
-                landscape_fractions: vec![1.0, 0.1, 0.01],
-                landscape_resolution: 21,
-                landscape_examples: 500,
-                landscape_steps: 10,
-                landscape_checkpoints: 41,
-                robust_eval_fraction: 1.0,
-            },
-        }
-    }
 
     /// `DOUBLEWIN_PROFILE` (tiny | small | full | paper), default `small`.
     pub fn from_env() -> Result<Profile> {
@@ -287,17 +232,27 @@ impl Profile {
         }
     }
 
-    /// Fraction of the source training split a walkthrough trains on.
+    /// The profile's study ([`Study::for_profile`]).
+    pub fn study(self) -> Study {
+        Study::for_profile(self)
+    }
+    /// Fraction of the source training split a walkthrough trains on (the study's).
     pub fn train_fraction(self) -> f64 {
-        self.sizes().source_fraction
+        self.study().source_fraction
     }
-    /// Epochs of a walkthrough's training run (the quickstart, source models).
+    /// Epochs of a walkthrough's training run (the quickstart, source models): the study's
+    /// pre-training epochs.
     pub fn epochs(self) -> usize {
-        self.sizes().pretrain_epochs
+        self.study().pretrain.epochs
     }
-    /// Fraction of the source test split on which robust accuracy is measured.
+    /// Fraction of the source test split on which a walkthrough measures source models' RA (a
+    /// walkthrough's size only: studies measure RA on the downstream test splits).
     pub fn robust_eval_fraction(self) -> f64 {
-        self.sizes().robust_eval_fraction
+        match self {
+            Profile::Tiny => 0.05,
+            Profile::Small => 0.2,
+            Profile::Full | Profile::Paper => 1.0,
+        }
     }
 }
 

@@ -514,7 +514,7 @@ impl super::Study {
         for &pre in &self.pretrainings {
             let (net, _) = self.pretrained(rt, store, pre)?;
             for &family in &self.families {
-                for round in 1..=self.imp.rounds {
+                for round in 1..=self.imp_rounds() {
                     let ticket = self.ticket(store, pre, family, round)?;
                     let one_shot = crate::prune::one_shot_like(&net, &ticket)?;
                     let other = self.families.iter().find(|f| **f != family).map(|&f| self.ticket(store, pre, f, round)).transpose()?;

@@ -4,12 +4,14 @@
 
 mod callback;
 mod history;
+mod recipe;
 mod regime;
 mod schedule;
 mod sgd;
 
 pub use callback::{BatchInfo, Callback, Callbacks, EpochCheckpoints, Progress};
 pub use history::{EpochRecord, Evaluation, History};
+pub use recipe::{Recipe, TrainConfig};
 pub use regime::{OverfitGuard, Regime, RegimeKind};
 pub use schedule::Schedule;
 pub use sgd::{Sgd, SgdConfig};
@@ -35,142 +37,12 @@ pub enum AugmentChoice {
     Custom(Augment),
 }
 
-/// Everything that defines a training run. `Default` is a sensible CPU recipe for the small
-/// ConvNet; the setters return the changed config for chaining.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TrainConfig {
-    pub epochs: usize,
-    pub batch_size: usize,
-    pub eval_batch_size: usize,
-    pub sgd: SgdConfig,
-    pub schedule: Schedule,
-    /// Linear warm-up length in epochs (may be fractional).
-    pub warmup_epochs: f64,
-    #[serde(default)]
-    pub regime: Regime,
-    pub augment: AugmentChoice,
-    /// Keep the weights of the validated epoch with the best validation accuracy (else the last
-    /// epoch's).
-    pub select_best: bool,
-    /// Seeds the batch order and augmentation.
-    pub seed: u64,
-    /// Validate after at most this many epochs, evenly spaced, the last always among them
-    /// (0: after every epoch). See [`validates`].
-    #[serde(default, skip_serializing_if = "is_zero")]
-    pub validations: usize,
-}
-
-fn is_zero(n: &usize) -> bool {
-    *n == 0
-}
-
 /// Whether epoch `epoch` (1-based) of an `epochs`-epoch run is validated when a run validates at
 /// most `validations` times: every epoch (0, or at least `epochs`), else `validations` evenly
 /// spaced epochs ending at the last.
 pub fn validates(epoch: usize, epochs: usize, validations: usize) -> bool {
     let v = validations;
     v == 0 || v >= epochs || (1..=v).any(|k| (k * epochs).div_ceil(v) == epoch)
-}
-
-impl Default for TrainConfig {
-    fn default() -> Self {
-        TrainConfig {
-            epochs: 10,
-            batch_size: 128,
-            eval_batch_size: 500,
-            sgd: SgdConfig::default(),
-            schedule: Schedule::Cosine { min_lr: 0.0 },
-            warmup_epochs: 0.0,
-            regime: Regime::Standard,
-            augment: AugmentChoice::Standard,
-            select_best: true,
-            seed: 0,
-            validations: 0,
-        }
-    }
-}
-
-impl TrainConfig {
-    pub fn epochs(mut self, n: usize) -> Self {
-        self.epochs = n;
-        self
-    }
-    pub fn batch_size(mut self, n: usize) -> Self {
-        self.batch_size = n;
-        self
-    }
-    pub fn lr(mut self, lr: f64) -> Self {
-        self.sgd.lr = lr;
-        self
-    }
-    pub fn momentum(mut self, m: f64) -> Self {
-        self.sgd.momentum = m;
-        self
-    }
-    pub fn weight_decay(mut self, wd: f64) -> Self {
-        self.sgd.weight_decay = wd;
-        self
-    }
-    pub fn nesterov(mut self, on: bool) -> Self {
-        self.sgd.nesterov = on;
-        self
-    }
-    pub fn schedule(mut self, s: Schedule) -> Self {
-        self.schedule = s;
-        self
-    }
-    pub fn warmup(mut self, epochs: f64) -> Self {
-        self.warmup_epochs = epochs;
-        self
-    }
-    pub fn augment(mut self, a: AugmentChoice) -> Self {
-        self.augment = a;
-        self
-    }
-    pub fn select_best(mut self, on: bool) -> Self {
-        self.select_best = on;
-        self
-    }
-    pub fn seed(mut self, seed: u64) -> Self {
-        self.seed = seed;
-        self
-    }
-    pub fn regime(mut self, r: Regime) -> Self {
-        self.regime = r;
-        self
-    }
-
-    /// A stable name for this configuration (hash of all of it).
-    pub fn hash(&self) -> Result<String> {
-        crate::store::key_of("train-config", self)
-    }
-
-    pub fn check(&self) -> Result<()> {
-        if self.epochs == 0 || self.batch_size == 0 || self.eval_batch_size == 0 {
-            return Err(Error::invalid(
-                format!("epochs {}, batch size {}, eval batch size {}", self.epochs, self.batch_size, self.eval_batch_size),
-                "all must be at least 1",
-            ));
-        }
-        if !(self.warmup_epochs >= 0.0 && self.warmup_epochs <= self.epochs as f64) {
-            return Err(Error::invalid(
-                format!("warm-up of {} epochs in a {}-epoch run", self.warmup_epochs, self.epochs),
-                "use 0 <= warmup <= epochs",
-            ));
-        }
-        self.sgd.check()?;
-        self.regime.check()?;
-        self.schedule.check()
-    }
-
-    fn augmentation(&self, data: &Dataset) -> Augment {
-        match self.augment {
-            AugmentChoice::Standard => Augment::standard(data),
-            AugmentChoice::None => Augment::none(),
-            AugmentChoice::Custom(a) => a,
-        }
-    }
 }
 
 /// Cross-entropy loss and number of correct predictions of a batch.

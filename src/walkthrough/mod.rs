@@ -328,7 +328,9 @@ impl Session {
             .study
             .imp_run(&self.rt, &self.store, pretraining, family)?
             .round(round)
-            .ok_or_else(|| crate::error::Error::invalid(format!("IMP has no round {round}"), format!("use 1..={}", self.study.imp.rounds)))?
+            .ok_or_else(|| {
+                crate::error::Error::invalid(format!("IMP has no round {round}"), format!("use 1..={}", self.study.imp_rounds()))
+            })?
             .mask
             .clone())
     }

@@ -62,7 +62,6 @@ pub fn mini_study() -> doublewin::study::Study {
     s.pretrainings = vec![RegimeKind::Standard];
     s.families = vec![RegimeKind::Standard];
     s.rounds = vec![2];
-    s.imp.rounds = 2;
     s.fractions = vec![1.0];
     s.seeds = vec![0];
     s.controls = None;

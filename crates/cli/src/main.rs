@@ -638,7 +638,7 @@ fn transfer_cmd(rt: Runtime, json: bool, args: TransferArgs) -> Result<()> {
     let splits = dataset.splits(VALIDATION_FRACTION, rt.seed)?;
     let threat = threat_for(eps, &splits)?;
     let cfg = TransferConfig::new(fine_tuning, &threat)?
-        .recipe(TrainConfig::default().epochs(epochs).lr(lr).batch_size(64))
+        .recipe(Recipe::default().epochs(epochs).lr(lr).batch_size(64))
         .fraction(fraction)
         .seed(rt.seed);
     cfg.check()?;

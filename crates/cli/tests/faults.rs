@@ -47,7 +47,6 @@ fn micro_study(dir: &Path) -> PathBuf {
     s["families"] = serde_json::json!(["standard"]);
     s["source_fraction"] = serde_json::json!(0.02);
     s["pretrain"]["epochs"] = serde_json::json!(2);
-    s["imp"]["rounds"] = serde_json::json!(2);
     s["rounds"] = serde_json::json!([2]);
     s["fine_tunings"] = serde_json::json!(["standard"]);
     s["fractions"] = serde_json::json!([0.1]);
