@@ -50,6 +50,35 @@ pub trait StepDescription: Serialize {
     }
 }
 
+/// A step's place in a store ([`Store::step`]): its folder, and whether it is done.
+#[derive(Debug, Clone)]
+pub struct StepFolder<'a> {
+    store: &'a Store,
+    kind: &'static str,
+    key: String,
+    dir: PathBuf,
+}
+
+impl StepFolder<'_> {
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+    /// A file of the step, by its path in the step's folder.
+    pub fn file(&self, name: impl AsRef<Path>) -> PathBuf {
+        self.dir.join(name)
+    }
+    /// [`Store::status`] of the step.
+    pub fn status(&self, check: Check) -> Status {
+        self.store.status(self.kind, &self.key, check)
+    }
+    pub fn is_done(&self) -> bool {
+        self.status(Check::Sizes) == Status::Done
+    }
+}
+
 /// A file of a finished step, as recorded in its manifest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileRecord {
@@ -242,6 +271,13 @@ impl Store {
     /// The folder of a step.
     pub fn dir(&self, kind: &str, key: &str) -> PathBuf {
         self.root.join(kind).join(key)
+    }
+
+    /// The step a description names: its folder and status, with kind and key taken from the
+    /// description itself (so they cannot be paired wrongly).
+    pub fn step<D: StepDescription>(&self, description: &D) -> Result<StepFolder<'_>> {
+        let key = description.key()?;
+        Ok(StepFolder { store: self, kind: description.kind(), dir: self.dir(description.kind(), &key), key })
     }
 
     fn read_record<T: DeserializeOwned>(&self, kind: &str, key: &str) -> Result<Record<T>> {

@@ -9,10 +9,11 @@ use crate::error::Result;
 use crate::landscape::LandscapeConfig;
 use crate::model::Arch;
 use crate::prune::ImpConfig;
-use crate::store::StepDescription;
+use crate::store::{StepDescription, Store};
 use crate::train::{RegimeKind, TrainConfig};
 use crate::transfer::TransferConfig;
 use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
 
 /// How a dataset's validation split is held out of its training split (stratified, seeded).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -54,6 +55,10 @@ impl PretrainDesc {
     pub fn pretraining(&self) -> RegimeKind {
         self.train.regime.kind()
     }
+    /// The pre-trained weights in `store`.
+    pub fn weights_in(&self, store: &Store) -> Result<PathBuf> {
+        Ok(store.step(self)?.file(Self::WEIGHTS))
+    }
     /// The source splits it trains on.
     pub fn splits(&self) -> Result<Splits> {
         self.holdout.splits(self.source)?.with_train_fraction(self.source_fraction, self.seed)
@@ -90,9 +95,9 @@ impl ImpDesc {
             Ok(source)
         }
     }
-    /// The mask file of a round in the step's folder.
-    pub fn mask_file(round: usize) -> String {
-        format!("round-{round:02}.mask.safetensors")
+    /// The mask of a round in `store`.
+    pub fn mask_in(&self, store: &Store, round: usize) -> Result<PathBuf> {
+        Ok(crate::prune::round_path(store.step(self)?.dir(), round))
     }
     fn describe(&self) -> String {
         format!("{} IMP from {} ({} rounds)", self.family().family(), self.pretrain.pretraining().short(), self.imp.rounds)
@@ -264,6 +269,11 @@ impl TrajectoryDesc {
     pub const KIND: &'static str = "trajectory";
     /// The checkpoint folder in the step's folder.
     pub const CHECKPOINTS: &'static str = "checkpoints";
+
+    /// The checkpoints of the fine-tuning in `store`.
+    pub fn checkpoints_in(&self, store: &Store) -> Result<PathBuf> {
+        Ok(store.step(self)?.file(Self::CHECKPOINTS))
+    }
 
     fn describe(&self) -> String {
         format!("{} with checkpoints", self.transfer.label())

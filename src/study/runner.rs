@@ -5,7 +5,7 @@
 //! the steps already stored, a line per computed step with an estimate of the time left). A
 //! killed run resumes at the step it was in.
 
-use super::desc::{subnetwork_name, ImpDesc, PretrainDesc, SubnetworkKind, TrajectoryDesc};
+use super::desc::{subnetwork_name, SubnetworkKind};
 use super::grid::Study;
 use super::plan::{Plan, StepDesc};
 use super::query::Pick;
@@ -17,7 +17,7 @@ use crate::model::Network;
 use crate::progress::{self, Event};
 use crate::prune::Mask;
 use crate::runtime::Runtime;
-use crate::store::{Attempt, Check, Status, StepDescription, Store};
+use crate::store::{Attempt, Check, Status, Store};
 use crate::train::{History, RegimeKind};
 use crate::transfer::TransferReport;
 use std::collections::HashMap;
@@ -172,20 +172,19 @@ impl Study {
 
     /// Where the weights of the pre-training of `kind` live in the store.
     pub fn pretrained_path(&self, store: &Store, kind: RegimeKind) -> Result<std::path::PathBuf> {
-        Ok(store.dir(PretrainDesc::KIND, &self.pretrain_desc(kind)?.key()?).join(PretrainDesc::WEIGHTS))
+        self.pretrain_desc(kind)?.weights_in(store)
     }
 
     /// The ticket (mask) of an IMP round of a finished study.
     pub fn ticket(&self, store: &Store, kind: RegimeKind, family: RegimeKind, round: usize) -> Result<Mask> {
         let d = self.imp_desc(kind, family)?;
-        let key = d.key()?;
-        if store.status(ImpDesc::KIND, &key, Check::Sizes) != Status::Done {
+        if !store.step(&d)?.is_done() {
             return Err(Error::not_found(
                 format!("the {} tickets of the {} network", family.family(), kind.short()),
                 "run the study first (or Study::imp_run, which computes them)",
             ));
         }
-        Mask::load(store.dir(ImpDesc::KIND, &key).join(ImpDesc::mask_file(round)))
+        Mask::load(d.mask_in(store, round)?)
     }
 
     /// The IMP run of `family` from the pre-training of `kind` (computed now if the store lacks
@@ -193,10 +192,9 @@ impl Study {
     pub fn imp_run(&self, rt: &Runtime, store: &Store, kind: RegimeKind, family: RegimeKind) -> Result<crate::prune::Tickets> {
         let d = self.imp_desc(kind, family)?;
         let _: ImpSummary = compute(rt, store, &StepDesc::Imp(d.clone()))?;
-        let dir = store.dir(ImpDesc::KIND, &d.key()?);
         let tickets = (1..=d.imp.rounds)
             .map(|round| {
-                let path = dir.join(ImpDesc::mask_file(round));
+                let path = d.mask_in(store, round)?;
                 Ok(crate::prune::Ticket { round, mask: Mask::load(&path)?, path })
             })
             .collect::<Result<Vec<_>>>()?;
@@ -273,13 +271,12 @@ impl Study {
     /// The per-epoch checkpoints of a landscape's fine-tuning (run the study first).
     pub fn trajectory_dir(&self, store: &Store, kind: RegimeKind, fraction: f64) -> Result<std::path::PathBuf> {
         let d = self.trajectory_desc(kind, fraction)?;
-        let key = d.key()?;
-        if store.status(TrajectoryDesc::KIND, &key, Check::Sizes) != Status::Done {
+        if !store.step(&d)?.is_done() {
             return Err(Error::not_found(
                 format!("the {} fine-tuning run at {}% data", kind.short(), 100.0 * fraction),
                 "run the study first",
             ));
         }
-        Ok(store.dir(TrajectoryDesc::KIND, &key).join(TrajectoryDesc::CHECKPOINTS))
+        d.checkpoints_in(store)
     }
 }

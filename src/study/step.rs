@@ -181,7 +181,7 @@ impl<'a> Executor<'a> {
         let key = d.key()?;
         if !self.nets.contains_key(&key) {
             self.ensure(d)?;
-            let net = Network::load(self.store.dir(PretrainDesc::KIND, &key).join(PretrainDesc::WEIGHTS), self.rt.device)?;
+            let net = Network::load(d.weights_in(self.store)?, self.rt.device)?;
             self.nets.insert(key.clone(), net);
         }
         self.nets[&key].try_clone()
@@ -193,8 +193,7 @@ impl<'a> Executor<'a> {
     pub(crate) fn mask(&mut self, s: &Subnetwork) -> Result<Option<Mask>> {
         let Some(imp) = s.imp() else { return Ok(None) };
         self.ensure(imp)?;
-        let key = imp.key()?;
-        let ticket = Mask::load(self.store.dir(ImpDesc::KIND, &key).join(ImpDesc::mask_file(s.round())))?;
+        let ticket = Mask::load(imp.mask_in(self.store, s.round())?)?;
         Ok(Some(match s {
             Subnetwork::RandomTicket { seed, .. } => random_like(&ticket, *seed)?,
             Subnetwork::OneShot { .. } => one_shot_like(&self.pretrained(&imp.pretrain)?, &ticket)?,
@@ -277,15 +276,13 @@ impl<'a> Executor<'a> {
     pub(crate) fn landscape(&mut self, d: &LandscapeDesc) -> Result<Attempt<Landscape>> {
         let t = &d.trajectory;
         self.ensure(t)?;
-        let key = t.key()?;
-        let checkpoints = self.store.dir(TrajectoryDesc::KIND, &key).join(TrajectoryDesc::CHECKPOINTS);
+        let checkpoints = t.checkpoints_in(self.store)?;
         let mask = self.mask(&t.transfer.subnetwork)?;
         let splits = self.splits(t.transfer.dataset, t.transfer.holdout)?;
         let mut siblings = Vec::new();
         for s in &d.scale_with {
             self.ensure(s)?;
-            let key = s.key()?;
-            siblings.push(self.store.dir(TrajectoryDesc::KIND, &key).join(TrajectoryDesc::CHECKPOINTS));
+            siblings.push(s.checkpoints_in(self.store)?);
         }
         let (device, announce) = (self.rt.device, self.announce(d.kind(), d.label()));
         self.store.run(d, self.wait, |_| {
@@ -310,8 +307,7 @@ impl Executor<'_> {
             Checked::Source(p) => (self.pretrained(p)?, self.splits(p.source, p.holdout)?.test),
             Checked::FineTuned(t) => {
                 self.ensure(t)?;
-                let key = t.key()?;
-                let dir = self.store.dir(TrajectoryDesc::KIND, &key).join(TrajectoryDesc::CHECKPOINTS);
+                let dir = t.checkpoints_in(self.store)?;
                 (Trajectory::open(&dir, self.rt.device)?.last()?, self.splits(t.transfer.dataset, t.transfer.holdout)?.test)
             }
         };
