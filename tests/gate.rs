@@ -3,7 +3,8 @@
 
 use doublewin::prelude::*;
 use doublewin::stats::Hits;
-use doublewin::study::{ClaimVerdict, GateOutcome, Stability, Study, StudyResults, SubnetworkKind, TransferRecord};
+use doublewin::store::StepDescription;
+use doublewin::study::{ClaimVerdict, GateOutcome, Pick, Stability, Study, StudyResults, SubnetworkKind, TransferRecord};
 use doublewin::transfer::{Checkpoint, TransferReport};
 
 const EXAMPLES: usize = 200;
@@ -58,6 +59,11 @@ fn results(accuracy: impl Fn(Option<RegimeKind>, SubnetworkKind, usize, u64) -> 
     let dataset = study.downstream[0];
     let mut transfers = Vec::new();
     let mut push = |pretraining: Option<RegimeKind>, kind: SubnetworkKind, round: usize| {
+        let pick = match kind {
+            SubnetworkKind::Scratch => Pick::scratch(dataset, 1.0),
+            SubnetworkKind::Dense => Pick::dense(pretraining.unwrap(), dataset, 1.0),
+            _ => Pick::ticket(pretraining.unwrap(), RegimeKind::Standard, round, dataset, 1.0),
+        };
         for ft in [RegimeKind::Standard, RegimeKind::Adversarial] {
             for seed in 0..6 {
                 let sparsity = 1.0 - 0.8f64.powi(round as i32);
@@ -67,6 +73,7 @@ fn results(accuracy: impl Fn(Option<RegimeKind>, SubnetworkKind, usize, u64) -> 
                     family: (kind == SubnetworkKind::Ticket).then_some(RegimeKind::Standard),
                     round,
                     dataset,
+                    key: study.pick_transfer(pick, ft, seed).unwrap().key().unwrap(),
                     report: report(ft, seed, sparsity, accuracy(pretraining, kind, round, seed)),
                 });
             }

@@ -3,11 +3,15 @@
 //! downstream dataset and data fraction, and [`StudyResults::runs`] hands back its runs. A
 //! leaf of the study's modules: the gate, the claims, the report and the runner ask through it.
 
-use super::desc::{subnetwork_name, SubnetworkKind};
+use super::desc::{subnetwork_name, SubnetworkKind, TransferDesc};
+use super::grid::Study;
 use super::results::StudyResults;
 use crate::data::DataSource;
+use crate::error::{Error, Result};
+use crate::store::StepDescription;
 use crate::train::RegimeKind;
 use crate::transfer::TransferReport;
+use std::collections::HashSet;
 
 /// Which transfers to pick out of a study's results.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -44,21 +48,47 @@ impl Pick {
     }
 }
 
+impl Study {
+    /// The transfer of a pick's subnetwork under one fine-tuning and seed.
+    pub fn pick_transfer(&self, p: Pick, fine_tuning: RegimeKind, seed: u64) -> Result<TransferDesc> {
+        let subnetwork = match (p.kind, p.family) {
+            (SubnetworkKind::Dense, _) => self.subnetwork(p.pretraining, None, 0)?,
+            (SubnetworkKind::Scratch, _) => self.scratch(seed),
+            (SubnetworkKind::Ticket, family) => self.subnetwork(p.pretraining, family, p.round)?,
+            (control, Some(family)) => self.control(p.pretraining, control, family, p.round, seed)?,
+            (control, None) => {
+                return Err(Error::invalid(format!("a {} pick without an IMP family", control.name()), "use Pick::ticket(..).kind(..)"))
+            }
+        };
+        self.transfer_desc(subnetwork, p.dataset, fine_tuning, p.fraction, seed)
+    }
+}
+
 impl StudyResults {
-    /// The transfer reports of one subnetwork (all fine-tunings and seeds).
+    /// The transfer reports of one subnetwork (all fine-tunings and seeds), found by store key:
+    /// the keys of the pick's transfers under every fine-tuning and seed of the study.
     pub fn runs(&self, p: Pick) -> Vec<&TransferReport> {
-        self.transfers
-            .iter()
-            .filter(|t| {
-                (p.kind == SubnetworkKind::Scratch || t.pretraining == Some(p.pretraining))
-                    && t.kind == p.kind
-                    && t.family == p.family
-                    && t.round == p.round
-                    && t.dataset == p.dataset
-                    && t.report.fraction == p.fraction
-            })
-            .map(|t| &t.report)
-            .collect()
+        let keys = match self.keys(p) {
+            Ok(k) => k,
+            // The study was checked before it ran: its descriptions always build.
+            Err(e) => {
+                crate::progress::note(&format!("cannot look up {}: {e}", p.name()));
+                return Vec::new();
+            }
+        };
+        self.transfers.iter().filter(|t| keys.contains(&t.key)).map(|t| &t.report).collect()
+    }
+
+    /// The store keys of a pick's transfers.
+    fn keys(&self, p: Pick) -> Result<HashSet<String>> {
+        let s = &self.study;
+        let mut keys = HashSet::new();
+        for seed in s.all_seeds() {
+            for &ft in &s.fine_tunings {
+                keys.insert(s.pick_transfer(p, ft, seed)?.key()?);
+            }
+        }
+        Ok(keys)
     }
 
     /// The sparsity of a subnetwork's runs (`None` without runs).

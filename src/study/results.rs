@@ -51,6 +51,9 @@ pub struct TransferRecord {
     /// IMP round (0 = the dense network).
     pub round: usize,
     pub dataset: DataSource,
+    /// The transfer's store key: [`StudyResults::runs`] finds records by it.
+    #[serde(default)]
+    pub key: String,
     pub report: TransferReport,
 }
 
@@ -96,6 +99,7 @@ impl StudyResults {
                     family: d.subnetwork.family(),
                     round: d.subnetwork.round(),
                     dataset: d.dataset,
+                    key: step.key.clone(),
                     report: load(store, step.kind, &step.key, &step.label)?,
                 }),
                 StepDesc::Landscape(d) => {
