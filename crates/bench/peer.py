@@ -6,7 +6,8 @@ fast adversarial training step, evaluation runs under no_grad with PGD-20 on the
 network classifies correctly. Weights, masks and data come from the files doublewin wrote, so
 both sides compute the same thing; the thread count and seed come from its config.
 
-usage: peer.py CONFIG.json OUT.json
+usage: peer.py CONFIG.json OUT.json   (every workload of CONFIG, timed runs to OUT)
+       peer.py --serve CONFIG.json    (one run at a time on request: see `serve`)
 """
 import copy
 import json
@@ -122,18 +123,21 @@ def accuracy(model, x, y):
         return 100.0 * (model(x).argmax(1) == y).float().mean().item()
 
 
-def timed(w, cfg, run):
+def once(run):
+    """Seconds of one run: the run's own figure when it returns one (a run that prepares
+    something untimed first), else the wall clock around it."""
+    t = time.perf_counter()
+    own = run()
+    return own if own is not None else time.perf_counter() - t
+
+
+def timed(cfg, run):
     for _ in range(cfg["warmup"]):
-        run()
-    seconds = []
-    for _ in range(cfg["repeats"]):
-        t = time.perf_counter()
-        run()
-        seconds.append(time.perf_counter() - t)
-    return seconds
+        once(run)
+    return [once(run) for _ in range(cfg["repeats"])]
 
 
-def bench_pgd(w, cfg, d):
+def setup_pgd(w, cfg, d):
     model, x, y = load_model(d, w["model"])
     model.eval()
     x, y = x[: w["batch"]], y[: w["batch"]]
@@ -142,12 +146,14 @@ def bench_pgd(w, cfg, d):
     def run():
         out["adv"] = pgd(model, x, y, w["eps"], w["step"], w["attack_steps"])
 
-    seconds = timed(w, cfg, run)
-    clean, adv = accuracy(model, x, y), accuracy(model, out["adv"], y)
-    return seconds, f"clean {clean:.1f}%, adv {adv:.1f}%", {"clean %": clean, "adv %": adv}
+    def finish():
+        clean, adv = accuracy(model, x, y), accuracy(model, out["adv"], y)
+        return f"clean {clean:.1f}%, adv {adv:.1f}%", {"clean %": clean, "adv %": adv}
+
+    return run, finish
 
 
-def bench_train(w, cfg, d):
+def setup_train(w, cfg, d):
     """Adversarial training steps. kind "at": the mask through torch.nn.utils.prune's
     reparametrisation (weight = weight_orig * weight_mask in every forward); "at-mul": plain
     parameters, pruned weights zeroed once and again with an in-place multiply after every
@@ -187,20 +193,22 @@ def bench_train(w, cfg, d):
                     p.mul_(m)
             last["loss"] = loss.item()
 
-    seconds = timed(w, cfg, run)
-    outcome = f"last loss {last['loss']:.3f}"
-    if w["kind"] == "at":
-        kept = sum(int((m.weight != 0).sum()) for m in model.net.modules() if hasattr(m, "weight_mask"))
-        total = sum(m.weight.numel() for m in model.net.modules() if hasattr(m, "weight_mask"))
-        outcome += f", sparsity {100.0 * (1 - kept / total):.1f}%"
-    elif mul_masks:
-        kept = sum(int((p != 0).sum()) for p, _ in mul_masks)
-        total = sum(p.numel() for p, _ in mul_masks)
-        outcome += f", sparsity {100.0 * (1 - kept / total):.1f}%"
-    return seconds, outcome, {"loss": last["loss"]}
+    def finish():
+        outcome = f"last loss {last['loss']:.3f}"
+        if w["kind"] == "at":
+            kept = sum(int((m.weight != 0).sum()) for m in model.net.modules() if hasattr(m, "weight_mask"))
+            total = sum(m.weight.numel() for m in model.net.modules() if hasattr(m, "weight_mask"))
+            outcome += f", sparsity {100.0 * (1 - kept / total):.1f}%"
+        elif mul_masks:
+            kept = sum(int((p != 0).sum()) for p, _ in mul_masks)
+            total = sum(p.numel() for p, _ in mul_masks)
+            outcome += f", sparsity {100.0 * (1 - kept / total):.1f}%"
+        return outcome, {"loss": last["loss"]}
+
+    return run, finish
 
 
-def bench_eval(w, cfg, d):
+def setup_eval(w, cfg, d):
     model, x, y = load_model(d, w["model"])
     model.eval()
     n, b = w["n"], w["batch"]
@@ -222,11 +230,13 @@ def bench_eval(w, cfg, d):
                 robust += int((model(adv).argmax(1) == yb[idx]).sum())
         res["sa"], res["ra"] = 100.0 * clean / n, 100.0 * robust / n
 
-    seconds = timed(w, cfg, run)
-    return seconds, f"SA {res['sa']:.1f}%, RA {res['ra']:.1f}%", {"SA %": res["sa"], "RA %": res["ra"]}
+    def finish():
+        return f"SA {res['sa']:.1f}%, RA {res['ra']:.1f}%", {"SA %": res["sa"], "RA %": res["ra"]}
+
+    return run, finish
 
 
-def bench_apgd(w, cfg, d):
+def setup_apgd(w, cfg, d):
     """torchattacks' APGD (CE loss), and for "aa-fast" then APGDT (9 target classes) on the points
     still robust: AutoAttack's fast ensemble, both on the clean-correct points."""
     import torchattacks
@@ -253,52 +263,89 @@ def bench_apgd(w, cfg, d):
                 ok[idx] = model(adv).argmax(1) == y[idx]
         res["sa"], res["ra"] = 100.0 * clean / len(y), 100.0 * int(ok.sum()) / len(y)
 
-    seconds = timed(w, cfg, run)
-    return seconds, f"SA {res['sa']:.1f}%, RA {res['ra']:.1f}%", {"SA %": res["sa"], "RA %": res["ra"]}
+    def finish():
+        return f"SA {res['sa']:.1f}%, RA {res['ra']:.1f}%", {"SA %": res["sa"], "RA %": res["ra"]}
+
+    return run, finish
 
 
-def bench_prune(w, cfg, d):
+def setup_prune(w, cfg, d):
     model = torchvision.models.resnet50(weights=None)
     missing, unexpected = model.load_state_dict(load_file(str(d / "resnet50.weights.safetensors")), strict=False)
     assert not unexpected, unexpected
     names = {m: n for n, m in model.named_modules() if isinstance(m, nn.Conv2d)}
-    seconds, kept = [], None
-    for i in range(cfg["warmup"] + cfg["repeats"]):
+    state = {"kept": None}
+
+    def run():
         fresh = copy.deepcopy(model)  # a fresh, unpruned model per run (not timed)
         convs = [m for m in fresh.modules() if isinstance(m, nn.Conv2d)]
         t = time.perf_counter()
         prune.global_unstructured([(m, "weight") for m in convs], pruning_method=prune.L1Unstructured, amount=w["fraction"])
         elapsed = time.perf_counter() - t
-        if i >= cfg["warmup"]:
-            seconds.append(elapsed)
-        if kept is None:
+        if state["kept"] is None:
             by_name = dict(zip([names[m] for m in model.modules() if isinstance(m, nn.Conv2d)], convs))
             save_file({f"{n}.weight": m.weight_mask.contiguous() for n, m in by_name.items()}, str(d / "resnet50.peer-mask.safetensors"))
-            kept = sum(int(m.weight_mask.sum()) for m in convs)
-    pruned = w["n"] - kept
-    return seconds, f"pruned {pruned}", {"pruned": float(pruned)}
+            state["kept"] = sum(int(m.weight_mask.sum()) for m in convs)
+        return elapsed
+
+    def finish():
+        pruned = w["n"] - state["kept"]
+        return f"pruned {pruned}", {"pruned": float(pruned)}
+
+    return run, finish
+
+
+SETUP = {"pgd": setup_pgd, "apgd": setup_apgd, "aa-fast": setup_apgd, "at": setup_train, "at-mul": setup_train, "fast": setup_train,
+         "eval": setup_eval, "prune": setup_prune}
+
+
+def versions():
+    return {"torch": torch.__version__, "torchvision": torchvision.__version__, "python": platform.python_version(), "threads": torch.get_num_threads()}
+
+
+def serve(cfg, d):
+    """One JSON request per stdin line, one JSON reply per stdout line: {"op": "setup",
+    "workload": {...}} -> {}; {"op": "run"} -> {"seconds": s} (one run of the workload set up
+    last); {"op": "finish"} -> {"outcome": ..., "values": {...}}; end of input ends the peer.
+    doublewin alternates its own runs with these, so both sides of a ratio are timed seconds
+    apart on a machine whose speed drifts."""
+    print(json.dumps(versions()), flush=True)
+    run = finish = None
+    for line in sys.stdin:
+        req = json.loads(line)
+        try:
+            if req["op"] == "setup":
+                run, finish = SETUP[req["workload"]["kind"]](req["workload"], cfg, d)
+                reply = {}
+            elif req["op"] == "run":
+                reply = {"seconds": once(run)}
+            elif req["op"] == "finish":
+                outcome, values = finish()
+                reply = {"outcome": outcome, "values": values}
+            else:
+                reply = {"error": f"unknown op {req['op']!r}"}
+        except Exception as e:  # reported to doublewin, which names the workload
+            reply = {"error": f"{type(e).__name__}: {e}"}
+        print(json.dumps(reply), flush=True)
 
 
 def main():
-    cfg = json.loads(Path(sys.argv[1]).read_text())
+    serving = sys.argv[1:2] == ["--serve"]
+    cfg = json.loads(Path(sys.argv[2 if serving else 1]).read_text())
     torch.set_num_threads(cfg["threads"])
     torch.manual_seed(cfg["seed"])
     d = Path(cfg["dir"])
-    kinds = {"pgd": bench_pgd, "apgd": bench_apgd, "aa-fast": bench_apgd, "at": bench_train, "at-mul": bench_train, "fast": bench_train, "eval": bench_eval,
-             "prune": bench_prune}
+    if serving:
+        serve(cfg, d)
+        return
     results = []
     for w in cfg["workloads"]:
-        seconds, outcome, values = kinds[w["kind"]](w, cfg, d)
+        run, finish = SETUP[w["kind"]](w, cfg, d)
+        seconds = timed(cfg, run)
+        outcome, values = finish()
         results.append({"id": w["id"], "seconds": seconds, "outcome": outcome, "values": values})
         print(f"[peer] {w['id']}: median {sorted(seconds)[len(seconds) // 2] * 1e3:.1f} ms ({outcome})", file=sys.stderr)
-    out = {
-        "torch": torch.__version__,
-        "torchvision": torchvision.__version__,
-        "python": platform.python_version(),
-        "threads": torch.get_num_threads(),
-        "results": results,
-    }
-    Path(sys.argv[2]).write_text(json.dumps(out, indent=1))
+    Path(sys.argv[2]).write_text(json.dumps({**versions(), "results": results}, indent=1))
 
 
 if __name__ == "__main__":

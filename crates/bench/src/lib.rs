@@ -29,6 +29,10 @@ const ANALYSIS: &str = include_str!("../analysis.md");
 /// Whole-study and end-to-end figures measured outside the bench run (workers, AutoAttack).
 const STUDIES: &str = include_str!("../studies.md");
 
+mod peer;
+
+use peer::{python, workspace_root, Peer, PeerOutcome, PeerWorkload};
+
 /// Every workload id, in report order. `--only` selects those containing a given text.
 pub const WORKLOADS: [&str; 15] = [
     "pgd-convnet",
@@ -70,9 +74,8 @@ pub struct BenchConfig {
     /// The Python interpreter for the peer (default: $DOUBLEWIN_PYTHON, $VIRTUAL_ENV/bin/python, the
     /// project's .venv, python3).
     pub python: Option<PathBuf>,
-    /// Whole passes over the workloads (each: ours, then the peer, workload by workload); the
-    /// timed runs of all passes are pooled. Several passes spread slow phases of a shared
-    /// machine over both sides instead of letting one side's block of runs absorb them.
+    /// Whole passes over the workloads, each pairing our runs with the peer's run by run; the
+    /// timed runs and pairs of all passes are pooled (more pairs, spread over more minutes).
     #[serde(default = "one_round")]
     pub rounds: usize,
     /// Also time a notebook's first result in a fresh kernel session, cold and warm
@@ -231,10 +234,10 @@ pub struct WorkloadResult {
     pub peer: Option<Side>,
     /// Whether both sides computed the same thing, in words.
     pub agreement: String,
-    /// Peer median over our median in each round (a round times our side, then the peer, back
-    /// to back), so a slow phase of a shared machine falls on both sides of one ratio.
+    /// Peer time over our time of each pair of runs (one of ours and one of the peer's, back to
+    /// back), over all rounds: a slow phase of a shared machine falls on both sides of a ratio.
     #[serde(default)]
-    pub round_ratios: Vec<f64>,
+    pub paired_ratios: Vec<f64>,
 }
 
 impl WorkloadResult {
@@ -252,26 +255,20 @@ impl WorkloadResult {
             1.0
         }
     }
-    /// Peer time over our time: > 1 means the project is faster. With several rounds, the
-    /// median of the per-round ratios (each pairs runs taken minutes apart at most); with one,
-    /// the ratio of the medians.
+    /// Peer time over our time: > 1 means the project is faster. The median of the paired
+    /// ratios (each of our runs with the peer's run next to it); without pairs, the ratio of the
+    /// medians.
     pub fn ratio(&self) -> Option<f64> {
-        self.peer.as_ref()?;
-        if self.round_ratios.len() > 1 {
-            return Some(Timing { seconds: self.round_ratios.clone() }.median());
-        }
-        self.peer.as_ref().map(|p| p.timing.median() / self.ours.timing.median())
+        let p = self.peer.as_ref()?;
+        Some(if self.paired_ratios.is_empty() { p.timing.median() / self.ours.timing.median() } else { self.paired_ratios().median() })
     }
-    /// The per-round ratios' [min, max] (None with fewer than two rounds).
+    /// The paired ratios' [min, max] (None with fewer than two pairs).
     pub fn ratio_range(&self) -> Option<(f64, f64)> {
-        let t = Timing { seconds: self.round_ratios.clone() };
-        (self.peer.is_some() && self.round_ratios.len() > 1).then(|| (t.min(), t.max()))
+        let t = self.paired_ratios();
+        (self.peer.is_some() && t.seconds.len() > 1).then(|| (t.min(), t.max()))
     }
-    /// This round's ratio, from the timings gathered so far in it.
-    fn record_round_ratio(&mut self) {
-        if let Some(p) = &self.peer {
-            self.round_ratios.push(p.timing.median() / self.ours.timing.median());
-        }
+    fn paired_ratios(&self) -> Timing {
+        Timing { seconds: self.paired_ratios.clone() }
     }
     /// Achieved FLOP/s at the median.
     pub fn flops_per_second(&self, side: &Side) -> Option<f64> {
@@ -339,7 +336,7 @@ impl BenchReport {
                 self.config.repeats,
                 self.config.warmup,
                 if self.config.quick { ", QUICK MODE: not a measurement" } else { "" },
-                if self.config.rounds > 1 { "; with several rounds, the median of the per-round ratios [min, max]" } else { "" }
+                if self.config.peer { "; ratio = median [min, max] over pairs of runs, one of each side back to back" } else { "" }
             ),
             &[
                 "workload",
@@ -523,25 +520,6 @@ pub fn forward_flops(spec: &NetworkSpec) -> f64 {
 // ---------------------------------------------------------------------------------------------
 // Timing
 
-fn time_runs(warmup: usize, repeats: usize, mut run: impl FnMut() -> Result<()>) -> Result<Timing> {
-    for _ in 0..warmup {
-        run()?;
-    }
-    let mut seconds = Vec::with_capacity(repeats);
-    for _ in 0..repeats {
-        let t = Instant::now();
-        run()?;
-        seconds.push(t.elapsed().as_secs_f64());
-    }
-    Ok(Timing { seconds })
-}
-
-/// Adds a result and prints its median to stderr (progress while the benchmark runs).
-fn push(results: &mut Vec<WorkloadResult>, r: WorkloadResult) {
-    eprintln!("[doublewin] {}: median {:.1} ms ({})", r.id, 1e3 * r.ours.timing.median(), r.ours.outcome);
-    results.push(r);
-}
-
 /// FLOP/s of an n x n f32 matmul on `device`, best of `runs`.
 pub fn matmul_peak(n: i64, runs: usize, device: Device) -> Result<f64> {
     let a = Tensor::f_randn([n, n], (Kind::Float, device))?;
@@ -639,106 +617,6 @@ fn write_fixture(dir: &Path, f: &Fixture, mask: &Mask) -> Result<()> {
     )
 }
 
-/// What the peer is asked to run (written as JSON next to the exchange files).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct PeerWorkload {
-    id: String,
-    kind: String,
-    model: String,
-    batch: i64,
-    steps: usize,
-    eps: f64,
-    step: f64,
-    attack_steps: usize,
-    lr: f64,
-    n: i64,
-    fraction: f64,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct PeerConfig {
-    threads: usize,
-    repeats: usize,
-    warmup: usize,
-    seed: u64,
-    dir: PathBuf,
-    workloads: Vec<PeerWorkload>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-struct PeerResult {
-    id: String,
-    seconds: Vec<f64>,
-    outcome: String,
-    #[serde(default)]
-    values: BTreeMap<String, f64>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-struct PeerOutput {
-    torch: String,
-    torchvision: String,
-    python: String,
-    results: Vec<PeerResult>,
-}
-
-fn python(cfg: &BenchConfig) -> PathBuf {
-    if let Some(p) = &cfg.python {
-        return p.clone();
-    }
-    if let Some(p) = std::env::var_os("DOUBLEWIN_PYTHON") {
-        return PathBuf::from(p);
-    }
-    if let Some(v) = std::env::var_os("VIRTUAL_ENV") {
-        let p = PathBuf::from(v).join("bin").join("python");
-        if p.exists() {
-            return p;
-        }
-    }
-    let venv = workspace_root().join(".venv/bin/python");
-    if venv.exists() {
-        return venv;
-    }
-    PathBuf::from("python3")
-}
-
-/// The workspace root (the benchmark runs from a checkout: it needs the peer script, the
-/// notebook scripts and the project venv).
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// The PyTorch peer, `crates/bench/peer.py`.
-fn peer_script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("peer.py")
-}
-
-fn run_peer(cfg: &BenchConfig, peer_cfg: &PeerConfig) -> Result<PeerOutput> {
-    let dir = &cfg.workdir;
-    let script = peer_script();
-    if !script.exists() {
-        return Err(Error::not_found(format!("the peer script {}", script.display()), "run the benchmark from a doublewin checkout"));
-    }
-    let config = dir.join("peer-config.json");
-    doublewin::fsio::write_json(&config, peer_cfg)?;
-    let out = dir.join("peer-results.json");
-    let _ = std::fs::remove_file(&out);
-    let py = python(cfg);
-    let status = std::process::Command::new(&py).arg(&script).arg(&config).arg(&out).status().map_err(|e| {
-        Error::invalid(
-            format!("cannot start the peer with {} ({e})", py.display()),
-            "set DOUBLEWIN_PYTHON to a python with torch, or pass --no-peer",
-        )
-    })?;
-    if !status.success() {
-        return Err(Error::invalid(
-            format!("the PyTorch peer ({} {}) failed with {status}", py.display(), script.display()),
-            "see its output above; it needs torch, torchvision and safetensors (the project venv has them), or pass --no-peer",
-        ));
-    }
-    doublewin::fsio::read_json(&out)
-}
-
 fn machine(threads: usize, device: Device) -> Machine {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
@@ -772,25 +650,20 @@ fn batches(f: &Fixture, batch: i64, steps: usize) -> Result<Vec<(Tensor, Tensor)
 /// (results and outcomes are those of the first round).
 pub fn run(cfg: &BenchConfig) -> Result<BenchReport> {
     let mut report = run_round(cfg)?;
-    report.results.iter_mut().for_each(WorkloadResult::record_round_ratio);
     for round in 2..=cfg.rounds {
         println!("[bench] round {round}/{}", cfg.rounds);
-        let mut next = run_round(cfg)?;
+        let next = run_round(cfg)?;
         report.matmul_peak = report.matmul_peak.max(next.matmul_peak);
-        for (mine, other) in report.results.iter_mut().zip(next.results.iter_mut()) {
-            other.record_round_ratio();
-            mine.round_ratios.extend(other.round_ratios.drain(..));
-            mine.ours.timing.seconds.append(&mut other.ours.timing.seconds);
-            if let (Some(a), Some(b)) = (mine.peer.as_mut(), other.peer.as_mut()) {
-                a.timing.seconds.append(&mut b.timing.seconds);
+        for (mine, other) in report.results.iter_mut().zip(next.results) {
+            mine.ours.timing.seconds.extend(other.ours.timing.seconds);
+            mine.paired_ratios.extend(other.paired_ratios);
+            if let (Some(a), Some(b)) = (mine.peer.as_mut(), other.peer) {
+                a.timing.seconds.extend(b.timing.seconds);
             }
         }
     }
     if cfg.rounds > 1 {
-        report.notes.push(format!(
-            "{} rounds of {} timed runs per side: run times pooled over the rounds; ratio = median of the per-round ratios",
-            cfg.rounds, cfg.repeats
-        ));
+        report.notes.push(format!("{} rounds of {} timed runs per side, pooled", cfg.rounds, cfg.repeats));
     }
     if cfg.first_result {
         report.first_result = time_first_result()?;
@@ -822,9 +695,129 @@ fn time_first_result() -> Result<Vec<(String, f64)>> {
         .collect())
 }
 
-/// One pass: our side of every selected workload, each followed by the peer on the same files.
+/// One pass over the selected workloads: the sizes, the peer process and the results so far.
+struct Round<'a> {
+    cfg: &'a BenchConfig,
+    sizes: Sizes,
+    peer: Option<Peer>,
+    results: Vec<WorkloadResult>,
+}
+
+/// Our timed runs of a workload and the peer's, run by run.
+struct Paired {
+    ours: Timing,
+    peer: Option<Timing>,
+}
+
+impl Round<'_> {
+    /// Times `warmup` + `repeats` runs of ours, each paired with one run of the peer's `w` (when
+    /// the peer runs), the side that goes first alternating so that a drift within a pair
+    /// favours neither; the warm-up pairs are not kept.
+    fn time(&mut self, w: &PeerWorkload, mut ours: impl FnMut() -> Result<()>) -> Result<Paired> {
+        if let Some(p) = self.peer.as_mut() {
+            p.setup(w)?;
+        }
+        let (mut mine, mut theirs) = (Vec::new(), Vec::new());
+        for i in 0..self.cfg.warmup + self.cfg.repeats {
+            let peer_first = i % 2 == 1;
+            let mut peer_seconds = None;
+            if let (true, Some(p)) = (peer_first, self.peer.as_mut()) {
+                peer_seconds = Some(p.run()?);
+            }
+            let t = Instant::now();
+            ours()?;
+            let our_seconds = t.elapsed().as_secs_f64();
+            if let (false, Some(p)) = (peer_first, self.peer.as_mut()) {
+                peer_seconds = Some(p.run()?);
+            }
+            if i >= self.cfg.warmup {
+                mine.push(our_seconds);
+                theirs.extend(peer_seconds);
+            }
+        }
+        Ok(Paired { ours: Timing { seconds: mine }, peer: self.peer.is_some().then_some(Timing { seconds: theirs }) })
+    }
+
+    /// Records a workload measured by [`Round::time`]: our side as `r` has it, the peer's side and
+    /// the paired ratios, and whether both computed the same thing (`ours_mask`: the pruning
+    /// workload's mask, compared weight by weight).
+    fn record(&mut self, mut r: WorkloadResult, paired: Paired, ours_mask: Option<&Mask>) -> Result<()> {
+        r.ours.timing = paired.ours;
+        if let (Some(p), Some(timing)) = (self.peer.as_mut(), paired.peer) {
+            let out = p.finish()?;
+            r.agreement = agreement(&r, &out, ours_mask, &self.cfg.workdir)?;
+            r.paired_ratios = timing.seconds.iter().zip(&r.ours.timing.seconds).map(|(peer, ours)| peer / ours).collect();
+            r.peer = Some(Side { timing, outcome: out.outcome, values: out.values });
+        }
+        let peer = r.peer.as_ref().map(|p| format!("; peer {:.1} ms ({})", 1e3 * p.timing.median(), p.outcome)).unwrap_or_default();
+        eprintln!("[bench] {}: median {:.1} ms ({}){peer}", r.id, 1e3 * r.ours.timing.median(), r.ours.outcome);
+        self.results.push(r);
+        Ok(())
+    }
+}
+
+impl Fixture {
+    /// A workload of this fixture for the peer, with the fixture's eps and PGD step; the caller
+    /// sets the sizes.
+    fn workload(&self, id: &str, kind: &str) -> PeerWorkload {
+        PeerWorkload {
+            id: id.into(),
+            kind: kind.into(),
+            model: self.name.into(),
+            batch: 0,
+            steps: 1,
+            eps: self.eps,
+            step: if kind == "fast" { 1.25 * self.eps } else { self.eps / 4.0 },
+            attack_steps: 0,
+            lr: TRAIN_LR,
+            n: 0,
+            fraction: SPARSITY,
+        }
+    }
+    /// Examples per batch of the attack and training workloads.
+    fn batch(&self, z: &Sizes) -> i64 {
+        if self.name == "convnet" {
+            z.convnet_batch
+        } else {
+            z.resnet_batch
+        }
+    }
+}
+
+/// Learning rate of the training workloads, both sides.
+const TRAIN_LR: f64 = 0.01;
+/// Sparsity of the masked network of the sparse-training workloads.
+const SPARSITY: f64 = 0.9;
+
+/// A workload's result with our side's outcome (timings and the peer's side are filled in by
+/// [`Round::record`]).
+fn our_result(
+    id: &str,
+    description: String,
+    items_per_run: f64,
+    unit: &str,
+    flops_per_run: Option<f64>,
+    ours: (String, BTreeMap<String, f64>),
+) -> WorkloadResult {
+    WorkloadResult {
+        id: id.into(),
+        description,
+        items_per_run,
+        unit: unit.into(),
+        flops_per_run,
+        ours: Side { timing: Timing { seconds: Vec::new() }, outcome: ours.0, values: ours.1 },
+        peer: None,
+        agreement: String::new(),
+        paired_ratios: Vec::new(),
+    }
+}
+
+/// One pass: every selected workload, our runs paired run by run with the peer's on the same files.
 fn run_round(cfg: &BenchConfig) -> Result<BenchReport> {
     cfg.check()?;
+    // As every doublewin run does (the CLI and notebooks through `Runtime::new`); the peer is a
+    // separate process with Python's defaults.
+    doublewin::runtime::keep_freed_memory();
     if cfg.threads > 0 {
         tch::set_num_threads(cfg.threads as i32);
     }
@@ -832,326 +825,271 @@ fn run_round(cfg: &BenchConfig) -> Result<BenchReport> {
     let device = Device::Cpu;
     let sizes = Sizes::of(cfg.quick);
     std::fs::create_dir_all(&cfg.workdir).map_err(|e| Error::io(&cfg.workdir, e))?;
-    let dir = cfg.workdir.clone();
-    let (warmup, repeats) = (cfg.warmup, cfg.repeats);
     let matmul_peak = matmul_peak(sizes.matmul, if cfg.quick { 2 } else { 10 }, device)?;
-    let mut results: Vec<WorkloadResult> = Vec::new();
-    let mut peer_workloads = Vec::new();
     let mut machine = machine(threads, device);
-    let lr = 0.01;
+    let peer = if cfg.peer { Some(Peer::start(&python(cfg.python.as_deref()), &cfg.workdir, threads, cfg.seed)?) } else { None };
+    if let Some(p) = &peer {
+        (machine.torch, machine.torchvision, machine.python) =
+            (p.versions.torch.clone(), p.versions.torchvision.clone(), p.versions.python.clone());
+    }
+    let mut round = Round { cfg, sizes, peer, results: Vec::new() };
 
     let needs = |model: &str| WORKLOADS.iter().any(|w| w.ends_with(model) && !w.starts_with("prune") && cfg.selected(w));
     let mut fixtures = Vec::new();
     if needs("convnet") {
-        fixtures.push(convnet_fixture(cfg, &sizes, device)?);
+        fixtures.push(convnet_fixture(cfg, &round.sizes, device)?);
     }
     if needs("resnet18") {
-        fixtures.push(resnet18_fixture(cfg, &sizes, device)?);
+        fixtures.push(resnet18_fixture(cfg, &round.sizes, device)?);
     }
     for f in &fixtures {
-        let (batch, train_steps) =
-            if f.name == "convnet" { (sizes.convnet_batch, sizes.train_steps) } else { (sizes.resnet_batch, sizes.resnet_train_steps) };
-        let fwd = forward_flops(f.net.spec());
-        let dense = Mask::dense_for(&f.net)?;
-        let sparse = strategy::global_magnitude(&f.net, &dense, 0.9)?;
-        write_fixture(&dir, f, &sparse)?;
-        let (eps, step) = (f.eps, f.eps / 4.0);
-        let pw = |id: &str, kind: &str, b: i64, steps: usize, attack_steps: usize, n: i64| PeerWorkload {
-            id: id.into(),
-            kind: kind.into(),
-            model: f.name.into(),
-            batch: b,
-            steps,
-            eps,
-            step: if kind == "fast" { 1.25 * eps } else { step },
-            attack_steps,
-            lr,
-            n,
-            fraction: 0.9,
-        };
-
-        // (a) PGD-10 attack throughput, eval mode.
-        let id = format!("pgd-{}", f.name);
-        if cfg.selected(&id) {
-            let pgd = Pgd::linf(eps, step, 10).seed(cfg.seed);
-            let (x, y) = (f.x.f_narrow(0, 0, batch)?, f.y.f_narrow(0, 0, batch)?);
-            let mut adv = x.shallow_clone();
-            let timing = time_runs(warmup, repeats, || {
-                adv = pgd.perturb(&f.net, &x, &y)?;
-                Ok(())
-            })?;
-            let (clean, adv_acc) = (100.0 * accuracy(&f.net, &x, &y)?, 100.0 * accuracy(&f.net, &adv, &y)?);
-            let outcome = format!("clean {clean:.1}%, adv {adv_acc:.1}%");
-            let values = BTreeMap::from([("clean %".to_string(), clean), ("adv %".to_string(), adv_acc)]);
-            push(
-                &mut results,
-                WorkloadResult {
-                    id: id.clone(),
-                    description: format!(
-                        "PGD-10 L-inf eps {} attack, {} batch {batch}",
-                        doublewin::attack::format_eps(eps),
-                        f.net.arch().name()
-                    ),
-                    items_per_run: batch as f64,
-                    unit: "img".into(),
-                    flops_per_run: Some(batch as f64 * fwd * 2.0 * 10.0),
-                    ours: Side { timing, outcome, values },
-                    peer: None,
-                    agreement: String::new(),
-                    round_ratios: Vec::new(),
-                },
-            );
-            peer_workloads.push(pw(&id, "pgd", batch, 1, 10, batch));
-            flush_peer(cfg, &mut peer_workloads, &mut results, &mut machine, None)?;
-        }
-
-        // APGD-CE and AutoAttack's fast ensemble (APGD-CE, then APGD-T with 9 target classes on
-        // the points still robust): torchattacks in the peer, same iterations and batch.
-        let iters = if f.name == "convnet" { sizes.apgd_iters } else { sizes.apgd_iters_resnet };
-        for (kind, id) in [("apgd", format!("apgd-ce-{}", f.name)), ("aa-fast", format!("autoattack-fast-{}", f.name))] {
-            if !cfg.selected(&id) {
-                continue;
-            }
-            let aa = AutoAttack::fast(Norm::Linf, eps).n_iter(iters).seed(cfg.seed);
-            let attacks: Vec<AttackSpec> = if kind == "apgd" { aa.attacks()[..1].to_vec() } else { aa.attacks() };
-            let data = tensors_dataset(&f.x.f_narrow(0, 0, batch)?, &f.y.f_narrow(0, 0, batch)?, f.net.classes())?;
-            let mut e = None;
-            let timing = time_runs(warmup, repeats, || {
-                e = Some(robust_evaluate(&f.net, &data, &attacks, batch as usize)?);
-                Ok(())
-            })?;
-            let e = e.ok_or_else(|| Error::invalid("no timed run", "use --repeats 1 or more"))?;
-            let (sa, ra) = (100.0 * e.sa, 100.0 * e.ra);
-            let what = if kind == "apgd" {
-                format!("APGD-CE-{iters}")
-            } else {
-                format!("AutoAttack fast (APGD-CE-{iters}, APGD-T-{iters} x 9 targets)")
-            };
-            push(
-                &mut results,
-                WorkloadResult {
-                    id: id.clone(),
-                    description: format!(
-                        "{what} L-inf eps {} on the clean-correct points, {} batch {batch}",
-                        doublewin::attack::format_eps(eps),
-                        f.net.arch().name()
-                    ),
-                    items_per_run: batch as f64,
-                    unit: "img".into(),
-                    flops_per_run: None,
-                    ours: Side {
-                        timing,
-                        outcome: format!("SA {sa:.1}%, RA {ra:.1}%"),
-                        values: BTreeMap::from([("SA %".to_string(), sa), ("RA %".to_string(), ra)]),
-                    },
-                    peer: None,
-                    agreement: String::new(),
-                    round_ratios: Vec::new(),
-                },
-            );
-            peer_workloads.push(pw(&id, kind, batch, 1, iters, batch));
-            flush_peer(cfg, &mut peer_workloads, &mut results, &mut machine, None)?;
-        }
-
-        // (b) PGD-10 adversarial training of the 90%-sparse network, against two peers: the mask
-        // through torch.nn.utils.prune ("at") and an in-place multiply after each optimizer step
-        // ("at-mul"); (c) FGSM-RS training.
-        for (kind, id) in
-            [("at", format!("at-sparse-{}", f.name)), ("at-mul", format!("at-sparse-mul-{}", f.name)), ("fast", format!("fast-{}", f.name))]
-        {
-            if !cfg.selected(&id) {
-                continue;
-            }
-            let sparse_at = kind != "fast";
-            let mut net = f.net.try_clone()?;
-            let regime = if sparse_at {
-                sparse.attach(&mut net)?;
-                Regime::Adversarial(Pgd::linf(eps, step, 10).train_mode(true))
-            } else {
-                Regime::Fast { attack: Fgsm::random_start(eps).train_mode(true), guard: None }
-            };
-            let mut sgd = Sgd::new(&net, SgdConfig { lr, ..SgdConfig::default() })?;
-            let data = batches(f, batch, train_steps)?;
-            let mut last = f64::NAN;
-            let mut call = 0u64;
-            let timing = time_runs(warmup, repeats, || {
-                for (x, y) in &data {
-                    call += 1;
-                    let (loss, _) = train_step(&net, &mut sgd, &regime, x, y, cfg.seed.wrapping_add(call), lr)?;
-                    last = loss.f_double_value(&[])?;
-                }
-                Ok(())
-            })?;
-            let attack_steps = if sparse_at { 10.0 } else { 1.0 };
-            let mut outcome = format!("last loss {last:.3}");
-            let values = BTreeMap::from([("loss".to_string(), last)]);
-            if sparse_at {
-                outcome += &format!(", sparsity {:.1}% held: {}", 100.0 * sparse.sparsity(), sparse.holds_in(&net)?);
-            }
-            let images = (batch * train_steps as i64) as f64;
-            let what = match kind {
-                "at" => "PGD-10 adversarial training, 90% sparse (mask attached; peer: torch.nn.utils.prune)",
-                "at-mul" => "PGD-10 adversarial training, 90% sparse (mask attached; peer: mul_ after each step)",
-                _ => "FGSM-RS fast adversarial training",
-            };
-            push(
-                &mut results,
-                WorkloadResult {
-                    id: id.clone(),
-                    description: format!("{what}, {} batch {batch} x {train_steps} steps", net.arch().name()),
-                    items_per_run: images,
-                    unit: "img".into(),
-                    flops_per_run: Some(images * fwd * (2.0 * attack_steps + 3.0)),
-                    ours: Side { timing, outcome, values },
-                    peer: None,
-                    agreement: String::new(),
-                    round_ratios: Vec::new(),
-                },
-            );
-            peer_workloads.push(pw(&id, kind, batch, train_steps, attack_steps as usize, images as i64));
-            flush_peer(cfg, &mut peer_workloads, &mut results, &mut machine, None)?;
-        }
-
-        // (e) evaluation: SA, then RA under PGD-20 on the points still correct.
-        let id = format!("eval-{}", f.name);
-        if cfg.selected(&id) {
-            let n = if f.name == "convnet" { sizes.eval_convnet } else { sizes.eval_resnet };
-            let data = tensors_dataset(&f.x.f_narrow(0, 0, n)?, &f.y.f_narrow(0, 0, n)?, f.net.classes())?;
-            let attacks: Vec<AttackSpec> = vec![Pgd::linf(eps, step, 20).seed(cfg.seed).into()];
-            let mut eval = None;
-            let timing = time_runs(warmup, repeats, || {
-                eval = Some(robust_evaluate(&f.net, &data, &attacks, sizes.eval_batch)?);
-                Ok(())
-            })?;
-            let e = eval.ok_or_else(|| Error::invalid("no evaluation ran", "use --repeats 1 or more"))?;
-            let attacked = e.sa * n as f64;
-            push(
-                &mut results,
-                WorkloadResult {
-                    id: id.clone(),
-                    description: format!(
-                        "SA + RA (PGD-20 eps {} on the clean-correct points), {} on {n} images, batch {}",
-                        doublewin::attack::format_eps(eps),
-                        f.net.arch().name(),
-                        sizes.eval_batch
-                    ),
-                    items_per_run: n as f64,
-                    unit: "img".into(),
-                    flops_per_run: Some(n as f64 * fwd + attacked * fwd * (2.0 * 20.0 + 1.0)),
-                    ours: Side {
-                        timing,
-                        outcome: format!("SA {:.1}%, RA {:.1}%", 100.0 * e.sa, 100.0 * e.ra),
-                        values: BTreeMap::from([("SA %".to_string(), 100.0 * e.sa), ("RA %".to_string(), 100.0 * e.ra)]),
-                    },
-                    peer: None,
-                    agreement: String::new(),
-                    round_ratios: Vec::new(),
-                },
-            );
-            peer_workloads.push(pw(&id, "eval", sizes.eval_batch as i64, 1, 20, n));
-            flush_peer(cfg, &mut peer_workloads, &mut results, &mut machine, None)?;
-        }
+        let sparse = strategy::global_magnitude(&f.net, &Mask::dense_for(&f.net)?, SPARSITY)?;
+        write_fixture(&cfg.workdir, f, &sparse)?;
+        attack_throughput(&mut round, f)?;
+        autoattack(&mut round, f)?;
+        training(&mut round, f, &sparse)?;
+        evaluation(&mut round, f)?;
     }
-
-    // (d) one global magnitude pruning step (20% of the conv weights) over ResNet-50.
-    if cfg.selected("prune-resnet50") {
-        let spec = NetworkSpec {
-            arch: Arch::resnet50(),
-            in_channels: 3,
-            input_size: 224,
-            classes: (0..1000).map(|i| i.to_string()).collect(),
-            normalization: Normalization::imagenet(),
-        };
-        let net = Network::new(spec, device, cfg.seed)?;
-        let dense = Mask::dense_for(&net)?;
-        let convs: Vec<(String, Tensor)> = net.named_tensors().into_iter().filter(|(n, _)| dense.get(n).is_some()).collect();
-        doublewin::model::io::write_tensors(&dir.join("resnet50.weights.safetensors"), &convs)?;
-        let mut mask = None;
-        let timing = time_runs(warmup, repeats, || {
-            mask = Some(strategy::global_magnitude(&net, &dense, 0.2)?);
-            Ok(())
-        })?;
-        let mask = mask.ok_or_else(|| Error::invalid("no pruning ran", "use --repeats 1 or more"))?;
-        let total: i64 = dense.per_layer().iter().map(|l| l.total).sum();
-        push(
-            &mut results,
-            WorkloadResult {
-                id: "prune-resnet50".into(),
-                description: format!("one global magnitude pruning step (20%) over ResNet-50's {} conv tensors", dense.names().count()),
-                items_per_run: total as f64 / 1e6,
-                unit: "M weights".into(),
-                flops_per_run: None,
-                ours: Side {
-                    timing,
-                    outcome: format!("pruned {}", total - mask.kept()),
-                    values: BTreeMap::from([("pruned".to_string(), (total - mask.kept()) as f64)]),
-                },
-                peer: None,
-                agreement: String::new(),
-                round_ratios: Vec::new(),
-            },
-        );
-        peer_workloads.push(PeerWorkload {
-            id: "prune-resnet50".into(),
-            kind: "prune".into(),
-            model: "resnet50".into(),
-            batch: 0,
-            steps: 1,
-            eps: 0.0,
-            step: 0.0,
-            attack_steps: 0,
-            lr: 0.0,
-            n: total,
-            fraction: 0.2,
-        });
-        flush_peer(cfg, &mut peer_workloads, &mut results, &mut machine, Some(&mask))?;
-    }
+    pruning(&mut round, device)?;
 
     let mut notes = Vec::new();
     // The exchange files (ResNet-50's weights among them) are large: keep them only on request.
+    drop(round.peer.take());
     if std::env::var_os("DOUBLEWIN_BENCH_KEEP").is_none() {
         let _ = std::fs::remove_dir_all(&cfg.workdir);
     }
     if !cfg.peer {
         notes.push("peer not run (--no-peer): no ratios".into());
     }
-    Ok(BenchReport { config: cfg.clone(), machine, matmul_peak, matmul_size: sizes.matmul, results, notes, first_result: Vec::new() })
+    Ok(BenchReport {
+        config: cfg.clone(),
+        machine,
+        matmul_peak,
+        matmul_size: round.sizes.matmul,
+        results: round.results,
+        notes,
+        first_result: Vec::new(),
+    })
 }
 
-/// Runs the peer on the pending workloads (right after our side of them, so both see the same
-/// machine state) and fills in its results.
-fn flush_peer(
-    cfg: &BenchConfig,
-    pending: &mut Vec<PeerWorkload>,
-    results: &mut [WorkloadResult],
-    machine: &mut Machine,
-    ours_mask: Option<&Mask>,
-) -> Result<()> {
-    if !cfg.peer || pending.is_empty() {
-        pending.clear();
+/// (a) PGD-10 attack throughput, eval mode.
+fn attack_throughput(round: &mut Round, f: &Fixture) -> Result<()> {
+    let id = format!("pgd-{}", f.name);
+    if !round.cfg.selected(&id) {
         return Ok(());
     }
-    let peer_cfg = PeerConfig {
-        threads: machine.threads,
-        repeats: cfg.repeats,
-        warmup: cfg.warmup,
-        seed: cfg.seed,
-        dir: cfg.workdir.clone(),
-        workloads: std::mem::take(pending),
-    };
-    let out = run_peer(cfg, &peer_cfg)?;
-    (machine.torch, machine.torchvision, machine.python) = (out.torch, out.torchvision, out.python);
-    for p in out.results {
-        let Some(r) = results.iter_mut().find(|r| r.id == p.id) else { continue };
-        r.agreement = agreement(r, &p, ours_mask, &cfg.workdir)?;
-        r.peer = Some(Side { timing: Timing { seconds: p.seconds }, outcome: p.outcome, values: p.values });
+    let batch = f.batch(&round.sizes);
+    let w = PeerWorkload { batch, attack_steps: 10, n: batch, ..f.workload(&id, "pgd") };
+    let pgd = Pgd::linf(w.eps, w.step, 10).seed(round.cfg.seed);
+    let (x, y) = (f.x.f_narrow(0, 0, batch)?, f.y.f_narrow(0, 0, batch)?);
+    let mut adv = x.shallow_clone();
+    let paired = round.time(&w, || {
+        adv = pgd.perturb(&f.net, &x, &y)?;
+        Ok(())
+    })?;
+    let (clean, adv_acc) = (100.0 * accuracy(&f.net, &x, &y)?, 100.0 * accuracy(&f.net, &adv, &y)?);
+    let r = our_result(
+        &id,
+        format!("PGD-10 L-inf eps {} attack, {} batch {batch}", doublewin::attack::format_eps(w.eps), f.net.arch().name()),
+        batch as f64,
+        "img",
+        Some(batch as f64 * forward_flops(f.net.spec()) * 2.0 * 10.0),
+        (format!("clean {clean:.1}%, adv {adv_acc:.1}%"), BTreeMap::from([("clean %".to_string(), clean), ("adv %".to_string(), adv_acc)])),
+    );
+    round.record(r, paired, None)
+}
+
+/// APGD-CE and AutoAttack's fast ensemble (APGD-CE, then APGD-T with 9 target classes on the
+/// points still robust): torchattacks in the peer, same iterations and batch.
+fn autoattack(round: &mut Round, f: &Fixture) -> Result<()> {
+    let batch = f.batch(&round.sizes);
+    let iters = if f.name == "convnet" { round.sizes.apgd_iters } else { round.sizes.apgd_iters_resnet };
+    for (kind, id) in [("apgd", format!("apgd-ce-{}", f.name)), ("aa-fast", format!("autoattack-fast-{}", f.name))] {
+        if !round.cfg.selected(&id) {
+            continue;
+        }
+        let w = PeerWorkload { batch, attack_steps: iters, n: batch, ..f.workload(&id, kind) };
+        let aa = AutoAttack::fast(Norm::Linf, w.eps).n_iter(iters).seed(round.cfg.seed);
+        let attacks: Vec<AttackSpec> = if kind == "apgd" { aa.attacks()[..1].to_vec() } else { aa.attacks() };
+        let data = tensors_dataset(&f.x.f_narrow(0, 0, batch)?, &f.y.f_narrow(0, 0, batch)?, f.net.classes())?;
+        let mut e = None;
+        let paired = round.time(&w, || {
+            e = Some(robust_evaluate(&f.net, &data, &attacks, batch as usize)?);
+            Ok(())
+        })?;
+        let e = e.ok_or_else(|| Error::invalid("no timed run", "use --repeats 1 or more"))?;
+        let (sa, ra) = (100.0 * e.sa, 100.0 * e.ra);
+        let what = if kind == "apgd" {
+            format!("APGD-CE-{iters}")
+        } else {
+            format!("AutoAttack fast (APGD-CE-{iters}, APGD-T-{iters} x 9 targets)")
+        };
+        let r = our_result(
+            &id,
+            format!(
+                "{what} L-inf eps {} on the clean-correct points, {} batch {batch}",
+                doublewin::attack::format_eps(w.eps),
+                f.net.arch().name()
+            ),
+            batch as f64,
+            "img",
+            None,
+            (format!("SA {sa:.1}%, RA {ra:.1}%"), BTreeMap::from([("SA %".to_string(), sa), ("RA %".to_string(), ra)])),
+        );
+        round.record(r, paired, None)?;
     }
     Ok(())
 }
 
+/// (b) PGD-10 adversarial training of the 90%-sparse network, against two peers: the mask
+/// through torch.nn.utils.prune ("at") and an in-place multiply after each optimizer step
+/// ("at-mul"); (c) FGSM-RS training of the dense network.
+fn training(round: &mut Round, f: &Fixture, sparse: &Mask) -> Result<()> {
+    let (batch, train_steps) = if f.name == "convnet" {
+        (round.sizes.convnet_batch, round.sizes.train_steps)
+    } else {
+        (round.sizes.resnet_batch, round.sizes.resnet_train_steps)
+    };
+    for (kind, id) in
+        [("at", format!("at-sparse-{}", f.name)), ("at-mul", format!("at-sparse-mul-{}", f.name)), ("fast", format!("fast-{}", f.name))]
+    {
+        if !round.cfg.selected(&id) {
+            continue;
+        }
+        let sparse_at = kind != "fast";
+        let attack_steps = if sparse_at { 10 } else { 1 };
+        let images = batch * train_steps as i64;
+        let w = PeerWorkload { batch, steps: train_steps, attack_steps, n: images, ..f.workload(&id, kind) };
+        let mut net = f.net.try_clone()?;
+        let regime = if sparse_at {
+            sparse.attach(&mut net)?;
+            Regime::Adversarial(Pgd::linf(w.eps, w.step, 10).train_mode(true))
+        } else {
+            Regime::Fast { attack: Fgsm::random_start(w.eps).train_mode(true), guard: None }
+        };
+        let mut sgd = Sgd::new(&net, SgdConfig { lr: TRAIN_LR, ..SgdConfig::default() })?;
+        let data = batches(f, batch, train_steps)?;
+        let (mut last, mut call) = (f64::NAN, 0u64);
+        let seed = round.cfg.seed;
+        let paired = round.time(&w, || {
+            for (x, y) in &data {
+                call += 1;
+                let (loss, _) = train_step(&net, &mut sgd, &regime, x, y, seed.wrapping_add(call), TRAIN_LR)?;
+                last = loss.f_double_value(&[])?;
+            }
+            Ok(())
+        })?;
+        let mut outcome = format!("last loss {last:.3}");
+        if sparse_at {
+            outcome += &format!(", sparsity {:.1}% held: {}", 100.0 * sparse.sparsity(), sparse.holds_in(&net)?);
+        }
+        let what = match kind {
+            "at" => "PGD-10 adversarial training, 90% sparse (mask attached; peer: torch.nn.utils.prune)",
+            "at-mul" => "PGD-10 adversarial training, 90% sparse (mask attached; peer: mul_ after each step)",
+            _ => "FGSM-RS fast adversarial training",
+        };
+        let r = our_result(
+            &id,
+            format!("{what}, {} batch {batch} x {train_steps} steps", net.arch().name()),
+            images as f64,
+            "img",
+            Some(images as f64 * forward_flops(f.net.spec()) * (2.0 * attack_steps as f64 + 3.0)),
+            (outcome, BTreeMap::from([("loss".to_string(), last)])),
+        );
+        round.record(r, paired, None)?;
+    }
+    Ok(())
+}
+
+/// (e) evaluation: SA, then RA under PGD-20 on the points still correct.
+fn evaluation(round: &mut Round, f: &Fixture) -> Result<()> {
+    let id = format!("eval-{}", f.name);
+    if !round.cfg.selected(&id) {
+        return Ok(());
+    }
+    let z = &round.sizes;
+    let n = if f.name == "convnet" { z.eval_convnet } else { z.eval_resnet };
+    let eval_batch = z.eval_batch;
+    let w = PeerWorkload { batch: eval_batch as i64, attack_steps: 20, n, ..f.workload(&id, "eval") };
+    let data = tensors_dataset(&f.x.f_narrow(0, 0, n)?, &f.y.f_narrow(0, 0, n)?, f.net.classes())?;
+    let attacks: Vec<AttackSpec> = vec![Pgd::linf(w.eps, w.step, 20).seed(round.cfg.seed).into()];
+    let mut eval = None;
+    let paired = round.time(&w, || {
+        eval = Some(robust_evaluate(&f.net, &data, &attacks, eval_batch)?);
+        Ok(())
+    })?;
+    let e = eval.ok_or_else(|| Error::invalid("no evaluation ran", "use --repeats 1 or more"))?;
+    let (fwd, attacked) = (forward_flops(f.net.spec()), e.sa * n as f64);
+    let r = our_result(
+        &id,
+        format!(
+            "SA + RA (PGD-20 eps {} on the clean-correct points), {} on {n} images, batch {eval_batch}",
+            doublewin::attack::format_eps(w.eps),
+            f.net.arch().name()
+        ),
+        n as f64,
+        "img",
+        Some(n as f64 * fwd + attacked * fwd * (2.0 * 20.0 + 1.0)),
+        (
+            format!("SA {:.1}%, RA {:.1}%", 100.0 * e.sa, 100.0 * e.ra),
+            BTreeMap::from([("SA %".to_string(), 100.0 * e.sa), ("RA %".to_string(), 100.0 * e.ra)]),
+        ),
+    );
+    round.record(r, paired, None)
+}
+
+/// (d) one global magnitude pruning step (20% of the conv weights) over ResNet-50.
+fn pruning(round: &mut Round, device: Device) -> Result<()> {
+    let id = "prune-resnet50";
+    if !round.cfg.selected(id) {
+        return Ok(());
+    }
+    let spec = NetworkSpec {
+        arch: Arch::resnet50(),
+        in_channels: 3,
+        input_size: 224,
+        classes: (0..1000).map(|i| i.to_string()).collect(),
+        normalization: Normalization::imagenet(),
+    };
+    let net = Network::new(spec, device, round.cfg.seed)?;
+    let dense = Mask::dense_for(&net)?;
+    let convs: Vec<(String, Tensor)> = net.named_tensors().into_iter().filter(|(n, _)| dense.get(n).is_some()).collect();
+    doublewin::model::io::write_tensors(&round.cfg.workdir.join("resnet50.weights.safetensors"), &convs)?;
+    let total: i64 = dense.per_layer().iter().map(|l| l.total).sum();
+    let w = PeerWorkload {
+        id: id.into(),
+        kind: "prune".into(),
+        model: "resnet50".into(),
+        batch: 0,
+        steps: 1,
+        eps: 0.0,
+        step: 0.0,
+        attack_steps: 0,
+        lr: 0.0,
+        n: total,
+        fraction: 0.2,
+    };
+    let mut mask = None;
+    let paired = round.time(&w, || {
+        mask = Some(strategy::global_magnitude(&net, &dense, 0.2)?);
+        Ok(())
+    })?;
+    let mask = mask.ok_or_else(|| Error::invalid("no pruning ran", "use --repeats 1 or more"))?;
+    let pruned = total - mask.kept();
+    let r = our_result(
+        id,
+        format!("one global magnitude pruning step (20%) over ResNet-50's {} conv tensors", dense.names().count()),
+        total as f64 / 1e6,
+        "M weights",
+        None,
+        (format!("pruned {pruned}"), BTreeMap::from([("pruned".to_string(), pruned as f64)])),
+    );
+    round.record(r, paired, Some(&mask))
+}
+
 /// Whether both sides computed the same thing: for pruning, the masks weight by weight; else
 /// the differences of the shared values (accuracies in points, losses).
-fn agreement(r: &WorkloadResult, p: &PeerResult, ours_mask: Option<&Mask>, dir: &Path) -> Result<String> {
+fn agreement(r: &WorkloadResult, p: &PeerOutcome, ours_mask: Option<&Mask>, dir: &Path) -> Result<String> {
     if r.id == "prune-resnet50" {
         let Some(mask) = ours_mask else { return Ok(String::new()) };
         let path = dir.join("resnet50.peer-mask.safetensors");
@@ -1280,7 +1218,7 @@ mod tests {
     }
 
     #[test]
-    fn several_rounds_give_the_median_of_paired_ratios() {
+    fn the_ratio_is_the_median_of_paired_runs() {
         let side = |secs: Vec<f64>| Side { timing: Timing { seconds: secs }, outcome: String::new(), values: BTreeMap::new() };
         let mut r = WorkloadResult {
             id: "at-sparse-mul-convnet".into(),
@@ -1288,18 +1226,16 @@ mod tests {
             items_per_run: 1.0,
             unit: "img".into(),
             flops_per_run: None,
-            ours: side(vec![1.0]),
-            peer: Some(side(vec![1.5])),
+            ours: side(vec![1.0, 2.0, 1.0]),
+            peer: Some(side(vec![1.5, 3.0, 3.0])),
             agreement: String::new(),
-            round_ratios: Vec::new(),
+            paired_ratios: Vec::new(),
         };
-        r.record_round_ratio();
-        assert_eq!((r.ratio(), r.ratio_range()), (Some(1.5), None));
-        // A slow second round (both sides twice as slow) and a third where only the peer was slow:
-        // pooled medians would mix the phases; the paired ratios keep each round's comparison.
-        r.round_ratios.extend([1.5 * 2.0 / 2.0, 3.0]);
-        r.ours.timing.seconds.extend([2.0, 1.0]);
-        r.peer.as_mut().unwrap().timing.seconds.extend([3.0, 3.0]);
+        // Without pairs: the ratio of the medians.
+        assert_eq!((r.ratio(), r.ratio_range()), (Some(3.0), None));
+        // A slow pair (both sides twice as slow) and one where only the peer was slow: the medians
+        // mix the phases (3.0x); the paired ratios keep each comparison (1.5, 1.5, 3.0).
+        r.paired_ratios = vec![1.5, 1.5, 3.0];
         assert_eq!(r.ratio(), Some(1.5));
         assert_eq!(r.ratio_range(), Some((1.5, 3.0)));
         r.peer = None;
