@@ -812,6 +812,12 @@ fn our_result(
     }
 }
 
+/// An evaluation's outcome: SA and RA in words and as numbers (in %).
+fn sa_ra(sa: f64, ra: f64) -> (String, BTreeMap<String, f64>) {
+    let (sa, ra) = (100.0 * sa, 100.0 * ra);
+    (format!("SA {sa:.1}%, RA {ra:.1}%"), BTreeMap::from([("SA %".to_string(), sa), ("RA %".to_string(), ra)]))
+}
+
 /// One pass: every selected workload, our runs paired run by run with the peer's on the same files.
 fn run_round(cfg: &BenchConfig) -> Result<BenchReport> {
     cfg.check()?;
@@ -918,7 +924,6 @@ fn autoattack(round: &mut Round, f: &Fixture) -> Result<()> {
             Ok(())
         })?;
         let e = e.ok_or_else(|| Error::invalid("no timed run", "use --repeats 1 or more"))?;
-        let (sa, ra) = (100.0 * e.sa, 100.0 * e.ra);
         let what = if kind == "apgd" {
             format!("APGD-CE-{iters}")
         } else {
@@ -934,7 +939,7 @@ fn autoattack(round: &mut Round, f: &Fixture) -> Result<()> {
             batch as f64,
             "img",
             None,
-            (format!("SA {sa:.1}%, RA {ra:.1}%"), BTreeMap::from([("SA %".to_string(), sa), ("RA %".to_string(), ra)])),
+            sa_ra(e.sa, e.ra),
         );
         round.record(r, paired, None)?;
     }
@@ -1030,10 +1035,7 @@ fn evaluation(round: &mut Round, f: &Fixture) -> Result<()> {
         n as f64,
         "img",
         Some(n as f64 * fwd + attacked * fwd * (2.0 * 20.0 + 1.0)),
-        (
-            format!("SA {:.1}%, RA {:.1}%", 100.0 * e.sa, 100.0 * e.ra),
-            BTreeMap::from([("SA %".to_string(), 100.0 * e.sa), ("RA %".to_string(), 100.0 * e.ra)]),
-        ),
+        sa_ra(e.sa, e.ra),
     );
     round.record(r, paired, None)
 }
