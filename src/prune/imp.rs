@@ -92,7 +92,7 @@ impl ImpConfig {
     }
     /// Sparsity after `round` rounds: 1 - (1 - rate)^round.
     pub fn sparsity_after(&self, round: usize) -> f64 {
-        1.0 - (1.0 - self.rate).powi(round as i32)
+        sparsity_after(self.rate, round)
     }
     /// Checks every value before any work starts.
     pub fn check(&self) -> Result<()> {
@@ -107,6 +107,11 @@ impl ImpConfig {
         }
         self.retrain.check()
     }
+}
+
+/// Sparsity after `round` rounds at `rate` per round: 1 - (1 - rate)^round.
+fn sparsity_after(rate: f64, round: usize) -> f64 {
+    1.0 - (1.0 - rate).powi(round as i32)
 }
 
 /// IMP as a study sets it: everything but the rounds (the study derives them from the tickets
@@ -157,7 +162,7 @@ impl ImpRecipe {
     }
     /// Sparsity after `round` rounds: 1 - (1 - rate)^round.
     pub fn sparsity_after(&self, round: usize) -> f64 {
-        self.resolve(round.max(1), Regime::Standard, 0).sparsity_after(round)
+        sparsity_after(self.rate, round)
     }
     pub fn check(&self) -> Result<()> {
         self.resolve(1, Regime::Standard, 0).check()
