@@ -12,7 +12,8 @@ use doublewin::study::{ControlPlan, SubnetworkKind};
 #[test]
 fn figures_carry_the_results_and_the_report_is_self_contained() {
     let rt = Runtime::new(DeviceChoice::Cpu, 2, 0).unwrap();
-    let store = Store::open(temp_dir("report-store")).unwrap();
+    let store_dir = temp_dir("report-store");
+    let store = Store::open(&*store_dir).unwrap();
     let mut study = mini_study();
     study.controls =
         Some(ControlPlan { family: RegimeKind::Standard, kinds: SubnetworkKind::CONTROLS.to_vec(), rounds: vec![2], fractions: vec![1.0] });
@@ -84,7 +85,8 @@ fn figures_carry_the_results_and_the_report_is_self_contained() {
 #[test]
 fn a_grid_without_standard_fine_tuning_reports_what_it_has() {
     let rt = Runtime::new(DeviceChoice::Cpu, 2, 0).unwrap();
-    let store = Store::open(temp_dir("report-adv-only")).unwrap();
+    let store_dir = temp_dir("report-adv-only");
+    let store = Store::open(&*store_dir).unwrap();
     let mut study = mini_study();
     study.fine_tunings = vec![RegimeKind::Adversarial];
     study.landscapes = None;

@@ -28,7 +28,8 @@ fn computed(store: &Store, study: &Study) -> Vec<&'static str> {
 
 #[test]
 fn an_upstream_change_recomputes_exactly_the_steps_below_it() {
-    let store = Store::open(temp_dir("study-upstream")).unwrap();
+    let store_dir = temp_dir("study-upstream");
+    let store = Store::open(&*store_dir).unwrap();
     let study = mini_study();
     let plan = study.plan().unwrap();
     assert_eq!(plan.len(), 1 + 1 + 4 + 2);
@@ -66,7 +67,8 @@ fn an_upstream_change_recomputes_exactly_the_steps_below_it() {
 
 #[test]
 fn a_damaged_step_is_computed_again_and_descriptions_are_on_disk() {
-    let store = Store::open(temp_dir("study-damaged")).unwrap();
+    let store_dir = temp_dir("study-damaged");
+    let store = Store::open(&*store_dir).unwrap();
     let mut study = mini_study();
     study.pretrainings = vec![RegimeKind::Standard];
     let rt = rt();
@@ -113,7 +115,8 @@ impl StepDescription for Demo {
 
 #[test]
 fn store_hits_are_fast_identical_and_computed_once_under_concurrency() {
-    let store = Store::open(temp_dir("store")).unwrap();
+    let store_dir = temp_dir("store");
+    let store = Store::open(&*store_dir).unwrap();
     let runs = Arc::new(AtomicUsize::new(0));
     let threads: Vec<_> = (0..4)
         .map(|_| {
@@ -160,7 +163,7 @@ fn a_store_of_the_old_format_is_refused_with_the_fix_and_can_be_cleared() {
     std::fs::create_dir_all(root.join("transfer/0123456789abcdef")).unwrap();
     std::fs::write(root.join("transfer/0123456789abcdef/result.json"), "{}").unwrap();
     std::fs::write(root.join("transfer/0123456789abcdef.lock"), "").unwrap();
-    let e = Store::open(&root).unwrap_err().to_string();
+    let e = Store::open(&*root).unwrap_err().to_string();
     assert!(e.contains("older doublewin") && e.contains("study clean --old-format"), "{e}");
     // Something that is not a store is never cleared.
     let other = temp_dir("store-not-a-store");
@@ -169,7 +172,7 @@ fn a_store_of_the_old_format_is_refused_with_the_fix_and_can_be_cleared() {
     assert!(Store::remove_old_format(&other).is_err());
     assert!(other.join("photos/cat.jpg").exists());
     assert_eq!(Store::remove_old_format(&root).unwrap(), 1);
-    Store::open(&root).unwrap();
+    Store::open(&*root).unwrap();
 }
 
 #[test]
@@ -187,7 +190,8 @@ fn a_study_that_contradicts_itself_cannot_be_written() {
     // Bad values are refused before anything runs.
     let mut s = mini_study();
     s.threat.eps = -0.1;
-    let store = Store::open(temp_dir("study-refused")).unwrap();
+    let store_dir = temp_dir("study-refused");
+    let store = Store::open(&*store_dir).unwrap();
     assert!(s.run(&rt(), &store).unwrap_err().to_string().contains("eps = -0.1"));
     assert!(store.entries().unwrap().is_empty());
 }

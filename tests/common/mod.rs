@@ -20,12 +20,43 @@ pub fn run_python(script: &str, args: &[&str]) {
     assert!(out.status.success(), "{script} failed:\n{}", String::from_utf8_lossy(&out.stderr));
 }
 
-/// A fresh empty folder under the system temp dir, unique per test.
-pub fn temp_dir(name: &str) -> PathBuf {
+/// A fresh empty folder under the system temp dir, unique per test, removed when dropped (set
+/// DOUBLEWIN_KEEP_TEST_DIRS=1 to keep it for a post-mortem). Tests that leave their folders behind
+/// fill the disk of a machine that runs the suite often (a CI run once failed that way).
+pub struct TestDir(PathBuf);
+
+impl std::ops::Deref for TestDir {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl AsRef<Path> for TestDir {
+    fn as_ref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl From<&TestDir> for PathBuf {
+    fn from(d: &TestDir) -> PathBuf {
+        d.0.clone()
+    }
+}
+
+impl Drop for TestDir {
+    fn drop(&mut self) {
+        if std::env::var_os("DOUBLEWIN_KEEP_TEST_DIRS").is_none() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+pub fn temp_dir(name: &str) -> TestDir {
     let d = std::env::temp_dir().join(format!("doublewin-test-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
-    d
+    TestDir(d)
 }
 
 /// The real sample images (foolbox's first 20 test images of CIFAR-10/100, MNIST, Fashion-MNIST).

@@ -2,6 +2,10 @@
 
 use std::process::Command;
 
+#[path = "../../../tests/common/mod.rs"]
+mod common;
+use common::temp_dir;
+
 fn doublewin(args: &[&str]) -> (bool, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_doublewin")).args(args).output().unwrap();
     (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
@@ -48,8 +52,7 @@ fn environment_variables_are_honoured_and_validated() {
 
 #[test]
 fn bad_studies_and_values_are_refused_before_anything_runs() {
-    let dir = std::env::temp_dir().join(format!("doublewin-cli-bad-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = temp_dir("cli-bad");
     let (ok, out, _) = doublewin(&["study", "show", "--profile", "tiny"]);
     assert!(ok);
     let good: serde_json::Value = serde_json::from_str(&out).unwrap();

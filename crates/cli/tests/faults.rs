@@ -19,16 +19,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+#[path = "../../../tests/common/mod.rs"]
+mod common;
+use common::temp_dir as tmp;
+
 const BIN: &str = env!("CARGO_BIN_EXE_doublewin");
 /// `study run`'s status when a signal stopped it (doublewin::study::EXIT_STOPPED).
 const STOPPED: i32 = doublewin::study::EXIT_STOPPED;
-
-fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("doublewin-faults-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
 
 fn doublewin(args: &[&str]) -> Output {
     Command::new(BIN).args(["--threads", "1"]).args(args).output().unwrap()
