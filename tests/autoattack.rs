@@ -27,6 +27,8 @@ const IMAGES: i64 = 500;
 struct Fixture {
     net: PathBuf,
     data: PathBuf,
+    /// The folder of both; a static is never dropped, so the next run's `temp_dir` sweeps it.
+    _dir: TestDir,
 }
 
 /// A small ConvNet (widths 16, 32, 64) trained for 4 epochs with fast adversarial training at
@@ -52,7 +54,7 @@ fn fixture() -> &'static Fixture {
         net.save(&net_path).unwrap();
         let (x, y) = batch(&test_images(IMAGES));
         Tensor::write_safetensors(&[("images", &x), ("labels", &y)], &data_path).unwrap();
-        Fixture { net: net_path, data: data_path }
+        Fixture { net: net_path, data: data_path, _dir: dir }
     })
 }
 

@@ -8,8 +8,9 @@ use doublewin::prelude::*;
 use doublewin::prune::{global_magnitude, Mask};
 
 /// A 50%-sparse ConvNet fine-tuned 3 epochs on digits with per-epoch checkpoints (epoch 0 =
-/// before training): the trajectory, the mask and the data.
-fn trained_trajectory(name: &str) -> (Trajectory, Mask, Splits) {
+/// before training): the trajectory, the mask, the data and the checkpoints' folder (the
+/// trajectory reads them from it).
+fn trained_trajectory(name: &str) -> (Trajectory, Mask, Splits, TestDir) {
     let data = Embedded::Digits.splits(0.1, 0).unwrap();
     let mut net = Network::new(NetworkSpec::for_data(Arch::convnet(), &data.train).unwrap(), Device::Cpu, 3).unwrap();
     let mask = global_magnitude(&net, &Mask::dense_for(&net).unwrap(), 0.5).unwrap();
@@ -19,7 +20,7 @@ fn trained_trajectory(name: &str) -> (Trajectory, Mask, Splits) {
     net.save(saver.path(0)).unwrap();
     let cfg = TrainConfig::default().epochs(3).lr(0.05).batch_size(64).select_best(false);
     train_with(&mut net, &data, &cfg, &mut Callbacks::none().with(saver), None).unwrap();
-    (Trajectory::open(&dir, Device::Cpu).unwrap(), mask, data)
+    (Trajectory::open(&dir, Device::Cpu).unwrap(), mask, data, dir)
 }
 
 fn flat_mask(mask: &Mask) -> Vec<f64> {
@@ -28,7 +29,7 @@ fn flat_mask(mask: &Mask) -> Vec<f64> {
 
 #[test]
 fn pca_directions_are_orthonormal_and_zero_where_pruned() {
-    let (trajectory, mask, _) = trained_trajectory("landscape-pca");
+    let (trajectory, mask, _, _checkpoints) = trained_trajectory("landscape-pca");
     assert_eq!(trajectory.len(), 4);
     let plane = Plane::pca(&trajectory, Some(&mask)).unwrap();
     let dot = |a: &Tensor, b: &Tensor| a.dot(b).double_value(&[]);
@@ -61,7 +62,7 @@ fn pca_directions_are_orthonormal_and_zero_where_pruned() {
 
 #[test]
 fn filter_normalized_directions_match_filter_norms_and_respect_the_mask() {
-    let (trajectory, mask, _) = trained_trajectory("landscape-random");
+    let (trajectory, mask, _, _checkpoints) = trained_trajectory("landscape-random");
     let last = trajectory.last().unwrap();
     let plane = Plane::filter_normalized(&last, Some(&mask), 7).unwrap();
     let weights: std::collections::HashMap<String, Tensor> = last.named_tensors().into_iter().collect();
@@ -86,7 +87,7 @@ fn filter_normalized_directions_match_filter_norms_and_respect_the_mask() {
 
 #[test]
 fn grid_centre_is_the_loss_at_the_final_weights_and_the_figure_carries_the_trajectory() {
-    let (trajectory, mask, data) = trained_trajectory("landscape-grid");
+    let (trajectory, mask, data, _checkpoints) = trained_trajectory("landscape-grid");
     let last = &trajectory.last().unwrap();
     let cfg = LandscapeConfig::default().resolution(5).examples(60);
     let l = landscape("test", &trajectory, Some(&mask), &data.test, &cfg).unwrap();
@@ -122,7 +123,7 @@ fn grid_centre_is_the_loss_at_the_final_weights_and_the_figure_carries_the_traje
 
 #[test]
 fn bad_landscape_input_is_refused_with_a_fix() {
-    let (trajectory, mask, data) = trained_trajectory("landscape-bad");
+    let (trajectory, mask, data, _checkpoints) = trained_trajectory("landscape-bad");
     let even = LandscapeConfig::default().resolution(4);
     let e = landscape("x", &trajectory, Some(&mask), &data.test, &even).unwrap_err().to_string();
     assert!(e.contains("odd"), "{e}");

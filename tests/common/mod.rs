@@ -53,10 +53,27 @@ impl Drop for TestDir {
 }
 
 pub fn temp_dir(name: &str) -> TestDir {
+    sweep_dead_processes_dirs();
     let d = std::env::temp_dir().join(format!("doublewin-test-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
     TestDir(d)
+}
+
+/// Removes the test folders of processes that no longer run (a static fixture is never dropped; a
+/// killed run drops nothing), once per test process.
+fn sweep_dead_processes_dirs() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else { return };
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let Some(pid) = name.strip_prefix("doublewin-test-").and_then(|r| r.split('-').next()) else { continue };
+            if pid.parse::<u32>().is_ok() && !Path::new("/proc").join(pid).exists() {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+    });
 }
 
 /// The real sample images (foolbox's first 20 test images of CIFAR-10/100, MNIST, Fashion-MNIST).

@@ -359,7 +359,6 @@ fn faults_are_detected_recovered_from_and_leave_results_identical() {
         t0.elapsed().as_secs_f64()
     );
     assert_eq!((recovered, identical), (injected, injected));
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -396,7 +395,6 @@ fn bad_values_are_refused_naming_where_they_came_from() {
     std::fs::write(&path, bad.to_string()).unwrap();
     let (ok, err) = run(&[], &["study", "plan", "--config", path.to_str().unwrap(), "--store", store.to_str().unwrap()]);
     assert!(!ok && err.contains("transfer.recipe.epochs"), "{err}");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -413,6 +411,14 @@ fn a_read_only_store_serves_finished_steps_and_refuses_new_ones_up_front() {
             return;
         }
     }
+    // Unmounted however the test ends (before `dir` is removed: dropped in reverse order).
+    struct Unmount(PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg(&self.0).output();
+        }
+    }
+    let _mounted = Unmount(mnt.clone());
     let study = micro_study(&dir);
     let store = mnt.join("store");
     let o = study_run(&study, &store, 1);
@@ -437,8 +443,6 @@ fn a_read_only_store_serves_finished_steps_and_refuses_new_ones_up_front() {
     let o = doublewin(&["study", "run", "--config", more_path.to_str().unwrap(), "--store", st]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success() && err.contains("read-only") && err.contains("writable"), "{}", text(&o));
-    let _ = Command::new("umount").arg(&mnt).output();
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -475,5 +479,4 @@ fn a_pretraining_stopped_by_sigterm_ends_at_a_saved_epoch_and_resumes_to_the_sam
     let d = differences(&snapshot(&reference), &snapshot(&store));
     assert!(d.is_empty(), "a pre-training stopped after {saved} epochs and resumed differs: {d:?}");
     println!("pre-training stopped by SIGTERM after epoch {saved} of 12, resumed: every step identical to an uninterrupted run");
-    let _ = std::fs::remove_dir_all(&dir);
 }
