@@ -135,6 +135,22 @@ impl PairedDifference {
         Ok(PairedDifference { mean, lower: mean - half, upper: mean + half, seeds: n, examples, se_seed, se_test })
     }
 
+    /// Is the first side measurably better than the second (this being first minus second)?
+    /// `Some(true)` when the lower bound is above 0; `Some(false)` when it is at most `tol` better
+    /// (the upper bound is at most `tol`: no lead, or one too small to matter); `None` when the
+    /// data cannot decide. One rule for every "does A beat B" question of a study (the
+    /// pre-training gate, FAT against AT in claim 2), with the study's tolerance as the smallest
+    /// difference that matters, as in the double-win verdict.
+    pub fn better(&self, tol: f64) -> Option<bool> {
+        if self.lower > 0.0 {
+            Some(true)
+        } else if self.upper <= tol {
+            Some(false)
+        } else {
+            None
+        }
+    }
+
     /// Half the width of the interval.
     pub fn half_width(&self) -> f64 {
         (self.upper - self.lower) / 2.0
@@ -158,6 +174,25 @@ mod tests {
         assert_eq!(serde_json::from_str::<Hits>(&json).unwrap(), h);
         assert!(serde_json::from_str::<Hits>("\"19:49\"").is_err());
         assert!((h.accuracy() - 7.0 / 19.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn better_is_measured_refuted_or_undecided() {
+        let d = |lower: f64, upper: f64| PairedDifference {
+            mean: (lower + upper) / 2.0,
+            lower,
+            upper,
+            seeds: 6,
+            examples: 100,
+            se_seed: 0.0,
+            se_test: 0.0,
+        };
+        assert_eq!(d(0.001, 0.02).better(0.01), Some(true));
+        // Worse, or better by at most the tolerance: refuted.
+        assert_eq!(d(-0.019, -0.001).better(0.01), Some(false));
+        assert_eq!(d(-0.005, 0.01).better(0.01), Some(false));
+        // Could be more than the tolerance better, not measurably better: undecided.
+        assert_eq!(d(-0.005, 0.011).better(0.01), None);
     }
 
     #[test]

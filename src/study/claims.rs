@@ -7,7 +7,8 @@
 //!    fraction, said in the evidence: a study may leave out the fractions where pre-training does
 //!    not help).
 //! 2. With 10% / 1% of the downstream data, FAT finds better tickets at low sparsity and AT
-//!    overtakes it at high sparsity (tested on RA after adversarial fine-tuning).
+//!    overtakes it at high sparsity (tested on RA after adversarial fine-tuning; "better" by the
+//!    gate's rule: a lower bound above 0, refuted when at most the tolerance better).
 //! 3. Standard or adversarial re-training inside IMP (m^ST vs m^AT) makes no significant
 //!    difference to how tickets transfer (tested per metric, pooled over pre-trainings, data
 //!    fractions and rounds: equivalence within the tolerance).
@@ -270,9 +271,11 @@ fn data_limited(r: &StudyResults) -> Claim {
             show(diff(Metric::StdSa, low, RegimeKind::Fast, RegimeKind::Adversarial)),
             show(diff(Metric::StdSa, high, RegimeKind::Adversarial, RegimeKind::Fast)),
         ));
-        let here = match (fat_low, at_high) {
-            (Some(a), Some(b)) if a.lower > 0.0 && b.lower > 0.0 => ClaimVerdict::Reproduced,
-            (Some(a), Some(b)) if a.upper < 0.0 || b.upper < 0.0 => ClaimVerdict::NotReproduced,
+        // Each end asks "does one beat the other?" with the gate's rule: measurably better, or at
+        // most the tolerance better (refuted), or undecided.
+        let here = match (fat_low.map(|g| g.better(s.tolerance)), at_high.map(|g| g.better(s.tolerance))) {
+            (Some(Some(true)), Some(Some(true))) => ClaimVerdict::Reproduced,
+            (Some(a), Some(b)) if a == Some(false) || b == Some(false) => ClaimVerdict::NotReproduced,
             (Some(_), Some(_)) => ClaimVerdict::Unresolved,
             _ => ClaimVerdict::NotTested,
         };
@@ -280,6 +283,12 @@ fn data_limited(r: &StudyResults) -> Claim {
     }
     if verdict.is_none() {
         evidence.push("no data fraction below 100% where both FAT and AT pre-training measurably help: not a test".into());
+    } else {
+        evidence.push(format!(
+            "reproduced means the leader measurably better at both ends (a lower bound above 0); not reproduced, at one end at \
+             most {:.1} points better (an upper bound at most the tolerance)",
+            100.0 * s.tolerance
+        ));
     }
     Claim { title, paper, verdict: verdict.unwrap_or(ClaimVerdict::NotTested), evidence, settle: settle_scale(r) }
 }
