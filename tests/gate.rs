@@ -223,25 +223,3 @@ fn claim_two_is_refuted_by_a_tie_and_reproduced_by_a_crossing() {
     let claim = &crossing.claims()[1];
     assert_eq!(claim.verdict, ClaimVerdict::Reproduced, "{}", claim.text());
 }
-
-#[test]
-fn pretraining_that_hurts_one_number_is_no_test_even_where_it_helps_another() {
-    // AT's dense network: 30 points better than scratch after standard fine-tuning, 10 points
-    // worse after adversarial fine-tuning (SA and RA here are the same hits).
-    let r = results(|pre, kind, _, _| match (pre, kind) {
-        (Some(RegimeKind::Adversarial), SubnetworkKind::Dense) => 0.8,
-        _ => 0.5,
-    });
-    let r = {
-        let mut r = r;
-        for t in r.transfers.iter_mut().filter(|t| t.kind == SubnetworkKind::Dense && t.pretraining == Some(RegimeKind::Adversarial)) {
-            if t.report.fine_tuning == RegimeKind::Adversarial {
-                t.report = report(RegimeKind::Adversarial, t.report.seed, 0.0, 0.4);
-            }
-        }
-        r.for_seeds(&[0, 1, 2])
-    };
-    let gate = r.gate_cell(RegimeKind::Adversarial, r.study.downstream[0], 1.0);
-    assert_eq!(gate.outcome, GateOutcome::Hurts, "{gate}");
-    assert!(!gate.outcome.tests_hypothesis() && gate.sentence().contains("hurts"), "{}", gate.sentence());
-}
