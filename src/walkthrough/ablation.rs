@@ -11,42 +11,72 @@ use crate::prune::Rewind;
 use crate::study::{ImpFamily, Pretraining, Study, VerdictCell};
 use serde::{Deserialize, Serialize};
 
-/// The knobs of an ablation; `None` keeps the study's value.
+/// One knob of an ablation: a setting of the study changed from its value.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Knob {
+    /// IMP's rewind point (the paper: the pre-trained weights).
+    Rewind(Rewind),
+    /// Fraction of the remaining weights IMP prunes per round (the paper: 0.2).
+    PruningRate(f64),
+    /// The threat model's radius.
+    Eps(f64),
+    FinetuneEpochs(usize),
+    /// Number of fine-tuning seeds (counting from the study's first).
+    Seeds(usize),
+    /// The first fine-tuning seed: another seed set of the same size, e.g. the study's
+    /// stability seeds, asks whether the verdicts hinge on the seeds.
+    SeedOffset(u64),
+}
+
+impl Knob {
+    /// Sets the knob in `s` and says what it set: each knob's effect and name in one place.
+    pub fn apply(self, s: &mut Study) -> String {
+        match self {
+            Knob::Rewind(r) => {
+                s.imp.rewind = r;
+                format!("rewind {r:?}")
+            }
+            Knob::PruningRate(r) => {
+                s.imp.rate = r;
+                format!("pruning rate {r}")
+            }
+            Knob::Eps(e) => {
+                s.threat.eps = e;
+                format!("eps {}", crate::attack::format_eps(e))
+            }
+            Knob::FinetuneEpochs(n) => {
+                s.transfer.recipe.epochs = n;
+                format!("{n} fine-tuning epochs")
+            }
+            Knob::Seeds(n) => {
+                let first = s.seeds.first().copied().unwrap_or(0);
+                s.seeds = (first..first + n as u64).collect();
+                format!("{n} seeds")
+            }
+            Knob::SeedOffset(first) => {
+                s.seeds = (first..first + s.seeds.len() as u64).collect();
+                format!("seeds from {first}")
+            }
+        }
+    }
+}
+
+/// An ablation: a slice of the study (one pre-training, one IMP family, one data fraction) and
+/// the knobs changed on it; a knob left out keeps the study's value.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Ablation {
-    /// The slice: which pre-training and IMP family.
     pub pretraining: Pretraining,
     pub family: ImpFamily,
-    /// IMP's rewind point (the paper: the pre-trained weights).
-    pub rewind: Option<Rewind>,
-    /// Fraction of the remaining weights IMP prunes per round (the paper: 0.2).
-    pub pruning_rate: Option<f64>,
-    /// The threat model's radius.
-    pub eps: Option<f64>,
-    pub finetune_epochs: Option<usize>,
     /// Data fraction of the transfers (default: the study's first).
     pub fraction: Option<f64>,
-    /// Number of fine-tuning seeds (0, 1, ...).
-    pub seeds: Option<usize>,
-    /// The first fine-tuning seed (0): another seed set of the same size, e.g. the study's
-    /// stability seeds, asks whether the verdicts hinge on the seeds.
-    #[serde(default)]
-    pub seed_offset: Option<u64>,
+    /// The changed knobs, at most one of each kind, applied in order.
+    pub knobs: Vec<Knob>,
 }
 
 impl Default for Ablation {
     fn default() -> Self {
-        Ablation {
-            pretraining: Pretraining::Adversarial,
-            family: ImpFamily::Standard,
-            rewind: None,
-            pruning_rate: None,
-            eps: None,
-            finetune_epochs: None,
-            fraction: None,
-            seeds: None,
-            seed_offset: None,
-        }
+        Ablation { pretraining: Pretraining::Adversarial, family: ImpFamily::Standard, fraction: None, knobs: Vec::new() }
     }
 }
 
@@ -63,33 +93,34 @@ impl Ablation {
         self.family = k;
         self
     }
-    pub fn rewind(mut self, r: Rewind) -> Self {
-        self.rewind = Some(r);
-        self
-    }
-    pub fn pruning_rate(mut self, r: f64) -> Self {
-        self.pruning_rate = Some(r);
-        self
-    }
-    pub fn eps(mut self, e: f64) -> Self {
-        self.eps = Some(e);
-        self
-    }
-    pub fn finetune_epochs(mut self, n: usize) -> Self {
-        self.finetune_epochs = Some(n);
-        self
-    }
     pub fn fraction(mut self, f: f64) -> Self {
         self.fraction = Some(f);
         self
     }
-    pub fn seeds(mut self, n: usize) -> Self {
-        self.seeds = Some(n);
+    /// Changes one knob (replacing an earlier value of the same knob).
+    pub fn with(mut self, knob: Knob) -> Self {
+        let kind = std::mem::discriminant(&knob);
+        self.knobs.retain(|k| std::mem::discriminant(k) != kind);
+        self.knobs.push(knob);
         self
     }
-    pub fn seed_offset(mut self, first: u64) -> Self {
-        self.seed_offset = Some(first);
-        self
+    pub fn rewind(self, r: Rewind) -> Self {
+        self.with(Knob::Rewind(r))
+    }
+    pub fn pruning_rate(self, r: f64) -> Self {
+        self.with(Knob::PruningRate(r))
+    }
+    pub fn eps(self, e: f64) -> Self {
+        self.with(Knob::Eps(e))
+    }
+    pub fn finetune_epochs(self, n: usize) -> Self {
+        self.with(Knob::FinetuneEpochs(n))
+    }
+    pub fn seeds(self, n: usize) -> Self {
+        self.with(Knob::Seeds(n))
+    }
+    pub fn seed_offset(self, first: u64) -> Self {
+        self.with(Knob::SeedOffset(first))
     }
 
     /// The default slice of `study`: one pre-training, one family, one data fraction, no
@@ -111,47 +142,17 @@ impl Ablation {
     /// The slice with the knobs applied.
     pub fn variant(&self, study: &Study) -> Study {
         let mut s = self.base(study);
-        if let Some(r) = self.rewind {
-            s.imp.rewind = r;
-        }
-        if let Some(r) = self.pruning_rate {
-            s.imp.rate = r;
-        }
-        if let Some(e) = self.eps {
-            s.threat.eps = e;
-        }
-        if let Some(n) = self.finetune_epochs {
-            s.transfer.recipe.epochs = n;
-        }
-        if self.seeds.is_some() || self.seed_offset.is_some() {
-            let (n, first) = (self.seeds.unwrap_or(s.seeds.len()) as u64, self.seed_offset.unwrap_or(0));
-            s.seeds = (first..first + n).collect();
+        for k in &self.knobs {
+            k.apply(&mut s);
         }
         s
     }
 
-    /// The knobs that differ from the study, as text.
+    /// The knobs that differ from the study, as text (applied to a throwaway study: each knob's
+    /// name comes from the code that sets it).
     pub fn knobs(&self) -> Vec<String> {
-        let mut v = Vec::new();
-        if let Some(r) = self.rewind {
-            v.push(format!("rewind {r:?}"));
-        }
-        if let Some(r) = self.pruning_rate {
-            v.push(format!("pruning rate {r}"));
-        }
-        if let Some(e) = self.eps {
-            v.push(format!("eps {}", crate::attack::format_eps(e)));
-        }
-        if let Some(n) = self.finetune_epochs {
-            v.push(format!("{n} fine-tuning epochs"));
-        }
-        if let Some(n) = self.seeds {
-            v.push(format!("{n} seeds"));
-        }
-        if let Some(k) = self.seed_offset {
-            v.push(format!("seeds from {k}"));
-        }
-        v
+        let mut scratch = Study::for_profile(crate::study::Profile::Tiny);
+        self.knobs.iter().map(|k| k.apply(&mut scratch)).collect()
     }
 
     /// Runs the default slice and the variant through the store (what is there is read back)
@@ -221,5 +222,23 @@ impl AblationReport {
 impl std::fmt::Display for AblationReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}", self.table())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn knobs_change_only_the_variant_and_a_later_value_replaces_an_earlier_one() {
+        let study = Study::for_profile(crate::study::Profile::Tiny);
+        let a = Ablation::new().eps(0.2).seeds(3).seed_offset(10).eps(0.05);
+        assert_eq!(a.knobs(), ["3 seeds", "seeds from 10", "eps 0.05"]);
+        let (base, variant) = (a.base(&study), a.variant(&study));
+        assert_eq!(base.threat.eps, study.threat.eps);
+        assert_eq!(variant.threat.eps, 0.05);
+        assert_eq!(variant.seeds, vec![10, 11, 12]);
+        assert_eq!(base.seeds, study.seeds);
+        assert!(Ablation::new().knobs().is_empty());
     }
 }

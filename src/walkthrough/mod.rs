@@ -6,7 +6,7 @@
 pub mod ablation;
 pub mod attacks;
 
-pub use ablation::{Ablation, AblationReport};
+pub use ablation::{Ablation, AblationReport, Knob};
 pub use attacks::{adversarial_examples, compare_attacks, robustness_curves, AttackComparison, EpsSweep};
 
 use crate::attack::{robust_evaluate, ThreatModel};
