@@ -503,45 +503,6 @@ pub struct StudyReport {
     pub stability: Option<super::Stability>,
 }
 
-impl super::Study {
-    /// Runs (or loads) the study and builds its report, with IMP diagnostics and the per-layer
-    /// density of the landscape tickets (masks read from the store).
-    pub fn report(&self, rt: &crate::runtime::Runtime, store: &crate::store::Store) -> Result<StudyReport> {
-        let all = self.run_all(rt, store)?;
-        let stability = super::Stability::of(&all);
-        let results = all.for_seeds(&self.seeds);
-        let mut imp = Vec::new();
-        for &pre in &self.pretrainings {
-            let (net, _) = self.pretrained(rt, store, pre)?;
-            for &family in &self.families {
-                for round in 1..=self.imp_rounds() {
-                    let ticket = self.ticket(store, pre, family, round)?;
-                    let one_shot = crate::prune::one_shot_like(&net, &ticket)?;
-                    let other = self.families.iter().find(|f| **f != family).map(|&f| self.ticket(store, pre, f, round)).transpose()?;
-                    imp.push(ImpRow {
-                        pretraining: pre,
-                        family,
-                        round,
-                        sparsity: ticket.sparsity(),
-                        overlap_one_shot: ticket.overlap(&one_shot)?,
-                        overlap_other_family: other.map(|o| ticket.overlap(&o)).transpose()?,
-                    });
-                }
-            }
-        }
-        let mut masks = Vec::new();
-        if let Some(plan) = &self.landscapes {
-            for &pre in &self.pretrainings {
-                masks.push((
-                    format!("{} {}", pre.short(), subnetwork_name(SubnetworkKind::Ticket, Some(plan.family), plan.round)),
-                    self.ticket(store, pre, plan.family, plan.round)?,
-                ));
-            }
-        }
-        Ok(StudyReport { stability, ..StudyReport::new(results, imp, &masks)? })
-    }
-}
-
 impl StudyReport {
     /// Builds every figure of `results`; `masks` (label, mask) get per-layer density bars.
     pub fn new(results: StudyResults, imp: Vec<ImpRow>, masks: &[(String, Mask)]) -> Result<StudyReport> {

@@ -3,12 +3,14 @@
 //! (processes, on one machine or a cluster) can share one store: a worker skips the steps another
 //! holds and never computes a step twice. Progress goes to the process's observer (one line for
 //! the steps already stored, a line per computed step with an estimate of the time left). A
-//! killed run resumes at the step it was in.
+//! killed run resumes at the step it was in. [`Study::report`] runs a study and gathers what its
+//! report shows (rendered by [`super::report`]).
 
 use super::desc::{subnetwork_name, SubnetworkKind};
 use super::grid::Study;
 use super::plan::{Plan, StepDesc};
 use super::query::Pick;
+use super::report::{ImpRow, StudyReport};
 use super::results::{RunSummary, StudyResults};
 use super::step::{Executor, ImpSummary};
 use crate::error::{Error, Result};
@@ -278,5 +280,42 @@ impl Study {
             ));
         }
         d.checkpoints_in(store)
+    }
+
+    /// Runs (or loads) the study and builds its report, with IMP diagnostics and the per-layer
+    /// density of the landscape tickets (masks read from the store).
+    pub fn report(&self, rt: &Runtime, store: &Store) -> Result<StudyReport> {
+        let all = self.run_all(rt, store)?;
+        let stability = super::Stability::of(&all);
+        let results = all.for_seeds(&self.seeds);
+        let mut imp = Vec::new();
+        for &pre in &self.pretrainings {
+            let (net, _) = self.pretrained(rt, store, pre)?;
+            for &family in &self.families {
+                for round in 1..=self.imp_rounds() {
+                    let ticket = self.ticket(store, pre, family, round)?;
+                    let one_shot = crate::prune::one_shot_like(&net, &ticket)?;
+                    let other = self.families.iter().find(|f| **f != family).map(|&f| self.ticket(store, pre, f, round)).transpose()?;
+                    imp.push(ImpRow {
+                        pretraining: pre,
+                        family,
+                        round,
+                        sparsity: ticket.sparsity(),
+                        overlap_one_shot: ticket.overlap(&one_shot)?,
+                        overlap_other_family: other.map(|o| ticket.overlap(&o)).transpose()?,
+                    });
+                }
+            }
+        }
+        let mut masks = Vec::new();
+        if let Some(plan) = &self.landscapes {
+            for &pre in &self.pretrainings {
+                masks.push((
+                    format!("{} {}", pre.short(), subnetwork_name(SubnetworkKind::Ticket, Some(plan.family), plan.round)),
+                    self.ticket(store, pre, plan.family, plan.round)?,
+                ));
+            }
+        }
+        Ok(StudyReport { stability, ..StudyReport::new(results, imp, &masks)? })
     }
 }
