@@ -738,6 +738,17 @@ impl Round<'_> {
         Ok(Paired { ours: Timing { seconds: mine }, peer: self.peer.is_some().then_some(Timing { seconds: theirs }) })
     }
 
+    /// [`Round::time`] for a workload that yields a value: the timings and the last run's value.
+    fn time_value<T>(&mut self, w: &PeerWorkload, mut ours: impl FnMut() -> Result<T>) -> Result<(Paired, T)> {
+        let mut last = None;
+        let paired = self.time(w, || {
+            last = Some(ours()?);
+            Ok(())
+        })?;
+        let value = last.ok_or_else(|| Error::invalid("no timed run", "use --repeats 1 or more"))?;
+        Ok((paired, value))
+    }
+
     /// Records a workload measured by [`Round::time`]: our side as `r` has it, the peer's side and
     /// the paired ratios, and whether both computed the same thing (`ours_mask`: the pruning
     /// workload's mask, compared weight by weight).
@@ -918,12 +929,7 @@ fn autoattack(round: &mut Round, f: &Fixture) -> Result<()> {
         let aa = AutoAttack::fast(Norm::Linf, w.eps).n_iter(iters).seed(round.cfg.seed);
         let attacks: Vec<AttackSpec> = if kind == "apgd" { aa.attacks()[..1].to_vec() } else { aa.attacks() };
         let data = tensors_dataset(&f.x.f_narrow(0, 0, batch)?, &f.y.f_narrow(0, 0, batch)?, f.net.classes())?;
-        let mut e = None;
-        let paired = round.time(&w, || {
-            e = Some(robust_evaluate(&f.net, &data, &attacks, batch as usize)?);
-            Ok(())
-        })?;
-        let e = e.ok_or_else(|| Error::invalid("no timed run", "use --repeats 1 or more"))?;
+        let (paired, e) = round.time_value(&w, || robust_evaluate(&f.net, &data, &attacks, batch as usize))?;
         let what = if kind == "apgd" {
             format!("APGD-CE-{iters}")
         } else {
@@ -1018,12 +1024,7 @@ fn evaluation(round: &mut Round, f: &Fixture) -> Result<()> {
     let w = PeerWorkload { batch: eval_batch as i64, attack_steps: 20, n, ..f.workload(&id, "eval") };
     let data = tensors_dataset(&f.x.f_narrow(0, 0, n)?, &f.y.f_narrow(0, 0, n)?, f.net.classes())?;
     let attacks: Vec<AttackSpec> = vec![Pgd::linf(w.eps, w.step, 20).seed(round.cfg.seed).into()];
-    let mut eval = None;
-    let paired = round.time(&w, || {
-        eval = Some(robust_evaluate(&f.net, &data, &attacks, eval_batch)?);
-        Ok(())
-    })?;
-    let e = eval.ok_or_else(|| Error::invalid("no evaluation ran", "use --repeats 1 or more"))?;
+    let (paired, e) = round.time_value(&w, || robust_evaluate(&f.net, &data, &attacks, eval_batch))?;
     let (fwd, attacked) = (forward_flops(f.net.spec()), e.sa * n as f64);
     let r = our_result(
         &id,
@@ -1071,12 +1072,7 @@ fn pruning(round: &mut Round, device: Device) -> Result<()> {
         n: total,
         fraction: 0.2,
     };
-    let mut mask = None;
-    let paired = round.time(&w, || {
-        mask = Some(strategy::global_magnitude(&net, &dense, 0.2)?);
-        Ok(())
-    })?;
-    let mask = mask.ok_or_else(|| Error::invalid("no pruning ran", "use --repeats 1 or more"))?;
+    let (paired, mask) = round.time_value(&w, || strategy::global_magnitude(&net, &dense, 0.2))?;
     let pruned = total - mask.kept();
     let r = our_result(
         id,
