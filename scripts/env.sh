@@ -12,7 +12,11 @@ if [ -n "${LIBTORCH:-}" ]; then
   # An existing libtorch (see environment.md): use it instead of the venv's.
   export LD_LIBRARY_PATH="$LIBTORCH/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 else
-  export LIBTORCH_USE_PYTORCH=1
+  # torch-sys only asks whether this is set, but cargo reruns its build script when the value
+  # changes: naming the venv makes a build folder shared between checkouts (the notebook kernel's
+  # slots) relink against the current venv's libtorch instead of keeping a link path into the
+  # venv of whichever checkout built it first, which may since have been deleted.
+  export LIBTORCH_USE_PYTORCH="$DW_VENV"
   export VIRTUAL_ENV="$DW_VENV"
   export PATH="$DW_VENV/bin:$PATH"
   DW_TORCH_LIB="$(ls -d "$DW_VENV"/lib/python3.*/site-packages/torch/lib 2>/dev/null | head -n1 || true)"
