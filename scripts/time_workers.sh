@@ -23,7 +23,7 @@ run() { # name threads workers
 }
 one=$(run one "$cores" 1)
 many=$(run many 1 "$cores")
-steps=$("$exe" study plan --profile "$profile" --store "$tmp/one" --json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')
+steps=$("$exe" study plan --profile "$profile" --store "$tmp/one" --json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["steps"]))')
 echo "| study (profile \`$profile\`, $steps steps, empty store) | wall time | speed-up |"
 echo "| --- | --- | --- |"
 echo "| 1 worker x $cores threads | $one s | 1.00x |"

@@ -101,13 +101,21 @@ struct Record<T> {
     /// have none and are trusted as before.)
     #[serde(default, skip_serializing_if = "Option::is_none")]
     checksum: Option<String>,
+    /// Wall seconds the step took to compute (records written before it have none): what
+    /// estimates of a study's wall time and a ladder rung's cost are made of.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    seconds: Option<f64>,
 }
 
 /// The checksum of a record's fields (serde_json sorts object keys: the text is canonical, and
 /// floats print in their shortest round-tripping form, so the value read back hashes the same).
-fn record_checksum(format: &str, kind: &str, key: &str, label: &str, files: &[FileRecord], value: &serde_json::Value) -> String {
-    let text = serde_json::json!({"format": format, "kind": kind, "key": key, "label": label, "files": files, "value": value}).to_string();
-    crate::fsio::sha256(text.as_bytes())
+/// The compute time is covered when the record has one (older records hash as before).
+fn record_checksum<T: Serialize>(r: &Record<T>) -> String {
+    let mut v = serde_json::json!({"format": r.format, "kind": r.kind, "key": r.key, "label": r.label, "files": r.files, "value": r.value});
+    if let Some(s) = r.seconds {
+        v["seconds"] = serde_json::json!(s);
+    }
+    crate::fsio::sha256(v.to_string().as_bytes())
 }
 
 #[derive(Serialize, Deserialize)]
@@ -284,15 +292,23 @@ impl Store {
         let path = self.dir(kind, key).join(RESULT);
         let raw: Record<serde_json::Value> = crate::fsio::read_json(&path)?;
         if let Some(sum) = &raw.checksum {
-            if *sum != record_checksum(&raw.format, &raw.kind, &raw.key, &raw.label, &raw.files, &raw.value) {
+            if *sum != record_checksum(&raw) {
                 return Err(Error::bad_file_fix(&path, "does not match its checksum (damaged)", "it is computed again when needed"));
             }
         }
         let value: T = serde_json::from_value(raw.value).map_err(|e| {
             Error::bad_file_fix(&path, format!("its value does not read as a {kind} result ({e})"), "it is computed again when needed")
         })?;
-        let record =
-            Record { format: raw.format, kind: raw.kind, key: raw.key, label: raw.label, files: raw.files, value, checksum: raw.checksum };
+        let record = Record {
+            format: raw.format,
+            kind: raw.kind,
+            key: raw.key,
+            label: raw.label,
+            files: raw.files,
+            value,
+            checksum: raw.checksum,
+            seconds: raw.seconds,
+        };
         if record.format != STEP_FORMAT || record.kind != kind || record.key != key {
             return Err(Error::bad_file_fix(
                 &path,
@@ -328,6 +344,15 @@ impl Store {
             }
         }
         Status::Done
+    }
+
+    /// The wall seconds a finished step took to compute (`None`: not done, or recorded before
+    /// compute times were).
+    pub fn seconds(&self, kind: &str, key: &str) -> Option<f64> {
+        match self.status(kind, key, Check::Sizes) {
+            Status::Done => self.read_record::<serde_json::Value>(kind, key).ok()?.seconds,
+            _ => None,
+        }
     }
 
     /// The value of a finished, intact step (files verified by hash), or `None`.
@@ -402,13 +427,16 @@ impl Store {
             Status::Missing => {}
         }
         crate::fsio::write_json(&dir.join(DESCRIBE), description)?;
+        let start = std::time::Instant::now();
         let value = run(&dir)?;
+        let seconds = Some(start.elapsed().as_secs_f64());
         let files = manifest(&dir)?;
         let value = serde_json::to_value(&value)
             .map_err(|e| Error::invalid(format!("cannot store the {kind} result: {e}"), "report this as a bug"))?;
         let label = description.label();
-        let checksum = Some(record_checksum(STEP_FORMAT, kind, &key, &label, &files, &value));
-        let record = Record { format: STEP_FORMAT.into(), kind: kind.into(), key: key.clone(), label, files, value, checksum };
+        let mut record =
+            Record { format: STEP_FORMAT.into(), kind: kind.into(), key: key.clone(), label, files, value, checksum: None, seconds };
+        record.checksum = Some(record_checksum(&record));
         crate::fsio::write_json(&dir.join(RESULT), &record)?;
         drop(lock);
         // Read back what was written: the caller gets exactly what later runs will load.

@@ -197,3 +197,52 @@ fn imp_refuses_to_resume_a_folder_of_other_settings() {
     let bad = cfg.clone().retrain(cfg.retrain.clone().regime(Regime::Adversarial(Pgd::linf(-1.0, 0.1, 3))));
     assert!(imp(&pretrained, &data, &bad, &temp_dir("imp-bad")).unwrap_err().to_string().contains("eps = -1"));
 }
+
+#[test]
+fn imp_records_how_far_each_retraining_came_back_against_the_dense_network() {
+    let data = digits();
+    let mut pretrained = net(&data, 11);
+    // A pre-trained network worth recovering to.
+    train_with(&mut pretrained, &data, &TrainConfig::default().epochs(2).batch_size(64), &mut Callbacks::none(), None).unwrap();
+    let dir = temp_dir("imp-recovery");
+    let retrain = TrainConfig::default().epochs(1).batch_size(64).regime(Regime::adversarial(0.1).unwrap());
+    let cfg = ImpConfig::default().rounds(3).retrain(retrain.clone());
+    let tickets = imp(&pretrained, &data, &cfg, &dir).unwrap();
+    assert!(tickets.round(1).unwrap().retrained.is_none(), "round 1 is cut from the pre-trained weights, untrained");
+    let pretrained_sa = evaluate(&pretrained, &data.val, 500).unwrap().accuracy;
+    // The reference: the dense network re-trained with the same recipe, by hand.
+    let mut dense = pretrained.try_clone().unwrap();
+    train_with(&mut dense, &data, &cfg.retrain, &mut Callbacks::none(), None).unwrap();
+    let dense_sa = evaluate(&dense, &data.val, 500).unwrap().accuracy;
+    for round in [2, 3] {
+        let r = tickets.round(round).unwrap().retrained.expect("a re-trained round records its recovery");
+        assert_eq!(r.round, round);
+        assert_eq!(r.pretrained_sa, pretrained_sa, "the pre-trained network on the same split");
+        assert_eq!(r.dense_sa, dense_sa, "the dense network re-trained alike");
+        assert!((r.sparsity - tickets.round(round - 1).unwrap().sparsity()).abs() < 1e-12, "re-trained at the previous ticket");
+        let (val_ra, dense_ra) = (r.val_ra.expect("adversarial re-training measures RA"), r.dense_ra.unwrap());
+        assert!(val_ra <= r.val_sa && dense_ra <= r.dense_sa);
+    }
+    assert!(!dir.join("dense-train").exists(), "the reference's resume state is removed once recorded");
+    // An independent re-run of round 2's re-training by hand gives the recorded SA exactly.
+    let mut by_hand = pretrained.try_clone().unwrap();
+    tickets.round(1).unwrap().mask.attach(&mut by_hand).unwrap();
+    train_with(&mut by_hand, &data, &cfg.retrain, &mut Callbacks::none(), None).unwrap();
+    let r2 = tickets.round(2).unwrap().retrained.unwrap();
+    assert_eq!(evaluate(&by_hand, &data.val, 500).unwrap().accuracy, r2.val_sa);
+    // A resumed run reads the records back; the sentence names the worst shortfall.
+    let again = imp(&pretrained, &data, &cfg, &dir).unwrap();
+    assert_eq!(again.recovery(), tickets.recovery());
+    let line = again.recovery_sentence().unwrap();
+    let worst = tickets.recovery().iter().map(|r| r.gap_points().0).fold(f64::INFINITY, f64::min);
+    assert!(line.contains(&format!("{worst:+.1} points")) && line.contains("RA"), "{line}");
+    // A standard re-training measures SA only.
+    let st = imp(
+        &pretrained,
+        &data,
+        &ImpConfig::default().rounds(2).retrain(TrainConfig::default().epochs(1).batch_size(64)),
+        &temp_dir("imp-recovery-st"),
+    )
+    .unwrap();
+    assert!(st.round(2).unwrap().retrained.unwrap().val_ra.is_none());
+}

@@ -237,3 +237,97 @@ fn every_profile_is_a_valid_study_that_round_trips_through_json() {
     assert_eq!(paper.downstream.iter().map(|d| d.name()).collect::<Vec<_>>(), vec!["cifar10", "svhn"]);
     assert!((paper.threat.eps - 8.0 / 255.0).abs() < 1e-12);
 }
+
+/// The top-level fields in which two studies differ.
+fn changed_fields(a: &Study, b: &Study) -> Vec<String> {
+    let (a, b) = (serde_json::to_value(a).unwrap(), serde_json::to_value(b).unwrap());
+    let mut out: Vec<String> =
+        a.as_object().unwrap().iter().filter(|(k, v)| b.get(k.as_str()) != Some(v)).map(|(k, _)| k.clone()).collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn each_ladder_rung_changes_exactly_what_it_names() {
+    use doublewin::study::{Ladder, Rung};
+    let small = Study::for_profile(Profile::Small);
+    let ladder = Ladder::toward_paper(&small, 6).unwrap();
+    // The cell: STD and AT sources, m^ST tickets at the study's rounds with both controls at each
+    // of them, the scratch gate, 6 seeds, nothing else.
+    let cell = &ladder.cell;
+    assert_eq!(cell.pretrainings, vec![RegimeKind::Standard, RegimeKind::Adversarial]);
+    assert_eq!(cell.families, vec![RegimeKind::Standard]);
+    assert_eq!(cell.seeds, (0..6).collect::<Vec<u64>>());
+    assert!(cell.stability_seeds.is_empty() && cell.landscapes.is_none() && cell.scratch);
+    assert_eq!(cell.controls.as_ref().unwrap().rounds, small.rounds);
+    let names: Vec<String> = ladder.rungs.iter().map(Rung::name).collect();
+    assert_eq!(names, ["base", "imp", "wider-2", "data-10", "fine-tune-2", "wider-4"]);
+    let expect: [&[&str]; 6] = [&[], &["families", "imp", "imp_fraction"], &["arch"], &["controls", "fractions"], &["transfer"], &["arch"]];
+    for (rung, fields) in ladder.rungs.iter().zip(expect) {
+        let s = ladder.study(rung).unwrap();
+        assert_eq!(changed_fields(cell, &s), fields, "rung {}", rung.name());
+    }
+    let wide = ladder.study(&Rung::Wider { factor: 4 }).unwrap();
+    assert_eq!(wide.arch, Arch::ConvNet { widths: vec![128, 256, 512] });
+    let imp = ladder.study(&Rung::ImpRetrains { epochs: 3 }).unwrap();
+    assert_eq!((imp.imp_fraction, imp.imp.retrain.epochs), (1.0, 3));
+    assert_eq!(imp.families, vec![RegimeKind::Standard, RegimeKind::Adversarial]);
+    // A combination applies each of its rungs.
+    let both = ladder.study(&Rung::Combined(vec![Rung::Wider { factor: 2 }, Rung::LongerFineTuning { factor: 2 }])).unwrap();
+    assert_eq!(changed_fields(cell, &both), ["arch", "transfer"]);
+    assert_eq!(both.transfer.recipe.epochs, 2 * cell.transfer.recipe.epochs);
+    // Unknown rung names and zero seeds are refused with the fix.
+    let e = Ladder::toward_paper(&small, 6).unwrap().only(&["wider-3".into()]).unwrap_err().to_string();
+    assert!(e.contains("wider-3") && e.contains("wider-2"), "{e}");
+    assert!(Ladder::toward_paper(&small, 0).is_err());
+}
+
+#[test]
+fn a_ladder_runs_through_the_store_and_the_report_reads_it_back() {
+    use doublewin::study::{Ladder, LadderReport, Rung};
+    let store_dir = temp_dir("ladder");
+    let store = Store::open(&*store_dir).unwrap();
+    let base = mini_study();
+    let ladder = Ladder::toward_paper(&base, 1).unwrap().only(&["base".into(), "fine-tune-2".into()]).unwrap();
+    let report = ladder.run(&store, |s| s.run(&rt(), &store)).unwrap();
+    assert_eq!(report.rungs.len(), 2);
+    for r in &report.rungs {
+        // One m^ST ticket (round 2) of the STD source, its three numbers measured.
+        assert_eq!(r.rows.len(), 1, "{}", r.rung.name());
+        assert!(r.rows[0].gaps.iter().all(Option::is_some));
+        assert!(r.cost_seconds.is_some_and(|c| c > 0.0), "every step records its compute time");
+        assert_eq!(r.gates.len(), 1);
+    }
+    // The second rung shares the pre-training and IMP with the first; its cost counts them too.
+    let steps = |r: &Rung| ladder.study(r).unwrap().plan().unwrap().len();
+    assert_eq!(report.rungs[1].steps, steps(&Rung::LongerFineTuning { factor: 2 }));
+    assert!(report.table().to_markdown().contains("fine-tune-2"));
+    report.save(&store).unwrap();
+    assert_eq!(LadderReport::load(&store, &base).unwrap(), Some(report));
+    // Another base study has no ladder; a damaged ladder file is left out, not trusted.
+    let mut other = base.clone();
+    other.seeds = vec![3];
+    assert_eq!(LadderReport::load(&store, &other).unwrap(), None);
+    let file = std::fs::read_dir(store_dir.join("ladders")).unwrap().next().unwrap().unwrap().path();
+    std::fs::write(&file, "{ not json").unwrap();
+    assert_eq!(LadderReport::load(&store, &base).unwrap(), None);
+}
+
+#[test]
+fn a_steps_compute_time_is_recorded_and_covered_by_its_checksum() {
+    let store_dir = temp_dir("study-seconds");
+    let store = Store::open(&*store_dir).unwrap();
+    let study = mini_study();
+    study.run(&rt(), &store).unwrap();
+    let plan = study.plan().unwrap();
+    let first = &plan.steps[0];
+    let seconds = store.seconds(first.kind, &first.key).expect("a computed step records its seconds");
+    assert!(seconds > 0.0);
+    // An edited time is damage like any edited value: the step is computed again.
+    let result = store_dir.join(first.kind).join(&first.key).join("result.json");
+    let text = std::fs::read_to_string(&result).unwrap();
+    let edited = text.replace(&format!("\"seconds\": {}", serde_json::to_string(&seconds).unwrap()), "\"seconds\": 0.5");
+    assert_ne!(text, edited, "the record names its seconds");
+    std::fs::write(&result, edited).unwrap();
+    assert!(matches!(store.status(first.kind, &first.key, Check::Sizes), Status::Broken(_)));
+}

@@ -3,7 +3,10 @@
 //! the source data, prune `rate` of the remaining weights by trained magnitude, and rewind
 //! every tensor (BN statistics included) to the rewind point. Each round's ticket is written to
 //! disk as soon as it exists; a killed run resumes after its last finished round and ends with
-//! the same masks as an uninterrupted one.
+//! the same masks as an uninterrupted one. Every re-training records how far it brought the
+//! masked network back on the source validation split ([`Recovery`]): IMP's premise is that each
+//! round's network is re-trained until it works again, and a mask cut from a network that did not
+//! recover is little more than one-shot pruning.
 
 use super::mask::{Mask, MaskMeta};
 use super::strategy::{global_magnitude, layerwise_magnitude};
@@ -11,7 +14,7 @@ use crate::data::Splits;
 use crate::display::{evcxr_emit, Table};
 use crate::error::{Error, Result};
 use crate::model::Network;
-use crate::train::{train_with, Callbacks, Recipe, Regime, TrainConfig};
+use crate::train::{evaluate, train_with, Callbacks, Recipe, Regime, TrainConfig};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -169,12 +172,85 @@ impl ImpRecipe {
     }
 }
 
+/// How far a round's re-training brought the masked network back: its accuracy on the source
+/// validation split next to the dense network's, measured the same way. SA always; RA (PGD of
+/// the re-training attack, network in eval mode) when the re-training is adversarial (m^AT),
+/// where the mask must keep robustness as well.
+///
+/// The reference is the dense network re-trained with the same recipe: what the re-training
+/// reaches without pruning, so the gap is what pruning costs. Against the pre-trained network
+/// itself (kept beside it) a change of regime would count as a failure to recover: adversarial
+/// re-training of an STD source lowers SA by many points at any sparsity.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Recovery {
+    /// The round whose mask was cut from this re-trained network.
+    pub round: usize,
+    /// Sparsity of the network re-trained (the previous round's ticket).
+    pub sparsity: f64,
+    pub val_sa: f64,
+    pub val_ra: Option<f64>,
+    /// The dense network re-trained with the same recipe.
+    pub dense_sa: f64,
+    pub dense_ra: Option<f64>,
+    /// The dense pre-trained network, not re-trained.
+    pub pretrained_sa: f64,
+    pub pretrained_ra: Option<f64>,
+}
+
+impl Recovery {
+    /// Re-trained minus the dense network re-trained alike, in points: (SA, RA when measured).
+    pub fn gap_points(&self) -> (f64, Option<f64>) {
+        (100.0 * (self.val_sa - self.dense_sa), self.val_ra.zip(self.dense_ra).map(|(r, d)| 100.0 * (r - d)))
+    }
+    /// Re-trained minus the pre-trained network, in points: (SA, RA when measured).
+    pub fn vs_pretrained_points(&self) -> (f64, Option<f64>) {
+        (100.0 * (self.val_sa - self.pretrained_sa), self.val_ra.zip(self.pretrained_ra).map(|(r, d)| 100.0 * (r - d)))
+    }
+    /// Whether every measured number is back within `points` of the dense network's.
+    pub fn within(&self, points: f64) -> bool {
+        let (sa, ra) = self.gap_points();
+        sa >= -points && ra.is_none_or(|r| r >= -points)
+    }
+}
+
+/// How close to the dense network's source validation accuracy (points) a re-training must come
+/// back for its mask to count as cut from a network that works again.
+pub const RECOVERED_POINTS: f64 = 1.0;
+
+/// How far the re-trainings `rec` came back, in one sentence: the largest shortfall against the
+/// dense network on the source validation split, and whether every one is within `points`
+/// (`None` without re-trainings).
+pub fn recovery_sentence(rec: &[Recovery], points: f64) -> Option<String> {
+    if rec.is_empty() {
+        return None;
+    }
+    let sa = rec.iter().map(|r| r.gap_points().0).fold(f64::INFINITY, f64::min);
+    let ra = rec.iter().filter_map(|r| r.gap_points().1).reduce(f64::min);
+    let short = rec.iter().filter(|r| !r.within(points)).count();
+    Some(format!(
+        "{} re-training(s) come back to {sa:+.1} points of the source validation SA of the dense network re-trained alike at worst{}; {}.",
+        rec.len(),
+        ra.map(|x| format!(" and to {x:+.1} points of its RA (adversarial re-training)")).unwrap_or_default(),
+        if short == 0 {
+            format!("every one is within {points:.0} point, so each mask is cut from a network that works again")
+        } else {
+            format!(
+                "{short} fall short by more than {points:.0} point: their masks are cut from networks that did not recover, closer \
+                 to one-shot pruning than to the paper's IMP"
+            )
+        }
+    ))
+}
+
 /// A lottery ticket: a mask for the pre-trained weights.
 #[derive(Debug, Clone)]
 pub struct Ticket {
     pub round: usize,
     pub mask: Mask,
     pub path: PathBuf,
+    /// The re-training this mask was cut from (`None` for round 1, cut from the pre-trained
+    /// weights themselves, and for runs recorded before re-trainings were measured).
+    pub retrained: Option<Recovery>,
 }
 
 impl Ticket {
@@ -198,14 +274,38 @@ impl Tickets {
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
+    /// The re-trainings of the run, round by round.
+    pub fn recovery(&self) -> Vec<Recovery> {
+        self.0.iter().filter_map(|t| t.retrained).collect()
+    }
+    /// How far the run's re-trainings came back to the dense network ([`recovery_sentence`]
+    /// within [`RECOVERED_POINTS`]).
+    pub fn recovery_sentence(&self) -> Option<String> {
+        recovery_sentence(&self.recovery(), RECOVERED_POINTS)
+    }
     pub fn table(&self) -> Table {
-        let mut t = Table::new("IMP tickets", &["round", "family", "sparsity %", "kept weights"]);
+        let mut t = Table::new(
+            "IMP tickets; each cut from the previous ticket re-trained on the source (validation accuracy, re-trained vs the dense \
+             network re-trained alike)",
+            &["round", "family", "sparsity %", "kept weights", "re-trained at %", "val SA % (dense alike)", "val RA % (dense alike)"],
+        );
         for k in &self.0 {
+            let (at, sa, ra) = match k.retrained {
+                Some(r) => (
+                    format!("{:.2}", 100.0 * r.sparsity),
+                    format!("{:.1} ({:.1})", 100.0 * r.val_sa, 100.0 * r.dense_sa),
+                    r.val_ra.zip(r.dense_ra).map(|(v, d)| format!("{:.1} ({:.1})", 100.0 * v, 100.0 * d)).unwrap_or_else(|| "-".into()),
+                ),
+                None => ("-".into(), "-".into(), "-".into()),
+            };
             t.push(vec![
                 k.round.to_string(),
                 k.mask.meta.regime.clone(),
                 format!("{:.2}", 100.0 * k.sparsity()),
                 k.mask.kept().to_string(),
+                at,
+                sa,
+                ra,
             ]);
         }
         t
@@ -218,6 +318,61 @@ impl Tickets {
 /// Where [`imp`] writes the mask of `round` in its folder.
 pub fn round_path(dir: &Path, round: usize) -> PathBuf {
     dir.join(format!("round-{round:02}.mask.safetensors"))
+}
+
+/// Where [`imp`] records the re-training that `round`'s mask was cut from.
+fn recovery_path(dir: &Path, round: usize) -> PathBuf {
+    dir.join(format!("round-{round:02}.retrained.json"))
+}
+
+/// The dense network's validation accuracy, re-trained with the run's recipe and as pre-trained
+/// (`dense-retrained.json` in the run's folder).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+struct DenseReference {
+    sa: f64,
+    ra: Option<f64>,
+    pretrained_sa: f64,
+    pretrained_ra: Option<f64>,
+}
+
+/// The [`DenseReference`] of a run: read from its folder, or computed (the dense pre-trained
+/// network re-trained like every round, resumable) and recorded there.
+fn dense_reference(pretrained: &Network, source: &Splits, cfg: &ImpConfig, dir: &Path) -> Result<DenseReference> {
+    let path = dir.join("dense-retrained.json");
+    if let Ok(d) = crate::fsio::read_json::<DenseReference>(&path) {
+        return Ok(d);
+    }
+    let (pretrained_sa, pretrained_ra) = validation_accuracy(pretrained, source, cfg)?;
+    let mut net = pretrained.try_clone()?;
+    crate::progress::note(&format!(
+        "IMP: re-training the dense network alike, the reference each round must come back to ({})",
+        cfg.retrain.regime.name()
+    ));
+    let resume = dir.join("dense-train");
+    train_with(&mut net, source, &cfg.retrain, &mut Callbacks::progress("IMP dense"), Some(&resume))?;
+    let (sa, ra) = validation_accuracy(&net, source, cfg)?;
+    let d = DenseReference { sa, ra, pretrained_sa, pretrained_ra };
+    crate::fsio::write_json(&path, &d)?;
+    let _ = std::fs::remove_dir_all(&resume);
+    Ok(d)
+}
+
+/// SA and (for adversarial re-training) RA of `net` on the source validation split, as the
+/// re-training of `cfg` would be judged: RA under its PGD, network in eval mode.
+fn validation_accuracy(net: &Network, source: &Splits, cfg: &ImpConfig) -> Result<(f64, Option<f64>)> {
+    let batch = cfg.retrain.eval_batch_size;
+    let ra = match &cfg.retrain.regime {
+        Regime::Standard => None,
+        Regime::Adversarial(pgd) => {
+            Some(crate::attack::robust_evaluate(net, &source.val, &[pgd.clone().train_mode(false).into()], batch)?.ra)
+        }
+        Regime::Fast { attack, .. } => {
+            // FGSM-RS re-training is judged by the PGD of the same radius.
+            let pgd = crate::attack::Pgd::spanning(crate::attack::Norm::Linf, attack.eps, 10);
+            Some(crate::attack::robust_evaluate(net, &source.val, &[pgd.into()], batch)?.ra)
+        }
+    };
+    Ok((evaluate(net, &source.val, batch)?.accuracy, ra))
 }
 
 fn prune_step(net: &Network, mask: &Mask, cfg: &ImpConfig) -> Result<Mask> {
@@ -274,6 +429,8 @@ pub fn imp(pretrained: &Network, source: &Splits, cfg: &ImpConfig, dir: &Path) -
     let names = cfg.prunable.clone().unwrap_or_else(|| pretrained.prunable_names());
     let meta = |round| MaskMeta { round, regime: format!("IMP {}", cfg.family()), weights_hash: weights_hash.clone() };
     let rewind_point = rewind_weights(pretrained, source, cfg, dir)?;
+    // What every re-training should come back to (computed once, when a round first re-trains).
+    let mut dense: Option<DenseReference> = None;
 
     let mut tickets: Vec<Ticket> = Vec::new();
     for round in 1..=cfg.rounds {
@@ -287,7 +444,8 @@ pub fn imp(pretrained: &Network, source: &Splits, cfg: &ImpConfig, dir: &Path) -
                     ));
                 }
                 Ok(mask) => {
-                    tickets.push(Ticket { round, mask, path });
+                    let retrained = read_recovery(dir, round);
+                    tickets.push(Ticket { round, mask, path, retrained });
                     continue;
                 }
                 // A damaged or unreadable round is never resumed from: it and every round after
@@ -298,9 +456,9 @@ pub fn imp(pretrained: &Network, source: &Splits, cfg: &ImpConfig, dir: &Path) -
                 }
             }
         }
-        let mask = match tickets.last() {
+        let (mask, retrained) = match tickets.last() {
             // Round 1: prune the pre-trained weights themselves, before any training.
-            None => prune_step(pretrained, &Mask::dense(pretrained, &names)?, cfg)?,
+            None => (prune_step(pretrained, &Mask::dense(pretrained, &names)?, cfg)?, None),
             Some(prev) => {
                 let mut net = pretrained.try_clone()?;
                 net.restore(&rewind_point)?;
@@ -313,18 +471,53 @@ pub fn imp(pretrained: &Network, source: &Splits, cfg: &ImpConfig, dir: &Path) -
                 ));
                 let resume = dir.join(format!("round-{round:02}-train"));
                 train_with(&mut net, source, &cfg.retrain, &mut Callbacks::progress(&format!("IMP r{round}")), Some(&resume))?;
+                let d = match dense {
+                    Some(d) => d,
+                    None => *dense.insert(dense_reference(pretrained, source, cfg, dir)?),
+                };
+                let (val_sa, val_ra) = validation_accuracy(&net, source, cfg)?;
+                let r = Recovery {
+                    round,
+                    sparsity: prev.sparsity(),
+                    val_sa,
+                    val_ra,
+                    dense_sa: d.sa,
+                    dense_ra: d.ra,
+                    pretrained_sa: d.pretrained_sa,
+                    pretrained_ra: d.pretrained_ra,
+                };
+                // Recorded before the mask: a mask on disk always has its re-training beside it.
+                crate::fsio::write_json(&recovery_path(dir, round), &r)?;
                 let next = prune_step(&net, &prev.mask, cfg)?;
                 let _ = std::fs::remove_dir_all(&resume);
-                next
+                (next, Some(r))
             }
         };
         let mut mask = mask;
         mask.meta = meta(round);
         mask.save(&path)?;
-        crate::progress::note(&format!("IMP round {round}: ticket at {:.2}% sparsity -> {}", 100.0 * mask.sparsity(), path.display()));
-        tickets.push(Ticket { round, mask, path });
+        let back = match retrained {
+            Some(r) => {
+                let (sa, ra) = r.gap_points();
+                format!("; re-trained val SA {:+.1} points vs dense{}", sa, ra.map(|x| format!(", RA {x:+.1}")).unwrap_or_default())
+            }
+            None => String::new(),
+        };
+        crate::progress::note(&format!(
+            "IMP round {round}: ticket at {:.2}% sparsity{back} -> {}",
+            100.0 * mask.sparsity(),
+            path.display()
+        ));
+        tickets.push(Ticket { round, mask, path, retrained });
     }
     Ok(Tickets(tickets))
+}
+
+/// The recorded re-training of `round` (`None` for round 1 or a run recorded before
+/// re-trainings were measured).
+pub fn read_recovery(dir: &Path, round: usize) -> Option<Recovery> {
+    let p = recovery_path(dir, round);
+    p.exists().then(|| crate::fsio::read_json(&p).ok()).flatten()
 }
 
 /// Deletes the ticket of `round` and of every later round in `dir` (with their sidecars).
@@ -333,9 +526,10 @@ fn remove_rounds_from(dir: &Path, round: usize) -> Result<()> {
     while round_path(dir, r).exists() {
         let p = round_path(dir, r);
         std::fs::remove_file(&p).map_err(|e| Error::io(&p, e))?;
-        let side = super::mask::sidecar(&p);
-        if side.exists() {
-            std::fs::remove_file(&side).map_err(|e| Error::io(&side, e))?;
+        for side in [super::mask::sidecar(&p), recovery_path(dir, r)] {
+            if side.exists() {
+                std::fs::remove_file(&side).map_err(|e| Error::io(&side, e))?;
+            }
         }
         r += 1;
     }

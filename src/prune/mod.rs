@@ -5,6 +5,8 @@ mod imp;
 mod mask;
 pub mod strategy;
 
-pub use imp::{imp, round_path, ImpConfig, ImpRecipe, Rewind, Strategy, Ticket, Tickets};
+pub use imp::{
+    imp, read_recovery, recovery_sentence, round_path, ImpConfig, ImpRecipe, Recovery, Rewind, Strategy, Ticket, Tickets, RECOVERED_POINTS,
+};
 pub use mask::{LayerDensity, Mask, MaskMeta};
 pub use strategy::{global_magnitude, layerwise_magnitude, one_shot_like, random_global, random_like};

@@ -12,12 +12,15 @@
 //! - [`stability`]: do two disjoint seed sets reach the same conclusions?
 //! - [`gate`]: does pre-training help at all (pre-trained dense vs the scratch control)? Claims
 //!   count only the settings where it does;
-//! - [`roles`]: the typed roles of a way of training (pre-training, IMP family, fine-tuning).
+//! - [`roles`]: the typed roles of a way of training (pre-training, IMP family, fine-tuning);
+//! - [`ladder`]: rungs that each change one thing toward the paper's protocol, and the table
+//!   "Does the answer hold?".
 
 pub mod claims;
 pub mod desc;
 pub mod gate;
 pub mod grid;
+pub mod ladder;
 pub mod plan;
 pub mod profile;
 pub mod query;
@@ -34,7 +37,8 @@ pub use claims::{Claim, ClaimVerdict};
 pub use desc::{subnetwork_name, Subnetwork, SubnetworkKind};
 pub use gate::{GateCell, GateOutcome};
 pub use grid::{ControlPlan, LandscapePlan, Study, TransferRecipe};
-pub use plan::{Plan, PlannedStep, StepDesc};
+pub use ladder::{Ladder, LadderReport, LadderRow, LadderRung, Rung};
+pub use plan::{Estimate, Plan, PlannedStep, StepDesc};
 pub use profile::Profile;
 pub use query::Pick;
 pub use report::{ImpRow, StudyReport, VerdictCell};

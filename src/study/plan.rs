@@ -96,6 +96,39 @@ pub struct PlannedStep {
     pub desc: StepDesc,
 }
 
+/// What [`Plan::estimate`] expects a run to cost.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Estimate {
+    pub missing: usize,
+    /// Seconds of one worker, summed over the missing steps.
+    pub core_seconds: f64,
+    pub wall_seconds: f64,
+    pub workers: usize,
+    /// The step kinds whose times come from recorded steps (the others from the cost model alone).
+    pub calibrated: Vec<String>,
+}
+
+impl std::fmt::Display for Estimate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.missing == 0 {
+            return write!(f, "every step is done");
+        }
+        write!(
+            f,
+            "{} steps to compute: about {:.0} min with {} worker(s) ({:.0} worker-minutes; {})",
+            self.missing,
+            self.wall_seconds / 60.0,
+            self.workers,
+            self.core_seconds / 60.0,
+            if self.calibrated.is_empty() {
+                "no step of this study is done yet, so every kind is timed by the cost model alone".to_string()
+            } else {
+                format!("timed from the recorded steps of kind {}", self.calibrated.join(", "))
+            }
+        )
+    }
+}
+
 /// Every step of a study, dependencies first.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Plan {
@@ -132,6 +165,41 @@ impl Plan {
             }
         }
         below
+    }
+
+    /// How long computing what `store` lacks should take with `workers` workers, from the compute
+    /// times the store recorded: each kind's seconds per unit of estimated cost over the plan's
+    /// finished steps of that kind (one second per unit for a kind with none), the total spread
+    /// over the workers but never below the longest chain of missing steps.
+    pub fn estimate(&self, store: &Store, workers: usize) -> Estimate {
+        let status = self.status(store);
+        let mut per_kind: HashMap<&str, (f64, f64)> = HashMap::new();
+        for (s, st) in self.steps.iter().zip(&status) {
+            if let (Status::Done, Some(sec)) = (st, store.seconds(s.kind, &s.key)) {
+                let e = per_kind.entry(s.kind).or_insert((0.0, 0.0));
+                *e = (e.0 + sec, e.1 + s.desc.cost());
+            }
+        }
+        let rate = |kind: &str| per_kind.get(kind).filter(|(_, c)| *c > 0.0).map_or(1.0, |(sec, c)| sec / c);
+        let seconds: Vec<f64> =
+            self.steps.iter().zip(&status).map(|(s, st)| if *st == Status::Done { 0.0 } else { s.desc.cost() * rate(s.kind) }).collect();
+        let mut chain = seconds.clone();
+        for i in (0..self.steps.len()).rev() {
+            for &d in &self.steps[i].deps {
+                chain[d] = chain[d].max(seconds[d] + chain[i]);
+            }
+        }
+        let core_seconds: f64 = seconds.iter().sum();
+        let longest = chain.iter().copied().fold(0.0, f64::max);
+        let mut calibrated: Vec<String> = per_kind.keys().map(|k| k.to_string()).collect();
+        calibrated.sort();
+        Estimate {
+            missing: status.iter().filter(|s| **s != Status::Done).count(),
+            core_seconds,
+            wall_seconds: (core_seconds / workers.max(1) as f64).max(longest),
+            workers: workers.max(1),
+            calibrated,
+        }
     }
 
     /// Step positions in the order workers try them: highest priority first, plan order

@@ -488,6 +488,10 @@ pub struct ImpRow {
     pub overlap_one_shot: f64,
     /// The same with the ticket of the other family (m^ST vs m^AT), when the study has both.
     pub overlap_other_family: Option<f64>,
+    /// The re-training this round's mask was cut from: source validation SA (RA for m^AT) of the
+    /// re-trained network and of the dense one (`None` for round 1).
+    #[serde(default)]
+    pub retrained: Option<crate::prune::Recovery>,
 }
 
 /// A study's report: its results, IMP diagnostics, per-layer densities and the figures built
@@ -501,6 +505,9 @@ pub struct StudyReport {
     pub figures: Vec<(String, Figure)>,
     /// The same conclusions on a second seed set (when the study has `stability_seeds`).
     pub stability: Option<super::Stability>,
+    /// The ladder toward the paper run from this study, when the store has one
+    /// (`doublewin study ladder`).
+    pub ladder: Option<super::LadderReport>,
 }
 
 impl StudyReport {
@@ -531,27 +538,48 @@ impl StudyReport {
             let panels = masks.iter().map(|(label, m)| m.density_panel(format!("{label} ({:.2}% sparse)", 100.0 * m.sparsity()))).collect();
             figures.push(("density".into(), Figure::grid("Per-layer density of the tickets", panels, masks.len().min(3))?));
         }
-        Ok(StudyReport { results, imp, figures, stability: None })
+        Ok(StudyReport { results, imp, figures, stability: None, ladder: None })
     }
 
     /// IMP diagnostics as a table.
     pub fn imp_table(&self) -> Table {
         let mut t = Table::new(
-            "IMP masks: overlap of kept weights (intersection over union) with one-shot magnitude pruning at the same count and with \
-             the other family's ticket",
-            &["pre-training", "family", "round", "sparsity %", "overlap with one-shot %", "overlap m^ST vs m^AT %"],
+            "IMP masks: how far the re-training each mask was cut from came back on the source validation split (re-trained minus \
+             the dense network re-trained alike, points; RA for m^AT), and the overlap of kept weights (intersection over union) \
+             with one-shot magnitude pruning at the same count and with the other family's ticket",
+            &[
+                "pre-training",
+                "family",
+                "round",
+                "sparsity %",
+                "re-trained val SA vs dense alike",
+                "re-trained val RA vs dense alike",
+                "overlap with one-shot %",
+                "overlap m^ST vs m^AT %",
+            ],
         );
         for r in &self.imp {
+            let (sa, ra) = r.retrained.map(|x| x.gap_points()).map_or((None, None), |(sa, ra)| (Some(sa), ra));
+            let points = |g: Option<f64>| g.map(|g| format!("{g:+.1}")).unwrap_or_else(|| "-".into());
             t.push(vec![
                 r.pretraining.short().into(),
                 r.family.family().into(),
                 r.round.to_string(),
                 format!("{:.2}", 100.0 * r.sparsity),
+                points(sa),
+                points(ra),
                 format!("{:.1}", 100.0 * r.overlap_one_shot),
                 r.overlap_other_family.map(|o| format!("{:.1}", 100.0 * o)).unwrap_or_else(|| "-".into()),
             ]);
         }
         t
+    }
+
+    /// How far IMP's re-trainings came back, in one sentence ([`crate::prune::recovery_sentence`]
+    /// within [`crate::prune::RECOVERED_POINTS`]).
+    pub fn recovery_sentence(&self) -> Option<String> {
+        let rec: Vec<crate::prune::Recovery> = self.imp.iter().filter_map(|r| r.retrained).collect();
+        crate::prune::recovery_sentence(&rec, crate::prune::RECOVERED_POINTS)
     }
 
     /// One line on what was run and how long it took, with the threat model and how much its
@@ -608,6 +636,12 @@ impl StudyReport {
         let headline = r.headline_table();
         s += &headline.to_markdown();
         s += &self.stability_markdown(&headline);
+        if let Some(line) = self.recovery_sentence() {
+            s += &format!("## Is IMP iterative here?\n\n{line}\n\n");
+        }
+        if let Some(l) = &self.ladder {
+            s += &l.markdown();
+        }
         for (stem, fig) in &self.figures {
             s += &format!("![{}](figures/{stem}.svg)\n\n", fig.title);
         }
@@ -634,6 +668,12 @@ impl StudyReport {
             Some(st) => st.html(&headline),
             None => format!("<h2>Stability</h2><p>{}</p>", escape_html(NO_STABILITY)),
         };
+        if let Some(line) = self.recovery_sentence() {
+            body += &format!("<h2>Is IMP iterative here?</h2><p>{}</p>", escape_html(&line));
+        }
+        if let Some(l) = &self.ladder {
+            body += &l.html();
+        }
         body += "<h2>Figures</h2>";
         for (_, fig) in &self.figures {
             body += &format!("<figure>{}</figure>", fig.svg());

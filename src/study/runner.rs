@@ -19,7 +19,7 @@ use crate::model::Network;
 use crate::progress::{self, Event};
 use crate::prune::Mask;
 use crate::runtime::Runtime;
-use crate::store::{Attempt, Check, Status, Store};
+use crate::store::{Attempt, Check, Status, StepDescription, Store};
 use crate::train::{History, RegimeKind};
 use crate::transfer::TransferReport;
 use std::collections::HashMap;
@@ -193,11 +193,12 @@ impl Study {
     /// it): its tickets, round by round.
     pub fn imp_run(&self, rt: &Runtime, store: &Store, kind: RegimeKind, family: RegimeKind) -> Result<crate::prune::Tickets> {
         let d = self.imp_desc(kind, family)?;
-        let _: ImpSummary = compute(rt, store, &StepDesc::Imp(d.clone()))?;
+        let summary: ImpSummary = compute(rt, store, &StepDesc::Imp(d.clone()))?;
         let tickets = (1..=d.imp.rounds)
             .map(|round| {
                 let path = d.mask_in(store, round)?;
-                Ok(crate::prune::Ticket { round, mask: Mask::load(&path)?, path })
+                let retrained = summary.recovery.iter().find(|r| r.round == round).copied();
+                Ok(crate::prune::Ticket { round, mask: Mask::load(&path)?, path, retrained })
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(crate::prune::Tickets(tickets))
@@ -292,6 +293,8 @@ impl Study {
         for &pre in &self.pretrainings {
             let (net, _) = self.pretrained(rt, store, pre)?;
             for &family in &self.families {
+                let d = self.imp_desc(pre, family)?;
+                let summary: Option<ImpSummary> = store.load(d.kind(), &d.key()?)?;
                 for round in 1..=self.imp_rounds() {
                     let ticket = self.ticket(store, pre, family, round)?;
                     let one_shot = crate::prune::one_shot_like(&net, &ticket)?;
@@ -303,6 +306,7 @@ impl Study {
                         sparsity: ticket.sparsity(),
                         overlap_one_shot: ticket.overlap(&one_shot)?,
                         overlap_other_family: other.map(|o| ticket.overlap(&o)).transpose()?,
+                        retrained: summary.as_ref().and_then(|s| s.recovery.iter().find(|r| r.round == round).copied()),
                     });
                 }
             }
@@ -316,6 +320,7 @@ impl Study {
                 ));
             }
         }
-        Ok(StudyReport { stability, ..StudyReport::new(results, imp, &masks)? })
+        let ladder = super::LadderReport::load(store, self)?;
+        Ok(StudyReport { stability, ladder, ..StudyReport::new(results, imp, &masks)? })
     }
 }

@@ -133,10 +133,14 @@ impl AttackCheck {
     }
 }
 
-/// What an IMP step stores besides its masks: the sparsity of each round's ticket.
+/// What an IMP step stores besides its masks: the sparsity of each round's ticket and how far
+/// each re-training brought the masked network back on the source validation split.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ImpSummary {
     pub sparsity: Vec<f64>,
+    /// One per re-training (rounds 2 and later), in round order.
+    #[serde(default)]
+    pub recovery: Vec<crate::prune::Recovery>,
 }
 
 /// Computes steps and reads their inputs from the store, caching datasets and networks. Steps
@@ -236,7 +240,7 @@ impl<'a> Executor<'a> {
         self.store.run(d, self.wait, |dir| {
             announce();
             let tickets = imp(&pretrained, &d.splits()?, &d.imp, dir)?;
-            Ok(ImpSummary { sparsity: tickets.0.iter().map(|t| t.sparsity()).collect() })
+            Ok(ImpSummary { sparsity: tickets.0.iter().map(|t| t.sparsity()).collect(), recovery: tickets.recovery() })
         })
     }
 

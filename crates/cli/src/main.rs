@@ -281,6 +281,9 @@ enum StudyAction {
     Plan {
         #[command(flatten)]
         which: StudyChoice,
+        /// Estimate the wall time for this many workers
+        #[command(flatten)]
+        parallel: Parallel,
     },
     /// Run what is missing of the study and print the verdict table. Any number of these may
     /// run on one store (on one machine or a cluster): they share the steps, none is computed twice
@@ -309,6 +312,26 @@ enum StudyAction {
         /// Fail instead of computing when a step is missing (the report job of a cluster run)
         #[arg(long, conflicts_with = "workers")]
         require_done: bool,
+    },
+    /// Run the ladder toward the paper from the study (each rung changes one thing: IMP that
+    /// re-trains, wider ConvNets, 10% data, longer fine-tuning; then the rungs that moved anything
+    /// combined), through the store, and print "Does the answer hold?"; the study's report shows
+    /// the saved ladder
+    Ladder {
+        #[command(flatten)]
+        which: StudyChoice,
+        #[command(flatten)]
+        parallel: Parallel,
+        /// Fine-tuning seeds per rung (the study's first N)
+        #[arg(long, default_value_t = 6)]
+        ladder_seeds: usize,
+        /// Only these rungs (repeatable): base, imp, wider-2, wider-4, data-10, fine-tune-2
+        #[arg(long)]
+        only: Vec<String>,
+        /// Write each rung's study as DIR/<rung>.json and stop (for a cluster: `study submit
+        /// --config DIR/<rung>.json` per rung, then `study ladder` again reads them from the store)
+        #[arg(long)]
+        export: Option<PathBuf>,
     },
     /// Write (and with --submit, submit) the study as a Slurm job array of workers over one
     /// shared store, plus a report job that runs after all of them succeeded
@@ -627,8 +650,11 @@ fn imp_cmd(rt: Runtime, json: bool, args: ImpArgs) -> Result<()> {
     let pretrained = Network::load(&net, rt.device)?;
     pretrained.check_fits(&source.train)?;
     let tickets = imp(&pretrained, &source, &cfg, &out)?;
-    let rows: Vec<serde_json::Value> =
-        tickets.0.iter().map(|t| serde_json::json!({"round": t.round, "sparsity": t.sparsity(), "mask": t.path})).collect();
+    let rows: Vec<serde_json::Value> = tickets
+        .0
+        .iter()
+        .map(|t| serde_json::json!({"round": t.round, "sparsity": t.sparsity(), "mask": t.path, "retrained": t.retrained}))
+        .collect();
     print(json, &rows, tickets.table())?;
     Ok(())
 }
@@ -712,10 +738,12 @@ fn bench_cmd(rt: Runtime, json: bool, args: BenchArgs) -> Result<()> {
 
 fn study(rt: &Runtime, json: bool, action: StudyAction) -> Result<()> {
     match action {
-        StudyAction::Plan { which } => {
+        StudyAction::Plan { which, parallel } => {
             let (study, store) = which.open()?;
             let plan = study.plan()?;
-            print(json, &plan.to_json(&store), plan.table(&store))?;
+            let estimate = plan.estimate(&store, parallel.workers);
+            let value = serde_json::json!({"steps": plan.to_json(&store), "estimate": estimate});
+            print(json, &value, format!("{}{estimate}", plan.table(&store)))?;
         }
         StudyAction::Run { which, parallel, worker, worker_name } => {
             let (study, store) = which.open()?;
@@ -724,7 +752,19 @@ fn study(rt: &Runtime, json: bool, action: StudyAction) -> Result<()> {
                 doublewin::progress::set_observer(Box::new(lines.prefix(format!("[{name}] "))));
             }
             let plan = study.plan()?;
+            let estimate = plan.estimate(&store, parallel.workers);
+            if !worker {
+                eprintln!("[study] expected: {estimate}");
+            }
             let summary = run_in_parallel(rt, &study, &store, parallel.workers, worker)?;
+            if !worker && estimate.missing > 0 {
+                eprintln!(
+                    "[study] took {:.0} min ({:.0} s); expected {:.0} min",
+                    summary.seconds / 60.0,
+                    summary.seconds,
+                    estimate.wall_seconds / 60.0
+                );
+            }
             if worker {
                 let text = format!(
                     "worker done: {} steps computed, {} found done, {:.0} s (busy {:.0} s, idle {:.0} s: {:.1}% idle)",
@@ -770,6 +810,32 @@ fn study(rt: &Runtime, json: bool, action: StudyAction) -> Result<()> {
             let text =
                 format!("{}\n{report}wrote {} and {}", report.results.verdict_table(), html.display(), out.join("report.md").display());
             print(json, &report.results, text)?;
+        }
+        StudyAction::Ladder { which, parallel, ladder_seeds, only, export } => {
+            let (study, store) = which.open()?;
+            let ladder = doublewin::study::Ladder::toward_paper(&study, ladder_seeds)?.only(&only)?;
+            if let Some(dir) = export {
+                let mut written = Vec::new();
+                for rung in &ladder.rungs {
+                    let path = dir.join(format!("{}.json", rung.name()));
+                    doublewin::fsio::write_json(&path, &ladder.study(rung)?)?;
+                    written.push(path);
+                }
+                let text = written.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join("\n");
+                return print(
+                    json,
+                    &written,
+                    format!("{text}\n(the combined rung is known once these have run: run `study ladder` again)"),
+                );
+            }
+            let report = ladder.run(&store, |s| {
+                let summary = run_in_parallel(rt, s, &store, parallel.workers, false)?;
+                doublewin::study::StudyResults::collect(s, &s.plan()?, &store, summary)
+            })?;
+            let report = report.merged_with(doublewin::study::LadderReport::load(&store, &study)?);
+            let path = report.save(&store)?;
+            let text = format!("{report}wrote {}", path.display());
+            print(json, &report, text)?;
         }
         StudyAction::Submit { which, slurm: _, options, dir, out, submit } => {
             let store = which.store.clone().unwrap_or_else(Store::default_root);
