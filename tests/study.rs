@@ -302,6 +302,8 @@ fn a_ladder_runs_through_the_store_and_the_report_reads_it_back() {
     let steps = |r: &Rung| ladder.study(r).unwrap().plan().unwrap().len();
     assert_eq!(report.rungs[1].steps, steps(&Rung::LongerFineTuning { factor: 2 }));
     assert!(report.table().to_markdown().contains("fine-tune-2"));
+    // A run of some rungs says which are missing, and never runs the combination.
+    assert!(!report.complete && report.conclusion().contains("Not run yet: imp, wider-2"), "{}", report.conclusion());
     report.save(&store).unwrap();
     assert_eq!(LadderReport::load(&store, &base).unwrap(), Some(report));
     // Another base study has no ladder; a damaged ladder file is left out, not trusted.
@@ -323,6 +325,22 @@ fn a_steps_compute_time_is_recorded_and_covered_by_its_checksum() {
     let first = &plan.steps[0];
     let seconds = store.seconds(first.kind, &first.key).expect("a computed step records its seconds");
     assert!(seconds > 0.0);
+    // The plan's estimate comes from those times: a finished study has nothing left; two more
+    // seeds cost about what the first seed's transfers took, timed from them.
+    assert_eq!(plan.estimate(&store, 1).missing, 0);
+    let mut more = study.clone();
+    more.seeds = vec![0, 1, 2];
+    let e = more.plan().unwrap().estimate(&store, 1);
+    assert_eq!(e.missing, 8, "two seeds x two subnetworks x two fine-tunings");
+    assert!(e.calibrated.contains(&"transfer".to_string()), "{e}");
+    let first_seed: f64 = plan.steps.iter().filter(|p| p.kind == "transfer").map(|p| store.seconds(p.kind, &p.key).unwrap()).sum();
+    assert!((e.core_seconds / (2.0 * first_seed) - 1.0).abs() < 0.25, "{e} vs {first_seed} s for one seed");
+    // A study none of whose steps are done is timed from the store's other steps of each kind.
+    let mut other = study.clone();
+    other.source_seed = 7;
+    let e = other.plan().unwrap().estimate(&store, 2);
+    assert_eq!(e.missing, plan.len());
+    assert!(e.calibrated.contains(&"pretrain".to_string()) && e.to_string().contains("2 worker"), "{e}");
     // An edited time is damage like any edited value: the step is computed again.
     let result = store_dir.join(first.kind).join(&first.key).join("result.json");
     let text = std::fs::read_to_string(&result).unwrap();

@@ -45,6 +45,17 @@ impl Arch {
     pub fn convnet() -> Arch {
         Arch::ConvNet { widths: vec![32, 64, 128] }
     }
+    /// A ConvNet with every width times `factor` (the ladder's wider rungs); other architectures
+    /// are refused.
+    pub fn widened(&self, factor: i64) -> Result<Arch> {
+        match self {
+            Arch::ConvNet { widths } if factor >= 1 => Ok(Arch::ConvNet { widths: widths.iter().map(|w| w * factor).collect() }),
+            other => Err(Error::invalid(
+                format!("widening {} by {factor}", other.name()),
+                "widen a ConvNet by a factor of at least 1 (ResNets set their width in their constructor)",
+            )),
+        }
+    }
     /// CIFAR ResNet of depth 6n+2 (20, 32, 44, 56, 110): three stages of n basic blocks, widths 16/32/64.
     pub fn cifar_resnet(depth: usize) -> Result<Arch> {
         if depth < 8 || !(depth - 2).is_multiple_of(6) {

@@ -252,8 +252,25 @@ fn draw_panel<DB: DrawingBackend>(p: &Panel, area: &DrawingArea<DB, Shift>, scal
     Ok(())
 }
 
+/// Registers the bundled DejaVu Sans as plotters' "sans-serif" once per process, before any
+/// drawing on any backend: with the `png` feature plotters measures and draws text through
+/// ab_glyph, which knows only registered fonts, so an SVG drawn before the first PNG would
+/// otherwise need a font from the machine. (Without the feature plotters lays SVG text out
+/// by its own estimate and needs no font.)
+fn ensure_font() {
+    #[cfg(feature = "png")]
+    {
+        static FONT: std::sync::Once = std::sync::Once::new();
+        FONT.call_once(|| {
+            // Registering a valid font cannot fail; if it did, drawing text would report it.
+            let _ = plotters::style::register_font("sans-serif", FontStyle::Normal, dejavu::sans::regular());
+        });
+    }
+}
+
 /// The figure as an SVG document (without the embedded series).
 pub(super) fn svg(fig: &Figure) -> Result<String> {
+    ensure_font();
     let (w, h) = fig.size();
     let mut out = String::new();
     {
@@ -267,12 +284,7 @@ pub(super) fn svg(fig: &Figure) -> Result<String> {
 /// The figure as an RGB raster at `scale` pixels per figure unit.
 #[cfg(feature = "png")]
 pub(super) fn raster(fig: &Figure, scale: f64) -> Result<image::RgbImage> {
-    static FONT: std::sync::Once = std::sync::Once::new();
-    FONT.call_once(|| {
-        // The bundled DejaVu Sans: PNG text needs no system fonts. Registering a valid font cannot
-        // fail; if it did, text would be missing and drawing would report it.
-        let _ = plotters::style::register_font("sans-serif", FontStyle::Normal, dejavu::sans::regular());
-    });
+    ensure_font();
     let (w, h) = fig.size();
     let (pw, ph) = ((w * scale).ceil() as u32, (h * scale).ceil() as u32);
     let mut buf = vec![255u8; (pw * ph * 3) as usize];

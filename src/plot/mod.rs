@@ -302,19 +302,27 @@ impl Figure {
         serde_json::Value::Array(out).to_string()
     }
 
-    /// The figure as an SVG document, with its title and series embedded.
-    pub fn svg(&self) -> String {
+    /// The figure as an SVG document, with its title and series embedded; an error when drawing
+    /// fails (what [`Figure::save_svg`] and reports use: a failed drawing never becomes a file
+    /// that looks like a figure).
+    pub fn try_svg(&self) -> Result<String> {
         let head = format!("<title>{}</title><desc id=\"doublewin-series\">{}</desc>", escape(&self.title), escape(&self.series_json()));
-        match draw::svg(self) {
-            Ok(svg) => match svg.find("<svg").and_then(|i| svg[i..].find('>').map(|j| i + j + 1)) {
-                Some(at) => format!("{}{head}{}", &svg[..at], &svg[at..]),
-                None => svg,
-            },
-            Err(e) => format!(
-                "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"600\" height=\"40\">{head}<text x=\"10\" y=\"25\">{}</text></svg>",
+        let svg = draw::svg(self).map_err(|e| Error::invalid(format!("the figure '{}': {e}", self.title), "report this as a bug"))?;
+        Ok(match svg.find("<svg").and_then(|i| svg[i..].find('>').map(|j| i + j + 1)) {
+            Some(at) => format!("{}{head}{}", &svg[..at], &svg[at..]),
+            None => svg,
+        })
+    }
+
+    /// The figure as an SVG document for display: [`Figure::try_svg`], or where drawing fails a
+    /// small SVG saying so (a notebook cell shows the error instead of losing the kernel).
+    pub fn svg(&self) -> String {
+        self.try_svg().unwrap_or_else(|e| {
+            format!(
+                "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"600\" height=\"40\"><text x=\"10\" y=\"25\">{}</text></svg>",
                 escape(&e.to_string())
-            ),
-        }
+            )
+        })
     }
 
     /// The figure as an RGB raster at `dpr` pixels per figure unit.
@@ -331,7 +339,7 @@ impl Figure {
 
     /// The series a figure was built from, read back out of its SVG.
     pub fn series(&self) -> Result<Vec<Series>> {
-        Figure::series_in_svg(&self.svg())
+        Figure::series_in_svg(&self.try_svg()?)
     }
 
     /// Reads the series embedded in an SVG written by this module.
@@ -355,7 +363,7 @@ impl Figure {
 
     /// Writes the SVG atomically.
     pub fn save_svg(&self, path: impl AsRef<Path>) -> Result<()> {
-        crate::fsio::write_atomic(path.as_ref(), self.svg().as_bytes())
+        crate::fsio::write_atomic(path.as_ref(), self.try_svg()?.as_bytes())
     }
 
     /// Writes the PNG atomically.

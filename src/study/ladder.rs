@@ -14,7 +14,6 @@ use super::query::Pick;
 use super::results::StudyResults;
 use crate::display::{evcxr_emit, Table};
 use crate::error::{Error, Result};
-use crate::model::Arch;
 use crate::stats::PairedDifference;
 use crate::store::Store;
 use crate::train::RegimeKind;
@@ -82,15 +81,7 @@ impl Rung {
                     }
                 }
             }
-            Rung::Wider { factor } => match &mut study.arch {
-                Arch::ConvNet { widths } => widths.iter_mut().for_each(|w| *w *= factor),
-                other => {
-                    return Err(Error::invalid(
-                        format!("a wider-{factor} rung on {}", other.name()),
-                        "the wider rung scales a ConvNet's widths; use a ConvNet base study",
-                    ))
-                }
-            },
+            Rung::Wider { factor } => study.arch = study.arch.widened(*factor)?,
             Rung::Data { fraction } => {
                 study.fractions = vec![*fraction];
                 if let Some(c) = &mut study.controls {
@@ -119,6 +110,11 @@ pub struct Ladder {
     /// The base narrowed to the ladder's cell (see [`Ladder::toward_paper`]).
     pub cell: Study,
     pub rungs: Vec<Rung>,
+    /// Every rung of the full ladder, by name (what a report lists as not run yet).
+    pub planned: Vec<String>,
+    /// Whether [`Ladder::run`] adds the combination of the rungs that moved (the full ladder;
+    /// not a run of some rungs, [`Ladder::only`]).
+    pub combine: bool,
 }
 
 /// Per-round re-training epochs of the IMP rung: enough for every round's re-trained network to
@@ -156,7 +152,8 @@ impl Ladder {
             rungs.push(Rung::Data { fraction: 0.1 });
         }
         rungs.extend([Rung::LongerFineTuning { factor: 2 }, Rung::Wider { factor: 4 }]);
-        Ok(Ladder { base: base.clone(), cell, rungs })
+        let planned = rungs.iter().map(Rung::name).collect();
+        Ok(Ladder { base: base.clone(), cell, rungs, planned, combine: true })
     }
 
     /// Keeps only the rungs named in `names` (see [`Rung::name`]); an unknown name is refused.
@@ -173,6 +170,7 @@ impl Ladder {
             }
         }
         self.rungs.retain(|r| names.contains(&r.name()));
+        self.combine = false;
         Ok(self)
     }
 
@@ -195,10 +193,16 @@ impl Ladder {
             rungs.push(LadderRung::of(rung, &run(&study)?, store)?);
         }
         rungs.sort_by_key(|r| rung_order(&r.rung));
-        let mut report =
-            LadderReport { base_key: ladder_key(&self.base)?, seeds: self.cell.seeds.clone(), tolerance: self.cell.tolerance, rungs };
+        let mut report = LadderReport {
+            base_key: ladder_key(&self.base)?,
+            seeds: self.cell.seeds.clone(),
+            tolerance: self.cell.tolerance,
+            planned: self.planned.clone(),
+            complete: self.combine,
+            rungs,
+        };
         let moved = report.moved();
-        if moved.len() > 1 {
+        if self.combine && moved.len() > 1 {
             let rung = Rung::Combined(moved);
             crate::progress::note(&format!("ladder rung '{}' (the rungs that moved something): {}", rung.name(), rung.change()));
             let study = self.study(&rung)?;
@@ -268,7 +272,8 @@ impl LadderRung {
     }
 
     /// Whether this rung moved anything against `base`: a gate or a verdict changed, or a
-    /// ticket's difference to the dense network moved by more than `tol`, on a ticket
+    /// ticket's difference to the dense network moved by more than `tol` and by more than the
+    /// half-width of either interval (beyond what the seeds alone move), on a ticket
     /// (pre-training, family, round) both have.
     pub fn moved_from(&self, base: &LadderRung, tol: f64) -> bool {
         let gate_changed = self.gates.iter().any(|(p, g)| base.gate(*p) != *g);
@@ -276,7 +281,13 @@ impl LadderRung {
             || self.rows.iter().any(|row| {
                 base.rows.iter().filter(|b| (b.pretraining, b.family, b.round) == (row.pretraining, row.family, row.round)).any(|b| {
                     b.outcome != row.outcome
-                        || row.gaps.iter().zip(&b.gaps).any(|(x, y)| matches!((x, y), (Some(x), Some(y)) if (x.mean - y.mean).abs() > tol))
+                        || row.gaps.iter().zip(&b.gaps).any(|(x, y)| match (x, y) {
+                            (Some(x), Some(y)) => {
+                                let half = |g: &PairedDifference| (g.upper - g.lower) / 2.0;
+                                (x.mean - y.mean).abs() > tol.max(half(x)).max(half(y))
+                            }
+                            _ => false,
+                        })
                 })
             })
     }
@@ -294,6 +305,12 @@ pub struct LadderReport {
     pub base_key: String,
     pub seeds: Vec<u64>,
     pub tolerance: f64,
+    /// Every single-change rung of the full ladder, by name.
+    #[serde(default)]
+    pub planned: Vec<String>,
+    /// Whether the full ladder ran (its combination included, when more than one rung moved).
+    #[serde(default)]
+    pub complete: bool,
     pub rungs: Vec<LadderRung>,
 }
 
@@ -357,6 +374,7 @@ impl LadderReport {
     /// did not run itself, so that a run of some rungs (`--only`) keeps the others.
     pub fn merged_with(mut self, older: Option<LadderReport>) -> LadderReport {
         if let Some(old) = older.filter(|o| o.base_key == self.base_key && o.seeds == self.seeds) {
+            self.complete |= old.complete;
             let kept: Vec<LadderRung> = old.rungs.into_iter().filter(|o| !self.rungs.iter().any(|r| r.rung == o.rung)).collect();
             self.rungs.extend(kept);
             // Ladder order: single changes as the ladder lists them, combinations last.
@@ -377,13 +395,23 @@ impl LadderReport {
         } else {
             format!("Rungs that moved something against the base: {}.", moved.iter().map(Rung::name).collect::<Vec<_>>().join(", "))
         };
+        let ran: Vec<String> = self.rungs.iter().map(|r| r.rung.name()).collect();
+        let mut missing: Vec<String> = self.planned.iter().filter(|n| !ran.contains(n)).cloned().collect();
+        if !self.complete && self.moved().len() > 1 {
+            missing.push("the combination of the rungs that moved".into());
+        }
+        let missing = if missing.is_empty() {
+            String::new()
+        } else {
+            format!(" Not run yet: {} (`doublewin study ladder` completes the ladder through the store).", missing.join(", "))
+        };
         if yes.is_empty() {
             format!(
-                "The \"no\" holds under {}: no rung yields a double-win ticket where pre-training measurably helps. {moved}",
+                "The \"no\" holds under {}: no rung yields a double-win ticket where pre-training measurably helps. {moved}{missing}",
                 names(self.rungs.iter().collect())
             )
         } else {
-            format!("The answer changes along the ladder: double-win tickets appear at {}. {moved}", names(yes))
+            format!("The answer changes along the ladder: double-win tickets appear at {}. {moved}{missing}", names(yes))
         }
     }
 
@@ -411,13 +439,18 @@ impl LadderReport {
             ],
         );
         for r in &self.rungs {
-            for row in &r.rows {
+            for (i, row) in r.rows.iter().enumerate() {
                 let gap = |g: &Option<PairedDifference>| g.map(|g| g.points()).unwrap_or_else(|| "-".into());
                 let short = |g: &Option<PairedDifference>| g.map(|g| format!("{:+.1}", 100.0 * g.mean)).unwrap_or_else(|| "-".into());
+                // A rung's change and cost once, on its first row.
+                let (change, cost) = match i {
+                    0 => (r.rung.change(), r.cost_seconds.map(|c| format!("{:.0}", c / 60.0)).unwrap_or_else(|| "-".into())),
+                    _ => (String::new(), String::new()),
+                };
                 t.push(vec![
                     r.rung.name(),
-                    r.rung.change(),
-                    r.cost_seconds.map(|c| format!("{:.0}", c / 60.0)).unwrap_or_else(|| "-".into()),
+                    change,
+                    cost,
                     format!("{} ({})", row.pretraining.short(), r.gate(row.pretraining).name()),
                     subnetwork_name(SubnetworkKind::Ticket, Some(row.family), row.round),
                     format!("{:.1}", 100.0 * row.sparsity),

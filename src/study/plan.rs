@@ -52,6 +52,13 @@ macro_rules! steps {
             pub fn cost(&self) -> f64 {
                 match self { $($(#[$attr])* StepDesc::$variant(d) => d.cost(),)* }
             }
+            /// The description of a stored step of `kind` (its `describe.json`), if it reads as one.
+            pub fn from_describe(kind: &str, describe: &serde_json::Value) -> Option<StepDesc> {
+                $($(#[$attr])* if kind == <$desc>::KIND {
+                    return serde_json::from_value::<$desc>(describe.clone()).ok().map(StepDesc::$variant);
+                })*
+                None
+            }
             /// Computes the step (or finds it in the store, or finds another process on it).
             pub(crate) fn run(&self, ex: &mut Executor) -> Result<Attempt<()>> {
                 Ok(match self { $($(#[$attr])* StepDesc::$variant(d) => unit(d.compute(ex)?),)* })
@@ -168,19 +175,33 @@ impl Plan {
     }
 
     /// How long computing what `store` lacks should take with `workers` workers, from the compute
-    /// times the store recorded: each kind's seconds per unit of estimated cost over the plan's
-    /// finished steps of that kind (one second per unit for a kind with none), the total spread
-    /// over the workers but never below the longest chain of missing steps.
+    /// times the store recorded: each kind's seconds per unit of estimated cost ([`Step::cost`])
+    /// over the plan's own finished steps of that kind, else over every finished step of that
+    /// kind in the store (another study's), else one second per unit; the total spread over the
+    /// workers but never below the longest chain of missing steps.
     pub fn estimate(&self, store: &Store, workers: usize) -> Estimate {
         let status = self.status(store);
-        let mut per_kind: HashMap<&str, (f64, f64)> = HashMap::new();
+        let add = |m: &mut HashMap<String, (f64, f64)>, kind: &str, sec: f64, cost: f64| {
+            let e = m.entry(kind.to_string()).or_insert((0.0, 0.0));
+            *e = (e.0 + sec, e.1 + cost);
+        };
+        let mut own: HashMap<String, (f64, f64)> = HashMap::new();
         for (s, st) in self.steps.iter().zip(&status) {
             if let (Status::Done, Some(sec)) = (st, store.seconds(s.kind, &s.key)) {
-                let e = per_kind.entry(s.kind).or_insert((0.0, 0.0));
-                *e = (e.0 + sec, e.1 + s.desc.cost());
+                add(&mut own, s.kind, sec, s.desc.cost());
             }
         }
-        let rate = |kind: &str| per_kind.get(kind).filter(|(_, c)| *c > 0.0).map_or(1.0, |(sec, c)| sec / c);
+        let mut stored: HashMap<String, (f64, f64)> = HashMap::new();
+        let missing_kinds = self.steps.iter().zip(&status).any(|(s, st)| *st != Status::Done && !own.contains_key(s.kind));
+        if missing_kinds {
+            for e in store.entries().unwrap_or_default() {
+                if let (Some(sec), Some(d)) = (store.seconds(&e.kind, &e.key), StepDesc::from_describe(&e.kind, &e.describe)) {
+                    add(&mut stored, &e.kind, sec, d.cost());
+                }
+            }
+        }
+        let per_kind = |kind: &str| own.get(kind).or_else(|| stored.get(kind)).filter(|(_, c)| *c > 0.0).copied();
+        let rate = |kind: &str| per_kind(kind).map_or(1.0, |(sec, c)| sec / c);
         let seconds: Vec<f64> =
             self.steps.iter().zip(&status).map(|(s, st)| if *st == Status::Done { 0.0 } else { s.desc.cost() * rate(s.kind) }).collect();
         let mut chain = seconds.clone();
@@ -191,7 +212,7 @@ impl Plan {
         }
         let core_seconds: f64 = seconds.iter().sum();
         let longest = chain.iter().copied().fold(0.0, f64::max);
-        let mut calibrated: Vec<String> = per_kind.keys().map(|k| k.to_string()).collect();
+        let mut calibrated: Vec<String> = StepDesc::kinds().into_iter().filter(|k| per_kind(k).is_some()).map(String::from).collect();
         calibrated.sort();
         Estimate {
             missing: status.iter().filter(|s| **s != Status::Done).count(),

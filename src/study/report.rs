@@ -150,8 +150,11 @@ impl StudyResults {
                 self.metric_panels(&format!("{}% data: ", 100.0 * f), &curves)
             })
             .collect();
-        let mut fig =
-            Figure::grid(format!("{} tickets on {}: 100% vs less data", family.family(), dataset.name()), panels, 3)?.note(self.note());
+        // The title names the fractions the study has (it once said "100% vs less data" of a study
+        // with only 1%).
+        let fractions = self.study.fractions.iter().map(|f| format!("{}%", 100.0 * f)).collect::<Vec<_>>().join(" vs ");
+        let mut fig = Figure::grid(format!("{} tickets on {}: {fractions} of the data", family.family(), dataset.name()), panels, 3)?
+            .note(self.note());
         fig.panel_size = (360.0, 260.0);
         Ok(fig)
     }
@@ -700,6 +703,7 @@ impl StudyReport {
             "verdicts": self.results.verdicts(),
             "claims": self.results.claims(),
             "imp": self.imp,
+            "ladder": self.ladder,
         });
         crate::fsio::write_json(&dir.join("report.json"), &summary)?;
         for (stem, fig) in &self.figures {

@@ -307,9 +307,10 @@ impl Session {
         self.study.fractions.first().copied().unwrap_or(1.0)
     }
 
-    /// The study's middle ticket round (of its verdict rounds).
+    /// The study's middle ticket round (of its verdict rounds; the lower middle of an even
+    /// count: 4 of [4, 8], 6 of [2, 4, 6, 8, 10]).
     pub fn middle_round(&self) -> usize {
-        self.study.rounds.get(self.study.rounds.len() / 2).copied().unwrap_or(1)
+        self.study.rounds.get(self.study.rounds.len().saturating_sub(1) / 2).copied().unwrap_or(1)
     }
 
     /// The IMP run of `family` from the source of `pretraining`: its tickets, round by round
