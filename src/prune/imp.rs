@@ -429,8 +429,9 @@ pub fn imp(pretrained: &Network, source: &Splits, cfg: &ImpConfig, dir: &Path) -
     let names = cfg.prunable.clone().unwrap_or_else(|| pretrained.prunable_names());
     let meta = |round| MaskMeta { round, regime: format!("IMP {}", cfg.family()), weights_hash: weights_hash.clone() };
     let rewind_point = rewind_weights(pretrained, source, cfg, dir)?;
-    // What every re-training should come back to (computed once, when a round first re-trains).
-    let mut dense: Option<DenseReference> = None;
+    // What every re-training should come back to: computed (or read back) before the rounds, so
+    // that a run resumed after its first rounds still records it.
+    let dense = if cfg.rounds >= 2 { Some(dense_reference(pretrained, source, cfg, dir)?) } else { None };
 
     let mut tickets: Vec<Ticket> = Vec::new();
     for round in 1..=cfg.rounds {
@@ -471,10 +472,7 @@ pub fn imp(pretrained: &Network, source: &Splits, cfg: &ImpConfig, dir: &Path) -
                 ));
                 let resume = dir.join(format!("round-{round:02}-train"));
                 train_with(&mut net, source, &cfg.retrain, &mut Callbacks::progress(&format!("IMP r{round}")), Some(&resume))?;
-                let d = match dense {
-                    Some(d) => d,
-                    None => *dense.insert(dense_reference(pretrained, source, cfg, dir)?),
-                };
+                let d = dense.ok_or_else(|| Error::invalid("IMP re-trained without its dense reference", "report this as a bug"))?;
                 let (val_sa, val_ra) = validation_accuracy(&net, source, cfg)?;
                 let r = Recovery {
                     round,
