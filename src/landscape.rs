@@ -562,7 +562,7 @@ pub fn landscape_figure(title: &str, landscapes: &[Landscape], cols: usize) -> R
     let loss = landscapes.first().map(|l| l.config.loss.name()).unwrap_or_default();
     let levels = decile_levels(landscapes);
     let scale = match landscapes.first().and_then(|l| l.config.radius) {
-        Some(r) if landscapes.iter().all(|l| l.config.radius == Some(r)) => format!("every grid spans +-{r} along both directions"),
+        Some(r) if landscapes.iter().all(|l| l.config.radius == Some(r)) => format!("every grid spans +-{r:.2} along both directions"),
         _ => "each grid spans its own trajectory".into(),
     };
     let range = match (levels.first(), levels.last()) {

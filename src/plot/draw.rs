@@ -239,7 +239,9 @@ fn draw_panel<DB: DrawingBackend>(p: &Panel, area: &DrawingArea<DB, Shift>, scal
             } else {
                 chart.draw_series(LineSeries::new(pts.clone(), c.stroke_width(width(2.0)))).map_err(fail)?;
             }
-            if *markers {
+            // A series of one point draws no line, dashed or not: it gets a marker, so that every
+            // series a legend names leaves a mark.
+            if *markers || pts.len() == 1 {
                 chart.draw_series(pts.iter().map(|&p| Circle::new(p, px(3.0), c.filled()))).map_err(fail)?;
             }
             let style = font(TICK - 1.5).color(&c);

@@ -235,8 +235,10 @@ pub fn recovery_sentence(rec: &[Recovery], points: f64) -> Option<String> {
             format!("every one is within {points:.0} point, so each mask is cut from a network that works again")
         } else {
             format!(
-                "{short} fall short by more than {points:.0} point: their masks are cut from networks that did not recover, closer \
-                 to one-shot pruning than to the paper's IMP"
+                "{short} of them {} short by more than {points:.0} point: {} cut from networks that did not recover, closer to \
+                 one-shot pruning than to the paper's IMP",
+                if short == 1 { "falls" } else { "fall" },
+                if short == 1 { "its mask is" } else { "their masks are" }
             )
         }
     ))
