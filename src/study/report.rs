@@ -103,12 +103,15 @@ impl StudyResults {
 
     pub(crate) fn sparsity_figure_for(&self, dataset: DataSource, fraction: f64, family: RegimeKind) -> Result<Figure> {
         let mut panels = Vec::new();
-        for &pre in &self.study.pretrainings {
+        // One colour per pre-training's ticket and one per control, so that the legend's
+        // "STD ticket", "FAT ticket" and "AT ticket" differ (they once shared the first colour).
+        let n = self.study.pretrainings.len();
+        for (j, &pre) in self.study.pretrainings.iter().enumerate() {
             let ticket = Pick::ticket(pre, family, 0, dataset, fraction);
-            let mut curves = vec![(format!("{} ticket", pre.short()), palette(0), false, ticket)];
+            let mut curves = vec![(format!("{} ticket", pre.short()), palette(j), false, ticket)];
             if let Some(c) = self.study.controls.as_ref().filter(|c| c.family == family && c.fractions.contains(&fraction)) {
                 for (i, &k) in c.kinds.iter().enumerate() {
-                    curves.push((k.name().to_string(), palette(i + 1), true, ticket.kind(k)));
+                    curves.push((k.name().to_string(), palette(n + i), true, ticket.kind(k)));
                 }
             }
             panels.extend(self.metric_panels(&format!("{}: ", pre.short()), &curves));
