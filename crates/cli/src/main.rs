@@ -752,17 +752,19 @@ fn study(rt: &Runtime, json: bool, action: StudyAction) -> Result<()> {
                 doublewin::progress::set_observer(Box::new(lines.prefix(format!("[{name}] "))));
             }
             let plan = study.plan()?;
-            let estimate = plan.estimate(&store, parallel.workers);
-            if !worker {
-                eprintln!("[study] expected: {estimate}");
+            // Only the process a person started reports it: a Slurm or local worker would read
+            // every record of the store for a line nobody sees.
+            let estimate = (!worker).then(|| plan.estimate(&store, parallel.workers));
+            if let Some(e) = &estimate {
+                eprintln!("[study] expected: {e}");
             }
             let summary = run_in_parallel(rt, &study, &store, parallel.workers, worker)?;
-            if !worker && estimate.missing > 0 {
+            if let Some(e) = estimate.filter(|e| e.missing > 0) {
                 eprintln!(
                     "[study] took {:.0} min ({:.0} s); expected {:.0} min",
                     summary.seconds / 60.0,
                     summary.seconds,
-                    estimate.wall_seconds / 60.0
+                    e.wall_seconds / 60.0
                 );
             }
             if worker {
