@@ -295,8 +295,164 @@ def setup_prune(w, cfg, d):
     return run, finish
 
 
+def seed_models(w, d):
+    """The seeds workloads' K models (the fixture's network, each with its own head) and their
+    batches, as doublewin wrote them: per seed, one epoch of (images, labels)."""
+    model, _, _ = load_model(d, w["model"])
+    ex = load_file(str(d / "seeds.safetensors"))
+    models, batches = [], []
+    for i in range(w["seeds"]):
+        m = copy.deepcopy(model)
+        m.net.fc.weight.data.copy_(ex[f"{i}.fc.weight"])
+        m.net.fc.bias.data.copy_(ex[f"{i}.fc.bias"])
+        m.train()
+        models.append(m)
+        batches.append([(ex[f"{i}.x.{j}"], ex[f"{i}.y.{j}"]) for j in range(w["steps"])])
+    return models, batches
+
+
+def sgd_step(params, grads, momentum, lr):
+    """torch.optim.SGD's update (momentum 0.9, weight decay 5e-4) on tensors of stacked models."""
+    with torch.no_grad():
+        for name, p in params.items():
+            g = grads[name] + 5e-4 * p
+            if name not in momentum:
+                momentum[name] = g.clone()
+            else:
+                momentum[name].mul_(0.9).add_(g)
+            p.sub_(lr * momentum[name])
+
+
+def setup_seeds_loop(w, cfg, d):
+    """K models fine-tuned one after the other in eager PyTorch (torchattacks' PGD, train mode)."""
+    models, batches = seed_models(w, d)
+    opts = [torch.optim.SGD(m.parameters(), lr=w["lr"], momentum=0.9, weight_decay=5e-4) for m in models]
+    last = {}
+
+    def run():
+        for i, (m, opt) in enumerate(zip(models, opts)):
+            for xb, yb in batches[i]:
+                adv = pgd(m, xb, yb, w["eps"], w["step"], w["attack_steps"])
+                loss = F.cross_entropy(m(adv), yb)
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                last[i] = loss.item()
+
+    return run, lambda: seeds_outcome(last)
+
+
+def setup_seeds_vmap(w, cfg, d):
+    """The K models as one ensemble the way torch.func's tutorial builds it: parameters and
+    buffers stacked with stack_module_state, forward through functional_call under vmap,
+    gradients (of the PGD input and of the weights) with torch.func.grad, SGD on the stacks."""
+    from torch.func import functional_call, grad, grad_and_value, stack_module_state, vmap
+
+    models, batches = seed_models(w, d)
+    params, buffers = stack_module_state(models)
+    base = copy.deepcopy(models[0]).to("meta")
+
+    def loss_fn(p, b, x, y):
+        return F.cross_entropy(functional_call(base, (p, b), (x,)), y)
+
+    input_grad = vmap(grad(loss_fn, argnums=2))
+    weight_grad = vmap(grad_and_value(loss_fn))
+    stacked = [(torch.stack([b[j][0] for b in batches]), torch.stack([b[j][1] for b in batches])) for j in range(w["steps"])]
+    momentum, last = {}, {}
+    eps, alpha = w["eps"], w["step"]
+
+    def run():
+        for x, y in stacked:
+            adv = (x + torch.empty_like(x).uniform_(-eps, eps)).clamp(0, 1)
+            for _ in range(w["attack_steps"]):
+                g = input_grad(params, buffers, adv, y)
+                adv = (x + (adv + alpha * g.sign() - x).clamp(-eps, eps)).clamp(0, 1).detach()
+            grads, losses = weight_grad(params, buffers, adv, y)
+            sgd_step(params, grads, momentum, w["lr"])
+            last.update({i: float(l) for i, l in enumerate(losses)})
+
+    return run, lambda: seeds_outcome(last)
+
+
+class Grouped(nn.Module):
+    """K ConvNets as one: each convolution grouped (the models stacked along the channels), each
+    batch norm over all K x C channels (per channel, so per model), the heads one batched
+    matmul. Input [K, B, C, H, W], logits [K, B, classes]."""
+
+    def __init__(self, models):
+        super().__init__()
+        k = len(models)
+        nets = [m.net for m in models]
+        self.k, self.pool = k, nets[0].pool
+        self.register_buffer("mean", models[0].mean)
+        self.register_buffer("std", models[0].std)
+        self.convs, self.bns = nn.ModuleList(), nn.ModuleList()
+        for i, block in enumerate(nets[0].features):
+            c_out, c_in = block.conv.weight.shape[:2]
+            conv = nn.Conv2d(k * c_in, k * c_out, 3, padding=1, bias=False, groups=k)
+            bn = nn.BatchNorm2d(k * c_out)
+            with torch.no_grad():
+                conv.weight.copy_(torch.cat([n.features[i].conv.weight for n in nets]))
+                for name in ("weight", "bias", "running_mean", "running_var"):
+                    getattr(bn, name).copy_(torch.cat([getattr(n.features[i].bn, name) for n in nets]))
+            self.convs.append(conv)
+            self.bns.append(bn)
+        self.head_w = nn.Parameter(torch.stack([n.fc.weight.detach().t() for n in nets]))
+        self.head_b = nn.Parameter(torch.stack([n.fc.bias.detach() for n in nets]))
+        self.to(memory_format=torch.channels_last)
+
+    def forward(self, x):
+        k, b = x.shape[:2]
+        h = ((x - self.mean) / self.std).transpose(0, 1).reshape(b, -1, *x.shape[3:])
+        h = h.contiguous(memory_format=torch.channels_last)
+        for conv, bn, pool in zip(self.convs, self.bns, self.pool):
+            h = F.relu(bn(conv(h)))
+            if pool:
+                h = F.max_pool2d(h, 2)
+        h = F.adaptive_avg_pool2d(h, 1).view(b, k, -1).transpose(0, 1)
+        return torch.baddbmm(self.head_b.unsqueeze(1), h, self.head_w)
+
+
+def setup_seeds_grouped(w, cfg, d):
+    """The K models stacked along the channels of grouped convolutions (see Grouped): the loss
+    is the sum of the models' mean losses, so each model gets its own gradient."""
+    models, batches = seed_models(w, d)
+    model = Grouped(models).train()
+    opt = torch.optim.SGD(model.parameters(), lr=w["lr"], momentum=0.9, weight_decay=5e-4)
+    k = len(models)
+    stacked = [(torch.stack([b[j][0] for b in batches]), torch.stack([b[j][1] for b in batches])) for j in range(w["steps"])]
+    last = {}
+
+    def losses(x, y):
+        logits = model(x)
+        return F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none").view(k, -1).mean(1)
+
+    eps, alpha = w["eps"], w["step"]
+
+    def run():
+        for x, y in stacked:
+            adv = (x + torch.empty_like(x).uniform_(-eps, eps)).clamp(0, 1)
+            for _ in range(w["attack_steps"]):
+                adv.requires_grad_(True)
+                g = torch.autograd.grad(losses(adv, y).sum(), adv)[0]
+                adv = (x + (adv.detach() + alpha * g.sign() - x).clamp(-eps, eps)).clamp(0, 1).detach()
+            per_model = losses(adv, y)
+            opt.zero_grad()
+            per_model.sum().backward()
+            opt.step()
+            last.update({i: float(l) for i, l in enumerate(per_model.detach())})
+
+    return run, lambda: seeds_outcome(last)
+
+
+def seeds_outcome(last):
+    mean = sum(last.values()) / len(last)
+    return f"mean last loss {mean:.3f}", {"mean last loss": mean}
+
+
 SETUP = {"pgd": setup_pgd, "apgd": setup_apgd, "aa-fast": setup_apgd, "at": setup_train, "at-mul": setup_train, "fast": setup_train,
-         "eval": setup_eval, "prune": setup_prune}
+         "eval": setup_eval, "prune": setup_prune, "seeds-loop": setup_seeds_loop, "seeds-vmap": setup_seeds_vmap,
+         "seeds-grouped": setup_seeds_grouped}
 
 
 def versions():

@@ -201,9 +201,9 @@ impl Ladder {
             complete: self.combine,
             rungs,
         };
-        let moved = report.moved();
-        if self.combine && moved.len() > 1 {
-            let rung = Rung::Combined(moved);
+        let combination = report.combination();
+        if self.combine && combination.len() > 1 {
+            let rung = Rung::Combined(combination);
             crate::progress::note(&format!("ladder rung '{}' (the rungs that moved something): {}", rung.name(), rung.change()));
             let study = self.study(&rung)?;
             report.rungs.push(LadderRung::of(&rung, &run(&study)?, store)?);
@@ -370,6 +370,15 @@ impl LadderReport {
             .collect()
     }
 
+    /// The rungs the combined rung applies: those that moved something, of the wider rungs only
+    /// the widest (widening twice would multiply the factors: x2 then x4 is x8, a network no rung
+    /// measured).
+    pub fn combination(&self) -> Vec<Rung> {
+        let moved = self.moved();
+        let widest = moved.iter().filter_map(|r| if let Rung::Wider { factor } = r { Some(*factor) } else { None }).max();
+        moved.into_iter().filter(|r| !matches!(r, Rung::Wider { factor } if Some(*factor) != widest)).collect()
+    }
+
     /// This ladder with the rungs of `older` (a saved ladder of the same base and seeds) that it
     /// did not run itself, so that a run of some rungs (`--only`) keeps the others.
     pub fn merged_with(mut self, older: Option<LadderReport>) -> LadderReport {
@@ -397,7 +406,7 @@ impl LadderReport {
         };
         let ran: Vec<String> = self.rungs.iter().map(|r| r.rung.name()).collect();
         let mut missing: Vec<String> = self.planned.iter().filter(|n| !ran.contains(n)).cloned().collect();
-        if !self.complete && self.moved().len() > 1 {
+        if !self.complete && self.combination().len() > 1 {
             missing.push("the combination of the rungs that moved".into());
         }
         let missing = if missing.is_empty() {

@@ -34,7 +34,7 @@ mod peer;
 use peer::{python, workspace_root, Peer, PeerOutcome, PeerWorkload};
 
 /// Every workload id, in report order. `--only` selects those containing a given text.
-pub const WORKLOADS: [&str; 15] = [
+pub const WORKLOADS: [&str; 18] = [
     "pgd-convnet",
     "pgd-resnet18",
     "apgd-ce-convnet",
@@ -50,6 +50,9 @@ pub const WORKLOADS: [&str; 15] = [
     "prune-resnet50",
     "eval-convnet",
     "eval-resnet18",
+    "seeds-loop-convnet",
+    "seeds-vmap-convnet",
+    "seeds-grouped-convnet",
 ];
 
 /// What to run and how often.
@@ -783,6 +786,7 @@ impl Fixture {
             lr: TRAIN_LR,
             n: 0,
             fraction: SPARSITY,
+            seeds: 0,
         }
     }
     /// Examples per batch of the attack and training workloads.
@@ -866,6 +870,9 @@ fn run_round(cfg: &BenchConfig) -> Result<BenchReport> {
         autoattack(&mut round, f)?;
         training(&mut round, f, &sparse)?;
         evaluation(&mut round, f)?;
+        if f.name == "convnet" {
+            seeds(&mut round, f)?;
+        }
     }
     pruning(&mut round, device)?;
 
@@ -1012,6 +1019,110 @@ fn training(round: &mut Round, f: &Fixture, sparse: &Mask) -> Result<()> {
     Ok(())
 }
 
+/// (f) The seeds of one cell of the `small` study, fine-tuned adversarially: K networks (the
+/// study's seed count) from one source network, each with its own head, its own 1% subset of
+/// MNIST-8x8 in its own order and its own attack starts, one epoch each (the study's batch size
+/// and training PGD). Ours trains them one at a time, as the study does; the peers train them
+/// the three ways practitioners batch a family of small models: an eager loop over the models
+/// ("loop"), `torch.func.stack_module_state` + `vmap` ("vmap"), and the models stacked along the
+/// channels of grouped convolutions ("grouped"). The ratios say what batching the seeds would
+/// buy on this machine.
+fn seeds(round: &mut Round, f: &Fixture) -> Result<()> {
+    let ids = ["loop", "vmap", "grouped"].map(|kind| (kind, format!("seeds-{kind}-{}", f.name)));
+    if !ids.iter().any(|(_, id)| round.cfg.selected(id)) {
+        return Ok(());
+    }
+    let study = doublewin::study::Profile::Small.study();
+    let downstream =
+        *study.downstream.first().ok_or_else(|| Error::invalid("the small study has no downstream data", "report this as a bug"))?;
+    let fraction =
+        *study.fractions.first().ok_or_else(|| Error::invalid("the small study has no data fraction", "report this as a bug"))?;
+    let k = if round.cfg.quick { 2 } else { study.seeds.len() };
+    let batch = study.transfer.recipe.batch_size;
+    let Regime::Adversarial(pgd) = Regime::of(doublewin::train::RegimeKind::Adversarial, &study.threat)? else {
+        return Err(Error::invalid("the small study's adversarial fine-tuning is not PGD", "report this as a bug"));
+    };
+    let splits = doublewin::study::desc::HoldOut::STUDY.splits(downstream)?;
+    // Per seed: the network with its head and its data (one epoch of batches).
+    let mut nets = Vec::new();
+    let mut data = Vec::new();
+    let mut exchange: Vec<(String, Tensor)> = Vec::new();
+    for &seed in study.seeds.iter().take(k) {
+        let subset = splits.with_train_fraction(fraction, seed)?;
+        let mut net = f.net.with_new_head(subset.classes().to_vec(), seed)?;
+        net.set_input_size(subset.image_shape()[1])?;
+        let batches: Vec<(Tensor, Tensor)> = subset
+            .train
+            .batches(batch, Some(seed), doublewin::data::Augment::none(), Device::Cpu)?
+            .map(|b| b.map(|b| (b.images, b.labels)))
+            .collect::<Result<_>>()?;
+        let i = nets.len();
+        for (n, t) in net.named_tensors().into_iter().filter(|(n, _)| n.starts_with("fc.")) {
+            exchange.push((format!("{i}.{n}"), t));
+        }
+        for (j, (x, y)) in batches.iter().enumerate() {
+            exchange.push((format!("{i}.x.{j}"), x.shallow_clone()));
+            exchange.push((format!("{i}.y.{j}"), y.shallow_clone()));
+        }
+        nets.push(net);
+        data.push(batches);
+    }
+    doublewin::model::io::write_tensors(&round.cfg.workdir.join("seeds.safetensors"), &exchange)?;
+    let images: usize = data.iter().flatten().map(|(x, _)| x.size()[0] as usize).sum();
+    let spec = nets[0].spec().clone();
+    let regime = Regime::Adversarial(pgd.clone());
+    for (kind, id) in ids {
+        if !round.cfg.selected(&id) {
+            continue;
+        }
+        let w = PeerWorkload {
+            batch: batch as i64,
+            steps: data[0].len(),
+            attack_steps: pgd.steps,
+            eps: pgd.eps,
+            step: pgd.step,
+            n: images as i64,
+            seeds: k,
+            ..f.workload(&id, &format!("seeds-{kind}"))
+        };
+        // Every workload starts from the same networks, as the peer's do.
+        let nets = nets.iter().map(Network::try_clone).collect::<Result<Vec<_>>>()?;
+        let mut sgds = nets.iter().map(|n| Sgd::new(n, SgdConfig { lr: TRAIN_LR, ..SgdConfig::default() })).collect::<Result<Vec<_>>>()?;
+        let (mut losses, mut call) = (vec![f64::NAN; k], 0u64);
+        let paired = round.time(&w, || {
+            for (((net, sgd), batches), loss) in nets.iter().zip(sgds.iter_mut()).zip(&data).zip(losses.iter_mut()) {
+                for (x, y) in batches {
+                    call += 1;
+                    let (l, _) = train_step(net, sgd, &regime, x, y, round_seed(call), TRAIN_LR)?;
+                    *loss = l.f_double_value(&[])?;
+                }
+            }
+            Ok(())
+        })?;
+        let mean = losses.iter().sum::<f64>() / k as f64;
+        let r = our_result(
+            &id,
+            format!(
+                "{k} seeds x one epoch of adversarial fine-tuning ({}, batch {batch}, {} images per seed, PGD-{}; peer: {kind})",
+                spec.arch.name(),
+                images / k,
+                pgd.steps
+            ),
+            images as f64,
+            "img",
+            Some(images as f64 * forward_flops(&spec) * (2.0 * pgd.steps as f64 + 3.0)),
+            (format!("mean last loss {mean:.3}"), BTreeMap::from([("mean last loss".to_string(), mean)])),
+        );
+        round.record(r, paired, None)?;
+    }
+    Ok(())
+}
+
+/// The attack seed of our `call`-th training step in the seeds workload.
+fn round_seed(call: u64) -> u64 {
+    call.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+}
+
 /// (e) evaluation: SA, then RA under PGD-20 on the points still correct.
 fn evaluation(round: &mut Round, f: &Fixture) -> Result<()> {
     let id = format!("eval-{}", f.name);
@@ -1071,6 +1182,7 @@ fn pruning(round: &mut Round, device: Device) -> Result<()> {
         lr: 0.0,
         n: total,
         fraction: 0.2,
+        seeds: 0,
     };
     let (paired, mask) = round.time_value(&w, || strategy::global_magnitude(&net, &dense, 0.2))?;
     let pruned = total - mask.kept();

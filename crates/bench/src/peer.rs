@@ -24,6 +24,8 @@ pub(crate) struct PeerWorkload {
     pub lr: f64,
     pub n: i64,
     pub fraction: f64,
+    /// Models trained side by side (the seeds workloads; 0 elsewhere).
+    pub seeds: usize,
 }
 
 /// The peer's settings for every workload (written as JSON next to the exchange files).
