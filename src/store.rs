@@ -48,6 +48,11 @@ pub trait StepDescription: Serialize {
     fn key(&self) -> Result<String> {
         key_of(self.kind(), self)
     }
+    /// The upstream files it reads (none by default): recorded by hash when it runs, so a
+    /// changed upstream makes it stale.
+    fn inputs(&self) -> Result<Vec<Input>> {
+        Ok(Vec::new())
+    }
 }
 
 /// A step's place in a store ([`Store::step`]): its folder, and whether it is done.
@@ -97,14 +102,45 @@ struct Record<T> {
     files: Vec<FileRecord>,
     value: T,
     /// SHA-256 of the canonical JSON of everything above ([`record_checksum`]): a changed digit
-    /// in a stored accuracy is caught like a damaged weight file. (Records written before it
-    /// have none and are trusted as before.)
+    /// in a stored accuracy is caught like a damaged weight file. A record without one is not
+    /// trusted (it is computed again).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     checksum: Option<String>,
     /// Wall seconds the step took to compute (records written before it have none): what
     /// estimates of a study's wall time and a ladder rung's cost are made of.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     seconds: Option<f64>,
+    /// The upstream files the step read, with their SHA-256 when it read them: the step is
+    /// stale (computed again) once any of them changes (records written before it have none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    inputs: Vec<InputRecord>,
+    /// libtorch's intra-op threads when it ran: the floating-point order, so the bytes, depend
+    /// on it (what a step read is pinned by `inputs`; this says why two stores' bytes differ).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    threads: Option<usize>,
+}
+
+/// Files of an upstream step that a step reads: every file of step `kind`/`key` whose path
+/// starts with `prefix` (a file name, or a folder followed by `/`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Input {
+    pub kind: &'static str,
+    pub key: String,
+    pub prefix: String,
+}
+
+impl Input {
+    /// The files of `upstream`'s step that start with `prefix`.
+    pub fn of<D: StepDescription + ?Sized>(upstream: &D, prefix: impl Into<String>) -> Result<Input> {
+        Ok(Input { kind: upstream.kind(), key: upstream.key()?, prefix: prefix.into() })
+    }
+}
+
+/// An upstream file a step read: its path in the store (`kind/key/file`) and its SHA-256 then.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InputRecord {
+    pub path: String,
+    pub sha256: String,
 }
 
 /// The checksum of a record's fields (serde_json sorts object keys: the text is canonical, and
@@ -114,6 +150,12 @@ fn record_checksum<T: Serialize>(r: &Record<T>) -> String {
     let mut v = serde_json::json!({"format": r.format, "kind": r.kind, "key": r.key, "label": r.label, "files": r.files, "value": r.value});
     if let Some(s) = r.seconds {
         v["seconds"] = serde_json::json!(s);
+    }
+    if !r.inputs.is_empty() {
+        v["inputs"] = serde_json::json!(r.inputs);
+    }
+    if let Some(t) = r.threads {
+        v["threads"] = serde_json::json!(t);
     }
     crate::fsio::sha256(v.to_string().as_bytes())
 }
@@ -133,6 +175,15 @@ pub enum Status {
     /// Has a result whose files are missing or damaged (the reason says which): it is computed
     /// again when needed.
     Broken(String),
+    /// A file of the step exists but cannot be read (permissions, an I/O error): nothing is
+    /// known about the step, so nothing of it is used or deleted; the reason names the path.
+    Unreadable(String),
+}
+
+/// Whether `e` is a failure to read an existing file (permissions, I/O), as opposed to a file
+/// that is missing or whose content is wrong.
+fn unreadable(e: &Error) -> bool {
+    matches!(e, Error::Io { source, .. } if source.kind() != std::io::ErrorKind::NotFound)
 }
 
 /// How carefully [`Store::status`] checks a finished step's files.
@@ -181,6 +232,7 @@ impl Store {
     /// every upstream setting, or not a store at all) is refused with the fix.
     pub fn open(root: impl Into<PathBuf>) -> Result<Store> {
         let root = root.into();
+        check_link(&root)?;
         std::fs::create_dir_all(&root).map_err(|e| creation_error(&root, Error::io(&root, e)))?;
         let marker = root.join(MARKER);
         if !marker.exists() {
@@ -192,6 +244,16 @@ impl Store {
                 .map(|e| e.file_name().to_string_lossy().into_owned())
                 .filter(|n| n != MARKER && !n.contains(".tmp-"))
                 .collect();
+            let (current, older) = step_formats(&root);
+            if !others.is_empty() && !marker.exists() && current > 0 && older == 0 {
+                // The marker alone was lost (deleted, or a copy that left it out): every step
+                // says it is of this format, and each is verified by its own checksums as ever.
+                crate::progress::warn(&format!(
+                    "{} had no {MARKER}; its {current} step(s) are of this format ({STEP_FORMAT}): {MARKER} written again",
+                    root.display()
+                ));
+                crate::fsio::write_json(&marker, &Marker { format: FORMAT.into() }).map_err(|e| creation_error(&root, e))?;
+            }
             if !others.is_empty() && !marker.exists() {
                 return Err(Error::invalid(
                     format!(
@@ -201,8 +263,8 @@ impl Store {
                         others.join(", ")
                     ),
                     format!(
-                        "remove the old steps with `doublewin study clean --old-format --store {}` (or delete the folder), \
-                         or point DOUBLEWIN_STORE / --store at a new folder",
+                        "point DOUBLEWIN_STORE / --store at a new folder; to reclaim the space of an old store, \
+                         `doublewin study clean --old-format --store {}` deletes every step in it",
                         root.display()
                     ),
                 ));
@@ -227,6 +289,7 @@ impl Store {
     /// (`study list`). A missing folder is an error that says so.
     pub fn open_existing(root: impl Into<PathBuf>) -> Result<Store> {
         let root = root.into();
+        check_link(&root)?;
         if !root.is_dir() {
             return Err(Error::not_found(
                 format!("a doublewin store at {}", root.display()),
@@ -291,10 +354,11 @@ impl Store {
     fn read_record<T: DeserializeOwned>(&self, kind: &str, key: &str) -> Result<Record<T>> {
         let path = self.dir(kind, key).join(RESULT);
         let raw: Record<serde_json::Value> = crate::fsio::read_json(&path)?;
-        if let Some(sum) = &raw.checksum {
-            if *sum != record_checksum(&raw) {
-                return Err(Error::bad_file_fix(&path, "does not match its checksum (damaged)", "it is computed again when needed"));
-            }
+        match &raw.checksum {
+            Some(sum) if *sum == record_checksum(&raw) => {}
+            Some(_) => return Err(Error::bad_file_fix(&path, "does not match its checksum (damaged)", "it is computed again when needed")),
+            // Every record of this format is written with its checksum: one without was edited.
+            None => return Err(Error::bad_file_fix(&path, "has no checksum (edited by hand?)", "it is computed again when needed")),
         }
         let value: T = serde_json::from_value(raw.value).map_err(|e| {
             Error::bad_file_fix(&path, format!("its value does not read as a {kind} result ({e})"), "it is computed again when needed")
@@ -308,6 +372,8 @@ impl Store {
             value,
             checksum: raw.checksum,
             seconds: raw.seconds,
+            inputs: raw.inputs,
+            threads: raw.threads,
         };
         if record.format != STEP_FORMAT || record.kind != kind || record.key != key {
             return Err(Error::bad_file_fix(
@@ -325,25 +391,102 @@ impl Store {
     /// Whether a step is done, missing, or broken (and why).
     pub fn status(&self, kind: &str, key: &str, check: Check) -> Status {
         let dir = self.dir(kind, key);
-        if !dir.join(RESULT).exists() {
-            return Status::Missing;
+        match std::fs::metadata(dir.join(RESULT)) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Status::Missing,
+            Err(e) => return Status::Unreadable(Error::io(dir.join(RESULT), e).to_string()),
+            Ok(_) => {}
         }
         let record = match self.read_record::<serde_json::Value>(kind, key) {
             Ok(r) => r,
+            Err(e) if unreadable(&e) => return Status::Unreadable(e.to_string()),
             Err(e) => return Status::Broken(e.to_string()),
         };
+        // The description is the step's identity: its hash must still be the folder's name.
+        match crate::fsio::read_json::<serde_json::Value>(&dir.join(DESCRIBE)) {
+            Ok(d) if key_of(kind, &d).ok().as_deref() == Some(key) => {}
+            Ok(_) => return Status::Broken(format!("{DESCRIBE} does not describe step {key} (edited?)")),
+            Err(e) if unreadable(&e) => return Status::Unreadable(e.to_string()),
+            Err(e) => return Status::Broken(e.to_string()),
+        }
         for f in &record.files {
             let path = dir.join(&f.path);
             match std::fs::metadata(&path) {
-                Err(_) => return Status::Broken(format!("{} is missing", f.path)),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Status::Broken(format!("{} is missing", f.path)),
+                Err(e) => return Status::Unreadable(Error::io(&path, e).to_string()),
                 Ok(m) if m.len() != f.bytes => return Status::Broken(format!("{} has {} bytes, not {}", f.path, m.len(), f.bytes)),
                 _ => {}
             }
-            if check == Check::Hashes && crate::fsio::sha256_file(&path).ok().as_deref() != Some(f.sha256.as_str()) {
-                return Status::Broken(format!("{} does not match its SHA-256", f.path));
+            if check == Check::Hashes {
+                match crate::fsio::sha256_file(&path) {
+                    Ok(h) if h == f.sha256 => {}
+                    Ok(_) => return Status::Broken(format!("{} does not match its SHA-256", f.path)),
+                    Err(e) if unreadable(&e) => return Status::Unreadable(e.to_string()),
+                    Err(e) => return Status::Broken(e.to_string()),
+                }
+            }
+        }
+        for input in &record.inputs {
+            match self.input_changed(input) {
+                Ok(None) => {}
+                Ok(Some(why)) => return Status::Broken(format!("stale: {why}")),
+                Err(e) => return Status::Unreadable(e.to_string()),
             }
         }
         Status::Done
+    }
+
+    /// Why an upstream file a step read is no longer what it read (`None`: it is); an error only
+    /// where the upstream cannot be read at all.
+    fn input_changed(&self, input: &InputRecord) -> Result<Option<String>> {
+        let mut parts = input.path.splitn(3, '/');
+        let (Some(kind), Some(key), Some(file)) = (parts.next(), parts.next(), parts.next()) else {
+            return Ok(Some(format!("input {} is not a store path", input.path)));
+        };
+        let upstream = match self.read_record::<serde_json::Value>(kind, key) {
+            Ok(r) => r,
+            Err(e) if unreadable(&e) => return Err(e),
+            Err(_) => return Ok(Some(format!("its input {kind} step {key} is not done (recomputed or removed)"))),
+        };
+        Ok(match upstream.files.iter().find(|f| f.path == file) {
+            Some(f) if f.sha256 == input.sha256 => None,
+            Some(_) => Some(format!("{} changed after this step read it", input.path)),
+            None => Some(format!("{} is gone from its step", input.path)),
+        })
+    }
+
+    /// The files `inputs` name, with their SHA-256 as their steps recorded them; every
+    /// upstream step must be done.
+    fn input_records(&self, inputs: &[Input]) -> Result<Vec<InputRecord>> {
+        let mut out = Vec::new();
+        for i in inputs {
+            let record = self.read_record::<serde_json::Value>(i.kind, &i.key)?;
+            let before = out.len();
+            out.extend(
+                record
+                    .files
+                    .iter()
+                    .filter(|f| f.path.starts_with(&i.prefix))
+                    .map(|f| InputRecord { path: format!("{}/{}/{}", i.kind, i.key, f.path), sha256: f.sha256.clone() }),
+            );
+            if out.len() == before {
+                return Err(Error::invalid(
+                    format!("{} step {} has no file {}* that a step downstream reads", i.kind, i.key, i.prefix),
+                    "report this as a bug",
+                ));
+            }
+        }
+        out.sort_by(|a, b| a.path.cmp(&b.path));
+        out.dedup();
+        Ok(out)
+    }
+
+    /// The error for a step whose files cannot be read: it names the path and the fix, and
+    /// nothing of the step is deleted.
+    fn unreadable_error(kind: &str, key: &str, why: &str) -> Error {
+        Error::invalid(
+            format!("{kind} step {key} cannot be read ({why})"),
+            "give this user read access to the store's files (or use a store of your own, --store); nothing was deleted",
+        )
     }
 
     /// The wall seconds a finished step took to compute (`None`: not done, or recorded before
@@ -359,6 +502,7 @@ impl Store {
     pub fn load<T: DeserializeOwned>(&self, kind: &str, key: &str) -> Result<Option<T>> {
         match self.status(kind, key, Check::Hashes) {
             Status::Done => Ok(Some(self.read_record::<T>(kind, key)?.value)),
+            Status::Unreadable(why) => Err(Self::unreadable_error(kind, key, &why)),
             _ => Ok(None),
         }
     }
@@ -424,9 +568,12 @@ impl Store {
                 std::fs::remove_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
                 std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
             }
+            Status::Unreadable(why) => return Err(Self::unreadable_error(kind, &key, &why)),
             Status::Missing => {}
         }
         crate::fsio::write_json(&dir.join(DESCRIBE), description)?;
+        // What the step reads, pinned by hash before it reads it.
+        let inputs = self.input_records(&description.inputs()?)?;
         let start = std::time::Instant::now();
         let value = run(&dir)?;
         let seconds = Some(start.elapsed().as_secs_f64());
@@ -434,8 +581,19 @@ impl Store {
         let value = serde_json::to_value(&value)
             .map_err(|e| Error::invalid(format!("cannot store the {kind} result: {e}"), "report this as a bug"))?;
         let label = description.label();
-        let mut record =
-            Record { format: STEP_FORMAT.into(), kind: kind.into(), key: key.clone(), label, files, value, checksum: None, seconds };
+        let threads = Some(tch::get_num_threads().max(1) as usize);
+        let mut record = Record {
+            format: STEP_FORMAT.into(),
+            kind: kind.into(),
+            key: key.clone(),
+            label,
+            files,
+            value,
+            checksum: None,
+            seconds,
+            inputs,
+            threads,
+        };
         record.checksum = Some(record_checksum(&record));
         crate::fsio::write_json(&dir.join(RESULT), &record)?;
         drop(lock);
@@ -450,8 +608,10 @@ impl Store {
             let kind_name = file_name(&kind);
             for step in subdirs(&kind)? {
                 let key = file_name(&step);
-                if self.status(&kind_name, &key, Check::Sizes) != Status::Done {
-                    continue;
+                match self.status(&kind_name, &key, Check::Sizes) {
+                    Status::Done => {}
+                    Status::Unreadable(why) => return Err(Self::unreadable_error(&kind_name, &key, &why)),
+                    Status::Missing | Status::Broken(_) => continue,
                 }
                 let describe = crate::fsio::read_json(&step.join(DESCRIBE))?;
                 let record = self.read_record::<serde_json::Value>(&kind_name, &key)?;
@@ -463,15 +623,48 @@ impl Store {
         Ok(out)
     }
 
-    /// Removes every step of `kind` (or every step); returns how many step folders went.
+    /// Removes every step of `kind` (or every step), each under its lock: a step another process
+    /// is computing is left alone (and named in a warning), never deleted under it. The lock
+    /// files stay (a process waiting on one must lock the same file a newcomer opens). Returns
+    /// how many step folders went.
     pub fn clean(&self, kind: Option<&str>) -> Result<usize> {
-        let mut n = 0;
+        if let Some(why) = self.read_only() {
+            return Err(Error::invalid(
+                format!("cannot clean the store {} ({why})", self.root.display()),
+                "make the folder writable (chmod u+w, or remount it read-write)",
+            ));
+        }
+        let (mut n, mut busy) = (0, Vec::new());
         for k in subdirs(&self.root)? {
             if kind.is_some_and(|want| file_name(&k) != want) {
                 continue;
             }
-            n += subdirs(&k)?.len();
-            std::fs::remove_dir_all(&k).map_err(|e| Error::io(&k, e))?;
+            for step in subdirs(&k)? {
+                let lock_path = k.join(format!("{}.lock", file_name(&step)));
+                let lock = std::fs::OpenOptions::new()
+                    .create(true)
+                    .truncate(false)
+                    .write(true)
+                    .open(&lock_path)
+                    .map_err(|e| Error::io(&lock_path, e))?;
+                match lock.try_lock() {
+                    Ok(()) => {}
+                    Err(std::fs::TryLockError::WouldBlock) => {
+                        busy.push(format!("{}/{}", file_name(&k), file_name(&step)));
+                        continue;
+                    }
+                    Err(std::fs::TryLockError::Error(e)) => return Err(Error::io(&lock_path, e)),
+                }
+                std::fs::remove_dir_all(&step).map_err(|e| Error::io(&step, e))?;
+                n += 1;
+            }
+        }
+        if !busy.is_empty() {
+            crate::progress::warn(&format!(
+                "left {} step(s) alone that a running process is computing: {} (clean again once it has finished)",
+                busy.len(),
+                busy.join(", ")
+            ));
         }
         Ok(n)
     }
@@ -483,6 +676,13 @@ impl Store {
         let root = root.as_ref();
         if root.join(MARKER).exists() {
             return Err(Error::invalid(format!("{} is a store of the current format", root.display()), "use `doublewin study clean`"));
+        }
+        let (current, _) = step_formats(root);
+        if current > 0 {
+            return Err(Error::invalid(
+                format!("{} holds {current} step(s) of this doublewin's format ({STEP_FORMAT}): it is not an older store", root.display()),
+                "open it with any study command: the missing store.json is written again from its steps",
+            ));
         }
         let mut n = 0;
         for entry in std::fs::read_dir(root).map_err(|e| Error::io(root, e))?.flatten() {
@@ -503,6 +703,20 @@ impl Store {
         crate::fsio::write_json(&root.join(MARKER), &Marker { format: FORMAT.into() })?;
         Ok(n)
     }
+}
+
+/// An error when `root` is a symbolic link that cannot be followed (dangling, or a loop).
+fn check_link(root: &Path) -> Result<()> {
+    if root.symlink_metadata().is_ok_and(|m| m.file_type().is_symlink()) {
+        if let Err(e) = std::fs::metadata(root) {
+            let target = std::fs::read_link(root).map(|t| t.display().to_string()).unwrap_or_default();
+            return Err(Error::invalid(
+                format!("the store {} is a symbolic link to {target}, which cannot be followed ({e})", root.display()),
+                "point the link at an existing folder, or pass --store / DOUBLEWIN_STORE a real folder",
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// `e`, a failure to create the store at `root`, said as "the folder cannot be written" with the
@@ -541,8 +755,32 @@ fn file_name(p: &Path) -> String {
     p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
 }
 
+/// How many step records under `root` (`<kind>/<key>/result.json`) declare this version's step
+/// format, and how many another one (unreadable records count as neither).
+fn step_formats(root: &Path) -> (usize, usize) {
+    #[derive(Deserialize)]
+    struct Format {
+        format: String,
+    }
+    let (mut current, mut older) = (0, 0);
+    for kind in subdirs(root).unwrap_or_default() {
+        for step in subdirs(&kind).unwrap_or_default() {
+            match crate::fsio::read_json::<Format>(&step.join(RESULT)) {
+                Ok(f) if f.format == STEP_FORMAT => current += 1,
+                Ok(_) => older += 1,
+                Err(_) => {}
+            }
+        }
+    }
+    (current, older)
+}
+
 fn subdirs(dir: &Path) -> Result<Vec<PathBuf>> {
-    let Ok(entries) = std::fs::read_dir(dir) else { return Ok(Vec::new()) };
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::io(dir, e)),
+    };
     let mut v: Vec<PathBuf> = entries.flatten().map(|e| e.path()).filter(|p| p.is_dir()).collect();
     v.sort();
     Ok(v)

@@ -304,6 +304,21 @@ fn a_ladder_runs_through_the_store_and_the_report_reads_it_back() {
     assert!(report.table().to_markdown().contains("fine-tune-2"));
     // A run of some rungs says which are missing, and never runs the combination.
     assert!(!report.complete && report.conclusion().contains("Not run yet: imp, wider-2"), "{}", report.conclusion());
+    // The combination applies the rungs that moved, of the wider rungs only the widest (x2
+    // then x4 would compound to x8, a width no rung measured).
+    let mut moved = report.clone();
+    for factor in [2, 4] {
+        let mut r = report.rungs[0].clone();
+        r.rung = Rung::Wider { factor };
+        r.rows[0].outcome = match r.rows[0].outcome {
+            doublewin::verdict::Outcome::DoubleWin => doublewin::verdict::Outcome::Unresolved,
+            _ => doublewin::verdict::Outcome::DoubleWin,
+        };
+        moved.rungs.push(r);
+    }
+    let combination = moved.combination();
+    assert!(combination.contains(&Rung::Wider { factor: 4 }) && !combination.contains(&Rung::Wider { factor: 2 }), "{combination:?}");
+    assert!(moved.moved().contains(&Rung::Wider { factor: 2 }), "the table still names every rung that moved");
     report.save(&store).unwrap();
     assert_eq!(LadderReport::load(&store, &base).unwrap(), Some(report));
     // Another base study has no ladder; a damaged ladder file is left out, not trusted.

@@ -23,6 +23,7 @@ pub enum Stem {
 
 /// A network architecture. Use the constructors (`Arch::convnet()`, `Arch::resnet20()`, ...).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub enum Arch {
     /// conv3x3-BN-ReLU blocks of the given widths, max-pooling between them.
     ConvNet { widths: Vec<i64> },
@@ -100,6 +101,26 @@ impl Arch {
         }
     }
 
+    /// Checks the sizes before anything is built (libtorch would fail deep inside with a C++
+    /// backtrace): ConvNet widths and ResNet stages non-empty and positive.
+    pub fn check(&self) -> Result<()> {
+        let bad = match self {
+            Arch::ConvNet { widths } if widths.is_empty() || widths.iter().any(|&w| w < 1) => {
+                Some(format!("ConvNet widths {widths:?}: every width must be at least 1, and at least one layer is needed"))
+            }
+            Arch::ResNet { stages, width, .. } if stages.is_empty() || stages.contains(&0) || *width < 1 => {
+                Some(format!("ResNet stages {stages:?}, width {width}: every stage needs a block and the width must be at least 1"))
+            }
+            _ => None,
+        };
+        match bad {
+            Some(problem) => {
+                Err(Error::invalid(format!("architecture: {problem}"), "use e.g. `convnet` (widths [32, 64, 128]) or `resnet20`"))
+            }
+            None => Ok(()),
+        }
+    }
+
     /// A short human-readable name.
     pub fn name(&self) -> String {
         match self {
@@ -159,6 +180,7 @@ impl NetworkSpec {
     }
 
     fn check(&self) -> Result<()> {
+        self.arch.check()?;
         let c = self.in_channels as usize;
         if self.in_channels < 1 || self.normalization.mean.len() != c || self.normalization.std.len() != c {
             return Err(Error::invalid(

@@ -9,11 +9,11 @@ use crate::error::Result;
 use crate::landscape::LandscapeConfig;
 use crate::model::Arch;
 use crate::prune::ImpConfig;
-use crate::store::{StepDescription, Store};
+use crate::store::{Input, StepDescription, Store};
 use crate::train::{RegimeKind, TrainConfig};
 use crate::transfer::TransferConfig;
 use serde::{Deserialize, Serialize};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// How a dataset's validation split is held out of its training split (stratified, seeded).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -352,6 +352,72 @@ impl AttackCheckDesc {
     }
 }
 
+/// The upstream files each step kind reads (recorded by hash when it runs: see
+/// [`crate::store::Input`]).
+impl PretrainDesc {
+    fn reads(&self) -> Result<Vec<Input>> {
+        Ok(Vec::new())
+    }
+}
+
+impl ImpDesc {
+    fn reads(&self) -> Result<Vec<Input>> {
+        Ok(vec![Input::of(&self.pretrain, Self::pretrained_weights())?])
+    }
+    /// The pre-trained weights and their sidecar, as files of the pre-training step.
+    fn pretrained_weights() -> &'static str {
+        PretrainDesc::WEIGHTS
+    }
+    /// The mask of `round`, as a file of this step.
+    fn round_file(round: usize) -> String {
+        crate::prune::round_path(Path::new(""), round).display().to_string()
+    }
+}
+
+impl Subnetwork {
+    /// The upstream files a transfer of this subnetwork reads.
+    fn reads(&self) -> Result<Vec<Input>> {
+        let mut inputs = Vec::new();
+        if let Some(p) = self.pretrain() {
+            inputs.push(Input::of(p, ImpDesc::pretrained_weights())?);
+        }
+        if let Some(imp) = self.imp() {
+            inputs.push(Input::of(imp, ImpDesc::round_file(self.round()))?);
+        }
+        Ok(inputs)
+    }
+}
+
+impl TransferDesc {
+    fn reads(&self) -> Result<Vec<Input>> {
+        self.subnetwork.reads()
+    }
+}
+
+impl TrajectoryDesc {
+    fn reads(&self) -> Result<Vec<Input>> {
+        self.transfer.reads()
+    }
+    fn checkpoint_files(&self) -> Result<Input> {
+        Input::of(self, format!("{}/", Self::CHECKPOINTS))
+    }
+}
+
+impl LandscapeDesc {
+    fn reads(&self) -> Result<Vec<Input>> {
+        std::iter::once(&self.trajectory).chain(&self.scale_with).map(TrajectoryDesc::checkpoint_files).collect()
+    }
+}
+
+impl AttackCheckDesc {
+    fn reads(&self) -> Result<Vec<Input>> {
+        Ok(vec![match &self.network {
+            Checked::Source(p) => Input::of(p, ImpDesc::pretrained_weights())?,
+            Checked::FineTuned(t) => t.checkpoint_files()?,
+        }])
+    }
+}
+
 macro_rules! step_description {
     ($($t:ty),*) => {$(
         impl StepDescription for $t {
@@ -360,6 +426,9 @@ macro_rules! step_description {
             }
             fn label(&self) -> String {
                 self.describe()
+            }
+            fn inputs(&self) -> Result<Vec<Input>> {
+                self.reads()
             }
         }
     )*};

@@ -167,7 +167,7 @@ impl Study {
     /// naming the nearest valid one.
     pub fn from_json(text: &str) -> Result<Study> {
         let de = &mut serde_json::Deserializer::from_str(text);
-        let study: Study = serde_path_to_error::deserialize(de).map_err(|e| {
+        let study: Study = serde_path_to_error::deserialize(&mut *de).map_err(|e| {
             // The path names the field whose value is wrong ("transfer.recipe.epochs"); serde's
             // own message says what it expected there.
             let path = e.path().to_string();
@@ -177,6 +177,10 @@ impl Study {
                 format!("study JSON: {at}{msg}{}", did_you_mean(&msg)),
                 "fix the field (`doublewin study show` prints a valid study)",
             )
+        })?;
+        // Anything after the study (a second object, a stray edit) is refused, not ignored.
+        de.end().map_err(|e| {
+            Error::invalid(format!("study JSON: text after the study ({e})"), "remove what follows the study's closing brace")
         })?;
         study.check()?;
         Ok(study)
@@ -201,6 +205,9 @@ impl Study {
                 p.push(format!("{name} = {f} is not in (0, 1]"));
             }
         };
+        if let Err(e) = self.arch.check() {
+            p.push(format!("arch: {e}"));
+        }
         fraction(&mut p, "source_fraction", self.source_fraction);
         fraction(&mut p, "imp_fraction", self.imp_fraction);
         for f in &self.fractions {
@@ -309,6 +316,9 @@ impl Study {
             for f in &c.fractions {
                 fraction(&mut p, "controls.fractions", *f);
             }
+            repeats(&mut p, "controls.kinds", &c.kinds);
+            repeats(&mut p, "controls.rounds", &c.rounds);
+            repeats(&mut p, "controls.fractions", &c.fractions);
         }
         if let Some(l) = &self.landscapes {
             if !self.families.contains(&l.family) {
@@ -323,6 +333,7 @@ impl Study {
             for f in &l.fractions {
                 fraction(&mut p, "landscapes.fractions", *f);
             }
+            repeats(&mut p, "landscapes.fractions", &l.fractions);
             if let Err(e) = l.config(&self.threat).check() {
                 p.push(format!("landscapes: {e}"));
             }

@@ -259,6 +259,7 @@ impl Plan {
                     Status::Done => "done".into(),
                     Status::Missing => "to do".into(),
                     Status::Broken(why) => format!("broken ({why})"),
+                    Status::Unreadable(why) => format!("unreadable ({why})"),
                 },
             ]);
         }

@@ -62,6 +62,14 @@ pub fn run_plan_with(plan: &Plan, rt: &Runtime, store: &Store, options: &RunOpti
     let mut stopped = false;
     let (mut busy, mut idle) = (0.0, 0.0);
     let order = plan.schedule();
+    // Who reads whom: a step computed anew may leave the steps below it stale (they recorded
+    // the hashes of what it wrote before), so they are looked at again.
+    let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); plan.len()];
+    for (i, s) in plan.steps.iter().enumerate() {
+        for &d in &s.deps {
+            dependents[d].push(i);
+        }
+    }
     'walk: while done.iter().any(|d| !d) {
         for &i in &order {
             let step = &plan.steps[i];
@@ -93,6 +101,13 @@ pub fn run_plan_with(plan: &Plan, rt: &Runtime, store: &Store, options: &RunOpti
                     let e = seconds_by_kind.entry(step.kind).or_insert((0.0, 0));
                     *e = (e.0 + seconds, e.1 + 1);
                     done[i] = true;
+                    let (mut below, mut seen) = (dependents[i].clone(), vec![false; plan.len()]);
+                    while let Some(j) = below.pop() {
+                        if !std::mem::replace(&mut seen[j], true) {
+                            done[j] = false;
+                            below.extend(&dependents[j]);
+                        }
+                    }
                     let eta = time_left(plan, &done, &seconds_by_kind) / options.workers.max(1) as f64;
                     let finished = done.iter().filter(|d| **d).count();
                     progress::emit(&Event::StepFinished { done: finished, total: plan.len(), label: &step.label, seconds, eta });

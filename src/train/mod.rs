@@ -114,10 +114,17 @@ impl ResumeFiles {
     }
 }
 
+/// The resume record, written after the state it describes: the SHA-256 of `state.safetensors`
+/// (and of `best.safetensors`, when the run has a best epoch) as they were written, so that a
+/// damaged state, or one newer than this record (a copy taken mid-run), is never resumed from.
 #[derive(Serialize, Deserialize)]
 struct SavedHistory {
     config_hash: String,
     history: History,
+    #[serde(default)]
+    state_sha256: Option<String>,
+    #[serde(default)]
+    best_sha256: Option<String>,
 }
 
 /// Trains `net` on `data.train`, evaluating on `data.val` after every epoch.
@@ -253,9 +260,35 @@ pub fn train_with(
 fn save_state(f: &ResumeFiles, cfg: &TrainConfig, net: &Network, sgd: &Sgd, history: &History) -> Result<()> {
     let mut tensors: Vec<(String, Tensor)> = net.named_tensors();
     tensors.extend(sgd.state().into_iter().map(|(n, t)| (format!("momentum/{n}"), t)));
-    // Weights first, history last: a history on disk always has its state written.
+    // Weights first, history last: a history on disk always has its state written, and names
+    // it by hash.
     crate::model::io::write_tensors(&f.state(), &tensors)?;
-    crate::fsio::write_json(&f.history(), &SavedHistory { config_hash: cfg.hash()?, history: history.clone() })
+    let state_sha256 = Some(crate::fsio::sha256_file(&f.state())?);
+    let best_sha256 = if history.best().is_some() { Some(crate::fsio::sha256_file(&f.best())?) } else { None };
+    crate::fsio::write_json(&f.history(), &SavedHistory { config_hash: cfg.hash()?, history: history.clone(), state_sha256, best_sha256 })
+}
+
+/// Why the saved state of `f` is not the one `saved` describes (`None`: it is).
+/// A file that exists but cannot be read is an error (nothing is deleted over it).
+fn unverified_state(f: &ResumeFiles, saved: &SavedHistory) -> Result<Option<String>> {
+    let check = |path: PathBuf, want: &Option<String>| -> Result<Option<String>> {
+        let Some(want) = want else { return Ok(Some(format!("{} has no recorded hash (an older run)", path.display()))) };
+        match crate::fsio::sha256_file(&path) {
+            Ok(h) if h == *want => Ok(None),
+            Ok(_) => Ok(Some(format!("{} is not the state its history recorded (damaged, or copied mid-run)", path.display()))),
+            Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                Ok(Some(format!("{} is missing", path.display())))
+            }
+            Err(e) => Err(e),
+        }
+    };
+    if let Some(why) = check(f.state(), &saved.state_sha256)? {
+        return Ok(Some(why));
+    }
+    if saved.history.best().is_some() {
+        return check(f.best(), &saved.best_sha256);
+    }
+    Ok(None)
 }
 
 fn resume(
@@ -276,6 +309,16 @@ fn resume(
             format!("{} holds a run of another configuration ({} vs {hash})", f.dir.display(), saved.config_hash),
             "use a separate resume folder per configuration, or delete the old one",
         ));
+    }
+    if let Some(why) = unverified_state(f, &saved)? {
+        crate::progress::warn(&format!("not resuming from {}: {why}; training from the start", f.dir.display()));
+        for path in [f.history(), f.state(), f.best()] {
+            match std::fs::remove_file(&path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(Error::io(&path, e)),
+                _ => {}
+            }
+        }
+        return Ok(());
     }
     let tensors = Tensor::read_safetensors(f.state()).map_err(|e| {
         Error::bad_file_fix(f.state(), format!("cannot read ({e})"), format!("delete {} to train from the start", f.dir.display()))

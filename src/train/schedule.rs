@@ -21,7 +21,9 @@ impl Schedule {
             Schedule::MultiStep { gamma, .. } if gamma.is_nan() || *gamma <= 0.0 => {
                 Err(Error::invalid(format!("multistep gamma {gamma} must be positive"), "use e.g. 0.1"))
             }
-            Schedule::Cosine { min_lr } if *min_lr < 0.0 => Err(Error::invalid("cosine min_lr must be >= 0", "use e.g. 0.0")),
+            Schedule::Cosine { min_lr } if !(*min_lr >= 0.0 && *min_lr <= f32::MAX as f64) => {
+                Err(Error::invalid(format!("cosine min_lr = {min_lr:e} must be >= 0 and within a 32-bit float's range"), "use e.g. 0.0"))
+            }
             _ => Ok(()),
         }
     }

@@ -26,6 +26,16 @@ impl Default for SgdConfig {
 
 impl SgdConfig {
     pub fn check(&self) -> Result<()> {
+        // Every value becomes an f32 scalar in the update: beyond f32's range libtorch cannot
+        // convert it (and tch 0.26 panics on that failure instead of returning it).
+        for (name, v) in [("lr", self.lr), ("weight_decay", self.weight_decay)] {
+            if v.is_finite() && v.abs() > f32::MAX as f64 {
+                return Err(Error::invalid(
+                    format!("SGD {name} = {v:e} is beyond what a 32-bit float holds ({:e})", f32::MAX),
+                    format!("use a usual {name}, e.g. {}", if name == "lr" { "0.01" } else { "5e-4" }),
+                ));
+            }
+        }
         let ok = self.lr > 0.0
             && self.lr.is_finite()
             && (0.0..1.0).contains(&self.momentum)
@@ -114,7 +124,15 @@ impl Sgd {
         }
         let c = &self.config;
         let _guard = tch::no_grad_guard();
-        let scalar = |v: f64| Tensor::f_full([], v, (tch::Kind::Float, tch::Device::Cpu));
+        let scalar = |v: f64| {
+            if v.is_nan() || v.abs() > f32::MAX as f64 {
+                return Err(Error::invalid(
+                    format!("an SGD update with the value {v:e}"),
+                    "use a learning rate and weight decay an f32 holds",
+                ));
+            }
+            Ok(Tensor::f_full([], v, (tch::Kind::Float, tch::Device::Cpu))?)
+        };
         let (wd, momentum, keep, neg_lr) = (scalar(c.weight_decay)?, scalar(c.momentum)?, scalar(1.0 - c.dampening)?, scalar(-lr)?);
         for ((((_, p), buf), mask), mut g) in self.params.iter().zip(self.momentum.iter_mut()).zip(&self.masks).zip(grads) {
             if !g.defined() {

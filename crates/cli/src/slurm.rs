@@ -91,8 +91,38 @@ pub fn write(study: &Study, store: &Path, report_out: &Path, dir: &Path, o: &Slu
         std::fs::create_dir_all(p).map_err(|e| Error::io(p, e))?;
         p.canonicalize().map_err(|e| Error::io(p, e))
     };
+    if let Some(p) = &o.partition {
+        if p.is_empty() || !p.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.,".contains(&b)) {
+            return Err(Error::invalid(
+                format!("--partition {p:?} is not a Slurm partition name"),
+                "use letters, digits, '_', '-', '.' (several partitions separated by ',')",
+            ));
+        }
+    }
     let (dir, store, report_out) = (abs(dir)?, abs(store)?, abs(report_out)?);
     let logs = abs(&dir.join("logs"))?;
+    // `#SBATCH` lines are read by sbatch, not bash: a path there cannot be quoted, and `%` is
+    // Slurm's file-name pattern character. Every other path in the scripts is quoted for bash.
+    for (flag, path) in [("--dir", &logs), ("--dir", &dir)] {
+        let text = path.display().to_string();
+        if text.chars().any(|c| c.is_whitespace() || c.is_control() || "%\"'\\".contains(c)) {
+            return Err(Error::invalid(
+                format!(
+                    "{flag} {}: Slurm's #SBATCH --output cannot hold a path with spaces, quotes, '%' or control characters",
+                    path.display()
+                ),
+                format!("{flag}: use a folder whose path has none of them"),
+            ));
+        }
+    }
+    for path in [&store, &report_out] {
+        if path.display().to_string().chars().any(|c| c.is_control()) {
+            return Err(Error::invalid(
+                format!("the path {:?} holds a control character", path.display().to_string()),
+                "use a path without newlines or tabs",
+            ));
+        }
+    }
     let exe = std::env::current_exe().map_err(|e| Error::io("<current executable>", e))?;
     let text =
         serde_json::to_string_pretty(study).map_err(|e| Error::invalid(format!("cannot write the study: {e}"), "report this as a bug"))?;
@@ -168,6 +198,10 @@ set -eu
     Ok(Submission { dir, study: study_file, worker_script, report_script, array_job: None, report_job: None })
 }
 
+/// The longest `--time` accepted: a year (a larger value is a typo, and near u64's range the
+/// arithmetic would wrap around).
+const MAX_TIME_SECONDS: u64 = 365 * 86_400;
+
 /// Seconds of a Slurm `--time` value: M, M:S, H:M:S, D-H, D-H:M or D-H:M:S.
 pub fn time_limit_seconds(time: &str) -> Result<u64> {
     let bad = || {
@@ -181,17 +215,25 @@ pub fn time_limit_seconds(time: &str) -> Result<u64> {
         None => (0, time),
     };
     let parts: Vec<u64> = rest.split(':').map(|p| p.parse::<u64>().map_err(|_| bad())).collect::<Result<_>>()?;
+    let hms = |h: u64, m: u64, s: u64| h.checked_mul(3600)?.checked_add(m.checked_mul(60)?)?.checked_add(s);
     let seconds = match (time.contains('-'), parts.as_slice()) {
-        (false, [m]) => m * 60,
-        (false, [m, s]) => m * 60 + s,
-        (_, [h, m, s]) => h * 3600 + m * 60 + s,
-        (true, [h]) => h * 3600,
-        (true, [h, m]) => h * 3600 + m * 60,
+        (false, [m]) => hms(0, *m, 0),
+        (false, [m, s]) => hms(0, *m, *s),
+        (_, [h, m, s]) => hms(*h, *m, *s),
+        (true, [h]) => hms(*h, 0, 0),
+        (true, [h, m]) => hms(*h, *m, 0),
         _ => return Err(bad()),
-    };
-    let total = days * 86_400 + seconds;
+    }
+    .ok_or_else(bad)?;
+    let total = days.checked_mul(86_400).and_then(|d| d.checked_add(seconds)).ok_or_else(bad)?;
     if total == 0 {
         return Err(bad());
+    }
+    if total > MAX_TIME_SECONDS {
+        return Err(Error::invalid(
+            format!("--time {time:?} is {total} s, beyond a year"),
+            "use a limit a cluster grants, e.g. 04:00:00 (tasks requeue themselves at the limit)",
+        ));
     }
     Ok(total)
 }

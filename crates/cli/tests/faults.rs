@@ -474,9 +474,318 @@ fn a_pretraining_stopped_by_sigterm_ends_at_a_saved_epoch_and_resumes_to_the_sam
     assert_eq!(status.code(), Some(STOPPED));
     let saved = history().expect("the stopped pre-training keeps its saved epochs")["history"]["epochs"].as_array().unwrap().len();
     assert!(saved < 12, "stopped after {saved} of 12 epochs: the signal did not stop the pre-training itself");
+    // (issue 28, 1) A resume state with one bit flipped is not resumed from: the run starts
+    // over, with a warning, and ends where an uninterrupted run ends.
+    let flipped = dir.join("flipped");
+    copy_dir(&store, &flipped);
+    let state = std::fs::read_dir(flipped.join("pretrain"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path().join("train/state.safetensors"))
+        .find(|p| p.exists())
+        .unwrap();
+    let mut bytes = std::fs::read(&state).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x01;
+    std::fs::write(&state, bytes).unwrap();
+    let o = study_run(&study, &flipped, 1);
+    assert!(o.status.success() && text(&o).contains("not resuming"), "{}", text(&o));
+    let d = differences(&snapshot(&reference), &snapshot(&flipped));
+    assert!(d.is_empty(), "a run whose resume state was damaged differs: {d:?}");
+    // (issue 28, 2) `study clean` while the pre-training runs leaves it alone; the run ends done.
+    let running = dir.join("running");
+    let mut child = spawn_run(&study, &running, 1);
+    let started = || {
+        std::fs::read_dir(running.join("pretrain")).ok().is_some_and(|d| d.flatten().any(|e| e.path().join("train/history.json").exists()))
+    };
+    let t = Instant::now();
+    while !started() {
+        assert!(t.elapsed() < Duration::from_secs(120), "the pre-training never saved an epoch");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let o = doublewin(&["study", "clean", "--store", running.to_str().unwrap()]);
+    assert!(o.status.success() && text(&o).contains("alone"), "{}", text(&o));
+    let status = wait_at_most(&mut child, Duration::from_secs(300)).expect("the run ends");
+    assert!(status.success(), "the run under a clean failed: {status}");
+    let o = doublewin(&["study", "list", "--store", running.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o));
+    let d = differences(&snapshot(&reference), &snapshot(&running));
+    assert!(d.is_empty(), "a run cleaned under differs: {d:?}");
     let o = study_run(&study, &store, 1);
     assert!(o.status.success(), "{}", text(&o));
     let d = differences(&snapshot(&reference), &snapshot(&store));
     assert!(d.is_empty(), "a pre-training stopped after {saved} epochs and resumed differs: {d:?}");
     println!("pre-training stopped by SIGTERM after epoch {saved} of 12, resumed: every step identical to an uninterrupted run");
+}
+
+/// Runs `args` as user `nobody` (uid 65534): root ignores file permissions, so this is how a
+/// test meets an unreadable file. `None` where setpriv is missing.
+fn as_nobody(args: &[&str]) -> Option<Output> {
+    Command::new("setpriv").args(["--reuid=65534", "--regid=65534", "--clear-groups", BIN, "--threads", "1"]).args(args).output().ok()
+}
+
+/// The probed defects of the store (issue 28): unreadable is not damaged, a lost store.json is
+/// found again from the steps, edited records and descriptions are not trusted, clean and list
+/// say what is wrong, and the upstream-hash rule recomputes exactly what read a changed file.
+#[test]
+fn probed_store_defects_are_fixed() {
+    let dir = tmp("probed-store");
+    let study = micro_study(&dir);
+    // The micro study with its scratch control: the transfers that read no pre-training.
+    let mut s: Value = serde_json::from_str(&std::fs::read_to_string(&study).unwrap()).unwrap();
+    s["scratch"] = serde_json::json!(true);
+    std::fs::write(&study, s.to_string()).unwrap();
+    let reference = dir.join("reference");
+    let o = study_run(&study, &reference, 1);
+    assert!(o.status.success(), "{}", text(&o));
+    let (s, r) = (study.to_str().unwrap().to_string(), reference.to_str().unwrap().to_string());
+    let pretrain = std::fs::read_dir(reference.join("pretrain")).unwrap().flatten().map(|e| e.path()).find(|p| p.is_dir()).unwrap();
+
+    // (4) An unreadable step is an error naming the path; nothing is deleted or recomputed.
+    if let Some(o) = as_nobody(&["study", "list", "--store", &r]) {
+        let store = dir.join("private");
+        copy_dir(&reference, &store);
+        let st = store.to_str().unwrap();
+        // Everyone may enter the folders; the pre-training's weights only root may read.
+        Command::new("chmod").args(["-R", "a+rwX"]).arg(&store).output().unwrap();
+        Command::new("chmod").arg("a+x").arg(&*dir).output().unwrap();
+        let weights = store.join(pretrain.strip_prefix(&reference).unwrap()).join("net.safetensors");
+        Command::new("chmod").arg("600").arg(&weights).output().unwrap();
+        let before = std::fs::read(&weights).unwrap();
+        let o2 = as_nobody(&["study", "run", "--config", &s, "--store", st]).unwrap();
+        let err = String::from_utf8_lossy(&o2.stderr);
+        assert!(!o2.status.success() && err.contains("net.safetensors") && err.contains("read access"), "{}", text(&o2));
+        assert!(!err.contains("SHA-256"), "a permission error is not damage: {err}");
+        assert_eq!(std::fs::read(&weights).unwrap(), before, "the unreadable step was left as it was");
+        let _ = o;
+    } else {
+        println!("skipped the permission check: no setpriv");
+    }
+    // A result.json that cannot be read as a file (a folder in its place): an error, not damage.
+    let store = dir.join("eisdir");
+    copy_dir(&reference, &store);
+    let st = store.to_str().unwrap().to_string();
+    let result = store.join(pretrain.strip_prefix(&reference).unwrap()).join("result.json");
+    std::fs::remove_file(&result).unwrap();
+    std::fs::create_dir(&result).unwrap();
+    let o = doublewin(&["study", "run", "--config", &s, "--store", &st]);
+    assert!(!o.status.success() && text(&o).contains("nothing was deleted"), "{}", text(&o));
+    assert!(result.is_dir() && result.parent().unwrap().join("net.safetensors").exists());
+
+    // (5) A lost store.json is found again from the steps; the old-format clean refuses them.
+    let store = dir.join("no-marker");
+    copy_dir(&reference, &store);
+    let st = store.to_str().unwrap().to_string();
+    std::fs::remove_file(store.join("store.json")).unwrap();
+    let o = doublewin(&["study", "clean", "--old-format", "--store", &st]);
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("not an older store"), "{}", text(&o));
+    assert!(!store.join("store.json").exists(), "the refused clean wrote no marker");
+    let o = doublewin(&["study", "run", "--config", &s, "--store", &st]);
+    assert!(o.status.success() && text(&o).contains("written again"), "{}", text(&o));
+    assert!(differences(&snapshot(&reference), &snapshot(&store)).is_empty());
+
+    // (12) A record without its checksum, or an edited describe.json, is not trusted; a garbled
+    // describe.json does not take `study list` down; a typo'd or dangling store is named.
+    let store = dir.join("edited");
+    copy_dir(&reference, &store);
+    let st = store.to_str().unwrap().to_string();
+    let step = store.join(pretrain.strip_prefix(&reference).unwrap());
+    let mut record: Value = serde_json::from_str(&std::fs::read_to_string(step.join("result.json")).unwrap()).unwrap();
+    record.as_object_mut().unwrap().remove("checksum");
+    std::fs::write(step.join("result.json"), record.to_string()).unwrap();
+    let o = doublewin(&["study", "plan", "--config", &s, "--store", &st]);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("no checksum"), "{}", text(&o));
+    let imp = std::fs::read_dir(store.join("imp")).unwrap().flatten().map(|e| e.path()).find(|p| p.is_dir()).unwrap();
+    std::fs::write(imp.join("describe.json"), "{ garbled").unwrap();
+    let o = doublewin(&["study", "list", "--store", &st]);
+    assert!(o.status.success(), "one garbled describe.json takes no listing down: {}", text(&o));
+    let o = doublewin(&["study", "run", "--config", &s, "--store", &st]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(differences(&snapshot(&reference), &snapshot(&store)).is_empty());
+    let typo = dir.join("no-such-store");
+    let o = doublewin(&["study", "clean", "--store", typo.to_str().unwrap()]);
+    assert!(!o.status.success() && !typo.exists(), "{}", text(&o));
+    let link = dir.join("dangling");
+    std::os::unix::fs::symlink(dir.join("nowhere"), &link).unwrap();
+    for command in ["list", "plan"] {
+        let o = doublewin(&["study", command, "--store", link.to_str().unwrap()]);
+        assert!(!o.status.success() && text(&o).contains("symbolic link"), "{command}: {}", text(&o));
+    }
+
+    // (1 of the deliverables, and 3) Inputs by content: the pre-training recomputed with other
+    // bytes (two threads instead of one) makes every step that read its weights stale, and
+    // nothing else: the scratch transfers keep their results.
+    let store = dir.join("upstream");
+    copy_dir(&reference, &store);
+    let st = store.to_str().unwrap().to_string();
+    let step = store.join(pretrain.strip_prefix(&reference).unwrap());
+    let before = records(&store);
+    std::fs::remove_file(step.join("result.json")).unwrap();
+    let o = Command::new(BIN).args(["--threads", "2", "study", "run", "--config", &s, "--store", &st]).output().unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let after = records(&store);
+    let weights_changed = before[&format!("pretrain/{}", step.file_name().unwrap().to_string_lossy())]["files"]
+        != after[&format!("pretrain/{}", step.file_name().unwrap().to_string_lossy())]["files"];
+    assert!(weights_changed, "two threads gave the same pre-trained bytes: the rule is not exercised");
+    let mut recomputed = Vec::new();
+    for (name, v) in &after {
+        let reads_pretrain = v["inputs"].as_array().is_some_and(|i| !i.is_empty());
+        let again = before.get(name) != Some(v);
+        if name.starts_with("pretrain/") || name.starts_with("studies") {
+            continue;
+        }
+        let scratch = v["label"].as_str().unwrap_or_default().contains("scratch");
+        assert_eq!(
+            again,
+            !scratch,
+            "{name}: recomputed {again}, but it {} the pre-training",
+            if scratch { "does not read" } else { "reads" }
+        );
+        assert!(
+            scratch || reads_pretrain || name.starts_with("landscape/") || name.starts_with("attack-check/"),
+            "{name} records its inputs"
+        );
+        if again {
+            recomputed.push(name.clone());
+        }
+    }
+    assert!(recomputed.iter().any(|n| n.starts_with("imp/")) && recomputed.iter().any(|n| n.starts_with("transfer/")), "{recomputed:?}");
+    println!("a pre-training recomputed with other bytes: {} steps below it recomputed, the scratch transfers kept", recomputed.len());
+}
+
+/// Every step's result.json, by kind/key (timings included: a recomputed step differs).
+fn records(store: &Path) -> BTreeMap<String, Value> {
+    let mut out = BTreeMap::new();
+    for kind in std::fs::read_dir(store).unwrap().flatten().filter(|e| e.path().is_dir()) {
+        for step in std::fs::read_dir(kind.path()).unwrap().flatten().filter(|e| e.path().is_dir()) {
+            let Ok(text) = std::fs::read_to_string(step.path().join("result.json")) else { continue };
+            let name = format!("{}/{}", kind.file_name().to_string_lossy(), step.file_name().to_string_lossy());
+            out.insert(name, serde_json::from_str(&text).unwrap());
+        }
+    }
+    out
+}
+
+/// The probed defects of input checking (items 6-11): each refused with the field or flag named,
+/// none a panic or a C++ backtrace.
+#[test]
+fn probed_input_defects_are_refused_naming_the_field() {
+    let dir = tmp("probed-input");
+    let out = dir.join("x.safetensors");
+    let o = doublewin(&["train", "--dataset", "digits", "--epochs", "1", "--lr", "1e39", "--out", out.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.code() != Some(101) && !o.status.success() && err.contains("lr") && !err.contains("panicked"), "{}", text(&o));
+    let good: Value = serde_json::from_slice(&doublewin(&["study", "show", "--profile", "tiny"]).stdout).unwrap();
+    let path = dir.join("study.json");
+    let plan = |text: String| {
+        std::fs::write(&path, text).unwrap();
+        let o = doublewin(&["study", "plan", "--config", path.to_str().unwrap(), "--store", dir.join("store").to_str().unwrap()]);
+        (o.status.success(), String::from_utf8_lossy(&o.stderr).into_owned())
+    };
+    let mut bad = good.clone();
+    bad["arch"] = serde_json::json!({"ConvNet": {"widths": [-4]}});
+    let (ok, err) = plan(bad.to_string());
+    assert!(!ok && err.contains("widths") && !err.contains("frame"), "{err}");
+    let mut bad = good.clone();
+    bad["arch"] = serde_json::json!({"ConvNet": {"widths": [8], "depth": 3}});
+    let (ok, err) = plan(bad.to_string());
+    assert!(!ok && err.contains("depth"), "an unknown field inside arch is refused: {err}");
+    let (ok, err) = plan(format!("{good} trailing"));
+    assert!(!ok && err.contains("after the study"), "{err}");
+    for (field, value) in [("kinds", serde_json::json!(["one-shot", "one-shot"])), ("rounds", serde_json::json!([1, 1]))] {
+        let mut bad = good.clone();
+        bad["controls"][field] = value;
+        let (ok, err) = plan(bad.to_string());
+        assert!(!ok && err.contains(&format!("controls.{field}")) && err.contains("repeat"), "{field}: {err}");
+    }
+    let mut bad = good.clone();
+    bad["landscapes"]["fractions"] = serde_json::json!([1.0, 1.0]);
+    let (ok, err) = plan(bad.to_string());
+    assert!(!ok && err.contains("landscapes.fractions"), "{err}");
+    // (11) An empty --stability-seeds turns the check off, as its help says.
+    let o = doublewin(&["study", "plan", "--profile", "tiny", "--stability-seeds", "", "--store", dir.join("store").to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o));
+    // (10) Slurm values are checked before a line is written.
+    let submit = |extra: &[&str], sub: &str| {
+        let d = dir.join(sub);
+        let (ds, store) = (d.to_str().unwrap().to_string(), dir.join("slurm-store").to_str().unwrap().to_string());
+        let mut args = vec!["study", "submit", "--slurm", "--profile", "tiny", "--store", &store, "--dir", &ds];
+        args.extend_from_slice(extra);
+        let o = doublewin(&args);
+        (o.status.success(), String::from_utf8_lossy(&o.stderr).into_owned(), d)
+    };
+    let (ok, err, d) = submit(&["--partition", "batch\n#SBATCH --uid=0"], "slurm-a");
+    assert!(!ok && err.contains("--partition") && !d.join("worker.sbatch").exists(), "{err}");
+    let (ok, err, _) = submit(&["--time", "307445734561825861"], "slurm-b");
+    assert!(!ok && err.contains("--time"), "{err}");
+    let (ok, err, _) = submit(&[], "slurm c%j");
+    assert!(!ok && err.contains("--dir"), "{err}");
+}
+
+/// (13) Workers die with their parent, even a parent killed by SIGKILL; a worker killed while
+/// the others finish every step leaves a complete study and exit status 0.
+#[test]
+fn workers_die_with_their_parent_and_a_lost_worker_is_not_a_failed_study() {
+    let dir = tmp("probed-workers");
+    let study = micro_study(&dir);
+    let store = dir.join("store");
+    let mut parent = Command::new(BIN)
+        .args(["--threads", "1", "study", "run", "--workers", "2", "--config"])
+        .arg(&study)
+        .arg("--store")
+        .arg(&store)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let children = |pid: u32| -> Vec<i32> {
+        std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+            .unwrap_or_default()
+            .split_whitespace()
+            .filter_map(|p| p.parse().ok())
+            .collect()
+    };
+    let t = Instant::now();
+    let workers = loop {
+        let w = children(parent.id());
+        if w.len() == 2 {
+            break w;
+        }
+        assert!(t.elapsed() < Duration::from_secs(60), "the workers never started");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    signal(parent.id() as i32, libc::SIGKILL);
+    let _ = parent.wait();
+    let alive = |pid: i32| std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.contains(") Z "));
+    let t = Instant::now();
+    while workers.iter().any(|&w| alive(w)) {
+        assert!(t.elapsed() < Duration::from_secs(120), "workers {workers:?} outlived their parent by two minutes");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // One worker killed at once: the other computes every step, and the run succeeds.
+    let mut parent = Command::new(BIN)
+        .args(["--threads", "1", "study", "run", "--workers", "2", "--config"])
+        .arg(&study)
+        .arg("--store")
+        .arg(dir.join("store-2"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t = Instant::now();
+    let victim = loop {
+        if let Some(&w) = children(parent.id()).first() {
+            break w;
+        }
+        assert!(t.elapsed() < Duration::from_secs(60), "no worker started");
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    signal(victim, libc::SIGKILL);
+    let status = wait_at_most(&mut parent, Duration::from_secs(300)).expect("the run ends");
+    let mut err = String::new();
+    use std::io::Read;
+    parent.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    assert!(status.success(), "every step done, yet the run failed: {err}");
+    let o = doublewin(&["study", "plan", "--config", study.to_str().unwrap(), "--store", dir.join("store-2").to_str().unwrap()]);
+    assert!(!String::from_utf8_lossy(&o.stdout).contains("to do"), "{}", text(&o));
 }
