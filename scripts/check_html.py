@@ -5,7 +5,9 @@ figure (an `<svg>` or `<img>` in an output) and every output table lies on the p
 screenshot of the whole page is taken at the same size. Each figure's region of the screenshot
 must hold a drawing (many distinct colours, not one flat background) and each table's region
 must hold text (dark pixels on light). The page must also contain the given texts and no
-error output. Screenshots go to the output folder so a person can look at them.
+error output, and no output may show a Rust string literal (a literal `\\n` or `\\"`: a String
+displayed through its Debug form instead of as prose). Screenshots go to the output folder so a
+person can look at them.
 
 usage: check_html.py OUT_DIR PAGE.html [PAGE.html ...] [--expect TEXT ...]
 """
@@ -24,7 +26,7 @@ from PIL import Image
 WIDTH = 1280
 MAX_HEIGHT = 16000  # Chromium's largest screenshot texture is 16384 px
 # Measured after load: the page's height and the boxes of output figures and tables.
-MEASURE = """<script>
+MEASURE = r"""<script>
 window.addEventListener('load', () => {
   const box = (e) => { const r = e.getBoundingClientRect();
     return [Math.round(r.left + scrollX), Math.round(r.top + scrollY), Math.round(r.width), Math.round(r.height)]; };
@@ -34,6 +36,8 @@ window.addEventListener('load', () => {
     figures: [...document.querySelectorAll(`${outputs} svg, ${outputs} img`)].filter(e => !e.parentElement.closest('svg')).map(box),
     tables: [...document.querySelectorAll(`${outputs} table`)].map(box),
     errors: document.querySelectorAll('.jp-RenderedText[data-mime-type="application/vnd.jupyter.stderr"], .jp-OutputArea-output[data-mime-type="application/vnd.jupyter.error"]').length,
+    escaped: [...document.querySelectorAll(outputs)].map(e => e.textContent)
+      .filter(t => t.includes('\\n') || t.includes('\\"')).map(t => t.trim().slice(0, 80)),
   };
   const pre = document.createElement('pre'); pre.id = 'dw-layout'; pre.textContent = JSON.stringify(layout);
   document.body.appendChild(pre);
@@ -97,6 +101,8 @@ def check_page(page, out_dir, expect):
     image = Image.open(shot)
     if layout["errors"]:
         problems.append(f"{layout['errors']} error output(s) on the page")
+    for text in layout["escaped"]:
+        problems.append(f"an output shows an escaped string (a Debug-printed String, not prose): {text!r}")
     if not layout["figures"] and not layout["tables"]:
         problems.append("no figure and no table in any output")
     seen = 0

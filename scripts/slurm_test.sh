@@ -137,4 +137,6 @@ if a != b:
     sys.exit(1)
 print(f"[slurm] the Slurm run's results equal the local run's ({len(a.get('transfers', []))} transfers)")
 PY
+# The reports' figures, as files: the figure check of the test command (scripts/check_figures.py).
+python3 "$here/check_figures.py" "$D/report" "$D/local-report"
 echo "[slurm] test passed in $(( $(date +%s) - t0 )) s"

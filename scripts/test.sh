@@ -37,13 +37,27 @@ if python "$here/check_html.py" "$DW_ROOT/target/html-check" tests/html/blank_fi
   echo "[test] the HTML check passed a page whose figure is blank"; exit 1
 fi
 grep -q "looks blank" "$DW_ROOT/target/html-blank.log" || { echo "[test] the HTML check did not report the blank figure"; cat "$DW_ROOT/target/html-blank.log"; exit 1; }
+if python "$here/check_html.py" "$DW_ROOT/target/html-check" tests/html/escaped_string.html > "$DW_ROOT/target/html-escaped.log"; then
+  echo "[test] the HTML check passed a page that prints a string literal"; exit 1
+fi
+grep -q "escaped string" "$DW_ROOT/target/html-escaped.log" || { echo "[test] the HTML check did not report the escaped string"; cat "$DW_ROOT/target/html-escaped.log"; exit 1; }
 python "$here/run_notebook.py" tests/notebooks/fails_at_run_time.ipynb "$DW_ROOT/target/fails_at_run_time.ipynb" --html "$DW_ROOT/target/fails_at_run_time.html" 2> /dev/null || true
 if python "$here/check_html.py" "$DW_ROOT/target/html-check" "$DW_ROOT/target/fails_at_run_time.html" > "$DW_ROOT/target/html-error.log"; then
   echo "[test] the HTML check passed a page with an error output"; exit 1
 fi
 grep -q "error output" "$DW_ROOT/target/html-error.log" || { echo "[test] the HTML check did not report the error output"; cat "$DW_ROOT/target/html-error.log"; exit 1; }
-echo "[test] the HTML check rejects blank figures and error outputs, as it must"
+echo "[test] the HTML check rejects blank figures, error outputs and escaped strings, as it must"
+# The figure check must reject an error drawn as a figure, a legend entry without a mark, text
+# off the canvas and overprinted labels.
+for bad in error:"instead of a figure" unmarked:"no marker" outside:"outside the" overprint:"overprint"; do
+  if python "$here/check_figures.py" "tests/figures/${bad%%:*}.svg" > "$DW_ROOT/target/figures-bad.log"; then
+    echo "[test] the figure check passed tests/figures/${bad%%:*}.svg"; exit 1
+  fi
+  grep -q "${bad#*:}" "$DW_ROOT/target/figures-bad.log" || { echo "[test] the figure check did not say '${bad#*:}'"; cat "$DW_ROOT/target/figures-bad.log"; exit 1; }
+done
+echo "[test] the figure check rejects error figures, unmarked series, text off the canvas and overprinted labels"
 DOUBLEWIN_PROFILE=tiny bash "$here/run_notebooks.sh" "$DW_ROOT/target/notebooks"
+python "$here/check_figures.py" "$DW_ROOT/target/notebooks"
 python "$here/check_html.py" "$DW_ROOT/target/notebooks/screenshots" "$DW_ROOT"/target/notebooks/*.html
 # A real single-node Slurm: a worker array and its report job, compared with a local run.
 bash "$here/slurm_test.sh"

@@ -11,6 +11,42 @@ pub fn escape_html(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
+/// Sentences for people: what a notebook cell shows as paragraphs (HTML `<p>` per line of the
+/// text) and a terminal prints as plain lines, never as a Rust string literal with quotes and
+/// `\n` escapes. `Prose::new(verdict.conclusion())`, or several lines with [`Prose::lines`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Prose {
+    pub paragraphs: Vec<String>,
+}
+
+impl Prose {
+    /// One text; each of its lines is a paragraph.
+    pub fn new(text: impl Into<String>) -> Prose {
+        Prose { paragraphs: text.into().lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect() }
+    }
+    /// Several texts, each a paragraph (or several, where it holds line breaks).
+    pub fn lines<S: Into<String>>(texts: impl IntoIterator<Item = S>) -> Prose {
+        Prose { paragraphs: texts.into_iter().flat_map(|t| Prose::new(t).paragraphs).collect() }
+    }
+    /// This prose and one more text after it.
+    pub fn and(mut self, text: impl Into<String>) -> Prose {
+        self.paragraphs.extend(Prose::new(text).paragraphs);
+        self
+    }
+    pub fn to_html(&self) -> String {
+        self.paragraphs.iter().map(|p| format!("<p style=\"font-family:sans-serif;max-width:60em\">{}</p>", escape_html(p))).collect()
+    }
+    pub fn evcxr_display(&self) {
+        evcxr_emit("text/html", &self.to_html());
+    }
+}
+
+impl std::fmt::Display for Prose {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.paragraphs.join("\n"))
+    }
+}
+
 /// A simple table of strings with a title.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Table {

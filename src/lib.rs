@@ -61,7 +61,7 @@ pub mod prelude {
         RobustEvaluation, Square, Targeted, Targeting, TestAttack, ThreatModel,
     };
     pub use crate::data::{Augment, Dataset, Embedded, Splits};
-    pub use crate::display::Table;
+    pub use crate::display::{Prose, Table};
     pub use crate::error::{Error, Result};
     pub use crate::model::{Arch, Network, NetworkSpec, Normalization};
     pub use crate::plot::{Figure, Series};

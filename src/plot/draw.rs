@@ -93,9 +93,11 @@ pub(super) fn draw<DB: DrawingBackend>(fig: &Figure, root: &DrawingArea<DB, Shif
         return draw_images(fig, &body, scale);
     }
     let (pw, ph) = fig.panel_size;
+    // The panels centred under the title (a long title or note widens the canvas beyond them).
+    let left = ((w - fig.cols.min(fig.panels.len()) as f64 * pw) / 2.0).max(0.0);
     for (i, panel) in fig.panels.iter().enumerate() {
         let (col, row) = ((i % fig.cols) as f64, (i / fig.cols) as f64);
-        let area = body.clone().shrink((px(col * pw), px(row * ph)), (px(pw) as u32, px(ph) as u32));
+        let area = body.clone().shrink((px(left + col * pw), px(row * ph)), (px(pw) as u32, px(ph) as u32));
         draw_panel(panel, &area, scale)?;
     }
     Ok(())
@@ -245,9 +247,30 @@ fn draw_panel<DB: DrawingBackend>(p: &Panel, area: &DrawingArea<DB, Shift>, scal
                 chart.draw_series(pts.iter().map(|&p| Circle::new(p, px(3.0), c.filled()))).map_err(fail)?;
             }
             let style = font(TICK - 1.5).color(&c);
-            let labelled = series.points.iter().zip(labels).filter(|(p, t)| inside(p) && !t.is_empty());
+            // Labels that would overprint one already placed are left out: the last point's
+            // first, then the first's, then the others in order.
+            let labelled: Vec<(&(f64, f64), &String)> =
+                series.points.iter().zip(labels).filter(|(p, t)| inside(p) && !t.is_empty()).collect();
+            let mut order: Vec<usize> = (0..labelled.len()).collect();
+            if let Some(last) = order.pop() {
+                order.insert(0, last);
+            }
+            let mut placed: Vec<(BackendCoord, f64)> = Vec::new();
+            let mut kept = Vec::new();
+            for i in order {
+                let (p, t) = labelled[i];
+                let at = chart.backend_coord(p);
+                let w = text_width(t, TICK - 1.5) * scale;
+                let h = (TICK + 1.0) * scale;
+                if placed.iter().all(|(q, qw)| ((at.0 - q.0).abs() as f64) >= w.max(*qw) || ((at.1 - q.1).abs() as f64) >= h) {
+                    placed.push((at, w));
+                    kept.push((p, t));
+                }
+            }
             chart
-                .draw_series(labelled.map(|(p, t)| EmptyElement::at(*p) + Text::new(t.clone(), (px(5.0), -px(12.0)), style.clone())))
+                .draw_series(
+                    kept.into_iter().map(|(p, t)| EmptyElement::at(*p) + Text::new(t.clone(), (px(5.0), -px(12.0)), style.clone())),
+                )
                 .map_err(fail)?;
         }
     }

@@ -282,19 +282,25 @@ impl Figure {
         let mut out = Vec::new();
         for p in &self.panels {
             let x_span = panel_bounds(p).map(|b| (b.0, b.1)).unwrap_or((0.0, 1.0));
-            let mut put =
-                |name: &str, points: Vec<(f64, f64)>| out.push(serde_json::json!({"panel": p.title, "name": name, "points": points}));
+            // Each series with the colour it is drawn in (`None`: several, e.g. contours), so a
+            // check can find its marks in the SVG (scripts/check_figures.py).
+            let mut put = |name: &str, color: Option<Color>, points: Vec<(f64, f64)>| {
+                let color = color.map(|c| format!("#{:02X}{:02X}{:02X}", c.0, c.1, c.2));
+                out.push(serde_json::json!({"panel": p.title, "name": name, "color": color, "points": points}))
+            };
             for l in &p.layers {
                 match l {
-                    Layer::Line { series, .. } => put(&series.name, series.points.clone()),
-                    Layer::Band { name, points, .. } => {
-                        put(&format!("{name} (lower)"), points.iter().map(|p| (p.0, p.1)).collect());
-                        put(&format!("{name} (upper)"), points.iter().map(|p| (p.0, p.2)).collect());
+                    Layer::Line { series, color, .. } => put(&series.name, Some(*color), series.points.clone()),
+                    Layer::Band { name, color, points } => {
+                        put(&format!("{name} (lower)"), Some(*color), points.iter().map(|p| (p.0, p.1)).collect());
+                        put(&format!("{name} (upper)"), Some(*color), points.iter().map(|p| (p.0, p.2)).collect());
                     }
-                    Layer::HLine { name, y, .. } => put(name, vec![(x_span.0, *y), (x_span.1, *y)]),
-                    Layer::Bars { name, values, .. } => put(name, values.iter().enumerate().map(|(i, v)| (i as f64, *v)).collect()),
+                    Layer::HLine { name, y, color } => put(name, Some(*color), vec![(x_span.0, *y), (x_span.1, *y)]),
+                    Layer::Bars { name, values, color, .. } => {
+                        put(name, Some(*color), values.iter().enumerate().map(|(i, v)| (i as f64, *v)).collect())
+                    }
                     Layer::Contours { levels, .. } => {
-                        put("contour levels", levels.iter().enumerate().map(|(i, v)| (i as f64, *v)).collect())
+                        put("contour levels", None, levels.iter().enumerate().map(|(i, v)| (i as f64, *v)).collect())
                     }
                 }
             }

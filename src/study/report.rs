@@ -182,8 +182,8 @@ impl StudyResults {
         Ok(fig)
     }
 
-    /// The landscapes of the study: one row per pre-training, one column per data fraction, all
-    /// on one contour scale.
+    /// The landscapes of the study: one row per pre-training, one column per data fraction (one
+    /// row of pre-trainings where the study has one fraction), all on one contour scale.
     pub fn landscape_figure(&self) -> Result<Figure> {
         let plan =
             self.study.landscapes.as_ref().ok_or_else(|| Error::invalid("this study draws no landscapes", "set study.landscapes"))?;
@@ -200,7 +200,8 @@ impl StudyResults {
                 plan.dataset.name()
             ),
             &landscapes,
-            plan.fractions.len().max(1),
+            // One column per data fraction; with one fraction, the pre-trainings side by side.
+            if plan.fractions.len() > 1 { plan.fractions.len() } else { landscapes.len() },
         )?;
         fig.panel_size = (360.0, 300.0);
         Ok(fig)

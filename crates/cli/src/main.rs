@@ -88,6 +88,11 @@ enum Command {
         #[command(subcommand)]
         action: DataAction,
     },
+    /// Hand a store out: export a study's finished steps into one archive, import one into a store
+    Store {
+        #[command(subcommand)]
+        action: StoreAction,
+    },
     /// Show the runtime: device, CUDA, threads, versions, data folder
     Info,
     /// Benchmark the hot paths side by side with a PyTorch peer (crates/bench/peer.py) on this machine
@@ -389,6 +394,26 @@ enum StudyAction {
 }
 
 #[derive(Subcommand)]
+enum StoreAction {
+    /// Write the study's finished steps (each verified by hash) with their records into ARCHIVE
+    /// (a gzip'd tar), e.g. for a workshop: participants import it and only render
+    Export {
+        #[command(flatten)]
+        which: StudyChoice,
+        /// Where to write the archive (e.g. small-store.tar.gz)
+        archive: PathBuf,
+    },
+    /// Merge an archive written by `store export` into the store: every file is verified before
+    /// any step becomes visible; finished steps are kept; importing twice changes nothing
+    Import {
+        /// Store folder (default: $DOUBLEWIN_STORE, else `store` in the cache folder)
+        #[arg(long)]
+        store: Option<PathBuf>,
+        archive: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
 enum DataAction {
     /// Verify and describe the embedded datasets
     List,
@@ -608,6 +633,27 @@ fn run(cli: Cli) -> Result<()> {
         Command::Imp(args) => imp_cmd(rt, json, args)?,
         Command::Transfer(args) => transfer_cmd(rt, json, args)?,
         Command::Study { action } => study(&rt, json, action)?,
+        Command::Store { action: StoreAction::Export { which, archive } } => {
+            let (study, store) = which.open()?;
+            let plan = study.plan()?;
+            let missing = plan.status(&store).iter().filter(|s| **s != doublewin::store::Status::Done).count();
+            if missing > 0 {
+                return Err(Error::invalid(
+                    format!("{missing} of the study's {} steps are not done in {}", plan.len(), store.root().display()),
+                    "run the study to the end first (`doublewin study run` with the same --profile / --config)",
+                ));
+            }
+            let steps: Vec<(&str, String)> = plan.steps.iter().map(|s| (s.kind, s.key.clone())).collect();
+            let summary = store.export(&steps, &archive)?;
+            let text = format!("{} steps written to {} ({:.1} MB)", summary.steps, archive.display(), summary.bytes as f64 / 1e6);
+            print(json, &summary, text)?;
+        }
+        Command::Store { action: StoreAction::Import { store, archive } } => {
+            let store = open_store(store)?;
+            let summary = store.import(&archive)?;
+            let text = format!("{} steps imported into {}, {} already there kept", summary.added, store.root().display(), summary.kept);
+            print(json, &summary, text)?;
+        }
         Command::Evaluate(args) => evaluate_cmd(rt, json, args)?,
         Command::Data { action: DataAction::List } => {
             let mut table = Table::new(

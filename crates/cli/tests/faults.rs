@@ -789,3 +789,63 @@ fn workers_die_with_their_parent_and_a_lost_worker_is_not_a_failed_study() {
     let o = doublewin(&["study", "plan", "--config", study.to_str().unwrap(), "--store", dir.join("store-2").to_str().unwrap()]);
     assert!(!String::from_utf8_lossy(&o.stdout).contains("to do"), "{}", text(&o));
 }
+
+/// A store handed out as an archive (issue 29): exported, imported into an empty store, the
+/// report is the same byte for byte; a truncated archive is refused naming its entry and leaves
+/// nothing behind; an import racing a run of the same study on the same store loses nothing.
+#[test]
+fn a_store_handed_out_as_an_archive_gives_the_same_report() {
+    let dir = tmp("archive");
+    let study = micro_study(&dir);
+    let s = study.to_str().unwrap().to_string();
+    let reference = dir.join("reference");
+    let o = study_run(&study, &reference, 1);
+    assert!(o.status.success(), "{}", text(&o));
+    let archive = dir.join("store.tar.gz");
+    let a = archive.to_str().unwrap().to_string();
+    let o = doublewin(&["store", "export", "--config", &s, "--store", reference.to_str().unwrap(), &a]);
+    assert!(o.status.success(), "{}", text(&o));
+    let imported = dir.join("imported");
+    let st = imported.to_str().unwrap().to_string();
+    for again in [false, true] {
+        let o = doublewin(&["--json", "store", "import", "--store", &st, &a]);
+        assert!(o.status.success(), "{}", text(&o));
+        let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(v["added"].as_u64().unwrap() == 0, again, "importing twice adds nothing: {v}");
+    }
+    let report = |store: &Path, out: &str| {
+        let out = dir.join(out);
+        let o = doublewin(&[
+            "study",
+            "report",
+            "--require-done",
+            "--config",
+            &s,
+            "--store",
+            store.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{}", text(&o));
+        std::fs::read(out.join("report.md")).unwrap()
+    };
+    assert!(report(&reference, "report-a") == report(&imported, "report-b"), "the imported store's report differs");
+    assert!(differences(&snapshot(&reference), &snapshot(&imported)).is_empty());
+    // Truncated: refused, naming an entry, and nothing becomes visible.
+    let bytes = std::fs::read(&archive).unwrap();
+    let truncated = dir.join("truncated.tar.gz");
+    std::fs::write(&truncated, &bytes[..bytes.len() * 2 / 3]).unwrap();
+    let empty = dir.join("empty");
+    let o = doublewin(&["store", "import", "--store", empty.to_str().unwrap(), truncated.to_str().unwrap()]);
+    assert!(!o.status.success() && text(&o).contains("entry"), "{}", text(&o));
+    let left: Vec<_> = std::fs::read_dir(&empty).unwrap().flatten().map(|e| e.file_name()).collect();
+    assert_eq!(left, vec![std::ffi::OsString::from("store.json")], "a refused import leaves nothing but the store's marker");
+    // An import racing a run of the same study: both finish, every step done once and intact.
+    let raced = dir.join("raced");
+    let mut run = spawn_run(&study, &raced, 2);
+    let o = doublewin(&["store", "import", "--store", raced.to_str().unwrap(), &a]);
+    assert!(o.status.success(), "{}", text(&o));
+    let status = wait_at_most(&mut run, Duration::from_secs(300)).expect("the run ends");
+    assert!(status.success(), "the run beside an import failed: {status}");
+    assert!(differences(&snapshot(&reference), &snapshot(&raced)).is_empty(), "an import racing a run lost or changed a step");
+}

@@ -11,6 +11,10 @@
 //! OS when a process dies), so concurrent processes never compute a step twice, and a process
 //! killed at any moment leaves at worst a half-filled step folder that is not done.
 
+mod archive;
+
+pub use archive::{ExportSummary, ImportSummary};
+
 use crate::error::{Error, Result};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -458,8 +462,19 @@ impl Store {
     /// upstream step must be done.
     fn input_records(&self, inputs: &[Input]) -> Result<Vec<InputRecord>> {
         let mut out = Vec::new();
+        let threads = tch::get_num_threads().max(1) as usize;
         for i in inputs {
             let record = self.read_record::<serde_json::Value>(i.kind, &i.key)?;
+            // Once per upstream step and process: every transfer of a ticket reads the same IMP run.
+            static WARNED: std::sync::Mutex<std::collections::BTreeSet<String>> = std::sync::Mutex::new(std::collections::BTreeSet::new());
+            let first = || WARNED.lock().unwrap_or_else(|p| p.into_inner()).insert(format!("{}/{}", i.kind, i.key));
+            if let Some(t) = record.threads.filter(|&t| t != threads && first()) {
+                crate::progress::warn(&format!(
+                    "this step runs at {threads} thread(s) and reads {} step {} computed at {t}: the bytes depend on the thread \
+                     count (the same seed gives the same numbers only at the same count)",
+                    i.kind, i.key
+                ));
+            }
             let before = out.len();
             out.extend(
                 record
@@ -546,18 +561,7 @@ impl Store {
         self.check_writable()?;
         let dir = self.dir(kind, &key);
         std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-        let lock_path = self.root.join(kind).join(format!("{key}.lock"));
-        let lock =
-            std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path).map_err(|e| Error::io(&lock_path, e))?;
-        if wait {
-            lock.lock().map_err(|e| Error::io(&lock_path, e))?;
-        } else {
-            match lock.try_lock() {
-                Ok(()) => {}
-                Err(std::fs::TryLockError::WouldBlock) => return Ok(Attempt::Busy),
-                Err(std::fs::TryLockError::Error(e)) => return Err(Error::io(&lock_path, e)),
-            }
-        }
+        let Some(lock) = self.lock_step(kind, &key, wait)? else { return Ok(Attempt::Busy) };
         // Another process may have finished the step while we waited for the lock.
         match self.status(kind, &key, Check::Hashes) {
             Status::Done => return Ok(Attempt::Stored(self.read_record::<T>(kind, &key)?.value)),
@@ -601,6 +605,24 @@ impl Store {
         Ok(Attempt::Computed(self.read_record::<T>(kind, &key)?.value))
     }
 
+    /// Takes the exclusive lock of step `kind`/`key` (`<kind>/<key>.lock`, released when the file
+    /// is dropped or the process dies): waiting for it when `wait`, else `None` when another
+    /// process holds it.
+    fn lock_step(&self, kind: &str, key: &str, wait: bool) -> Result<Option<std::fs::File>> {
+        let lock_path = self.root.join(kind).join(format!("{key}.lock"));
+        let lock =
+            std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path).map_err(|e| Error::io(&lock_path, e))?;
+        if wait {
+            lock.lock().map_err(|e| Error::io(&lock_path, e))?;
+            return Ok(Some(lock));
+        }
+        match lock.try_lock() {
+            Ok(()) => Ok(Some(lock)),
+            Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+            Err(std::fs::TryLockError::Error(e)) => Err(Error::io(&lock_path, e)),
+        }
+    }
+
     /// Every finished step (sizes checked, not hashes).
     pub fn entries(&self) -> Result<Vec<Entry>> {
         let mut out = Vec::new();
@@ -640,21 +662,10 @@ impl Store {
                 continue;
             }
             for step in subdirs(&k)? {
-                let lock_path = k.join(format!("{}.lock", file_name(&step)));
-                let lock = std::fs::OpenOptions::new()
-                    .create(true)
-                    .truncate(false)
-                    .write(true)
-                    .open(&lock_path)
-                    .map_err(|e| Error::io(&lock_path, e))?;
-                match lock.try_lock() {
-                    Ok(()) => {}
-                    Err(std::fs::TryLockError::WouldBlock) => {
-                        busy.push(format!("{}/{}", file_name(&k), file_name(&step)));
-                        continue;
-                    }
-                    Err(std::fs::TryLockError::Error(e)) => return Err(Error::io(&lock_path, e)),
-                }
+                let Some(_lock) = self.lock_step(&file_name(&k), &file_name(&step), false)? else {
+                    busy.push(format!("{}/{}", file_name(&k), file_name(&step)));
+                    continue;
+                };
                 std::fs::remove_dir_all(&step).map_err(|e| Error::io(&step, e))?;
                 n += 1;
             }
