@@ -18,7 +18,7 @@ if [ "${1:-}" = "--archive" ]; then
   archive="${2:?--archive needs a file}"
 fi
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-bash "$here/setup.sh"
+bash "$here/setup.sh" --main
 source "$here/env.sh"
 cd "$DW_ROOT"
 export DOUBLEWIN_PROFILE="${DOUBLEWIN_PROFILE:-small}"

@@ -58,6 +58,8 @@ done
 echo "[test] the figure check rejects error figures, unmarked series, text off the canvas and overprinted labels"
 DOUBLEWIN_PROFILE=tiny bash "$here/run_notebooks.sh" "$DW_ROOT/target/notebooks"
 python "$here/check_figures.py" "$DW_ROOT/target/notebooks"
+# JupyterLab in a real browser: notebook 01 opened, its first cells run from the keyboard.
+DOUBLEWIN_PROFILE=tiny python "$here/check_jupyterlab.py"
 python "$here/check_html.py" "$DW_ROOT/target/notebooks/screenshots" "$DW_ROOT"/target/notebooks/*.html
 # A real single-node Slurm: a worker array and its report job, compared with a local run.
 bash "$here/slurm_test.sh"

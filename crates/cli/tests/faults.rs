@@ -435,6 +435,9 @@ fn a_read_only_store_serves_finished_steps_and_refuses_new_ones_up_front() {
     let out = dir.join("report");
     let o = doublewin(&["study", "report", "--config", s, "--store", st, "--out", out.to_str().unwrap()]);
     assert!(o.status.success(), "{}", text(&o));
+    // Cleaning it: refused with the reason and the fix, not a bare OS error.
+    let o = doublewin(&["study", "clean", "--store", st]);
+    assert!(!o.status.success() && text(&o).contains("cannot clean") && text(&o).contains("writable"), "{}", text(&o));
     // One more seed: refused before any work, with the fix.
     let mut more: Value = serde_json::from_str(&std::fs::read_to_string(&study).unwrap()).unwrap();
     more["seeds"] = serde_json::json!([0, 1]);
