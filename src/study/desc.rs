@@ -174,6 +174,14 @@ impl Subnetwork {
             Subnetwork::Scratch { .. } => None,
         }
     }
+    /// The architecture it transfers (the pre-trained one's, or the scratch control's).
+    pub fn arch(&self) -> &Arch {
+        match self {
+            Subnetwork::Scratch { arch, .. } => arch,
+            Subnetwork::Dense(p) => &p.arch,
+            Subnetwork::Ticket { imp, .. } | Subnetwork::RandomTicket { imp, .. } | Subnetwork::OneShot { imp, .. } => &imp.pretrain.arch,
+        }
+    }
     /// STD / FAT / AT, or `None` for the scratch control.
     pub fn pretraining(&self) -> Option<RegimeKind> {
         self.pretrain().map(|p| p.pretraining())

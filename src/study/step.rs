@@ -9,7 +9,7 @@ use super::desc::{AttackCheckDesc, Checked, HoldOut, ImpDesc, LandscapeDesc, Pre
 use crate::data::{DataSource, Splits};
 use crate::error::{Error, Result};
 use crate::landscape::{landscape, Landscape, Trajectory};
-use crate::model::{Network, NetworkSpec};
+use crate::model::{Arch, Network, NetworkSpec};
 use crate::progress::{self, Event};
 use crate::prune::{imp, one_shot_like, random_like, Mask};
 use crate::runtime::Runtime;
@@ -43,10 +43,38 @@ fn passes(regime: &Regime) -> f64 {
     }
 }
 
+/// How much more a step of `arch` costs than one of `Arch::convnet()` at the same sizes: a fixed
+/// share that does not grow with the widths (per-operation work, data, attacks' bookkeeping) plus
+/// the convolutions' multiply-adds relative to the base ConvNet's (on 8x8 grey inputs; the ratio
+/// hardly depends on the input). The share is measured: the 180 transfers of the ladder's x2 and
+/// x4 rungs took 3.0x and 9.5x the base rung's core-seconds on the 2-core machine, where their
+/// multiply-adds are 3.9x and 15.6x (crates/bench/studies.md); this gives 2.6x and 9.1x. Other architectures count 1 (their steps calibrate their own
+/// kind's rate from the store).
+fn arch_scale(arch: &Arch) -> f64 {
+    /// The fixed share, in units of the base ConvNet's convolution work.
+    const FIXED: f64 = 0.8;
+    fn macs(widths: &[i64]) -> f64 {
+        let (mut c_in, mut side, mut total) = (1.0, 8.0f64, 0.0);
+        for (i, &w) in widths.iter().enumerate() {
+            total += c_in * w as f64 * side * side;
+            // Pooling as the ConvNet pools: after every block but the last, while at least 4 wide.
+            if i + 1 < widths.len() && side >= 4.0 {
+                side /= 2.0;
+            }
+            c_in = w as f64;
+        }
+        total
+    }
+    match (arch, Arch::convnet()) {
+        (Arch::ConvNet { widths }, Arch::ConvNet { widths: base }) => (FIXED + macs(widths) / macs(&base)) / (FIXED + 1.0),
+        _ => 1.0,
+    }
+}
+
 impl Step for PretrainDesc {
     type Output = History;
     fn cost(&self) -> f64 {
-        75.0 * self.train.epochs as f64 * self.source_fraction * passes(&self.train.regime)
+        75.0 * self.train.epochs as f64 * self.source_fraction * passes(&self.train.regime) * arch_scale(&self.arch)
     }
     fn compute(&self, ex: &mut Executor) -> Result<Attempt<History>> {
         ex.pretrain(self)
@@ -57,7 +85,11 @@ impl Step for ImpDesc {
     type Output = ImpSummary;
     fn cost(&self) -> f64 {
         let r = &self.imp.retrain;
-        75.0 * (self.imp.rounds * r.epochs) as f64 * self.pretrain.source_fraction * self.data_fraction * passes(&r.regime)
+        75.0 * (self.imp.rounds * r.epochs) as f64
+            * self.pretrain.source_fraction
+            * self.data_fraction
+            * passes(&r.regime)
+            * arch_scale(&self.pretrain.arch)
     }
     fn compute(&self, ex: &mut Executor) -> Result<Attempt<ImpSummary>> {
         ex.imp(self)
@@ -69,7 +101,10 @@ impl Step for TransferDesc {
     fn cost(&self) -> f64 {
         let r = &self.transfer.recipe;
         // A fine-tuning's epochs are raised to its minimum steps with little data.
-        (r.epochs as f64 * self.transfer.fraction.max(0.1) / 20.0).max(self.transfer.min_steps as f64 / 300.0) * 3.0 * passes(&r.regime)
+        (r.epochs as f64 * self.transfer.fraction.max(0.1) / 20.0).max(self.transfer.min_steps as f64 / 300.0)
+            * 3.0
+            * passes(&r.regime)
+            * arch_scale(self.subnetwork.arch())
     }
     fn compute(&self, ex: &mut Executor) -> Result<Attempt<TransferReport>> {
         ex.transfer(self, None)
@@ -95,6 +130,7 @@ impl Step for LandscapeDesc {
             crate::landscape::LandscapeLoss::Adversarial { steps, .. } => steps,
         };
         (l.resolution * l.resolution * l.examples) as f64 * (1 + steps) as f64 / 20_000.0
+            * arch_scale(self.trajectory.transfer.subnetwork.arch())
     }
     fn compute(&self, ex: &mut Executor) -> Result<Attempt<Landscape>> {
         ex.landscape(self)
@@ -105,7 +141,11 @@ impl Step for AttackCheckDesc {
     type Output = AttackCheck;
     /// APGD-CE (100 iterations) and APGD-T (9 targets x 100) on the points still robust.
     fn cost(&self) -> f64 {
-        self.examples as f64 / 25.0
+        let arch = match &self.network {
+            Checked::Source(p) => &p.arch,
+            Checked::FineTuned(t) => t.transfer.subnetwork.arch(),
+        };
+        self.examples as f64 / 25.0 * arch_scale(arch)
     }
     fn compute(&self, ex: &mut Executor) -> Result<Attempt<AttackCheck>> {
         ex.attack_check(self)
@@ -325,5 +365,22 @@ impl Executor<'_> {
             let ra_test = e.accuracy_after("PGD-20").unwrap_or(e.ra);
             Ok(AttackCheck { title: d.title(), examples: e.examples, sa: e.sa, ra_test, ra_strong: e.ra, per_attack: e.per_attack })
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wider_convnets_cost_what_the_ladder_measured() {
+        let base = Arch::convnet();
+        assert_eq!(arch_scale(&base), 1.0);
+        // Measured on the 2-core machine (crates/bench/studies.md): the x2 and x4 ConvNets' 180
+        // transfers of a ladder rung took 3.0x and 9.5x the base's core-seconds.
+        let x2 = arch_scale(&base.widened(2).unwrap());
+        let x4 = arch_scale(&base.widened(4).unwrap());
+        assert!((2.4..3.3).contains(&x2) && (8.0..10.5).contains(&x4), "x2 {x2}, x4 {x4}");
+        assert_eq!(arch_scale(&Arch::resnet20()), 1.0, "other architectures calibrate their own rate");
     }
 }
