@@ -240,6 +240,11 @@ impl Plan {
         self.steps.iter().map(|s| store.status(s.kind, &s.key, Check::Sizes)).collect()
     }
 
+    /// How many steps are not done in `store` (sizes checked).
+    pub fn missing(&self, store: &Store) -> usize {
+        self.status(store).iter().filter(|s| **s != Status::Done).count()
+    }
+
     /// One row per step: position, kind, key, what it is, dependencies, status.
     pub fn table(&self, store: &Store) -> Table {
         let status = self.status(store);

@@ -567,7 +567,7 @@ fn run_in_parallel(rt: &Runtime, study: &Study, store: &Store, workers: usize, w
     if !failed.is_empty() {
         // A worker that died is a failure only if its work is missing: the others take every
         // step they find, so the study may be complete all the same.
-        let left = plan.status(store).iter().filter(|s| **s != doublewin::store::Status::Done).count();
+        let left = plan.missing(store);
         if left > 0 || stopped {
             return Err(Error::invalid(
                 format!("{} failed; {left} step(s) not done", failed.join(", ")),
@@ -636,7 +636,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Store { action: StoreAction::Export { which, archive } } => {
             let (study, store) = which.open()?;
             let plan = study.plan()?;
-            let missing = plan.status(&store).iter().filter(|s| **s != doublewin::store::Status::Done).count();
+            let missing = plan.missing(&store);
             if missing > 0 {
                 return Err(Error::invalid(
                     format!("{missing} of the study's {} steps are not done in {}", plan.len(), store.root().display()),
@@ -875,7 +875,7 @@ fn study(rt: &Runtime, json: bool, action: StudyAction) -> Result<()> {
             let (study, store) = which.open()?;
             if require_done {
                 let plan = study.plan()?;
-                let missing = plan.status(&store).iter().filter(|s| **s != doublewin::store::Status::Done).count();
+                let missing = plan.missing(&store);
                 if missing > 0 {
                     return Err(Error::invalid(
                         format!("{missing} of the study's {} steps are not in {}", plan.len(), store.root().display()),
