@@ -340,6 +340,9 @@ fn a_steps_compute_time_is_recorded_and_covered_by_its_checksum() {
     let first = &plan.steps[0];
     let seconds = store.seconds(first.kind, &first.key).expect("a computed step records its seconds");
     assert!(seconds > 0.0);
+    // Its CPU seconds too (this process's: other tests run beside it, so no upper bound here).
+    let core = store.core_seconds(first.kind, &first.key).expect("a computed step records its CPU seconds");
+    assert!(core > 0.0, "{core} s CPU, {seconds} s wall");
     // The plan's estimate comes from those times: a finished study has nothing left; two more
     // seeds cost about what the first seed's transfers took, timed from them.
     assert_eq!(plan.estimate(&store, 1).missing, 0);
@@ -361,6 +364,11 @@ fn a_steps_compute_time_is_recorded_and_covered_by_its_checksum() {
     let text = std::fs::read_to_string(&result).unwrap();
     let edited = text.replace(&format!("\"seconds\": {}", serde_json::to_string(&seconds).unwrap()), "\"seconds\": 0.5");
     assert_ne!(text, edited, "the record names its seconds");
+    std::fs::write(&result, edited).unwrap();
+    assert!(matches!(store.status(first.kind, &first.key, Check::Sizes), Status::Broken(_)));
+    std::fs::write(&result, &text).unwrap();
+    let edited = text.replace(&format!("\"cpu_seconds\": {}", serde_json::to_string(&core).unwrap()), "\"cpu_seconds\": 0.5");
+    assert_ne!(text, edited, "the record names its CPU seconds");
     std::fs::write(&result, edited).unwrap();
     assert!(matches!(store.status(first.kind, &first.key, Check::Sizes), Status::Broken(_)));
 }

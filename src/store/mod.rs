@@ -122,6 +122,12 @@ struct Record<T> {
     /// on it (what a step read is pinned by `inputs`; this says why two stores' bytes differ).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     threads: Option<usize>,
+    /// CPU seconds this process spent while it computed the step, all its threads together
+    /// (records written before it have none): a rung's cost in core-minutes, which neither other
+    /// work on the machine nor a stopped (SIGSTOP) run inflates as it does the wall time. The
+    /// CLI and its workers compute one step at a time, so the process's time is the step's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    cpu_seconds: Option<f64>,
 }
 
 /// Files of an upstream step that a step reads: every file of step `kind`/`key` whose path
@@ -161,7 +167,21 @@ fn record_checksum<T: Serialize>(r: &Record<T>) -> String {
     if let Some(t) = r.threads {
         v["threads"] = serde_json::json!(t);
     }
+    if let Some(c) = r.cpu_seconds {
+        v["cpu_seconds"] = serde_json::json!(c);
+    }
     crate::fsio::sha256(v.to_string().as_bytes())
+}
+
+/// User plus system CPU seconds of this process so far, all threads (`getrusage`).
+fn process_cpu_seconds() -> Option<f64> {
+    // SAFETY: getrusage writes one plain `rusage` struct that we own.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) } != 0 {
+        return None;
+    }
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
+    Some(secs(u.ru_utime) + secs(u.ru_stime))
 }
 
 #[derive(Serialize, Deserialize)]
@@ -378,6 +398,7 @@ impl Store {
             seconds: raw.seconds,
             inputs: raw.inputs,
             threads: raw.threads,
+            cpu_seconds: raw.cpu_seconds,
         };
         if record.format != STEP_FORMAT || record.kind != kind || record.key != key {
             return Err(Error::bad_file_fix(
@@ -513,6 +534,15 @@ impl Store {
         }
     }
 
+    /// The core-seconds a finished step took: its CPU seconds where recorded, else its wall seconds
+    /// (what a 1-thread worker on an otherwise idle machine spends alike); `None` as [`Store::seconds`].
+    pub fn core_seconds(&self, kind: &str, key: &str) -> Option<f64> {
+        match self.status(kind, key, Check::Sizes) {
+            Status::Done => self.read_record::<serde_json::Value>(kind, key).ok().and_then(|r| r.cpu_seconds.or(r.seconds)),
+            _ => None,
+        }
+    }
+
     /// The value of a finished, intact step (files verified by hash), or `None`.
     pub fn load<T: DeserializeOwned>(&self, kind: &str, key: &str) -> Result<Option<T>> {
         match self.status(kind, key, Check::Hashes) {
@@ -578,9 +608,10 @@ impl Store {
         crate::fsio::write_json(&dir.join(DESCRIBE), description)?;
         // What the step reads, pinned by hash before it reads it.
         let inputs = self.input_records(&description.inputs()?)?;
-        let start = std::time::Instant::now();
+        let (start, cpu_start) = (std::time::Instant::now(), process_cpu_seconds());
         let value = run(&dir)?;
         let seconds = Some(start.elapsed().as_secs_f64());
+        let cpu_seconds = process_cpu_seconds().zip(cpu_start).map(|(end, start)| end - start);
         let files = manifest(&dir)?;
         let value = serde_json::to_value(&value)
             .map_err(|e| Error::invalid(format!("cannot store the {kind} result: {e}"), "report this as a bug"))?;
@@ -597,6 +628,7 @@ impl Store {
             seconds,
             inputs,
             threads,
+            cpu_seconds,
         };
         record.checksum = Some(record_checksum(&record));
         crate::fsio::write_json(&dir.join(RESULT), &record)?;

@@ -182,6 +182,20 @@ impl Ladder {
         Ok(s)
     }
 
+    /// The studies of the rungs to run, by name: every rung of this ladder, and the combination of
+    /// the rungs that moved when `saved` (the store's ladder of the same base) has every planned
+    /// rung and more than one of them moved. What `study ladder --export` writes for a cluster.
+    pub fn studies(&self, saved: Option<&LadderReport>) -> Result<Vec<(String, Study)>> {
+        let mut out = Vec::new();
+        for rung in &self.rungs {
+            out.push((rung.name(), self.study(rung)?));
+        }
+        if let Some(rung) = saved.filter(|_| self.combine).and_then(|s| s.combined_rung(&self.planned)) {
+            out.push((rung.name(), self.study(&rung)?));
+        }
+        Ok(out)
+    }
+
     /// Runs every rung with `run` (which computes what the store lacks of a study and returns
     /// its results: one process, workers or a cluster), then the combination of the rungs that
     /// moved anything against the base (when more than one did), and returns the table.
@@ -230,9 +244,9 @@ pub struct LadderRow {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LadderRung {
     pub rung: Rung,
-    /// Core-seconds of every step of the rung's study as the store recorded them (shared steps
-    /// counted in every rung that uses them: what the rung costs from an empty store); `None`
-    /// when a step has no recorded time.
+    /// Core-seconds of every step of the rung's study as the store recorded them ([`Store::core_seconds`];
+    /// shared steps counted in every rung that uses them: what the rung costs from an empty
+    /// store); `None` when a step has no recorded time.
     pub cost_seconds: Option<f64>,
     pub steps: usize,
     /// The pre-training gate per pre-training (first downstream dataset and fraction).
@@ -244,7 +258,7 @@ impl LadderRung {
     fn of(rung: &Rung, r: &StudyResults, store: &Store) -> Result<LadderRung> {
         let s = &r.study;
         let plan = s.plan()?;
-        let cost = plan.steps.iter().map(|p| store.seconds(p.kind, &p.key)).sum::<Option<f64>>();
+        let cost = plan.steps.iter().map(|p| store.core_seconds(p.kind, &p.key)).sum::<Option<f64>>();
         let (d, f) = (s.downstream[0], s.fractions[0]);
         let mut rows = Vec::new();
         for cell in r.verdicts().into_iter().filter(|c| c.dataset == d && c.fraction == f) {
@@ -377,6 +391,13 @@ impl LadderReport {
         let moved = self.moved();
         let widest = moved.iter().filter_map(|r| if let Rung::Wider { factor } = r { Some(*factor) } else { None }).max();
         moved.into_iter().filter(|r| !matches!(r, Rung::Wider { factor } if Some(*factor) != widest)).collect()
+    }
+
+    /// The combined rung, once every rung in `planned` has run and more than one moved something.
+    pub fn combined_rung(&self, planned: &[String]) -> Option<Rung> {
+        let ran: Vec<String> = self.rungs.iter().map(|r| r.rung.name()).collect();
+        let combination = self.combination();
+        (planned.iter().all(|n| ran.contains(n)) && combination.len() > 1).then(|| Rung::Combined(combination))
     }
 
     /// This ladder with the rungs of `older` (a saved ladder of the same base and seeds) that it

@@ -899,18 +899,19 @@ fn study(rt: &Runtime, json: bool, action: StudyAction) -> Result<()> {
             let (study, store) = which.open()?;
             let ladder = doublewin::study::Ladder::toward_paper(&study, ladder_seeds)?.only(&only)?;
             if let Some(dir) = export {
+                let saved = doublewin::study::LadderReport::load(&store, &study)?;
+                let studies = ladder.studies(saved.as_ref())?;
                 let mut written = Vec::new();
-                for rung in &ladder.rungs {
-                    let path = dir.join(format!("{}.json", rung.name()));
-                    doublewin::fsio::write_json(&path, &ladder.study(rung)?)?;
+                for (name, s) in &studies {
+                    let path = dir.join(format!("{name}.json"));
+                    doublewin::fsio::write_json(&path, s)?;
                     written.push(path);
                 }
-                let text = written.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join("\n");
-                return print(
-                    json,
-                    &written,
-                    format!("{text}\n(the combined rung is known once these have run: run `study ladder` again)"),
-                );
+                let mut text = written.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join("\n");
+                if ladder.combine && studies.len() == ladder.rungs.len() {
+                    text.push_str("\n(the combined rung is known once these have run: run `study ladder` again, then export again)");
+                }
+                return print(json, &written, text);
             }
             let report = ladder.run(&store, |s| {
                 let summary = run_in_parallel(rt, s, &store, parallel.workers, false)?;
