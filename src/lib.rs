@@ -40,6 +40,7 @@ pub mod plot;
 pub mod progress;
 pub mod prune;
 pub mod runtime;
+pub mod session;
 pub mod stats;
 pub mod store;
 pub mod study;
@@ -66,11 +67,12 @@ pub mod prelude {
     pub use crate::model::{Arch, Network, NetworkSpec, Normalization};
     pub use crate::plot::{Figure, Series};
     pub use crate::runtime::{DeviceChoice, Runtime};
+    pub use crate::session::{Session, SourceModels, TransferSpec};
     pub use crate::store::Store;
-    pub use crate::study::{FineTuning, ImpFamily, Pretraining, Profile, Study};
+    pub use crate::study::{ClaimId, FineTuning, ImpFamily, Pretraining, Profile, Study};
     pub use crate::train::{
         evaluate, train, train_with, Callbacks, EpochCheckpoints, Evaluation, History, Recipe, Regime, RegimeKind, Schedule, TrainConfig,
     };
-    pub use crate::walkthrough::{QuickstartReport, SourceModels};
+    pub use crate::walkthrough::QuickstartReport;
     pub use tch::{Device, Kind, Tensor};
 }

@@ -5,13 +5,15 @@
 //! validation RA, as in the paper ([`crate::verdict`] compares tickets with the dense network).
 
 use crate::attack::{robust_evaluate, AttackOutcome, AttackSpec, ThreatModel};
-use crate::data::Splits;
+use crate::data::{Dataset, Splits};
 use crate::display::{evcxr_emit, Table};
 use crate::error::{Error, Result};
 use crate::model::{Network, Normalization};
 use crate::prune::Mask;
 use crate::stats::Hits;
-use crate::train::{train_with, Callback, Callbacks, EpochCheckpoints, EpochRecord, History, Recipe, Regime, RegimeKind, TrainConfig};
+use crate::train::{
+    train_with, Callback, Callbacks, EpochCheckpoints, EpochRecord, History, Recipe, Regime, RegimeKind, TrainConfig, EVAL_BATCH_SIZE,
+};
 use serde::{Deserialize, Serialize};
 use std::sync::{Arc, Mutex};
 
@@ -60,7 +62,8 @@ impl Default for TransferConfig {
 
 impl TransferConfig {
     /// `kind` fine-tuning (standard, fast or adversarial) under `threat`, the default recipe.
-    pub fn new(kind: RegimeKind, threat: &ThreatModel) -> Result<TransferConfig> {
+    pub fn new(kind: impl Into<RegimeKind>, threat: &ThreatModel) -> Result<TransferConfig> {
+        let kind = kind.into();
         Ok(TransferConfig {
             recipe: TrainConfig::default().select_best(false).regime(Regime::of(kind, threat)?),
             // A standard fine-tuning is judged on SA (its best-validation-SA checkpoint): attacking
@@ -233,7 +236,7 @@ struct Selection {
 /// Measures validation RA after every validated epoch (the same attack starts every time) and
 /// keeps the best-SA and best-RA weights.
 struct Selector {
-    val: crate::data::Dataset,
+    val: Dataset,
     attacks: Vec<AttackSpec>,
     seed: u64,
     state: Arc<Mutex<Selection>>,
@@ -245,7 +248,7 @@ impl Callback for Selector {
             return Ok(());
         }
         let attacks: Vec<AttackSpec> = self.attacks.iter().map(|a| a.seeded(self.seed)).collect();
-        let e = robust_evaluate(net, &self.val, &attacks, 500)?;
+        let e = robust_evaluate(net, &self.val, &attacks, EVAL_BATCH_SIZE)?;
         let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
         if s.best_sa.as_ref().is_none_or(|b| e.sa > b.sa) {
             s.best_sa = Some(Candidate { sa: e.sa, ra: e.ra, epoch: r.epoch, weights: net.snapshot()? });
@@ -274,77 +277,10 @@ pub fn transfer_recorded(
 ) -> Result<TransferReport> {
     let start = std::time::Instant::now();
     cfg.check()?;
-    let [c, h, w] = downstream.image_shape();
-    let spec = pretrained.spec();
-    if spec.in_channels != c {
-        return Err(Error::invalid(
-            format!("the network takes {} channels, {} has {c}", spec.in_channels, downstream.train.name()),
-            "transfer between datasets with the same number of channels",
-        ));
-    }
-    let mut notes = Vec::new();
-    if spec.input_size != h || spec.input_size != w {
-        notes.push(format!(
-            "the source network was built for {0}x{0} images, {1} has {h}x{w}: the convolutions and global pooling adapt, \
-             but features learnt at one scale may transfer less well",
-            spec.input_size,
-            downstream.train.name()
-        ));
-    }
-    let data = downstream.with_train_fraction(cfg.fraction, cfg.seed)?;
-    let mut net = pretrained.with_new_head(downstream.classes().to_vec(), cfg.seed)?;
-    net.set_normalization(Normalization::of(&data.train)?)?;
-    if h != w {
-        return Err(Error::invalid(format!("{} has {h}x{w} images", downstream.train.name()), "use square images"));
-    }
-    net.set_input_size(h)?;
-    if let Some(m) = mask {
-        m.attach(&mut net)?;
-    }
-    let batches = data.train.len().div_ceil(cfg.recipe.batch_size.max(1));
-    let epochs = cfg.recipe.epochs.max(cfg.min_steps.div_ceil(batches.max(1)));
-    // `min_steps` raises the epochs of a data-limited run (a rule of the description, applied
-    // here because it needs the subset's size). The training loop validates (SA) only the
-    // epochs the selector attacks: the epochs between them pick nothing.
-    let recipe = TrainConfig { epochs, ..cfg.recipe.clone() };
-    let state = Arc::new(Mutex::new(Selection::default()));
-    let selector = Selector { val: data.val.clone(), attacks: cfg.val_attacks.clone(), seed: cfg.seed, state: state.clone() };
-    let label = format!("{} {}%", cfg.fine_tuning().name(), 100.0 * cfg.fraction);
-    let mut callbacks = Callbacks::progress(&label).with(selector);
-    if let Some(plan) = checkpoints {
-        let saver = EpochCheckpoints::at_most(&plan.dir, epochs, plan.max);
-        net.save(saver.path(0))?;
-        callbacks = callbacks.with(saver);
-    }
-    let history = train_with(&mut net, &data, &recipe, &mut callbacks, None)?;
-    let selection = std::mem::take(&mut *state.lock().unwrap_or_else(|p| p.into_inner()));
-    // Each checkpoint is evaluated once, with attack starts seeded by the run's seed: the test
-    // numbers are a function of the checkpoint (the best-SA and best-RA rows of one epoch agree).
-    let test_attacks: Vec<AttackSpec> = cfg.test_attacks.iter().map(|a| a.seeded(cfg.seed)).collect();
-    let mut judged: Vec<Checkpoint> = Vec::new();
-    let mut judge = |best: Option<Candidate>| -> Result<Checkpoint> {
-        let c = best.ok_or_else(|| Error::invalid("no epoch was trained", "use at least one epoch"))?;
-        if let Some(done) = judged.iter().find(|j| j.epoch == c.epoch) {
-            return Ok(done.clone());
-        }
-        net.restore(&c.weights)?;
-        let e = robust_evaluate(&net, &data.test, &test_attacks, 500)?;
-        let checkpoint = Checkpoint {
-            epoch: c.epoch,
-            val_sa: c.sa,
-            val_ra: c.ra,
-            test_sa: e.sa,
-            test_ra: e.ra,
-            test_per_attack: e.per_attack,
-            warnings: e.warnings,
-            test_clean_hits: e.clean_hits,
-            test_robust_hits: e.robust_hits,
-        };
-        judged.push(checkpoint.clone());
-        Ok(checkpoint)
-    };
-    let best_sa = judge(selection.best_sa)?;
-    let best_ra = judge(selection.best_ra)?;
+    let notes = source_notes(pretrained, downstream)?;
+    let (data, mut net) = downstream_network(pretrained, mask, downstream, cfg)?;
+    let (history, selection) = fine_tune(&mut net, &data, cfg, checkpoints)?;
+    let (best_sa, best_ra) = judge(&mut net, &data.test, cfg, selection)?;
     if let Some(m) = mask {
         if !m.holds_in(&net)? {
             return Err(Error::invalid("pruned weights moved during fine-tuning", "report this as a bug"));
@@ -363,6 +299,102 @@ pub fn transfer_recorded(
         notes,
         seconds: start.elapsed().as_secs_f64(),
     })
+}
+
+/// Refuses a source network of another channel count than `downstream`'s images, and notes one
+/// built for another image size.
+fn source_notes(pretrained: &Network, downstream: &Splits) -> Result<Vec<String>> {
+    let [c, h, w] = downstream.image_shape();
+    let spec = pretrained.spec();
+    if spec.in_channels != c {
+        return Err(Error::invalid(
+            format!("the network takes {} channels, {} has {c}", spec.in_channels, downstream.train.name()),
+            "transfer between datasets with the same number of channels",
+        ));
+    }
+    let mut notes = Vec::new();
+    if spec.input_size != h || spec.input_size != w {
+        notes.push(format!(
+            "the source network was built for {0}x{0} images, {1} has {h}x{w}: the convolutions and global pooling adapt, \
+             but features learnt at one scale may transfer less well",
+            spec.input_size,
+            downstream.train.name()
+        ));
+    }
+    Ok(notes)
+}
+
+/// The fine-tuning's data (the config's fraction of the training split) and network: the
+/// pre-trained one with a new head, the data's normalisation and image size, and the mask.
+fn downstream_network(pretrained: &Network, mask: Option<&Mask>, downstream: &Splits, cfg: &TransferConfig) -> Result<(Splits, Network)> {
+    let [_, h, w] = downstream.image_shape();
+    let data = downstream.with_train_fraction(cfg.fraction, cfg.seed)?;
+    let mut net = pretrained.with_new_head(downstream.classes().to_vec(), cfg.seed)?;
+    net.set_normalization(Normalization::of(&data.train)?)?;
+    if h != w {
+        return Err(Error::invalid(format!("{} has {h}x{w} images", downstream.train.name()), "use square images"));
+    }
+    net.set_input_size(h)?;
+    if let Some(m) = mask {
+        m.attach(&mut net)?;
+    }
+    Ok((data, net))
+}
+
+/// Fine-tunes `net` on `data` (saving the trajectory `checkpoints` asks for), returning its
+/// history and the best-SA and best-RA checkpoints the validation split picked.
+fn fine_tune(net: &mut Network, data: &Splits, cfg: &TransferConfig, checkpoints: Option<&CheckpointPlan>) -> Result<(History, Selection)> {
+    let batches = data.train.len().div_ceil(cfg.recipe.batch_size.max(1));
+    let epochs = cfg.recipe.epochs.max(cfg.min_steps.div_ceil(batches.max(1)));
+    // `min_steps` raises the epochs of a data-limited run (a rule of the description, applied
+    // here because it needs the subset's size). The training loop validates (SA) only the
+    // epochs the selector attacks: the epochs between them pick nothing.
+    let recipe = TrainConfig { epochs, ..cfg.recipe.clone() };
+    let state = Arc::new(Mutex::new(Selection::default()));
+    let selector = Selector { val: data.val.clone(), attacks: cfg.val_attacks.clone(), seed: cfg.seed, state: state.clone() };
+    let label = format!("{} {}%", cfg.fine_tuning().name(), 100.0 * cfg.fraction);
+    let mut callbacks = Callbacks::progress(&label).with(selector);
+    if let Some(plan) = checkpoints {
+        let saver = EpochCheckpoints::at_most(&plan.dir, epochs, plan.max);
+        net.save(saver.path(0))?;
+        callbacks = callbacks.with(saver);
+    }
+    let history = train_with(net, data, &recipe, &mut callbacks, None)?;
+    let selection = std::mem::take(&mut *state.lock().unwrap_or_else(|p| p.into_inner()));
+    Ok((history, selection))
+}
+
+/// The test SA and RA of the best-SA and best-RA checkpoints (`net` ends with the weights of the
+/// last one judged). Each checkpoint is evaluated once, with attack starts seeded by the run's
+/// seed: the test numbers are a function of the checkpoint (the best-SA and best-RA rows of one
+/// epoch agree).
+fn judge(net: &mut Network, test: &Dataset, cfg: &TransferConfig, selection: Selection) -> Result<(Checkpoint, Checkpoint)> {
+    let test_attacks: Vec<AttackSpec> = cfg.test_attacks.iter().map(|a| a.seeded(cfg.seed)).collect();
+    let mut judged: Vec<Checkpoint> = Vec::new();
+    let mut judge = |best: Option<Candidate>| -> Result<Checkpoint> {
+        let c = best.ok_or_else(|| Error::invalid("no epoch was trained", "use at least one epoch"))?;
+        if let Some(done) = judged.iter().find(|j| j.epoch == c.epoch) {
+            return Ok(done.clone());
+        }
+        net.restore(&c.weights)?;
+        let e = robust_evaluate(net, test, &test_attacks, EVAL_BATCH_SIZE)?;
+        let checkpoint = Checkpoint {
+            epoch: c.epoch,
+            val_sa: c.sa,
+            val_ra: c.ra,
+            test_sa: e.sa,
+            test_ra: e.ra,
+            test_per_attack: e.per_attack,
+            warnings: e.warnings,
+            test_clean_hits: e.clean_hits,
+            test_robust_hits: e.robust_hits,
+        };
+        judged.push(checkpoint.clone());
+        Ok(checkpoint)
+    };
+    let best_sa = judge(selection.best_sa)?;
+    let best_ra = judge(selection.best_ra)?;
+    Ok((best_sa, best_ra))
 }
 
 /// Where [`transfer_recorded`] saves its trajectory, and at most how many checkpoints (epoch 0

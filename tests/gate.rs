@@ -4,7 +4,7 @@
 use doublewin::prelude::*;
 use doublewin::stats::Hits;
 use doublewin::store::StepDescription;
-use doublewin::study::{ClaimVerdict, GateOutcome, Pick, Stability, Study, StudyResults, SubnetworkKind, TransferRecord};
+use doublewin::study::{ClaimVerdict, GateOutcome, Stability, Study, StudyResults, SubnetworkKind, TransferGroup, TransferRecord};
 use doublewin::transfer::{Checkpoint, TransferReport};
 
 const EXAMPLES: usize = 200;
@@ -16,7 +16,7 @@ fn hits(accuracy: f64) -> Hits {
     Hits((0..EXAMPLES).map(|i| i < k).collect())
 }
 
-fn report(ft: RegimeKind, seed: u64, sparsity: f64, accuracy: f64) -> TransferReport {
+fn report(ft: FineTuning, seed: u64, sparsity: f64, accuracy: f64) -> TransferReport {
     let checkpoint = Checkpoint {
         epoch: 1,
         val_sa: accuracy,
@@ -30,7 +30,7 @@ fn report(ft: RegimeKind, seed: u64, sparsity: f64, accuracy: f64) -> TransferRe
     };
     TransferReport {
         dataset: "digits".into(),
-        fine_tuning: ft,
+        fine_tuning: ft.regime(),
         fraction: 1.0,
         train_examples: 100,
         sparsity,
@@ -45,19 +45,19 @@ fn report(ft: RegimeKind, seed: u64, sparsity: f64, accuracy: f64) -> TransferRe
 
 /// A study of AT and STD pre-training, m^ST tickets at rounds 1 and 2, 100% data, seeds 0-2 (and
 /// 3-5 for stability); `accuracy(pretraining, kind, round, seed)` gives every run's accuracy.
-fn results(accuracy: impl Fn(Option<RegimeKind>, SubnetworkKind, usize, u64) -> f64) -> StudyResults {
-    results_of(&[RegimeKind::Standard, RegimeKind::Adversarial], 1.0, accuracy)
+fn results(accuracy: impl Fn(Option<Pretraining>, SubnetworkKind, usize, u64) -> f64) -> StudyResults {
+    results_of(&[Pretraining::Standard, Pretraining::Adversarial], 1.0, accuracy)
 }
 
 /// The same grid with other pre-trainings and data fraction.
 fn results_of(
-    pretrainings: &[RegimeKind],
+    pretrainings: &[Pretraining],
     fraction: f64,
-    accuracy: impl Fn(Option<RegimeKind>, SubnetworkKind, usize, u64) -> f64,
+    accuracy: impl Fn(Option<Pretraining>, SubnetworkKind, usize, u64) -> f64,
 ) -> StudyResults {
     let mut study = Study::for_profile(Profile::Tiny);
     study.pretrainings = pretrainings.to_vec();
-    study.families = vec![RegimeKind::Standard];
+    study.families = vec![ImpFamily::Standard];
     study.rounds = vec![1, 2];
     study.fractions = vec![fraction];
     study.seeds = vec![0, 1, 2];
@@ -67,19 +67,19 @@ fn results_of(
     study.scratch = true;
     let dataset = study.downstream[0];
     let mut transfers = Vec::new();
-    let mut push = |pretraining: Option<RegimeKind>, kind: SubnetworkKind, round: usize| {
+    let mut push = |pretraining: Option<Pretraining>, kind: SubnetworkKind, round: usize| {
         let pick = match kind {
-            SubnetworkKind::Scratch => Pick::scratch(dataset, fraction),
-            SubnetworkKind::Dense => Pick::dense(pretraining.unwrap(), dataset, fraction),
-            _ => Pick::ticket(pretraining.unwrap(), RegimeKind::Standard, round, dataset, fraction),
+            SubnetworkKind::Scratch => TransferGroup::scratch(dataset, fraction),
+            SubnetworkKind::Dense => TransferGroup::dense(pretraining.unwrap(), dataset, fraction),
+            _ => TransferGroup::ticket(pretraining.unwrap(), ImpFamily::Standard, round, dataset, fraction),
         };
-        for ft in [RegimeKind::Standard, RegimeKind::Adversarial] {
+        for ft in FineTuning::ALL {
             for seed in 0..6 {
                 let sparsity = 1.0 - 0.8f64.powi(round as i32);
                 transfers.push(TransferRecord {
                     pretraining,
                     kind,
-                    family: (kind == SubnetworkKind::Ticket).then_some(RegimeKind::Standard),
+                    family: (kind == SubnetworkKind::Ticket).then_some(ImpFamily::Standard),
                     round,
                     dataset,
                     key: study.pick_transfer(pick, ft, seed).unwrap().key().unwrap(),
@@ -99,9 +99,9 @@ fn results_of(
 
 /// AT pre-training helps (0.8 against scratch's 0.5), STD does not (exactly scratch's 0.5);
 /// round-1 tickets match their dense network, round-2 tickets lose 20 points.
-fn at_helps(pre: Option<RegimeKind>, kind: SubnetworkKind, round: usize, _seed: u64) -> f64 {
+fn at_helps(pre: Option<Pretraining>, kind: SubnetworkKind, round: usize, _seed: u64) -> f64 {
     let dense = match pre {
-        Some(RegimeKind::Adversarial) => 0.8,
+        Some(Pretraining::Adversarial) => 0.8,
         _ => 0.5,
     };
     match (kind, round) {
@@ -116,11 +116,11 @@ fn settings_where_pretraining_does_not_help_are_no_test_of_the_hypothesis() {
     let all = results(at_helps);
     let r = all.for_seeds(&[0, 1, 2]);
     let d = r.study.downstream[0];
-    assert_eq!(r.gate(RegimeKind::Adversarial, d, 1.0), GateOutcome::Helps);
-    assert_eq!(r.gate(RegimeKind::Standard, d, 1.0), GateOutcome::DoesNotHelp);
-    let gate = r.gate_cell(RegimeKind::Adversarial, d, 1.0);
+    assert_eq!(r.gate_outcome(Pretraining::Adversarial, d, 1.0), GateOutcome::Helps);
+    assert_eq!(r.gate_outcome(Pretraining::Standard, d, 1.0), GateOutcome::DoesNotHelp);
+    let gate = r.pretraining_gate(Pretraining::Adversarial, d, 1.0);
     assert!((gate.gaps[2].unwrap().mean - 0.3).abs() < 1e-12 && gate.sentence().contains("helps"), "{}", gate.sentence());
-    assert!(r.gate_cell(RegimeKind::Standard, d, 1.0).sentence().contains("does not help"));
+    assert!(r.pretraining_gate(Pretraining::Standard, d, 1.0).sentence().contains("does not help"));
 
     // The STD verdicts are shown, marked as no test; AT's are a test.
     let verdicts = r.verdict_table();
@@ -153,8 +153,8 @@ fn without_any_helpful_pretraining_the_claims_are_not_tested_never_unresolved() 
     // Every pre-trained network is exactly as good as scratch.
     let r = results(|_, kind, round, _| if kind == SubnetworkKind::Ticket && round == 2 { 0.3 } else { 0.5 }).for_seeds(&[0, 1, 2]);
     let d = r.study.downstream[0];
-    for pre in [RegimeKind::Standard, RegimeKind::Adversarial] {
-        assert_eq!(r.gate(pre, d, 1.0), GateOutcome::DoesNotHelp);
+    for pre in [Pretraining::Standard, Pretraining::Adversarial] {
+        assert_eq!(r.gate_outcome(pre, d, 1.0), GateOutcome::DoesNotHelp);
     }
     for c in r.claims() {
         assert_eq!(c.verdict, ClaimVerdict::NotTested, "{}", c.text());
@@ -165,12 +165,12 @@ fn without_any_helpful_pretraining_the_claims_are_not_tested_never_unresolved() 
 fn a_gate_the_data_cannot_decide_is_unresolved_and_still_no_test() {
     // AT's dense network is better than scratch on seed 0 only: seed noise swamps the mean.
     let r = results(|pre, kind, _, seed| match (pre, kind, seed) {
-        (Some(RegimeKind::Adversarial), SubnetworkKind::Dense, 0) => 0.7,
-        (Some(RegimeKind::Adversarial), SubnetworkKind::Dense, _) => 0.49,
+        (Some(Pretraining::Adversarial), SubnetworkKind::Dense, 0) => 0.7,
+        (Some(Pretraining::Adversarial), SubnetworkKind::Dense, _) => 0.49,
         _ => 0.5,
     })
     .for_seeds(&[0, 1, 2]);
-    let gate = r.gate_cell(RegimeKind::Adversarial, r.study.downstream[0], 1.0);
+    let gate = r.pretraining_gate(Pretraining::Adversarial, r.study.downstream[0], 1.0);
     assert_eq!(gate.outcome, GateOutcome::Unresolved, "{gate}");
     assert!(!gate.outcome.tests_hypothesis() && gate.sentence().contains("unresolved"));
 }
@@ -201,21 +201,21 @@ fn claim_two_is_refuted_by_a_tie_and_reproduced_by_a_crossing() {
     // AT's round-2 ticket is 20 points better. A tie refutes "FAT leads at low sparsity" (at
     // most the tolerance better); a rule that waited for FAT to be measurably worse would call
     // an exact tie unresolved however much data there is.
-    let pres = [RegimeKind::Fast, RegimeKind::Adversarial];
+    let pres = [Pretraining::Fast, Pretraining::Adversarial];
     let tie = results_of(&pres, 0.1, |pre, kind, round, _| match (pre, kind, round) {
         (None, _, _) => 0.5,
-        (Some(RegimeKind::Fast), SubnetworkKind::Ticket, 2) => 0.6,
+        (Some(Pretraining::Fast), SubnetworkKind::Ticket, 2) => 0.6,
         _ => 0.8,
     })
     .for_seeds(&[0, 1, 2]);
     let d = tie.study.downstream[0];
-    assert!(pres.iter().all(|&p| tie.gate(p, d, 0.1) == GateOutcome::Helps));
+    assert!(pres.iter().all(|&p| tie.gate_outcome(p, d, 0.1) == GateOutcome::Helps));
     let claim = &tie.claims()[1];
     assert_eq!(claim.verdict, ClaimVerdict::NotReproduced, "{}", claim.text());
     // FAT 10 points ahead at round 1, AT 10 points ahead at round 2: reproduced.
     let crossing = results_of(&pres, 0.1, |pre, kind, round, _| match (pre, kind, round) {
         (None, _, _) => 0.5,
-        (Some(RegimeKind::Fast), SubnetworkKind::Ticket, 1) | (Some(RegimeKind::Adversarial), SubnetworkKind::Ticket, 2) => 0.8,
+        (Some(Pretraining::Fast), SubnetworkKind::Ticket, 1) | (Some(Pretraining::Adversarial), SubnetworkKind::Ticket, 2) => 0.8,
         (_, SubnetworkKind::Ticket, _) => 0.7,
         _ => 0.8,
     })

@@ -11,13 +11,12 @@ use doublewin::study::{ControlPlan, SubnetworkKind};
 
 #[test]
 fn figures_carry_the_results_and_the_report_is_self_contained() {
-    let rt = Runtime::new(DeviceChoice::Cpu, 2, 0).unwrap();
     let store_dir = temp_dir("report-store");
     let store = Store::open(&*store_dir).unwrap();
     let mut study = mini_study();
     study.controls =
-        Some(ControlPlan { family: RegimeKind::Standard, kinds: SubnetworkKind::CONTROLS.to_vec(), rounds: vec![2], fractions: vec![1.0] });
-    let report = study.report(&rt, &store).unwrap();
+        Some(ControlPlan { family: ImpFamily::Standard, kinds: SubnetworkKind::CONTROLS.to_vec(), rounds: vec![2], fractions: vec![1.0] });
+    let report = session(&study, &store).report().unwrap();
     let results = &report.results;
     assert_eq!(results.transfers.len(), 4 + 4, "dense and ticket, and the two controls, each fine-tuned two ways");
     assert_eq!(results.landscapes.len(), 1);
@@ -25,12 +24,12 @@ fn figures_carry_the_results_and_the_report_is_self_contained() {
     // The sparsity figure's SVG holds the ticket's test numbers and the dense baselines.
     let fig = results.sparsity_figure(Embedded::Digits, 1.0, ImpFamily::Standard).unwrap();
     let series = Figure::series_in_svg(&fig.svg()).unwrap();
-    let pick = |kind: SubnetworkKind, ft: RegimeKind| {
+    let pick = |kind: SubnetworkKind, ft: FineTuning| {
         results.transfers.iter().find(|t| t.kind == kind && t.report.fine_tuning == ft).map(|t| t.report.clone()).unwrap()
     };
-    let ticket_std = pick(SubnetworkKind::Ticket, RegimeKind::Standard);
-    let ticket_adv = pick(SubnetworkKind::Ticket, RegimeKind::Adversarial);
-    let dense_adv = pick(SubnetworkKind::Dense, RegimeKind::Adversarial);
+    let ticket_std = pick(SubnetworkKind::Ticket, FineTuning::Standard);
+    let ticket_adv = pick(SubnetworkKind::Ticket, FineTuning::Adversarial);
+    let dense_adv = pick(SubnetworkKind::Dense, FineTuning::Adversarial);
     let x = 100.0 * ticket_std.sparsity;
     let expected = [100.0 * ticket_std.best_sa.test_sa, 100.0 * ticket_adv.best_sa.test_sa, 100.0 * ticket_adv.best_ra.test_ra];
     let lines: Vec<&Series> = series.iter().filter(|s| s.name == "STD ticket").collect();
@@ -45,7 +44,7 @@ fn figures_carry_the_results_and_the_report_is_self_contained() {
     // The controls are drawn beside the ticket, at the ticket's sparsity (same kept count).
     for (name, kind) in [("random ticket", SubnetworkKind::RandomTicket), ("one-shot", SubnetworkKind::OneShot)] {
         let line = series.iter().find(|s| s.name == name).unwrap();
-        let control = pick(kind, RegimeKind::Standard);
+        let control = pick(kind, FineTuning::Standard);
         assert!((control.sparsity - ticket_std.sparsity).abs() < 1e-12);
         assert_eq!(line.points, vec![(x, 100.0 * control.best_sa.test_sa)]);
     }
@@ -76,7 +75,7 @@ fn figures_carry_the_results_and_the_report_is_self_contained() {
     assert!(report.figures.iter().any(|(stem, _)| stem == "density"));
 
     // A rerun computes nothing and gives the same numbers.
-    let again = study.run(&rt, &store).unwrap();
+    let again = session(&study, &store).results().unwrap();
     assert_eq!(again.computed_steps, 0);
     assert_eq!(again.transfers.len(), results.transfers.len());
     assert_eq!(again.landscapes[0].landscape, results.landscapes[0].landscape);
@@ -84,13 +83,12 @@ fn figures_carry_the_results_and_the_report_is_self_contained() {
 
 #[test]
 fn a_grid_without_standard_fine_tuning_reports_what_it_has() {
-    let rt = Runtime::new(DeviceChoice::Cpu, 2, 0).unwrap();
     let store_dir = temp_dir("report-adv-only");
     let store = Store::open(&*store_dir).unwrap();
     let mut study = mini_study();
-    study.fine_tunings = vec![RegimeKind::Adversarial];
+    study.fine_tunings = vec![FineTuning::Adversarial];
     study.landscapes = None;
-    let report = study.report(&rt, &store).unwrap();
+    let report = session(&study, &store).report().unwrap();
     let series: Vec<Series> = report.figures.iter().flat_map(|(_, f)| f.series().unwrap()).collect();
     assert!(!series.is_empty());
     let html = report.html();

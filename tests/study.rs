@@ -7,20 +7,16 @@ mod common;
 use common::*;
 use doublewin::prelude::*;
 use doublewin::store::{Attempt, Check, Status, StepDescription};
-use doublewin::study::desc::PretrainDesc;
+use doublewin::study::steps::PretrainDesc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-
-fn rt() -> Runtime {
-    Runtime::new(DeviceChoice::Cpu, 2, 0).unwrap()
-}
 
 /// Runs `study`; returns the kinds of the steps it computed (those the store lacked before).
 fn computed(store: &Store, study: &Study) -> Vec<&'static str> {
     let plan = study.plan().unwrap();
     let missing: Vec<&'static str> =
         plan.steps.iter().zip(plan.status(store)).filter(|(_, s)| *s != Status::Done).map(|(p, _)| p.kind).collect();
-    let results = study.run(&rt(), store).unwrap();
+    let results = session(study, store).results().unwrap();
     assert_eq!(results.computed_steps, missing.len());
     assert!(plan.status(store).iter().all(|s| *s == Status::Done));
     missing
@@ -44,8 +40,8 @@ fn an_upstream_change_recomputes_exactly_the_steps_below_it() {
     kinds.sort();
     assert_eq!(kinds, vec!["imp", "landscape", "trajectory", "transfer", "transfer"]);
     // The round-2 masks differ: the old transfers could not have been reused.
-    let old = study.ticket(&store, RegimeKind::Standard, RegimeKind::Standard, 2).unwrap();
-    let new = retrained.ticket(&store, RegimeKind::Standard, RegimeKind::Standard, 2).unwrap();
+    let old = session(&study, &store).stored_mask(Pretraining::Standard, ImpFamily::Standard, 2).unwrap();
+    let new = session(&retrained, &store).stored_mask(Pretraining::Standard, ImpFamily::Standard, 2).unwrap();
     assert_ne!(old, new);
 
     // The IMP data fraction and eps are upstream of the masks too.
@@ -70,10 +66,9 @@ fn a_damaged_step_is_computed_again_and_descriptions_are_on_disk() {
     let store_dir = temp_dir("study-damaged");
     let store = Store::open(&*store_dir).unwrap();
     let mut study = mini_study();
-    study.pretrainings = vec![RegimeKind::Standard];
-    let rt = rt();
-    let (_, history) = study.pretrained(&rt, &store, RegimeKind::Standard).unwrap();
-    let desc = study.pretrain_desc(RegimeKind::Standard).unwrap();
+    study.pretrainings = vec![Pretraining::Standard];
+    let (_, history) = session(&study, &store).pretrained(Pretraining::Standard).unwrap();
+    let desc = study.pretrain_desc(Pretraining::Standard).unwrap();
     let key = desc.key().unwrap();
     let dir = store.dir(PretrainDesc::KIND, &key);
     // describe.json is the description itself.
@@ -86,7 +81,7 @@ fn a_damaged_step_is_computed_again_and_descriptions_are_on_disk() {
     let hash = doublewin::fsio::sha256_file(&weights).unwrap();
     std::fs::remove_file(&weights).unwrap();
     assert!(matches!(store.status(PretrainDesc::KIND, &key, Check::Sizes), Status::Broken(w) if w.contains("net.safetensors")));
-    let (_, again) = study.pretrained(&rt, &store, RegimeKind::Standard).unwrap();
+    let (_, again) = session(&study, &store).pretrained(Pretraining::Standard).unwrap();
     let losses = |h: &History| h.epochs.iter().map(|e| (e.train_loss, e.val.map(|v| v.loss))).collect::<Vec<_>>();
     assert_eq!(losses(&again), losses(&history));
     assert_eq!(doublewin::fsio::sha256_file(&weights).unwrap(), hash, "same seed, same machine, same weights");
@@ -192,7 +187,7 @@ fn a_study_that_contradicts_itself_cannot_be_written() {
     s.threat.eps = -0.1;
     let store_dir = temp_dir("study-refused");
     let store = Store::open(&*store_dir).unwrap();
-    assert!(s.run(&rt(), &store).unwrap_err().to_string().contains("eps = -0.1"));
+    assert!(session(&s, &store).results().unwrap_err().to_string().contains("eps = -0.1"));
     assert!(store.entries().unwrap().is_empty());
 }
 
@@ -202,7 +197,7 @@ fn the_papers_attack_settings_round_trip() {
     let back = Study::from_json(&serde_json::to_string(&paper).unwrap()).unwrap();
     assert_eq!(back, paper);
     let d = paper
-        .transfer_desc(paper.subnetwork(RegimeKind::Adversarial, None, 0).unwrap(), paper.downstream[0], RegimeKind::Adversarial, 1.0, 0)
+        .transfer_desc(paper.subnetwork(Pretraining::Adversarial, None, 0).unwrap(), paper.downstream[0], FineTuning::Adversarial, 1.0, 0)
         .unwrap();
     let pgd = |a: &AttackSpec| match a {
         AttackSpec::Pgd(p) => Some((p.steps, p.step, p.eps, p.train_mode)),
@@ -228,7 +223,7 @@ fn every_profile_is_a_valid_study_that_round_trips_through_json() {
     // MNIST, with the scratch control and a second seed set.
     let small = Study::for_profile(Profile::Small);
     let plan = small.landscapes.clone().unwrap();
-    assert_eq!((plan.family, plan.round), (RegimeKind::Standard, 4));
+    assert_eq!((plan.family, plan.round), (ImpFamily::Standard, 4));
     assert_eq!(plan.fractions, small.fractions);
     assert!(small.scratch && small.stability_seeds.len() == small.seeds.len());
     assert_eq!((small.source.name(), small.downstream[0].name()), ("fashion-mnist-8x8", "mnist-8x8"));
@@ -255,8 +250,8 @@ fn each_ladder_rung_changes_exactly_what_it_names() {
     // The cell: STD and AT sources, m^ST tickets at the study's rounds with both controls at each
     // of them, the scratch gate, 6 seeds, nothing else.
     let cell = &ladder.cell;
-    assert_eq!(cell.pretrainings, vec![RegimeKind::Standard, RegimeKind::Adversarial]);
-    assert_eq!(cell.families, vec![RegimeKind::Standard]);
+    assert_eq!(cell.pretrainings, vec![Pretraining::Standard, Pretraining::Adversarial]);
+    assert_eq!(cell.families, vec![ImpFamily::Standard]);
     assert_eq!(cell.seeds, (0..6).collect::<Vec<u64>>());
     assert!(cell.stability_seeds.is_empty() && cell.landscapes.is_none() && cell.scratch);
     assert_eq!(cell.controls.as_ref().unwrap().rounds, small.rounds);
@@ -271,7 +266,7 @@ fn each_ladder_rung_changes_exactly_what_it_names() {
     assert_eq!(wide.arch, Arch::ConvNet { widths: vec![128, 256, 512] });
     let imp = ladder.study(&Rung::ImpRetrains { epochs: 3 }).unwrap();
     assert_eq!((imp.imp_fraction, imp.imp.retrain.epochs), (1.0, 3));
-    assert_eq!(imp.families, vec![RegimeKind::Standard, RegimeKind::Adversarial]);
+    assert_eq!(imp.families, vec![ImpFamily::Standard, ImpFamily::Adversarial]);
     // A combination applies each of its rungs.
     let both = ladder.study(&Rung::Combined(vec![Rung::Wider { factor: 2 }, Rung::LongerFineTuning { factor: 2 }])).unwrap();
     assert_eq!(changed_fields(cell, &both), ["arch", "transfer"]);
@@ -289,7 +284,7 @@ fn a_ladder_runs_through_the_store_and_the_report_reads_it_back() {
     let store = Store::open(&*store_dir).unwrap();
     let base = mini_study();
     let ladder = Ladder::toward_paper(&base, 1).unwrap().only(&["base".into(), "fine-tune-2".into()]).unwrap();
-    let report = ladder.run(&store, |s| s.run(&rt(), &store)).unwrap();
+    let report = ladder.run(&store, |s| session(s, &store).results()).unwrap();
     assert_eq!(report.rungs.len(), 2);
     for r in &report.rungs {
         // One m^ST ticket (round 2) of the STD source, its three numbers measured.
@@ -335,7 +330,7 @@ fn a_steps_compute_time_is_recorded_and_covered_by_its_checksum() {
     let store_dir = temp_dir("study-seconds");
     let store = Store::open(&*store_dir).unwrap();
     let study = mini_study();
-    study.run(&rt(), &store).unwrap();
+    session(&study, &store).results().unwrap();
     let plan = study.plan().unwrap();
     let first = &plan.steps[0];
     let seconds = store.seconds(first.kind, &first.key).expect("a computed step records its seconds");

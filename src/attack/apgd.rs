@@ -270,6 +270,77 @@ impl Active {
     fn len(&self) -> i64 {
         self.idx.size()[0]
     }
+
+    /// Stops iterating the settled (misclassified) examples once they are an eighth of the set.
+    fn drop_settled(&mut self) -> Result<()> {
+        let settled = self.fooled.f_sum(Kind::Int64)?.f_int64_value(&[])?;
+        if settled > 0 && settled * 8 >= self.len() {
+            self.keep(&self.fooled.f_logical_not()?.f_nonzero()?.f_flatten(0, -1)?)?;
+        }
+        Ok(())
+    }
+
+    /// One ascent step with `momentum`: along the gradient's direction by the step size,
+    /// projected, mixed with the previous step, projected again.
+    fn ascend(&mut self, momentum: f64, s: &Settings) -> Result<()> {
+        let grad2 = self.x_adv.f_sub(&self.x_old)?;
+        self.x_old = self.x_adv.shallow_clone();
+        let z = project(&self.x_adv.f_add(&direction(&self.grad, s.norm)?.f_mul(&self.step)?)?, &self.x, s.eps, s.norm)?;
+        let mixed = self.x_adv.f_add(&z.f_sub(&self.x_adv)?.f_mul_scalar(momentum)?)?.f_add(&grad2.f_mul_scalar(1.0 - momentum)?)?;
+        self.x_adv = project(&mixed, &self.x, s.eps, s.norm)?;
+        Ok(())
+    }
+
+    /// Records the examples `success` newly fooled at the current iterate in `out`.
+    fn settle(&mut self, success: &Tensor, out: &mut PassOutcome) -> Result<()> {
+        let new = success.f_logical_and(&self.fooled.f_logical_not()?)?;
+        if new.f_any()?.f_int64_value(&[])? != 0 {
+            let rows = new.f_nonzero()?.f_flatten(0, -1)?;
+            let dst = self.idx.f_index_select(0, &rows)?;
+            out.adv = out.adv.f_index_copy(0, &dst, &self.x_adv.f_index_select(0, &rows)?)?;
+            out.fooled = out.fooled.f_index_fill(0, &dst, 1)?;
+            self.fooled = self.fooled.f_logical_or(success)?;
+        }
+        Ok(())
+    }
+
+    /// Keeps the current iterate where its `loss` beats the best, and counts the increases.
+    fn track_best(&mut self, loss: Tensor, shape4: &[i64]) -> Result<()> {
+        let improved = loss.f_gt_tensor(&self.loss_best)?;
+        let improved4 = improved.f_view(shape4)?;
+        self.x_best = self.x_adv.f_where_self(&improved4, &self.x_best)?;
+        self.grad_best = self.grad.f_where_self(&improved4, &self.grad_best)?;
+        self.loss_best = loss.f_where_self(&improved, &self.loss_best)?;
+        self.increases = self.increases.f_add(&loss.f_gt_tensor(&self.prev_loss)?.f_to_kind(Kind::Float)?)?;
+        self.prev_loss = loss;
+        Ok(())
+    }
+
+    /// A checkpoint: halves the step (and goes back to the best point) where at most
+    /// `max_increases` steps since the last one increased the loss, or where the step was not
+    /// halved last time and the best loss has not improved since.
+    fn check_step(&mut self, max_increases: f64, shape4: &[i64]) -> Result<()> {
+        let oscillating = self.increases.f_le(max_increases)?;
+        let stalled = self.halved.f_logical_not()?.f_logical_and(&self.loss_checked.f_ge_tensor(&self.loss_best)?)?;
+        let halve = oscillating.f_logical_or(&stalled)?;
+        let halve4 = halve.f_view(shape4)?;
+        self.step = self.step.f_mul_scalar(0.5)?.f_where_self(&halve4, &self.step)?;
+        self.x_adv = self.x_best.f_where_self(&halve4, &self.x_adv)?;
+        self.grad = self.grad_best.f_where_self(&halve4, &self.grad)?;
+        self.halved = halve;
+        self.loss_checked = self.loss_best.shallow_clone();
+        self.increases = self.increases.f_zero_()?;
+        Ok(())
+    }
+
+    /// The run's outcome: `out`, with the examples never misclassified at their best point.
+    fn finish(self, mut out: PassOutcome) -> Result<PassOutcome> {
+        let robust = self.fooled.f_logical_not()?.f_nonzero()?.f_flatten(0, -1)?;
+        let dst = self.idx.f_index_select(0, &robust)?;
+        out.adv = out.adv.f_index_copy(0, &dst, &self.x_best.f_index_select(0, &robust)?)?;
+        out.score = out.score.f_index_copy(0, &dst, &self.loss_best.f_index_select(0, &robust)?)?;
+        Ok(out)
+    }
 }
 
 /// One APGD run from a random start on the batch `x` (labels `y`, targets `t`).
@@ -314,58 +385,22 @@ pub(crate) fn run(
     let checks = checkpoints(s.n_iter);
     let (mut next_check, mut last_check) = (0usize, 0usize);
     for i in 0..s.n_iter {
-        let settled = a.fooled.f_sum(Kind::Int64)?.f_int64_value(&[])?;
-        if settled > 0 && settled * 8 >= a.len() {
-            a.keep(&a.fooled.f_logical_not()?.f_nonzero()?.f_flatten(0, -1)?)?;
-        }
+        a.drop_settled()?;
         if a.len() == 0 {
             break;
         }
-        let momentum = if i > 0 { MOMENTUM } else { 1.0 };
-        let grad2 = a.x_adv.f_sub(&a.x_old)?;
-        a.x_old = a.x_adv.shallow_clone();
-        let z = project(&a.x_adv.f_add(&direction(&a.grad, s.norm)?.f_mul(&a.step)?)?, &a.x, s.eps, s.norm)?;
-        let mixed = a.x_adv.f_add(&z.f_sub(&a.x_adv)?.f_mul_scalar(momentum)?)?.f_add(&grad2.f_mul_scalar(1.0 - momentum)?)?;
-        a.x_adv = project(&mixed, &a.x, s.eps, s.norm)?;
+        a.ascend(if i > 0 { MOMENTUM } else { 1.0 }, s)?;
         let (logits, loss, grad) = tch::with_grad(|| loss_of(&a.x_adv, &a.y, &a.t))?;
         a.grad = grad;
-        let success = objective.success(&logits, &a.y, &a.t)?;
-        let new = success.f_logical_and(&a.fooled.f_logical_not()?)?;
-        if new.f_any()?.f_int64_value(&[])? != 0 {
-            let rows = new.f_nonzero()?.f_flatten(0, -1)?;
-            let dst = a.idx.f_index_select(0, &rows)?;
-            out.adv = out.adv.f_index_copy(0, &dst, &a.x_adv.f_index_select(0, &rows)?)?;
-            out.fooled = out.fooled.f_index_fill(0, &dst, 1)?;
-            a.fooled = a.fooled.f_logical_or(&success)?;
-        }
-        let improved = loss.f_gt_tensor(&a.loss_best)?;
-        let improved4 = improved.f_view(shape4.as_slice())?;
-        a.x_best = a.x_adv.f_where_self(&improved4, &a.x_best)?;
-        a.grad_best = a.grad.f_where_self(&improved4, &a.grad_best)?;
-        a.loss_best = loss.f_where_self(&improved, &a.loss_best)?;
-        a.increases = a.increases.f_add(&loss.f_gt_tensor(&a.prev_loss)?.f_to_kind(Kind::Float)?)?;
-        a.prev_loss = loss;
+        a.settle(&objective.success(&logits, &a.y, &a.t)?, &mut out)?;
+        a.track_best(loss, &shape4)?;
         if checks.get(next_check) == Some(&(i + 1)) {
             let window = (checks[next_check] - last_check) as f64;
             (last_check, next_check) = (checks[next_check], next_check + 1);
-            let oscillating = a.increases.f_le(window * s.rho)?;
-            let stalled = a.halved.f_logical_not()?.f_logical_and(&a.loss_checked.f_ge_tensor(&a.loss_best)?)?;
-            let halve = oscillating.f_logical_or(&stalled)?;
-            let halve4 = halve.f_view(shape4.as_slice())?;
-            a.step = a.step.f_mul_scalar(0.5)?.f_where_self(&halve4, &a.step)?;
-            a.x_adv = a.x_best.f_where_self(&halve4, &a.x_adv)?;
-            a.grad = a.grad_best.f_where_self(&halve4, &a.grad)?;
-            a.halved = halve;
-            a.loss_checked = a.loss_best.shallow_clone();
-            a.increases = a.increases.f_zero_()?;
+            a.check_step(window * s.rho, &shape4)?;
         }
     }
-    // Examples never misclassified end at their best point.
-    let robust = a.fooled.f_logical_not()?.f_nonzero()?.f_flatten(0, -1)?;
-    let dst = a.idx.f_index_select(0, &robust)?;
-    out.adv = out.adv.f_index_copy(0, &dst, &a.x_best.f_index_select(0, &robust)?)?;
-    out.score = out.score.f_index_copy(0, &dst, &a.loss_best.f_index_select(0, &robust)?)?;
-    Ok(out)
+    a.finish(out)
 }
 
 #[cfg(test)]

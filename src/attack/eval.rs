@@ -110,35 +110,14 @@ pub fn robust_evaluate(net: &Network, data: &Dataset, attacks: &[AttackSpec], ba
         return Err(Error::invalid(format!("{} is empty", data.name()), "evaluate on a non-empty split"));
     }
     net.check_fits(data)?;
-    let device = net.device();
-    let mut clean = 0i64;
-    let mut broken = vec![0i64; attacks.len()];
-    let (mut clean_hits, mut robust_hits) = (Vec::with_capacity(data.len()), Vec::with_capacity(data.len()));
     // The weights do not change during an evaluation: fold the batch norms once.
     let folded = net.folded_eval()?;
-    for batch in data.batches(batch_size, None, Augment::none(), device)? {
-        let b = batch?;
-        let mut ok = correct_folded(&folded, &b.images, &b.labels)?;
-        clean += ok.f_sum(Kind::Int64)?.f_int64_value(&[])?;
-        clean_hits.extend(Vec::<bool>::try_from(ok.f_to_device(tch::Device::Cpu)?)?);
-        for (i, attack) in attacks.iter().enumerate() {
-            let idx = ok.f_nonzero()?.f_flatten(0, -1)?;
-            if idx.size()[0] == 0 {
-                break;
-            }
-            let (x, y) = (b.images.f_index_select(0, &idx)?, b.labels.f_index_select(0, &idx)?);
-            let adv = attack.perturb(net, &x, &y)?;
-            let still = correct_folded(&folded, &adv, &y)?;
-            broken[i] += still.f_logical_not()?.f_sum(Kind::Int64)?.f_int64_value(&[])?;
-            ok = ok.f_index_put_(&[Some(idx)], &still, false)?;
-        }
-        robust_hits.extend(Vec::<bool>::try_from(ok.f_to_device(tch::Device::Cpu)?)?);
-    }
+    let tally = attack_in_sequence(net, &folded, data, attacks, batch_size)?;
     let n = data.len() as f64;
-    let mut remaining = clean;
+    let mut remaining = tally.clean;
     let per_attack: Vec<AttackOutcome> = attacks
         .iter()
-        .zip(&broken)
+        .zip(&tally.broken)
         .map(|(a, &k)| {
             remaining -= k;
             AttackOutcome { attack: a.name(), newly_broken: k as usize, accuracy_after: remaining as f64 / n }
@@ -146,33 +125,10 @@ pub fn robust_evaluate(net: &Network, data: &Dataset, attacks: &[AttackSpec], ba
         .collect();
     let mut warnings = Vec::new();
     if !attacks.is_empty() {
-        // Cheap check on the first examples (at most PROBE of them, so the check stays a small
-        // fraction of the evaluation): gradient attacks are blind where input gradients vanish.
-        let probe = data.subset(&(0..data.len().min(batch_size).min(PROBE) as i64).collect::<Vec<_>>(), "probe")?;
-        let b = probe.batches(batch_size, None, Augment::none(), device)?.next().transpose()?;
-        if let Some(b) = b {
-            let (_, g) = input_gradient_of(&|x: &Tensor| folded.forward(x), &b.images, &b.labels)?;
-            let per = g.f_abs()?.f_flatten(1, -1)?.f_sum_dim_intlist([1i64].as_slice(), false, Kind::Double)?;
-            let zero = per.f_eq(0.0)?.f_to_kind(Kind::Double)?.f_mean(Kind::Double)?.f_double_value(&[])?;
-            if zero > 0.5 {
-                warnings.push(format!(
-                    "{:.0}% of input gradients are exactly zero: gradient attacks cannot work, RA is not trustworthy",
-                    100.0 * zero
-                ));
-            }
-        }
+        warnings.extend(vanishing_gradient_warning(&folded, data, batch_size, net.device())?);
     }
-    // Later (stronger) attacks finding nothing the first missed is normal; an FGSM listed after
-    // PGD breaking many more points is not.
-    for w in attacks.windows(2).zip(broken.windows(2)) {
-        if let ([AttackSpec::Pgd(p), AttackSpec::Fgsm(_)], [_, k]) = (w.0, w.1) {
-            if *k as f64 > 0.01 * n {
-                warnings
-                    .push(format!("FGSM broke {k} points that {} missed: PGD is weaker than FGSM, a sign of gradient masking", p.name()));
-            }
-        }
-    }
-    warnings.extend(square_warnings(attacks, &broken, data.len()));
+    warnings.extend(fgsm_warnings(attacks, &tally.broken, n));
+    warnings.extend(square_warnings(attacks, &tally.broken, data.len()));
     // PGD followed by AutoAttack's gradient attacks in one sequence: compare the two RAs.
     if let Some(i) = attacks.iter().rposition(|a| matches!(a, AttackSpec::Pgd(_))) {
         let later = attacks[i + 1..].iter().any(|a| a.uses_gradients() && !matches!(a, AttackSpec::Fgsm(_)));
@@ -183,13 +139,90 @@ pub fn robust_evaluate(net: &Network, data: &Dataset, attacks: &[AttackSpec], ba
     Ok(RobustEvaluation {
         dataset: data.name().into(),
         examples: data.len(),
-        sa: clean as f64 / n,
+        sa: tally.clean as f64 / n,
         ra: remaining as f64 / n,
         per_attack,
         warnings,
-        clean_hits: Hits(clean_hits),
-        robust_hits: Hits(robust_hits),
+        clean_hits: Hits(tally.clean_hits),
+        robust_hits: Hits(tally.robust_hits),
     })
+}
+
+/// What the attacks of a robust evaluation did: the clean count, the examples each attack broke,
+/// and per example whether it was correct clean and under every attack.
+struct Tally {
+    clean: i64,
+    broken: Vec<i64>,
+    clean_hits: Vec<bool>,
+    robust_hits: Vec<bool>,
+}
+
+/// Classifies `data` batch by batch with `folded` (the eval-mode `net`), then runs `attacks` in
+/// sequence on the examples still correct.
+fn attack_in_sequence(
+    net: &Network,
+    folded: &crate::model::FoldedNetwork,
+    data: &Dataset,
+    attacks: &[AttackSpec],
+    batch_size: usize,
+) -> Result<Tally> {
+    let mut t = Tally {
+        clean: 0,
+        broken: vec![0i64; attacks.len()],
+        clean_hits: Vec::with_capacity(data.len()),
+        robust_hits: Vec::with_capacity(data.len()),
+    };
+    for batch in data.batches(batch_size, None, Augment::none(), net.device())? {
+        let b = batch?;
+        let mut ok = correct_folded(folded, &b.images, &b.labels)?;
+        t.clean += ok.f_sum(Kind::Int64)?.f_int64_value(&[])?;
+        t.clean_hits.extend(Vec::<bool>::try_from(ok.f_to_device(tch::Device::Cpu)?)?);
+        for (i, attack) in attacks.iter().enumerate() {
+            let idx = ok.f_nonzero()?.f_flatten(0, -1)?;
+            if idx.size()[0] == 0 {
+                break;
+            }
+            let (x, y) = (b.images.f_index_select(0, &idx)?, b.labels.f_index_select(0, &idx)?);
+            let adv = attack.perturb(net, &x, &y)?;
+            let still = correct_folded(folded, &adv, &y)?;
+            t.broken[i] += still.f_logical_not()?.f_sum(Kind::Int64)?.f_int64_value(&[])?;
+            ok = ok.f_index_put_(&[Some(idx)], &still, false)?;
+        }
+        t.robust_hits.extend(Vec::<bool>::try_from(ok.f_to_device(tch::Device::Cpu)?)?);
+    }
+    Ok(t)
+}
+
+/// Cheap check on the first examples (at most [`PROBE`] of them, so the check stays a small
+/// fraction of the evaluation): gradient attacks are blind where input gradients vanish.
+fn vanishing_gradient_warning(
+    folded: &crate::model::FoldedNetwork,
+    data: &Dataset,
+    batch_size: usize,
+    device: tch::Device,
+) -> Result<Option<String>> {
+    let probe = data.subset(&(0..data.len().min(batch_size).min(PROBE) as i64).collect::<Vec<_>>(), "probe")?;
+    let Some(b) = probe.batches(batch_size, None, Augment::none(), device)?.next().transpose()? else { return Ok(None) };
+    let (_, g) = input_gradient_of(&|x: &Tensor| folded.forward(x), &b.images, &b.labels)?;
+    let per = g.f_abs()?.f_flatten(1, -1)?.f_sum_dim_intlist([1i64].as_slice(), false, Kind::Double)?;
+    let zero = per.f_eq(0.0)?.f_to_kind(Kind::Double)?.f_mean(Kind::Double)?.f_double_value(&[])?;
+    Ok((zero > 0.5)
+        .then(|| format!("{:.0}% of input gradients are exactly zero: gradient attacks cannot work, RA is not trustworthy", 100.0 * zero)))
+}
+
+/// Later (stronger) attacks finding nothing the first missed is normal; an FGSM listed after
+/// PGD breaking many more points (over 1% of the `n` examples) is not.
+fn fgsm_warnings(attacks: &[AttackSpec], broken: &[i64], n: f64) -> Vec<String> {
+    let mut warnings = Vec::new();
+    for w in attacks.windows(2).zip(broken.windows(2)) {
+        if let ([AttackSpec::Pgd(p), AttackSpec::Fgsm(_)], [_, k]) = (w.0, w.1) {
+            if *k as f64 > 0.01 * n {
+                warnings
+                    .push(format!("FGSM broke {k} points that {} missed: PGD is weaker than FGSM, a sign of gradient masking", p.name()));
+            }
+        }
+    }
+    warnings
 }
 
 /// Square may add this fraction of the examples after gradient attacks before it raises the

@@ -290,7 +290,7 @@ pub struct Splits {
 }
 
 /// The share of a training split held out (stratified) for validation: by every study
-/// ([`crate::study::desc::HoldOut::STUDY`]) and every CLI command.
+/// ([`crate::study::steps::HoldOut::STUDY`]) and every CLI command.
 pub const VALIDATION_FRACTION: f64 = 0.1;
 
 impl Splits {

@@ -5,6 +5,7 @@
 
 use super::{level_color, panel_bounds, text_width, Color, Figure, Layer, Panel, LABEL, TICK, TITLE};
 use crate::error::{Error, Result};
+use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
 use plotters::element::{Drawable, PointCollection};
 use plotters::prelude::*;
@@ -133,21 +134,68 @@ fn decimals(span: f64) -> usize {
     (0..6).find(|&d| step * 10f64.powi(d) >= 1.0).unwrap_or(6) as usize
 }
 
-fn draw_panel<DB: DrawingBackend>(p: &Panel, area: &DrawingArea<DB, Shift>, scale: f64) -> Result<()> {
-    let Some((mut x0, mut x1, mut y0, mut y1)) = panel_bounds(p) else { return Ok(()) };
-    let bars = p.layers.iter().find_map(|l| if let Layer::Bars { labels, .. } = l { Some(labels.clone()) } else { None });
-    let contours = p.layers.iter().any(|l| matches!(l, Layer::Contours { .. }));
-    if p.x_range.is_none() {
-        let pad = if bars.is_some() { 0.0 } else { ((x1 - x0) * 0.04).max(if x1 == x0 { 0.5 } else { 0.0 }) };
-        (x0, x1) = (x0 - pad, x1 + pad + if bars.is_some() { (x1 - x0) * 0.12 } else { 0.0 });
+/// A panel's chart: `f64` coordinates on both axes.
+type Chart<'a, DB> = ChartContext<'a, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+
+/// The data range a panel shows: `x0..x1` by `y0..y1`.
+#[derive(Debug, Clone, Copy)]
+struct Bounds {
+    x0: f64,
+    x1: f64,
+    y0: f64,
+    y1: f64,
+}
+
+impl Bounds {
+    /// Whether `(x, y)` is finite and inside the range.
+    fn contains(&self, &(x, y): &(f64, f64)) -> bool {
+        x.is_finite() && y.is_finite() && x >= self.x0 && x <= self.x1 && y >= self.y0 && y <= self.y1
     }
-    if p.y_range.is_none() && bars.is_none() {
+}
+
+fn draw_panel<DB: DrawingBackend>(p: &Panel, area: &DrawingArea<DB, Shift>, scale: f64) -> Result<()> {
+    let bars = p.layers.iter().find_map(|l| if let Layer::Bars { labels, .. } = l { Some(labels.clone()) } else { None });
+    let Some(bounds) = padded_bounds(p, bars.is_some()) else { return Ok(()) };
+    let mut chart = panel_chart(p, area, bars.as_deref(), bounds, scale)?;
+    draw_mesh(&mut chart, p, bars.as_deref(), bounds, scale)?;
+    for l in &p.layers {
+        draw_area_layer(&mut chart, l, bounds, scale)?;
+    }
+    // Lines last, so they sit on top of bands and contours.
+    for l in &p.layers {
+        draw_line_layer(&mut chart, l, bounds, scale)?;
+    }
+    Ok(())
+}
+
+/// The range of a panel's data (`None`: nothing to draw), padded on the axes the panel does not
+/// fix (a bar chart: room for the values right of the bars, none on the category axis).
+fn padded_bounds(p: &Panel, bars: bool) -> Option<Bounds> {
+    let (mut x0, mut x1, mut y0, mut y1) = panel_bounds(p)?;
+    if p.x_range.is_none() {
+        let pad = if bars { 0.0 } else { ((x1 - x0) * 0.04).max(if x1 == x0 { 0.5 } else { 0.0 }) };
+        (x0, x1) = (x0 - pad, x1 + pad + if bars { (x1 - x0) * 0.12 } else { 0.0 });
+    }
+    if p.y_range.is_none() && !bars {
         let pad = ((y1 - y0) * 0.06).max(if y1 == y0 { 0.5 } else { 0.0 });
         (y0, y1) = (y0 - pad, y1 + pad);
     }
+    Some(Bounds { x0, x1, y0, y1 })
+}
+
+/// The panel's chart on `area`: margins, the caption, and label areas wide enough for the bar
+/// labels (`bars`) when it has them.
+fn panel_chart<'a, DB: DrawingBackend>(
+    p: &Panel,
+    area: &'a DrawingArea<DB, Shift>,
+    bars: Option<&[String]>,
+    b: Bounds,
+    scale: f64,
+) -> Result<Chart<'a, DB>> {
     let px = |v: f64| (v * scale).round() as i32;
     let font = |size: f64| ("sans-serif", size * scale).into_font();
-    let left = match &bars {
+    let contours = p.layers.iter().any(|l| matches!(l, Layer::Contours { .. }));
+    let left = match bars {
         Some(labels) => 14.0 + labels.iter().map(|l| text_width(l, TICK)).fold(0.0, f64::max),
         None => 54.0,
     };
@@ -156,12 +204,18 @@ fn draw_panel<DB: DrawingBackend>(p: &Panel, area: &DrawingArea<DB, Shift>, scal
     if !p.title.is_empty() {
         builder.caption(p.title.clone(), font(LABEL + 1.0));
     }
-    let mut chart = builder.build_cartesian_2d(x0..x1, y0..y1).map_err(fail)?;
-    let (dx, dy) = (decimals(x1 - x0), decimals(y1 - y0));
+    builder.build_cartesian_2d(b.x0..b.x1, b.y0..b.y1).map_err(fail)
+}
+
+/// The axes, ticks and grid: numbers with as many decimals as the ticks need, or the bar
+/// labels (`bars`) on the category axis.
+fn draw_mesh<DB: DrawingBackend>(chart: &mut Chart<'_, DB>, p: &Panel, bars: Option<&[String]>, b: Bounds, scale: f64) -> Result<()> {
+    let font = |size: f64| ("sans-serif", size * scale).into_font();
+    let (dx, dy) = (decimals(b.x1 - b.x0), decimals(b.y1 - b.y0));
     let x_fmt = move |v: &f64| format!("{v:.dx$}");
     let y_fmt = move |v: &f64| format!("{v:.dy$}");
     let category = |v: &f64| {
-        let labels = bars.clone().unwrap_or_default();
+        let labels = bars.unwrap_or_default();
         let i = v.round();
         if (v - i).abs() < 0.05 && i >= 0.0 && (i as usize) < labels.len() {
             labels[labels.len() - 1 - i as usize].clone()
@@ -177,7 +231,7 @@ fn draw_panel<DB: DrawingBackend>(p: &Panel, area: &DrawingArea<DB, Shift>, scal
         .bold_line_style(RGBColor::from(Color::LIGHT))
         .x_labels(6)
         .x_label_formatter(&x_fmt);
-    match &bars {
+    match bars {
         Some(labels) => {
             mesh.y_labels(2 * labels.len() + 1).y_label_formatter(&category).disable_y_mesh();
         }
@@ -185,96 +239,107 @@ fn draw_panel<DB: DrawingBackend>(p: &Panel, area: &DrawingArea<DB, Shift>, scal
             mesh.y_desc(p.y_label.clone()).y_labels(6).y_label_formatter(&y_fmt);
         }
     }
-    mesh.draw().map_err(fail)?;
+    mesh.draw().map_err(fail)
+}
+
+/// A band, reference line, bar chart or contour layer (lines: see [`draw_line_layer`]).
+fn draw_area_layer<DB: DrawingBackend>(chart: &mut Chart<'_, DB>, l: &Layer, b: Bounds, scale: f64) -> Result<()> {
+    let px = |v: f64| (v * scale).round() as i32;
+    let font = |size: f64| ("sans-serif", size * scale).into_font();
     let width = |w: f64| px(w).max(1) as u32;
-    for l in &p.layers {
-        match l {
-            Layer::Band { color, points, .. } => {
-                let ok: Vec<&(f64, f64, f64)> = points.iter().filter(|p| p.1.is_finite() && p.2.is_finite()).collect();
-                let mut poly: Vec<(f64, f64)> = ok.iter().map(|p| (p.0, p.1)).collect();
-                poly.extend(ok.iter().rev().map(|p| (p.0, p.2)));
-                if poly.len() >= 3 {
-                    chart.draw_series(std::iter::once(Polygon::new(poly, RGBColor::from(*color).mix(0.2).filled()))).map_err(fail)?;
-                } else if let [p] = ok[..] {
-                    let style = RGBColor::from(*color).mix(0.4).stroke_width(width(6.0));
-                    chart.draw_series(std::iter::once(PathElement::new(vec![(p.0, p.1), (p.0, p.2)], style))).map_err(fail)?;
-                }
+    match l {
+        Layer::Band { color, points, .. } => {
+            let ok: Vec<&(f64, f64, f64)> = points.iter().filter(|p| p.1.is_finite() && p.2.is_finite()).collect();
+            let mut poly: Vec<(f64, f64)> = ok.iter().map(|p| (p.0, p.1)).collect();
+            poly.extend(ok.iter().rev().map(|p| (p.0, p.2)));
+            if poly.len() >= 3 {
+                chart.draw_series(std::iter::once(Polygon::new(poly, RGBColor::from(*color).mix(0.2).filled()))).map_err(fail)?;
+            } else if let [p] = ok[..] {
+                let style = RGBColor::from(*color).mix(0.4).stroke_width(width(6.0));
+                chart.draw_series(std::iter::once(PathElement::new(vec![(p.0, p.1), (p.0, p.2)], style))).map_err(fail)?;
             }
-            Layer::HLine { y, color, .. } => {
-                let style = RGBColor::from(*color).stroke_width(width(1.5));
-                chart.draw_series(DashedLineSeries::new(vec![(x0, *y), (x1, *y)], px(6.0), px(4.0), style)).map_err(fail)?;
-            }
-            Layer::Bars { color, values, .. } => {
-                let n = values.len();
-                let style = RGBColor::from(*color).filled();
-                chart
-                    .draw_series(values.iter().enumerate().map(|(i, v)| {
-                        let row = (n - 1 - i) as f64;
-                        Rectangle::new([(0.0, row - 0.38), (*v, row + 0.38)], style)
-                    }))
-                    .map_err(fail)?;
-                let grey = font(TICK - 1.0).color(&RGBColor::from(Color::GREY)).pos(Pos::new(HPos::Left, VPos::Center));
-                chart
-                    .draw_series(
-                        values.iter().enumerate().map(|(i, v)| Text::new(format!("{v:.1}"), (*v, (n - 1 - i) as f64), grey.clone())),
-                    )
-                    .map_err(fail)?;
-            }
-            Layer::Contours { levels, segments } => {
-                let (lo, hi) = levels.iter().fold((f64::MAX, f64::MIN), |(a, b), &v| (a.min(v), b.max(v)));
-                for (level, segs) in levels.iter().zip(segments) {
-                    let style = RGBColor::from(level_color((level - lo) / (hi - lo).max(1e-12))).stroke_width(width(1.2));
-                    chart.draw_series(segs.iter().map(|s| PathElement::new(vec![s[0], s[1]], style))).map_err(fail)?;
-                }
-            }
-            Layer::Line { .. } => {}
         }
-    }
-    // Lines last, so they sit on top of bands and contours.
-    let inside = |&(x, y): &(f64, f64)| x.is_finite() && y.is_finite() && x >= x0 && x <= x1 && y >= y0 && y <= y1;
-    for l in &p.layers {
-        if let Layer::Line { series, color, dashed, markers, labels } = l {
-            let c = RGBColor::from(*color);
-            let pts: Vec<(f64, f64)> = series.points.iter().copied().filter(inside).collect();
-            if *dashed {
-                chart.draw_series(DashedLineSeries::new(pts.clone(), px(6.0), px(4.0), c.stroke_width(width(2.0)))).map_err(fail)?;
-            } else {
-                chart.draw_series(LineSeries::new(pts.clone(), c.stroke_width(width(2.0)))).map_err(fail)?;
-            }
-            // A series of one point draws no line, dashed or not: it gets a marker, so that every
-            // series a legend names leaves a mark.
-            if *markers || pts.len() == 1 {
-                chart.draw_series(pts.iter().map(|&p| Circle::new(p, px(3.0), c.filled()))).map_err(fail)?;
-            }
-            let style = font(TICK - 1.5).color(&c);
-            // Labels that would overprint one already placed are left out: the last point's
-            // first, then the first's, then the others in order.
-            let labelled: Vec<(&(f64, f64), &String)> =
-                series.points.iter().zip(labels).filter(|(p, t)| inside(p) && !t.is_empty()).collect();
-            let mut order: Vec<usize> = (0..labelled.len()).collect();
-            if let Some(last) = order.pop() {
-                order.insert(0, last);
-            }
-            let mut placed: Vec<(BackendCoord, f64)> = Vec::new();
-            let mut kept = Vec::new();
-            for i in order {
-                let (p, t) = labelled[i];
-                let at = chart.backend_coord(p);
-                let w = text_width(t, TICK - 1.5) * scale;
-                let h = (TICK + 1.0) * scale;
-                if placed.iter().all(|(q, qw)| ((at.0 - q.0).abs() as f64) >= w.max(*qw) || ((at.1 - q.1).abs() as f64) >= h) {
-                    placed.push((at, w));
-                    kept.push((p, t));
-                }
-            }
+        Layer::HLine { y, color, .. } => {
+            let style = RGBColor::from(*color).stroke_width(width(1.5));
+            chart.draw_series(DashedLineSeries::new(vec![(b.x0, *y), (b.x1, *y)], px(6.0), px(4.0), style)).map_err(fail)?;
+        }
+        Layer::Bars { color, values, .. } => {
+            let n = values.len();
+            let style = RGBColor::from(*color).filled();
             chart
-                .draw_series(
-                    kept.into_iter().map(|(p, t)| EmptyElement::at(*p) + Text::new(t.clone(), (px(5.0), -px(12.0)), style.clone())),
-                )
+                .draw_series(values.iter().enumerate().map(|(i, v)| {
+                    let row = (n - 1 - i) as f64;
+                    Rectangle::new([(0.0, row - 0.38), (*v, row + 0.38)], style)
+                }))
+                .map_err(fail)?;
+            let grey = font(TICK - 1.0).color(&RGBColor::from(Color::GREY)).pos(Pos::new(HPos::Left, VPos::Center));
+            chart
+                .draw_series(values.iter().enumerate().map(|(i, v)| Text::new(format!("{v:.1}"), (*v, (n - 1 - i) as f64), grey.clone())))
                 .map_err(fail)?;
         }
+        Layer::Contours { levels, segments } => {
+            let (lo, hi) = levels.iter().fold((f64::MAX, f64::MIN), |(a, b), &v| (a.min(v), b.max(v)));
+            for (level, segs) in levels.iter().zip(segments) {
+                let style = RGBColor::from(level_color((level - lo) / (hi - lo).max(1e-12))).stroke_width(width(1.2));
+                chart.draw_series(segs.iter().map(|s| PathElement::new(vec![s[0], s[1]], style))).map_err(fail)?;
+            }
+        }
+        Layer::Line { .. } => {}
     }
     Ok(())
+}
+
+/// A line layer (other layers: see [`draw_area_layer`]): its points inside the bounds, solid
+/// or dashed, with markers, and the labels that fit.
+fn draw_line_layer<DB: DrawingBackend>(chart: &mut Chart<'_, DB>, l: &Layer, b: Bounds, scale: f64) -> Result<()> {
+    let Layer::Line { series, color, dashed, markers, labels } = l else { return Ok(()) };
+    let px = |v: f64| (v * scale).round() as i32;
+    let width = |w: f64| px(w).max(1) as u32;
+    let c = RGBColor::from(*color);
+    let pts: Vec<(f64, f64)> = series.points.iter().copied().filter(|p| b.contains(p)).collect();
+    if *dashed {
+        chart.draw_series(DashedLineSeries::new(pts.clone(), px(6.0), px(4.0), c.stroke_width(width(2.0)))).map_err(fail)?;
+    } else {
+        chart.draw_series(LineSeries::new(pts.clone(), c.stroke_width(width(2.0)))).map_err(fail)?;
+    }
+    // A series of one point draws no line, dashed or not: it gets a marker, so that every
+    // series a legend names leaves a mark.
+    if *markers || pts.len() == 1 {
+        chart.draw_series(pts.iter().map(|&p| Circle::new(p, px(3.0), c.filled()))).map_err(fail)?;
+    }
+    let style = ("sans-serif", (TICK - 1.5) * scale).into_font().color(&c);
+    let labelled: Vec<(&(f64, f64), &String)> = series.points.iter().zip(labels).filter(|(p, t)| b.contains(p) && !t.is_empty()).collect();
+    let kept = labels_that_fit(chart, labelled, scale);
+    chart
+        .draw_series(kept.into_iter().map(|(p, t)| EmptyElement::at(*p) + Text::new(t.clone(), (px(5.0), -px(12.0)), style.clone())))
+        .map_err(fail)?;
+    Ok(())
+}
+
+/// The point labels of a line that do not overprint one already placed: the last point's
+/// first, then the first's, then the others in order.
+fn labels_that_fit<'p, DB: DrawingBackend>(
+    chart: &Chart<'_, DB>,
+    labelled: Vec<(&'p (f64, f64), &'p String)>,
+    scale: f64,
+) -> Vec<(&'p (f64, f64), &'p String)> {
+    let mut order: Vec<usize> = (0..labelled.len()).collect();
+    if let Some(last) = order.pop() {
+        order.insert(0, last);
+    }
+    let mut placed: Vec<(BackendCoord, f64)> = Vec::new();
+    let mut kept = Vec::new();
+    for i in order {
+        let (p, t) = labelled[i];
+        let at = chart.backend_coord(p);
+        let w = text_width(t, TICK - 1.5) * scale;
+        let h = (TICK + 1.0) * scale;
+        if placed.iter().all(|(q, qw)| ((at.0 - q.0).abs() as f64) >= w.max(*qw) || ((at.1 - q.1).abs() as f64) >= h) {
+            placed.push((at, w));
+            kept.push((p, t));
+        }
+    }
+    kept
 }
 
 /// Registers the bundled DejaVu Sans as plotters' "sans-serif" once per process, before any

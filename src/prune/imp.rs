@@ -270,6 +270,10 @@ impl Tickets {
     pub fn round(&self, round: usize) -> Option<&Ticket> {
         self.0.iter().find(|t| t.round == round)
     }
+    /// The ticket of the last round (the sparsest).
+    pub fn last(&self) -> Result<&Ticket> {
+        self.0.iter().max_by_key(|t| t.round).ok_or_else(|| Error::invalid("an IMP run without rounds", "run IMP with at least one round"))
+    }
     pub fn len(&self) -> usize {
         self.0.len()
     }
@@ -407,93 +411,35 @@ pub fn imp(pretrained: &Network, source: &Splits, cfg: &ImpConfig, dir: &Path) -
     cfg.check()?;
     let weights_hash = pretrained.content_hash()?;
     let run = ImpRun { config: cfg.clone(), weights_hash: weights_hash.clone(), data_hash: source.train.content_hash()? };
-    let record = dir.join("imp.json");
-    if record.exists() {
-        let before: ImpRun = crate::fsio::read_json(&record)?;
-        if !before.continues(&run) {
-            return Err(Error::invalid(
-                format!(
-                    "{} holds an IMP run of other settings, pre-trained weights or data ({})",
-                    dir.display(),
-                    diff_fields(&before, &run).join(", ")
-                ),
-                "use a new --out folder for these settings, or delete the old one",
-            ));
-        }
-    } else if round_path(dir, 1).exists() {
-        return Err(Error::invalid(
-            format!("{} holds tickets but no imp.json saying how they were made", dir.display()),
-            "use a new --out folder, or delete the old one",
-        ));
-    }
-    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    crate::fsio::write_json(&record, &run)?;
+    open_run_folder(dir, &run)?;
     let names = cfg.prunable.clone().unwrap_or_else(|| pretrained.prunable_names());
     let meta = |round| MaskMeta { round, regime: format!("IMP {}", cfg.family()), weights_hash: weights_hash.clone() };
-    let rewind_point = rewind_weights(pretrained, source, cfg, dir)?;
-    // What every re-training should come back to: computed (or read back) before the rounds, so
-    // that a run resumed after its first rounds still records it.
-    let dense = if cfg.rounds >= 2 { Some(dense_reference(pretrained, source, cfg, dir)?) } else { None };
+    let retraining = Retraining {
+        pretrained,
+        source,
+        cfg,
+        dir,
+        rewind_point: rewind_weights(pretrained, source, cfg, dir)?,
+        // What every re-training should come back to: computed (or read back) before the
+        // rounds, so that a run resumed after its first rounds still records it.
+        dense: if cfg.rounds >= 2 { Some(dense_reference(pretrained, source, cfg, dir)?) } else { None },
+    };
 
     let mut tickets: Vec<Ticket> = Vec::new();
     for round in 1..=cfg.rounds {
         let path = round_path(dir, round);
-        if path.exists() {
-            match Mask::load(&path) {
-                Ok(mask) if mask.meta.weights_hash != weights_hash => {
-                    return Err(Error::invalid(
-                        format!("{} was made from other pre-trained weights", path.display()),
-                        "use a separate folder per pre-trained network, or delete the old tickets",
-                    ));
-                }
-                Ok(mask) => {
-                    let retrained = read_recovery(dir, round);
-                    tickets.push(Ticket { round, mask, path, retrained });
-                    continue;
-                }
-                // A damaged or unreadable round is never resumed from: it and every round after
-                // it (made from it) are computed again.
-                Err(e) => {
-                    crate::progress::warn(&format!("{e}: computing round {round} and the rounds after it again"));
-                    remove_rounds_from(dir, round)?;
-                }
-            }
+        if let Some(done) = finished_round(dir, round, &path, &weights_hash)? {
+            tickets.push(done);
+            continue;
         }
-        let (mask, retrained) = match tickets.last() {
+        let (mut mask, retrained) = match tickets.last() {
             // Round 1: prune the pre-trained weights themselves, before any training.
             None => (prune_step(pretrained, &Mask::dense(pretrained, &names)?, cfg)?, None),
             Some(prev) => {
-                let mut net = pretrained.try_clone()?;
-                net.restore(&rewind_point)?;
-                prev.mask.attach(&mut net)?;
-                crate::progress::note(&format!(
-                    "IMP round {round}/{}: re-training at {:.2}% sparsity ({})",
-                    cfg.rounds,
-                    100.0 * prev.sparsity(),
-                    cfg.retrain.regime.name()
-                ));
-                let resume = dir.join(format!("round-{round:02}-train"));
-                train_with(&mut net, source, &cfg.retrain, &mut Callbacks::progress(&format!("IMP r{round}")), Some(&resume))?;
-                let d = dense.ok_or_else(|| Error::invalid("IMP re-trained without its dense reference", "report this as a bug"))?;
-                let (val_sa, val_ra) = validation_accuracy(&net, source, cfg)?;
-                let r = Recovery {
-                    round,
-                    sparsity: prev.sparsity(),
-                    val_sa,
-                    val_ra,
-                    dense_sa: d.sa,
-                    dense_ra: d.ra,
-                    pretrained_sa: d.pretrained_sa,
-                    pretrained_ra: d.pretrained_ra,
-                };
-                // Recorded before the mask: a mask on disk always has its re-training beside it.
-                crate::fsio::write_json(&recovery_path(dir, round), &r)?;
-                let next = prune_step(&net, &prev.mask, cfg)?;
-                let _ = std::fs::remove_dir_all(&resume);
+                let (next, r) = retraining.retrain_and_prune(prev, round)?;
                 (next, Some(r))
             }
         };
-        let mut mask = mask;
         mask.meta = meta(round);
         mask.save(&path)?;
         let back = match retrained {
@@ -511,6 +457,104 @@ pub fn imp(pretrained: &Network, source: &Splits, cfg: &ImpConfig, dir: &Path) -
         tickets.push(Ticket { round, mask, path, retrained });
     }
     Ok(Tickets(tickets))
+}
+
+/// Records in `dir` what the IMP run `run` is made from (`imp.json`), refusing a folder that
+/// holds a run it cannot continue, or tickets without a record.
+fn open_run_folder(dir: &Path, run: &ImpRun) -> Result<()> {
+    let record = dir.join("imp.json");
+    if record.exists() {
+        let before: ImpRun = crate::fsio::read_json(&record)?;
+        if !before.continues(run) {
+            return Err(Error::invalid(
+                format!(
+                    "{} holds an IMP run of other settings, pre-trained weights or data ({})",
+                    dir.display(),
+                    diff_fields(&before, run).join(", ")
+                ),
+                "use a new --out folder for these settings, or delete the old one",
+            ));
+        }
+    } else if round_path(dir, 1).exists() {
+        return Err(Error::invalid(
+            format!("{} holds tickets but no imp.json saying how they were made", dir.display()),
+            "use a new --out folder, or delete the old one",
+        ));
+    }
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    crate::fsio::write_json(&record, run)
+}
+
+/// The ticket of `round` saved at `path` by an earlier run, if any: one of other pre-trained
+/// weights is an error; a damaged or unreadable one is never resumed from (it and every round
+/// after it, made from it, are deleted to be computed again).
+fn finished_round(dir: &Path, round: usize, path: &Path, weights_hash: &str) -> Result<Option<Ticket>> {
+    if !path.exists() {
+        return Ok(None);
+    }
+    match Mask::load(path) {
+        Ok(mask) if mask.meta.weights_hash != weights_hash => Err(Error::invalid(
+            format!("{} was made from other pre-trained weights", path.display()),
+            "use a separate folder per pre-trained network, or delete the old tickets",
+        )),
+        Ok(mask) => {
+            let retrained = read_recovery(dir, round);
+            Ok(Some(Ticket { round, mask, path: path.to_path_buf(), retrained }))
+        }
+        Err(e) => {
+            crate::progress::warn(&format!("{e}: computing round {round} and the rounds after it again"));
+            remove_rounds_from(dir, round)?;
+            Ok(None)
+        }
+    }
+}
+
+/// What the re-training of every IMP round after the first starts from and is compared with.
+struct Retraining<'a> {
+    pretrained: &'a Network,
+    source: &'a Splits,
+    cfg: &'a ImpConfig,
+    dir: &'a Path,
+    /// The weights each round rewinds to before re-training.
+    rewind_point: Vec<(String, tch::Tensor)>,
+    /// The dense reference (runs of at least two rounds).
+    dense: Option<DenseReference>,
+}
+
+impl Retraining<'_> {
+    /// Round `round`: the rewound weights masked by the previous round's ticket, re-trained
+    /// (resumable), measured against the dense reference (recorded), then pruned further.
+    fn retrain_and_prune(&self, prev: &Ticket, round: usize) -> Result<(Mask, Recovery)> {
+        let (cfg, dir) = (self.cfg, self.dir);
+        let mut net = self.pretrained.try_clone()?;
+        net.restore(&self.rewind_point)?;
+        prev.mask.attach(&mut net)?;
+        crate::progress::note(&format!(
+            "IMP round {round}/{}: re-training at {:.2}% sparsity ({})",
+            cfg.rounds,
+            100.0 * prev.sparsity(),
+            cfg.retrain.regime.name()
+        ));
+        let resume = dir.join(format!("round-{round:02}-train"));
+        train_with(&mut net, self.source, &cfg.retrain, &mut Callbacks::progress(&format!("IMP r{round}")), Some(&resume))?;
+        let d = self.dense.ok_or_else(|| Error::invalid("IMP re-trained without its dense reference", "report this as a bug"))?;
+        let (val_sa, val_ra) = validation_accuracy(&net, self.source, cfg)?;
+        let r = Recovery {
+            round,
+            sparsity: prev.sparsity(),
+            val_sa,
+            val_ra,
+            dense_sa: d.sa,
+            dense_ra: d.ra,
+            pretrained_sa: d.pretrained_sa,
+            pretrained_ra: d.pretrained_ra,
+        };
+        // Recorded before the mask: a mask on disk always has its re-training beside it.
+        crate::fsio::write_json(&recovery_path(dir, round), &r)?;
+        let next = prune_step(&net, &prev.mask, cfg)?;
+        let _ = std::fs::remove_dir_all(&resume);
+        Ok((next, r))
+    }
 }
 
 /// The recorded re-training of `round` (`None` for round 1 or a run recorded before

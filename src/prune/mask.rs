@@ -35,6 +35,10 @@ impl LayerDensity {
     pub fn density(&self) -> f64 {
         self.kept as f64 / self.total.max(1) as f64
     }
+    /// The fraction of the tensor's weights pruned.
+    pub fn pruned(&self) -> f64 {
+        1.0 - self.density()
+    }
 }
 
 /// A pruning mask: `true` keeps a weight, `false` prunes it. Masks live on the CPU (they are
@@ -117,6 +121,19 @@ impl Mask {
             .iter()
             .map(|(n, m)| LayerDensity { name: n.clone(), total: m.numel() as i64, kept: m.sum(Kind::Int64).int64_value(&[]) })
             .collect()
+    }
+
+    /// The tensors pruned most and least (by the fraction of their weights pruned; the first in
+    /// name order on a tie).
+    pub fn most_and_least_pruned(&self) -> Result<(LayerDensity, LayerDensity)> {
+        let layers = self.per_layer();
+        let by_pruned = |a: &&LayerDensity, b: &&LayerDensity| a.pruned().total_cmp(&b.pruned());
+        let most = layers.iter().rev().max_by(by_pruned);
+        let least = layers.iter().min_by(by_pruned);
+        match (most, least) {
+            (Some(m), Some(l)) => Ok((m.clone(), l.clone())),
+            _ => Err(Error::invalid("an empty mask", "prune a network first (prune::one_shot, prune::imp)")),
+        }
     }
 
     /// Overlap of the kept weights of two masks over the same tensors: |A and B| / |A or B|.

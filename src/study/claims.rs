@@ -17,12 +17,12 @@
 //! ticket cannot keep what pre-training did not give. A claim with no such setting is "not
 //! tested", never "unresolved".
 
-use super::query::Pick;
+use super::query::TransferGroup;
 use super::StudyResults;
 use crate::data::DataSource;
 use crate::display::escape_html;
 use crate::stats::PairedDifference;
-use crate::train::RegimeKind;
+use crate::train::{ImpFamily, Pretraining};
 use crate::verdict::{pooled, Metric, Outcome};
 use serde::{Deserialize, Serialize};
 
@@ -102,9 +102,34 @@ impl Claim {
     }
 }
 
+/// The paper's three claims, by name (what a notebook asks for: `results.claim(ClaimId::Families)`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ClaimId {
+    /// 1. Double-win tickets exist, and AT pre-training gives them at the highest sparsity.
+    Existence,
+    /// 2. With 10% / 1% of the data, FAT is better at low sparsity and AT at high sparsity.
+    DataEfficiency,
+    /// 3. m^ST and m^AT tickets transfer alike.
+    Families,
+}
+
+impl ClaimId {
+    pub const ALL: [ClaimId; 3] = [ClaimId::Existence, ClaimId::DataEfficiency, ClaimId::Families];
+
+    /// The claim tested on `r`.
+    pub fn test(self, r: &StudyResults) -> Claim {
+        match self {
+            ClaimId::Existence => existence(r),
+            ClaimId::DataEfficiency => data_limited(r),
+            ClaimId::Families => families(r),
+        }
+    }
+}
+
 /// The three claims.
 pub fn claims(r: &StudyResults) -> Vec<Claim> {
-    vec![existence(r), data_limited(r), families(r)]
+    ClaimId::ALL.iter().map(|c| c.test(r)).collect()
 }
 
 fn first_dataset(r: &StudyResults) -> Option<DataSource> {
@@ -148,14 +173,14 @@ fn existence(r: &StudyResults) -> Claim {
         };
     };
     let mut evidence = Vec::new();
-    let gated: Vec<RegimeKind> = r.study.pretrainings.iter().copied().filter(|&p| r.gate(p, d, top).tests_hypothesis()).collect();
+    let gated: Vec<Pretraining> = r.study.pretrainings.iter().copied().filter(|&p| r.gate_outcome(p, d, top).tests_hypothesis()).collect();
     for &p in r.study.pretrainings.iter().filter(|p| !gated.contains(p)) {
         evidence.push(format!(
             "{} pre-training, {} at {}% data: left out ({})",
             p.short(),
             d.name(),
             100.0 * top,
-            r.gate(p, d, top).caveat()
+            r.gate_outcome(p, d, top).caveat()
         ));
     }
     let cells: Vec<_> =
@@ -170,7 +195,7 @@ fn existence(r: &StudyResults) -> Claim {
     } else {
         ClaimVerdict::Unresolved
     };
-    let bounds: Vec<(RegimeKind, crate::verdict::SparsityBound)> = gated.iter().map(|&p| (p, r.bound(p, d, top))).collect();
+    let bounds: Vec<(Pretraining, crate::verdict::SparsityBound)> = gated.iter().map(|&p| (p, r.bound(p, d, top))).collect();
     for (p, b) in &bounds {
         let n =
             |o: Outcome| cells.iter().filter(|c| c.pretraining == *p).flat_map(|c| &c.verdict.rows).filter(|row| row.outcome == o).count();
@@ -185,8 +210,8 @@ fn existence(r: &StudyResults) -> Claim {
             n(Outcome::Unresolved)
         ));
     }
-    let at = bounds.iter().find(|(p, _)| *p == RegimeKind::Adversarial).map(|(_, b)| *b);
-    let others: Vec<_> = bounds.iter().filter(|(p, _)| *p != RegimeKind::Adversarial).map(|(_, b)| *b).collect();
+    let at = bounds.iter().find(|(p, _)| *p == Pretraining::Adversarial).map(|(_, b)| *b);
+    let others: Vec<_> = bounds.iter().filter(|(p, _)| *p != Pretraining::Adversarial).map(|(_, b)| *b).collect();
     let highest = match at {
         None => ClaimVerdict::NotTested,
         Some(_) if others.is_empty() => ClaimVerdict::NotTested,
@@ -229,7 +254,7 @@ fn data_limited(r: &StudyResults) -> Claim {
             settle: String::new(),
         };
     };
-    if limited.is_empty() || !has(RegimeKind::Fast) || !has(RegimeKind::Adversarial) || low == high {
+    if limited.is_empty() || !has(Pretraining::Fast) || !has(Pretraining::Adversarial) || low == high {
         return Claim {
             title,
             paper,
@@ -241,7 +266,7 @@ fn data_limited(r: &StudyResults) -> Claim {
     let mut evidence = Vec::new();
     let mut verdict: Option<ClaimVerdict> = None;
     for &f in &limited {
-        let gates = [RegimeKind::Fast, RegimeKind::Adversarial].map(|p| r.gate(p, d, f));
+        let gates = [Pretraining::Fast, Pretraining::Adversarial].map(|p| r.gate_outcome(p, d, f));
         if !gates.iter().all(|g| g.tests_hypothesis()) {
             evidence.push(format!(
                 "{}% data: left out (pre-training gate: FAT {}, AT {} against scratch)",
@@ -251,25 +276,25 @@ fn data_limited(r: &StudyResults) -> Claim {
             ));
             continue;
         }
-        let diff = |m: Metric, round: usize, a: RegimeKind, b: RegimeKind| {
-            r.difference(m, Pick::ticket(a, family, round, d, f), Pick::ticket(b, family, round, d, f))
+        let diff = |m: Metric, round: usize, a: Pretraining, b: Pretraining| {
+            r.difference(m, TransferGroup::ticket(a, family, round, d, f), TransferGroup::ticket(b, family, round, d, f))
         };
         let show = |g: Option<PairedDifference>| g.map(|g| g.points()).unwrap_or_else(|| "-".into());
         let (fat_low, at_high) = (
-            diff(Metric::AdvRa, low, RegimeKind::Fast, RegimeKind::Adversarial),
-            diff(Metric::AdvRa, high, RegimeKind::Adversarial, RegimeKind::Fast),
+            diff(Metric::AdvRa, low, Pretraining::Fast, Pretraining::Adversarial),
+            diff(Metric::AdvRa, high, Pretraining::Adversarial, Pretraining::Fast),
         );
         evidence.push(format!(
             "{}% data, {} tickets: RA after adversarial FT, FAT minus AT at {:.1}% sparsity {}; AT minus FAT at {:.1}% sparsity {} \
              (SA after standard FT: {} and {})",
             100.0 * f,
-            family.family(),
+            family.name(),
             100.0 * s.imp.sparsity_after(low),
             show(fat_low),
             100.0 * s.imp.sparsity_after(high),
             show(at_high),
-            show(diff(Metric::StdSa, low, RegimeKind::Fast, RegimeKind::Adversarial)),
-            show(diff(Metric::StdSa, high, RegimeKind::Adversarial, RegimeKind::Fast)),
+            show(diff(Metric::StdSa, low, Pretraining::Fast, Pretraining::Adversarial)),
+            show(diff(Metric::StdSa, high, Pretraining::Adversarial, Pretraining::Fast)),
         ));
         // Each end asks "does one beat the other?" with the gate's rule: measurably better, or at
         // most the tolerance better (refuted), or undecided.
@@ -297,7 +322,7 @@ fn families(r: &StudyResults) -> Claim {
     let title = "3. Standard or adversarial re-training inside IMP (m^ST vs m^AT) makes no significant difference".to_string();
     let paper = "m^ST and m^AT tickets transfer about equally well (no significant difference in SA or RA)".to_string();
     let s = &r.study;
-    if !(s.families.contains(&RegimeKind::Standard) && s.families.contains(&RegimeKind::Adversarial)) || s.rounds.is_empty() {
+    if !(s.families.contains(&ImpFamily::Standard) && s.families.contains(&ImpFamily::Adversarial)) || s.rounds.is_empty() {
         return Claim {
             title,
             paper,
@@ -308,14 +333,14 @@ fn families(r: &StudyResults) -> Claim {
     }
     let mut evidence = Vec::new();
     let mut overall = Vec::new();
-    let pairs_of = |pres: &[RegimeKind]| {
+    let pairs_of = |pres: &[Pretraining]| {
         let mut pairs = Vec::new();
         for &pre in pres {
             for &d in &s.downstream {
-                for &f in s.fractions.iter().filter(|&&f| r.gate(pre, d, f).tests_hypothesis()) {
+                for &f in s.fractions.iter().filter(|&&f| r.gate_outcome(pre, d, f).tests_hypothesis()) {
                     for &round in &s.rounds {
-                        let st = r.runs(Pick::ticket(pre, RegimeKind::Standard, round, d, f));
-                        let at = r.runs(Pick::ticket(pre, RegimeKind::Adversarial, round, d, f));
+                        let st = r.runs(TransferGroup::ticket(pre, ImpFamily::Standard, round, d, f));
+                        let at = r.runs(TransferGroup::ticket(pre, ImpFamily::Adversarial, round, d, f));
                         pairs.push((at, st));
                     }
                 }

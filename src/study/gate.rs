@@ -13,12 +13,12 @@
 //! Only settings where pre-training helps are a test of the paper's hypothesis: elsewhere the
 //! ticket verdicts are shown but marked, and the claims ([`super::claims`]) leave them out.
 
-use super::query::Pick;
+use super::query::TransferGroup;
 use super::StudyResults;
 use crate::data::DataSource;
 use crate::display::{escape_html, Table};
 use crate::stats::PairedDifference;
-use crate::train::RegimeKind;
+use crate::train::Pretraining;
 use crate::transfer::TransferReport;
 use crate::verdict::Metric;
 use serde::{Deserialize, Serialize};
@@ -78,8 +78,8 @@ impl GateOutcome {
 
 /// One setting of the gate.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct GateCell {
-    pub pretraining: RegimeKind,
+pub struct PretrainingGate {
+    pub pretraining: Pretraining,
     pub dataset: DataSource,
     pub fraction: f64,
     /// Means over seeds of the three metrics, pre-trained dense and scratch.
@@ -90,19 +90,19 @@ pub struct GateCell {
     pub outcome: GateOutcome,
 }
 
-impl GateCell {
+impl PretrainingGate {
     /// The gate of one setting from the runs of the pre-trained dense network and of scratch
     /// (paired by seed) at tolerance `tol`.
     pub fn judge(
-        pretraining: RegimeKind,
+        pretraining: Pretraining,
         dataset: DataSource,
         fraction: f64,
         dense: &[&TransferReport],
         scratch: &[&TransferReport],
         tol: f64,
-    ) -> GateCell {
+    ) -> PretrainingGate {
         let gaps = Metric::ALL.map(|m| crate::verdict::paired(m, dense, scratch));
-        GateCell {
+        PretrainingGate {
             pretraining,
             dataset,
             fraction,
@@ -174,7 +174,7 @@ impl GateCell {
     }
 }
 
-impl std::fmt::Display for GateCell {
+impl std::fmt::Display for PretrainingGate {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         writeln!(f, "{}{}", self.table(), self.sentence())
     }
@@ -182,25 +182,25 @@ impl std::fmt::Display for GateCell {
 
 impl StudyResults {
     /// The gate of one setting.
-    pub fn gate_cell(&self, pretraining: RegimeKind, dataset: DataSource, fraction: f64) -> GateCell {
-        let dense = self.runs(Pick::dense(pretraining, dataset, fraction));
-        let scratch = self.runs(Pick::scratch(dataset, fraction));
-        GateCell::judge(pretraining, dataset, fraction, &dense, &scratch, self.study.tolerance)
+    pub fn pretraining_gate(&self, pretraining: Pretraining, dataset: DataSource, fraction: f64) -> PretrainingGate {
+        let dense = self.runs(TransferGroup::dense(pretraining, dataset, fraction));
+        let scratch = self.runs(TransferGroup::scratch(dataset, fraction));
+        PretrainingGate::judge(pretraining, dataset, fraction, &dense, &scratch, self.study.tolerance)
     }
 
     /// The gate's outcome in one setting.
-    pub fn gate(&self, pretraining: RegimeKind, dataset: DataSource, fraction: f64) -> GateOutcome {
-        self.gate_cell(pretraining, dataset, fraction).outcome
+    pub fn gate_outcome(&self, pretraining: Pretraining, dataset: DataSource, fraction: f64) -> GateOutcome {
+        self.pretraining_gate(pretraining, dataset, fraction).outcome
     }
 
     /// Every setting of the grid: pre-trainings x downstream datasets x data fractions.
-    pub fn gates(&self) -> Vec<GateCell> {
+    pub fn pretraining_gates(&self) -> Vec<PretrainingGate> {
         let s = &self.study;
         let mut out = Vec::new();
         for &pre in &s.pretrainings {
             for &d in &s.downstream {
                 for &f in &s.fractions {
-                    out.push(self.gate_cell(pre, d, f));
+                    out.push(self.pretraining_gate(pre, d, f));
                 }
             }
         }
@@ -218,15 +218,15 @@ impl StudyResults {
             ),
             &["pre-training", "downstream", "data %", "std-FT SA", "adv-FT SA", "adv-FT RA", "pre-training"],
         );
-        for c in self.gates() {
+        for c in self.pretraining_gates() {
             t.push(c.row());
         }
         t
     }
 
-    /// One sentence per setting (see [`GateCell::sentence`]).
+    /// One sentence per setting (see [`PretrainingGate::sentence`]).
     pub fn gate_sentences(&self) -> Vec<String> {
-        self.gates().iter().map(GateCell::sentence).collect()
+        self.pretraining_gates().iter().map(PretrainingGate::sentence).collect()
     }
 }
 

@@ -4,14 +4,14 @@
 //! the recipes) is derived from it, and [`Study::check`] refuses a study that is inconsistent or
 //! out of range before anything runs.
 
-use super::desc::SubnetworkKind;
+use super::steps::SubnetworkKind;
 use crate::attack::ThreatModel;
 use crate::data::DataSource;
 use crate::error::{Error, Result};
 use crate::landscape::{Directions, LandscapeConfig, LandscapeLoss};
 use crate::model::Arch;
 use crate::prune::ImpRecipe;
-use crate::train::{Recipe, RegimeKind};
+use crate::train::{FineTuning, ImpFamily, Pretraining, Recipe};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
@@ -31,18 +31,18 @@ pub struct Study {
     pub source_seed: u64,
     /// The adversary: eps and every attack's strength, for training, validation and test.
     pub threat: ThreatModel,
-    pub pretrainings: Vec<RegimeKind>,
+    pub pretrainings: Vec<Pretraining>,
     /// Pre-training recipe (its regime comes from `pretrainings`, its seed from `source_seed`).
     pub pretrain: Recipe,
     /// IMP re-training regimes: standard (m^ST) and / or adversarial (m^AT) masks.
-    pub families: Vec<RegimeKind>,
+    pub families: Vec<ImpFamily>,
     /// IMP (its re-training regime comes from `families`, its seed from `source_seed`, its
     /// rounds from the tickets the study transfers or draws: [`Study::imp_rounds`]).
     pub imp: ImpRecipe,
     /// IMP rounds whose tickets are transferred (the dense network always is).
     pub rounds: Vec<usize>,
     pub downstream: Vec<DataSource>,
-    pub fine_tunings: Vec<RegimeKind>,
+    pub fine_tunings: Vec<FineTuning>,
     pub fractions: Vec<f64>,
     /// Fine-tuning seeds: each seed fixes the data subset, batch order, head and attack starts,
     /// identically for a ticket and its dense baseline.
@@ -84,7 +84,7 @@ pub struct Study {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ControlPlan {
-    pub family: RegimeKind,
+    pub family: ImpFamily,
     /// `random-ticket` and / or `one-shot`.
     pub kinds: Vec<SubnetworkKind>,
     pub rounds: Vec<usize>,
@@ -108,10 +108,10 @@ pub struct TransferRecipe {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LandscapePlan {
-    pub family: RegimeKind,
+    pub family: ImpFamily,
     pub round: usize,
     pub dataset: DataSource,
-    pub fine_tuning: RegimeKind,
+    pub fine_tuning: FineTuning,
     pub fractions: Vec<f64>,
     pub directions: Directions,
     /// Grid points per axis (odd).
@@ -216,14 +216,13 @@ impl Study {
         if let Err(e) = self.threat.check() {
             p.push(e.to_string());
         }
-        for (name, list) in [("pretrainings", &self.pretrainings), ("fine_tunings", &self.fine_tunings)] {
-            if list.is_empty() {
-                p.push(format!("{name} is empty"));
-            }
-        }
-        for (name, empty) in
-            [("downstream", self.downstream.is_empty()), ("fractions", self.fractions.is_empty()), ("seeds", self.seeds.is_empty())]
-        {
+        for (name, empty) in [
+            ("pretrainings", self.pretrainings.is_empty()),
+            ("fine_tunings", self.fine_tunings.is_empty()),
+            ("downstream", self.downstream.is_empty()),
+            ("fractions", self.fractions.is_empty()),
+            ("seeds", self.seeds.is_empty()),
+        ] {
             if empty {
                 p.push(format!("{name} is empty"));
             }
@@ -281,7 +280,7 @@ impl Study {
         if self.rounds.contains(&0) {
             p.push("rounds contains 0: round 0 is the dense network, always transferred".into());
         }
-        let fast = self.pretrainings.iter().chain(&self.families).chain(&self.fine_tunings).any(|k| *k == RegimeKind::Fast);
+        let fast = self.pretrainings.contains(&Pretraining::Fast);
         if fast {
             if let Err(e) = self.threat.fast_attack() {
                 p.push(e.to_string());
@@ -437,9 +436,9 @@ mod tests {
             assert!(e.contains("unknown field `seed`"), "{e}");
         }
         let s = Study::for_profile(Profile::Tiny);
-        let at = s.pretrain_desc(RegimeKind::Adversarial).unwrap();
-        assert_eq!((at.train.regime.kind(), at.train.seed), (RegimeKind::Adversarial, s.source_seed));
-        let imp = s.imp_desc(RegimeKind::Standard, RegimeKind::Adversarial).unwrap();
-        assert_eq!((imp.imp.retrain.regime.kind(), imp.imp.rounds), (RegimeKind::Adversarial, s.imp_rounds()));
+        let at = s.pretrain_desc(Pretraining::Adversarial).unwrap();
+        assert_eq!((at.pretraining(), at.train.seed), (Pretraining::Adversarial, s.source_seed));
+        let imp = s.imp_desc(Pretraining::Standard, ImpFamily::Adversarial).unwrap();
+        assert_eq!((imp.family(), imp.imp.rounds), (ImpFamily::Adversarial, s.imp_rounds()));
     }
 }

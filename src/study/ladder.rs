@@ -7,16 +7,16 @@
 //! minus one-shot pruning, the verdict and the pre-training gate. The report of the base study
 //! reads a saved ladder from the store ([`LadderReport::load`]); it never computes one.
 
-use super::desc::{subnetwork_name, SubnetworkKind};
 use super::gate::GateOutcome;
 use super::grid::Study;
-use super::query::Pick;
+use super::query::TransferGroup;
 use super::results::StudyResults;
+use super::steps::{subnetwork_name, SubnetworkKind};
 use crate::display::{evcxr_emit, Table};
 use crate::error::{Error, Result};
 use crate::stats::PairedDifference;
 use crate::store::Store;
-use crate::train::RegimeKind;
+use crate::train::{ImpFamily, Pretraining};
 use crate::verdict::{paired, Metric, Outcome};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -75,7 +75,7 @@ impl Rung {
             Rung::ImpRetrains { epochs } => {
                 study.imp_fraction = 1.0;
                 study.imp.retrain.epochs = *epochs;
-                for family in [RegimeKind::Standard, RegimeKind::Adversarial] {
+                for family in [ImpFamily::Standard, ImpFamily::Adversarial] {
                     if !study.families.contains(&family) {
                         study.families.push(family);
                     }
@@ -134,15 +134,15 @@ impl Ladder {
             return Err(Error::invalid("a ladder with 0 seeds", "use --ladder-seeds 6 (or more)"));
         }
         let mut cell = base.clone();
-        cell.pretrainings.retain(|p| *p != RegimeKind::Fast);
-        cell.families = vec![RegimeKind::Standard];
+        cell.pretrainings.retain(|p| *p != Pretraining::Fast);
+        cell.families = vec![ImpFamily::Standard];
         cell.seeds = (0..seeds as u64).collect();
         cell.stability_seeds = Vec::new();
         cell.landscapes = None;
         cell.attack_check_examples = 0;
         cell.scratch = true;
         if let Some(c) = &mut cell.controls {
-            c.family = RegimeKind::Standard;
+            c.family = ImpFamily::Standard;
             c.rounds = cell.rounds.clone();
             c.fractions = cell.fractions.clone();
         }
@@ -229,8 +229,8 @@ impl Ladder {
 /// One ticket of a rung.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LadderRow {
-    pub pretraining: RegimeKind,
-    pub family: RegimeKind,
+    pub pretraining: Pretraining,
+    pub family: ImpFamily,
     pub round: usize,
     pub sparsity: f64,
     /// Ticket minus dense (`Metric::ALL` order), seed-paired.
@@ -250,7 +250,7 @@ pub struct LadderRung {
     pub cost_seconds: Option<f64>,
     pub steps: usize,
     /// The pre-training gate per pre-training (first downstream dataset and fraction).
-    pub gates: Vec<(RegimeKind, GateOutcome)>,
+    pub gates: Vec<(Pretraining, GateOutcome)>,
     pub rows: Vec<LadderRow>,
 }
 
@@ -263,7 +263,7 @@ impl LadderRung {
         let mut rows = Vec::new();
         for cell in r.verdicts().into_iter().filter(|c| c.dataset == d && c.fraction == f) {
             for (round, v) in s.rounds.iter().zip(&cell.verdict.rows) {
-                let ticket = Pick::ticket(cell.pretraining, cell.family, *round, d, f);
+                let ticket = TransferGroup::ticket(cell.pretraining, cell.family, *round, d, f);
                 let one_shot = r.runs(ticket.kind(SubnetworkKind::OneShot));
                 let vs_one_shot = Metric::ALL.map(|m| (!one_shot.is_empty()).then(|| paired(m, &r.runs(ticket), &one_shot)).flatten());
                 rows.push(LadderRow {
@@ -277,11 +277,11 @@ impl LadderRung {
                 });
             }
         }
-        let gates = s.pretrainings.iter().map(|&p| (p, r.gate(p, d, f))).collect();
+        let gates = s.pretrainings.iter().map(|&p| (p, r.gate_outcome(p, d, f))).collect();
         Ok(LadderRung { rung: rung.clone(), cost_seconds: cost, steps: plan.len(), gates, rows })
     }
 
-    fn gate(&self, p: RegimeKind) -> GateOutcome {
+    fn gate_outcome(&self, p: Pretraining) -> GateOutcome {
         self.gates.iter().find(|(q, _)| *q == p).map_or(GateOutcome::NotChecked, |(_, g)| *g)
     }
 
@@ -290,7 +290,7 @@ impl LadderRung {
     /// half-width of either interval (beyond what the seeds alone move), on a ticket
     /// (pre-training, family, round) both have.
     pub fn moved_from(&self, base: &LadderRung, tol: f64) -> bool {
-        let gate_changed = self.gates.iter().any(|(p, g)| base.gate(*p) != *g);
+        let gate_changed = self.gates.iter().any(|(p, g)| base.gate_outcome(*p) != *g);
         gate_changed
             || self.rows.iter().any(|row| {
                 base.rows.iter().filter(|b| (b.pretraining, b.family, b.round) == (row.pretraining, row.family, row.round)).any(|b| {
@@ -308,7 +308,7 @@ impl LadderRung {
 
     /// Double-win tickets among those whose setting passes the gate (a test of the hypothesis).
     pub fn double_wins(&self) -> usize {
-        self.rows.iter().filter(|r| r.outcome == Outcome::DoubleWin && self.gate(r.pretraining).tests_hypothesis()).count()
+        self.rows.iter().filter(|r| r.outcome == Outcome::DoubleWin && self.gate_outcome(r.pretraining).tests_hypothesis()).count()
     }
 }
 
@@ -397,7 +397,7 @@ impl LadderReport {
     pub fn combined_rung(&self, planned: &[String]) -> Option<Rung> {
         let ran: Vec<String> = self.rungs.iter().map(|r| r.rung.name()).collect();
         let combination = self.combination();
-        (planned.iter().all(|n| ran.contains(n)) && combination.len() > 1).then(|| Rung::Combined(combination))
+        (planned.iter().all(|n| ran.contains(n)) && combination.len() > 1).then_some(Rung::Combined(combination))
     }
 
     /// This ladder with the rungs of `older` (a saved ladder of the same base and seeds) that it
@@ -481,7 +481,7 @@ impl LadderReport {
                     r.rung.name(),
                     change,
                     cost,
-                    format!("{} ({})", row.pretraining.short(), r.gate(row.pretraining).name()),
+                    format!("{} ({})", row.pretraining.short(), r.gate_outcome(row.pretraining).name()),
                     subnetwork_name(SubnetworkKind::Ticket, Some(row.family), row.round),
                     format!("{:.1}", 100.0 * row.sparsity),
                     gap(&row.gaps[0]),

@@ -1,96 +1,15 @@
 //! A study's plan: every step of the grid with its description, key and dependencies, in an
-//! order where each step comes after the steps it needs. The runner walks it; `doublewin study
-//! plan` prints it. The `Study::*_desc` methods here are the only place a study turns its
-//! declaration into step descriptions.
+//! order where each step comes after the steps it needs. Each step kind declares its steps
+//! ([`super::steps`]); a step depends on the steps whose files it reads. The runner walks the
+//! plan; `doublewin study plan` prints it.
 
-use super::desc::{
-    AttackCheckDesc, Checked, HoldOut, ImpDesc, LandscapeDesc, PretrainDesc, Subnetwork, SubnetworkKind, TrajectoryDesc, TransferDesc,
-};
 use super::grid::Study;
-use super::step::{Executor, Step};
-use crate::data::DataSource;
+pub use super::steps::StepDesc;
 use crate::display::Table;
-use crate::error::{Error, Result};
-use crate::store::{Attempt, Check, Status, StepDescription, Store};
-use crate::train::{Regime, RegimeKind};
-use crate::transfer::TransferConfig;
+use crate::error::Result;
+use crate::store::{Check, Status, Store};
 use serde::Serialize;
 use std::collections::HashMap;
-
-/// The registry of step kinds, one line each: the variant of [`StepDesc`] and the description
-/// type, which implements [`Step`]. Everything the plan, the workers and the CLI do with a step
-/// of any kind goes through the methods generated here.
-macro_rules! steps {
-    ($($(#[$attr:meta])* $variant:ident($desc:ty)),* $(,)?) => {
-        /// One step's description, whatever its kind.
-        // Descriptions are small plain data, a few hundred per study: no boxing.
-        #[allow(clippy::large_enum_variant)]
-        #[derive(Debug, Clone, PartialEq, Serialize)]
-        #[serde(rename_all = "kebab-case")]
-        pub enum StepDesc {
-            $($(#[$attr])* $variant($desc),)*
-        }
-
-        impl StepDesc {
-            /// Every step kind, as named in the store (its folders) and in `study clean --kind`.
-            #[allow(clippy::vec_init_then_push)] // a kind behind #[cfg] cannot sit in vec![]
-            pub fn kinds() -> Vec<&'static str> {
-                let mut kinds = Vec::new();
-                $($(#[$attr])* kinds.push(<$desc>::KIND);)*
-                kinds
-            }
-            pub fn kind(&self) -> &'static str {
-                match self { $($(#[$attr])* StepDesc::$variant(d) => d.kind(),)* }
-            }
-            pub fn key(&self) -> Result<String> {
-                match self { $($(#[$attr])* StepDesc::$variant(d) => d.key(),)* }
-            }
-            pub fn label(&self) -> String {
-                match self { $($(#[$attr])* StepDesc::$variant(d) => d.label(),)* }
-            }
-            /// A rough estimate of the step's work (see [`Step::cost`]).
-            pub fn cost(&self) -> f64 {
-                match self { $($(#[$attr])* StepDesc::$variant(d) => d.cost(),)* }
-            }
-            /// The description of a stored step of `kind` (its `describe.json`), if it reads as one.
-            pub fn from_describe(kind: &str, describe: &serde_json::Value) -> Option<StepDesc> {
-                $($(#[$attr])* if kind == <$desc>::KIND {
-                    return serde_json::from_value::<$desc>(describe.clone()).ok().map(StepDesc::$variant);
-                })*
-                None
-            }
-            /// Computes the step (or finds it in the store, or finds another process on it).
-            pub(crate) fn run(&self, ex: &mut Executor) -> Result<Attempt<()>> {
-                Ok(match self { $($(#[$attr])* StepDesc::$variant(d) => unit(d.compute(ex)?),)* })
-            }
-        }
-
-        $($(#[$attr])* impl From<$desc> for StepDesc {
-            fn from(d: $desc) -> StepDesc {
-                StepDesc::$variant(d)
-            }
-        })*
-    };
-}
-
-steps! {
-    Pretrain(PretrainDesc),
-    Imp(ImpDesc),
-    Transfer(TransferDesc),
-    Trajectory(TrajectoryDesc),
-    Landscape(LandscapeDesc),
-    AttackCheck(AttackCheckDesc),
-    #[cfg(test)]
-    Toy(super::toy::ToyDesc),
-}
-
-fn unit<T>(a: Attempt<T>) -> Attempt<()> {
-    match a {
-        Attempt::Stored(_) => Attempt::Stored(()),
-        Attempt::Computed(_) => Attempt::Computed(()),
-        Attempt::Busy => Attempt::Busy,
-    }
-}
 
 /// A step of the plan.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -291,199 +210,18 @@ impl Plan {
 }
 
 impl Study {
-    /// The pre-training of `kind`.
-    pub fn pretrain_desc(&self, kind: RegimeKind) -> Result<PretrainDesc> {
-        let train = self.pretrain.resolve(Regime::of(kind, &self.threat)?, self.source_seed);
-        Ok(PretrainDesc {
-            source: self.source,
-            holdout: HoldOut::STUDY,
-            source_fraction: self.source_fraction,
-            arch: self.arch.clone(),
-            train,
-            seed: self.source_seed,
-        })
-    }
-
-    /// IMP of `family` from the pre-training of `kind`.
-    pub fn imp_desc(&self, kind: RegimeKind, family: RegimeKind) -> Result<ImpDesc> {
-        Ok(ImpDesc {
-            pretrain: self.pretrain_desc(kind)?,
-            imp: self.imp.resolve(self.imp_rounds(), Regime::of(family, &self.threat)?, self.source_seed),
-            data_fraction: self.imp_fraction,
-        })
-    }
-
-    /// The dense network (`family` `None`) or the ticket of `round` of an IMP family.
-    pub fn subnetwork(&self, kind: RegimeKind, family: Option<RegimeKind>, round: usize) -> Result<Subnetwork> {
-        Ok(match family {
-            None => Subnetwork::Dense(self.pretrain_desc(kind)?),
-            Some(f) => Subnetwork::Ticket { imp: self.imp_desc(kind, f)?, round },
-        })
-    }
-
-    /// A control of the ticket of `round` of an IMP family (the random ticket drawn with `seed`).
-    pub fn control(&self, kind: RegimeKind, control: SubnetworkKind, family: RegimeKind, round: usize, seed: u64) -> Result<Subnetwork> {
-        let imp = self.imp_desc(kind, family)?;
-        match control {
-            SubnetworkKind::RandomTicket => Ok(Subnetwork::RandomTicket { imp, round, seed }),
-            SubnetworkKind::OneShot => Ok(Subnetwork::OneShot { imp, round }),
-            other => Err(Error::invalid(format!("{} is not a control", other.name()), "use random-ticket or one-shot")),
-        }
-    }
-
-    /// The scratch control drawn with `seed` (the study's architecture, untrained).
-    pub fn scratch(&self, seed: u64) -> Subnetwork {
-        Subnetwork::Scratch { arch: self.arch.clone(), seed }
-    }
-
-    /// One transfer of the grid.
-    pub fn transfer_desc(
-        &self,
-        subnetwork: Subnetwork,
-        dataset: DataSource,
-        fine_tuning: RegimeKind,
-        fraction: f64,
-        seed: u64,
-    ) -> Result<TransferDesc> {
-        let transfer = TransferConfig::new(fine_tuning, &self.threat)?
-            .seed(seed)
-            .recipe(self.transfer.recipe.clone())
-            .min_steps(self.transfer.min_steps)
-            .fraction(fraction);
-        Ok(TransferDesc { subnetwork, dataset, holdout: HoldOut::STUDY, transfer })
-    }
-
-    fn landscape_plan(&self) -> Result<&super::grid::LandscapePlan> {
-        self.landscapes.as_ref().ok_or_else(|| Error::invalid("this study draws no landscapes", "set study.landscapes"))
-    }
-
-    /// The fine-tuning with checkpoints behind the landscape of pre-training `kind` at `fraction`.
-    pub fn trajectory_desc(&self, kind: RegimeKind, fraction: f64) -> Result<TrajectoryDesc> {
-        let plan = self.landscape_plan()?;
-        let seed = self.seeds.first().copied().unwrap_or(0);
-        let ticket = self.subnetwork(kind, Some(plan.family), plan.round)?;
-        Ok(TrajectoryDesc {
-            transfer: self.transfer_desc(ticket, plan.dataset, plan.fine_tuning, fraction, seed)?,
-            checkpoints: plan.checkpoints,
-        })
-    }
-
-    /// The landscape of pre-training `kind` at `fraction`.
-    pub fn landscape_desc(&self, kind: RegimeKind, fraction: f64) -> Result<LandscapeDesc> {
-        let plan = self.landscape_plan()?;
-        let scale_with = if plan.shared_scale {
-            self.pretrainings.iter().map(|&p| self.trajectory_desc(p, fraction)).collect::<Result<Vec<_>>>()?
-        } else {
-            Vec::new()
-        };
-        Ok(LandscapeDesc { trajectory: self.trajectory_desc(kind, fraction)?, landscape: plan.config(&self.threat), scale_with })
-    }
-
-    /// The attack checks of the study (none when its test attack is already AutoAttack-grade, or
-    /// `attack_check_examples` is 0): every source model, and the final weights of every
-    /// landscape fine-tuning (adversarially fine-tuned tickets).
-    pub fn attack_checks(&self) -> Result<Vec<AttackCheckDesc>> {
-        if self.attack_check_examples == 0 || self.threat.test != crate::attack::TestAttack::Pgd20 {
-            return Ok(Vec::new());
-        }
-        let threat = crate::attack::ThreatModel { test: crate::attack::TestAttack::AutoattackFast, ..self.threat.clone() };
-        let mut networks: Vec<Checked> =
-            self.pretrainings.iter().map(|&p| Ok(Checked::Source(self.pretrain_desc(p)?))).collect::<Result<_>>()?;
-        if let Some(l) = &self.landscapes {
-            for &p in &self.pretrainings {
-                for &f in &l.fractions {
-                    networks.push(Checked::FineTuned(self.trajectory_desc(p, f)?));
-                }
-            }
-        }
-        Ok(networks
-            .into_iter()
-            .map(|network| AttackCheckDesc { network, threat: threat.clone(), examples: self.attack_check_examples })
-            .collect())
-    }
-
     /// Every step of the grid in dependency order (checks the study first).
     pub fn plan(&self) -> Result<Plan> {
         self.check()?;
         let mut plan = Plan { steps: Vec::new() };
         let mut index = HashMap::new();
-        let mut landscapes = Vec::new();
-        for &pre in &self.pretrainings {
-            let p = plan.push(&mut index, StepDesc::Pretrain(self.pretrain_desc(pre)?), vec![])?;
-            let mut subnetworks = vec![(self.subnetwork(pre, None, 0)?, p)];
-            let mut imps = HashMap::new();
-            for &family in &self.families {
-                let i = plan.push(&mut index, StepDesc::Imp(self.imp_desc(pre, family)?), vec![p])?;
-                imps.insert(family, i);
-                for &r in &self.rounds {
-                    subnetworks.push((self.subnetwork(pre, Some(family), r)?, i));
-                }
-            }
-            for &d in &self.downstream {
-                for (subnetwork, dep) in &subnetworks {
-                    for &ft in &self.fine_tunings {
-                        for &fraction in &self.fractions {
-                            for seed in self.all_seeds() {
-                                let desc = self.transfer_desc(subnetwork.clone(), d, ft, fraction, seed)?;
-                                plan.push(&mut index, StepDesc::Transfer(desc), vec![*dep])?;
-                            }
-                        }
-                    }
-                }
-            }
-            if let Some(c) = &self.controls {
-                for &d in &self.downstream {
-                    for &control in &c.kinds {
-                        for &r in &c.rounds {
-                            for &ft in &self.fine_tunings {
-                                for &fraction in &c.fractions {
-                                    // Controls support the report's control table, not the headline
-                                    // or the claims: the study's seeds, no second set.
-                                    for &seed in &self.seeds {
-                                        let subnetwork = self.control(pre, control, c.family, r, seed)?;
-                                        let desc = self.transfer_desc(subnetwork, d, ft, fraction, seed)?;
-                                        plan.push(&mut index, StepDesc::Transfer(desc), vec![imps[&c.family]])?;
-                                    }
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-            if let Some(l) = &self.landscapes {
-                for &fraction in &l.fractions {
-                    let t = plan.push(&mut index, StepDesc::Trajectory(self.trajectory_desc(pre, fraction)?), vec![imps[&l.family]])?;
-                    landscapes.push((self.landscape_desc(pre, fraction)?, t, imps[&l.family]));
-                }
-            }
-        }
-        if self.scratch {
-            for &d in &self.downstream {
-                for &ft in &self.fine_tunings {
-                    for &fraction in &self.fractions {
-                        for seed in self.all_seeds() {
-                            let desc = self.transfer_desc(self.scratch(seed), d, ft, fraction, seed)?;
-                            plan.push(&mut index, StepDesc::Transfer(desc), vec![])?;
-                        }
-                    }
-                }
-            }
-        }
-        // Landscapes last: one drawn on a shared scale needs every trajectory of its fraction.
-        for (desc, trajectory, imp) in landscapes {
-            let mut deps = vec![trajectory, imp];
-            deps.extend(desc.scale_with.iter().filter_map(|t| t.key().ok().and_then(|k| index.get(&k).copied())));
+        // Kind by kind, upstream first: every step's dependencies are the planned steps whose
+        // files it reads (one source of truth: what the store pins by hash).
+        for desc in StepDesc::grid(self)? {
+            let mut deps: Vec<usize> = desc.inputs()?.iter().filter_map(|i| index.get(&i.key).copied()).collect();
             deps.sort_unstable();
             deps.dedup();
-            plan.push(&mut index, StepDesc::Landscape(desc), deps)?;
-        }
-        for desc in self.attack_checks()? {
-            let upstream = match &desc.network {
-                Checked::Source(p) => p.key()?,
-                Checked::FineTuned(t) => t.key()?,
-            };
-            let deps = index.get(&upstream).copied().into_iter().collect();
-            plan.push(&mut index, StepDesc::AttackCheck(desc), deps)?;
+            plan.push(&mut index, desc, deps)?;
         }
         Ok(plan)
     }
@@ -492,6 +230,7 @@ impl Study {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::study::steps::{ImpDesc, PretrainDesc, TransferDesc};
     use crate::study::Profile;
 
     /// Every `eps` in a JSON value (attacks, regimes, guards, landscape losses), with its path.

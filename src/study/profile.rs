@@ -2,8 +2,8 @@
 //! every larger profile from it with struct update (`..tiny`), changing only what differs. The
 //! walkthroughs read their sizes from the same values; nothing else sets a size.
 
-use super::desc::SubnetworkKind;
 use super::grid::{ControlPlan, LandscapePlan, Study, TransferRecipe};
+use super::steps::SubnetworkKind;
 use crate::attack::{TestAttack, ThreatModel};
 use crate::data::download::Remote;
 use crate::data::{DataSource, Embedded};
@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::landscape::Directions;
 use crate::model::Arch;
 use crate::prune::ImpRecipe;
-use crate::train::{Recipe, RegimeKind};
+use crate::train::{FineTuning, ImpFamily, Pretraining, Recipe};
 use serde::{Deserialize, Serialize};
 
 /// How big a study (and a walkthrough) is. Serde and command-line names: `tiny`, `small`,
@@ -44,7 +44,7 @@ fn seed_sets(n: u64, stability: bool) -> (Vec<u64>, Vec<u64>) {
 
 /// The random-ticket and one-shot controls of the m^ST tickets at these rounds and fractions.
 fn controls(rounds: Vec<usize>, fractions: Vec<f64>) -> Option<ControlPlan> {
-    Some(ControlPlan { family: RegimeKind::Standard, kinds: SubnetworkKind::CONTROLS.to_vec(), rounds, fractions })
+    Some(ControlPlan { family: ImpFamily::Standard, kinds: SubnetworkKind::CONTROLS.to_vec(), rounds, fractions })
 }
 
 /// Fig. 6 as every profile draws it: the m^ST ticket of `round`, adversarially fine-tuned on
@@ -53,10 +53,10 @@ fn controls(rounds: Vec<usize>, fractions: Vec<f64>) -> Option<ControlPlan> {
 /// the clean loss.
 fn fig6(round: usize, dataset: DataSource) -> LandscapePlan {
     LandscapePlan {
-        family: RegimeKind::Standard,
+        family: ImpFamily::Standard,
         round,
         dataset,
-        fine_tuning: RegimeKind::Adversarial,
+        fine_tuning: FineTuning::Adversarial,
         fractions: vec![1.0],
         directions: Directions::Pca,
         resolution: 5,
@@ -93,13 +93,13 @@ impl Study {
             imp_fraction: 1.0,
             source_seed: 0,
             threat: ThreatModel::linf(0.1).train_steps(3).val_steps(3).test(TestAttack::Pgd20),
-            pretrainings: RegimeKind::ALL.to_vec(),
+            pretrainings: Pretraining::ALL.to_vec(),
             pretrain: recipe(2, 0.05, 128),
-            families: vec![RegimeKind::Standard, RegimeKind::Adversarial],
+            families: vec![ImpFamily::Standard, ImpFamily::Adversarial],
             imp: ImpRecipe::default().retrain(recipe(1, 0.01, 128).weight_decay(5e-4)),
             rounds: vec![1, 2],
             downstream: vec![digits],
-            fine_tunings: vec![RegimeKind::Standard, RegimeKind::Adversarial],
+            fine_tunings: vec![FineTuning::Standard, FineTuning::Adversarial],
             fractions: vec![1.0, 0.1],
             seeds,
             stability_seeds,

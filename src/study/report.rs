@@ -4,8 +4,8 @@
 //! claims ([`super::claims`]), and the Markdown and self-contained HTML reports.
 
 use super::claims::Claim;
-use super::desc::{subnetwork_name, SubnetworkKind};
-use super::query::Pick;
+use super::query::TransferGroup;
+use super::steps::{subnetwork_name, SubnetworkKind};
 use super::StudyResults;
 use crate::data::DataSource;
 use crate::display::{escape_html, evcxr_emit, Table};
@@ -14,7 +14,7 @@ use crate::landscape::{landscape_figure, landscape_table, Landscape};
 use crate::plot::{palette, Color, Figure, Layer, Panel, Series};
 use crate::prune::Mask;
 use crate::stats::PairedDifference;
-use crate::train::RegimeKind;
+use crate::train::{ImpFamily, Pretraining};
 use crate::transfer::TransferReport;
 use crate::verdict::{paired, Metric, SparsityBound, Verdict};
 use serde::{Deserialize, Serialize};
@@ -23,8 +23,8 @@ use serde::{Deserialize, Serialize};
 /// downstream dataset at one data fraction.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct VerdictCell {
-    pub pretraining: RegimeKind,
-    pub family: RegimeKind,
+    pub pretraining: Pretraining,
+    pub family: ImpFamily,
     pub dataset: DataSource,
     pub fraction: f64,
     pub verdict: Verdict,
@@ -35,21 +35,21 @@ impl StudyResults {
     /// `(label, colour, dashed, pick)` curve (its points at the study's rounds), each ticket's
     /// band the 95% interval of its paired difference to the dense network drawn around its
     /// mean, each dense network a dashed horizontal line.
-    fn metric_panels(&self, title: &str, curves: &[(String, Color, bool, Pick)]) -> Vec<Panel> {
+    fn metric_panels(&self, title: &str, curves: &[(String, Color, bool, TransferGroup)]) -> Vec<Panel> {
         Metric::ALL
             .iter()
             .map(|&metric| {
                 let mut panel = Panel::new(format!("{title}{}", metric.name()), "sparsity (%)", "test accuracy (%)");
-                let mut baselines: Vec<(RegimeKind, DataSource, u64)> = Vec::new();
+                let mut baselines: Vec<(Pretraining, DataSource, u64)> = Vec::new();
                 let one_dense = curves.iter().all(|c| c.3.pretraining == curves[0].3.pretraining);
                 for (label, color, dashed, pick) in curves {
-                    let dense_pick = Pick::dense(pick.pretraining, pick.dataset, pick.fraction);
+                    let dense_pick = TransferGroup::dense(pick.pretraining, pick.dataset, pick.fraction);
                     let dense = self.runs(dense_pick);
                     let rounds = self.rounds_of(pick.kind);
                     let mut points = Vec::new();
                     let mut band = Vec::new();
                     for r in rounds {
-                        let p = Pick { round: r, ..*pick };
+                        let p = TransferGroup { round: r, ..*pick };
                         let runs = self.runs(p);
                         let (Some(s), Some(m)) = (self.sparsity(p), metric.mean(&runs)) else { continue };
                         points.push((100.0 * s, 100.0 * m));
@@ -97,17 +97,14 @@ impl StudyResults {
     /// The paper's main figure, with the controls: for each pre-training (a row), SA and RA of
     /// the tickets of `family` against sparsity, the random-ticket and one-shot controls (dashed,
     /// where the study runs them) and the dense network.
-    pub fn sparsity_figure(&self, dataset: impl Into<DataSource>, fraction: f64, family: super::ImpFamily) -> Result<Figure> {
-        self.sparsity_figure_for(dataset.into(), fraction, family.regime())
-    }
-
-    pub(crate) fn sparsity_figure_for(&self, dataset: DataSource, fraction: f64, family: RegimeKind) -> Result<Figure> {
+    pub fn sparsity_figure(&self, dataset: impl Into<DataSource>, fraction: f64, family: ImpFamily) -> Result<Figure> {
+        let dataset = dataset.into();
         let mut panels = Vec::new();
         // One colour per pre-training's ticket and one per control, so that the legend's
         // "STD ticket", "FAT ticket" and "AT ticket" differ (they once shared the first colour).
         let n = self.study.pretrainings.len();
         for (j, &pre) in self.study.pretrainings.iter().enumerate() {
-            let ticket = Pick::ticket(pre, family, 0, dataset, fraction);
+            let ticket = TransferGroup::ticket(pre, family, 0, dataset, fraction);
             let mut curves = vec![(format!("{} ticket", pre.short()), palette(j), false, ticket)];
             if let Some(c) = self.study.controls.as_ref().filter(|c| c.family == family && c.fractions.contains(&fraction)) {
                 for (i, &k) in c.kinds.iter().enumerate() {
@@ -120,7 +117,7 @@ impl StudyResults {
         let mut fig = Figure::grid(
             format!(
                 "{} tickets transferred to {} with {}% of its data, against their controls",
-                family.family(),
+                family.name(),
                 dataset.name(),
                 100.0 * fraction
             ),
@@ -133,11 +130,8 @@ impl StudyResults {
     }
 
     /// One row of panels per data fraction: the tickets of every pre-training.
-    pub fn data_efficiency_figure(&self, dataset: impl Into<DataSource>, family: super::ImpFamily) -> Result<Figure> {
-        self.data_efficiency_figure_for(dataset.into(), family.regime())
-    }
-
-    pub(crate) fn data_efficiency_figure_for(&self, dataset: DataSource, family: RegimeKind) -> Result<Figure> {
+    pub fn data_efficiency_figure(&self, dataset: impl Into<DataSource>, family: ImpFamily) -> Result<Figure> {
+        let dataset = dataset.into();
         let panels = self
             .study
             .fractions
@@ -148,7 +142,7 @@ impl StudyResults {
                     .pretrainings
                     .iter()
                     .enumerate()
-                    .map(|(i, &p)| (format!("{} ticket", p.short()), palette(i), false, Pick::ticket(p, family, 0, dataset, f)))
+                    .map(|(i, &p)| (format!("{} ticket", p.short()), palette(i), false, TransferGroup::ticket(p, family, 0, dataset, f)))
                     .collect();
                 self.metric_panels(&format!("{}% data: ", 100.0 * f), &curves)
             })
@@ -156,8 +150,8 @@ impl StudyResults {
         // The title names the fractions the study has (it once said "100% vs less data" of a study
         // with only 1%).
         let fractions = self.study.fractions.iter().map(|f| format!("{}%", 100.0 * f)).collect::<Vec<_>>().join(" vs ");
-        let mut fig = Figure::grid(format!("{} tickets on {}: {fractions} of the data", family.family(), dataset.name()), panels, 3)?
-            .note(self.note());
+        let mut fig =
+            Figure::grid(format!("{} tickets on {}: {fractions} of the data", family.name(), dataset.name()), panels, 3)?.note(self.note());
         fig.panel_size = (360.0, 260.0);
         Ok(fig)
     }
@@ -172,7 +166,7 @@ impl StudyResults {
                 .families
                 .iter()
                 .enumerate()
-                .map(|(i, &f)| (f.family().to_string(), palette(i), false, Pick::ticket(pre, f, 0, dataset, fraction)))
+                .map(|(i, &f)| (f.name().to_string(), palette(i), false, TransferGroup::ticket(pre, f, 0, dataset, fraction)))
                 .collect();
             panels.extend(self.metric_panels(&format!("{}: ", pre.short()), &curves));
         }
@@ -226,12 +220,12 @@ impl StudyResults {
             for &family in &s.families {
                 for &d in &s.downstream {
                     for &fraction in &s.fractions {
-                        let dense = self.runs(Pick::dense(pre, d, fraction));
+                        let dense = self.runs(TransferGroup::dense(pre, d, fraction));
                         let tickets: Vec<(String, f64, Vec<&TransferReport>)> = s
                             .rounds
                             .iter()
                             .filter_map(|&r| {
-                                let p = Pick::ticket(pre, family, r, d, fraction);
+                                let p = TransferGroup::ticket(pre, family, r, d, fraction);
                                 Some((subnetwork_name(SubnetworkKind::Ticket, Some(family), r), self.sparsity(p)?, self.runs(p)))
                             })
                             .collect();
@@ -248,7 +242,7 @@ impl StudyResults {
     /// the IMP families: the family whose bound reaches highest, and of families that reach
     /// equally high the one whose upper limit lies highest (no limit above all), so that the
     /// limit holds for every family.
-    pub fn bound(&self, pre: RegimeKind, dataset: DataSource, fraction: f64) -> SparsityBound {
+    pub fn bound(&self, pre: Pretraining, dataset: DataSource, fraction: f64) -> SparsityBound {
         let key = |b: &SparsityBound| (b.at_least.unwrap_or(-1.0), b.below.unwrap_or(f64::INFINITY));
         self.verdicts()
             .into_iter()
@@ -278,12 +272,12 @@ impl StudyResults {
             ],
         );
         for c in self.verdicts() {
-            let gate = self.gate(c.pretraining, c.dataset, c.fraction);
+            let gate = self.gate_outcome(c.pretraining, c.dataset, c.fraction);
             let tickets =
                 c.verdict.rows.iter().map(|r| format!("{:.1}%: {}", 100.0 * r.sparsity, r.outcome.name())).collect::<Vec<_>>().join(", ");
             t.push(vec![
                 c.pretraining.short().into(),
-                c.family.family().into(),
+                c.family.name().into(),
                 c.dataset.name().into(),
                 format!("{}", 100.0 * c.fraction),
                 tickets,
@@ -301,7 +295,7 @@ impl StudyResults {
             &["pre-training", "ticket", "downstream", "data %", "sparsity %", "std-FT SA", "adv-FT SA", "adv-FT RA", "double-win"],
         );
         for c in self.verdicts() {
-            let gate = self.gate(c.pretraining, c.dataset, c.fraction);
+            let gate = self.gate_outcome(c.pretraining, c.dataset, c.fraction);
             for r in &c.verdict.rows {
                 let cell = |i: usize| r.gaps[i].map(|g| g.points()).unwrap_or_else(|| "-".into());
                 t.push(vec![
@@ -338,7 +332,7 @@ impl StudyResults {
                 let mut row = vec![pre.short().to_string(), format!("{}", 100.0 * fraction)];
                 row.extend(s.downstream.iter().map(|&d| {
                     let bound = self.bound(pre, d, fraction);
-                    match self.gate(pre, d, fraction) {
+                    match self.gate_outcome(pre, d, fraction) {
                         g if g.tests_hypothesis() => bound.to_string(),
                         g => format!("{bound}, not a test (pre-training {})", g.name()),
                     }
@@ -354,14 +348,14 @@ impl StudyResults {
     pub fn control_table(&self) -> Option<Table> {
         let c = self.study.controls.as_ref()?;
         let mut t = Table::new(
-            format!("{} tickets minus their controls (points, seed-paired mean [95% interval])", c.family.family()),
+            format!("{} tickets minus their controls (points, seed-paired mean [95% interval])", c.family.name()),
             &["pre-training", "downstream", "data %", "round", "sparsity %", "control", "std-FT SA", "adv-FT SA", "adv-FT RA"],
         );
         for &pre in &self.study.pretrainings {
             for &d in &self.study.downstream {
                 for &f in &c.fractions {
                     for &r in &c.rounds {
-                        let ticket = Pick::ticket(pre, c.family, r, d, f);
+                        let ticket = TransferGroup::ticket(pre, c.family, r, d, f);
                         for &k in &c.kinds {
                             let runs = (self.runs(ticket), self.runs(ticket.kind(k)));
                             let cell = |m: Metric| paired(m, &runs.0, &runs.1).map(|g| g.points()).unwrap_or_else(|| "-".into());
@@ -385,7 +379,7 @@ impl StudyResults {
     }
 
     /// The seed-paired difference of `metric` between two subnetworks (`a - b`).
-    pub fn difference(&self, metric: Metric, a: Pick, b: Pick) -> Option<PairedDifference> {
+    pub fn difference(&self, metric: Metric, a: TransferGroup, b: TransferGroup) -> Option<PairedDifference> {
         paired(metric, &self.runs(a), &self.runs(b))
     }
 
@@ -465,6 +459,20 @@ impl StudyResults {
         super::claims::claims(self)
     }
 
+    /// One of the paper's claims, tested on these results, by name:
+    ///
+    /// ```no_run
+    /// use doublewin::prelude::*;
+    /// # fn main() -> Result<()> {
+    /// let results = Session::from_env()?.results()?;
+    /// println!("{}", results.claim(ClaimId::Families).text());
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn claim(&self, id: super::claims::ClaimId) -> Claim {
+        id.test(self)
+    }
+
     /// The claims as plain-language lines: claim, verdict, evidence.
     pub fn findings(&self) -> Vec<String> {
         self.claims().iter().map(|c| format!("{}: {}. {}", c.title, c.verdict.name(), c.evidence.join(" "))).collect()
@@ -487,8 +495,8 @@ impl std::fmt::Display for StudyResults {
 /// the other family's ticket of the same round.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ImpRow {
-    pub pretraining: RegimeKind,
-    pub family: RegimeKind,
+    pub pretraining: Pretraining,
+    pub family: ImpFamily,
     pub round: usize,
     pub sparsity: f64,
     /// |ticket and one-shot| / |ticket or one-shot| over kept weights.
@@ -524,12 +532,12 @@ impl StudyReport {
         let mut figures = Vec::new();
         for &d in &s.downstream {
             for &family in &s.families {
-                let stem = family.family().replace('^', "");
+                let stem = family.name().replace('^', "");
                 if let Some(&f) = s.fractions.first() {
-                    figures.push((format!("sparsity-{}-{stem}", d.name()), results.sparsity_figure_for(d, f, family)?));
+                    figures.push((format!("sparsity-{}-{stem}", d.name()), results.sparsity_figure(d, f, family)?));
                 }
                 if s.fractions.len() > 1 {
-                    figures.push((format!("fractions-{}-{stem}", d.name()), results.data_efficiency_figure_for(d, family)?));
+                    figures.push((format!("fractions-{}-{stem}", d.name()), results.data_efficiency_figure(d, family)?));
                 }
             }
             if s.families.len() > 1 {
@@ -570,7 +578,7 @@ impl StudyReport {
             let points = |g: Option<f64>| g.map(|g| format!("{g:+.1}")).unwrap_or_else(|| "-".into());
             t.push(vec![
                 r.pretraining.short().into(),
-                r.family.family().into(),
+                r.family.name().into(),
                 r.round.to_string(),
                 format!("{:.2}", 100.0 * r.sparsity),
                 points(sa),
@@ -702,7 +710,7 @@ impl StudyReport {
     pub fn save(&self, dir: impl AsRef<std::path::Path>) -> Result<std::path::PathBuf> {
         let dir = dir.as_ref();
         let summary = serde_json::json!({
-            "gates": self.results.gates(),
+            "gates": self.results.pretraining_gates(),
             "stability": self.stability,
             "verdicts": self.results.verdicts(),
             "claims": self.results.claims(),

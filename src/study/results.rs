@@ -1,17 +1,16 @@
 //! What a study produced: one [`TransferRecord`] per transfer and one [`LandscapeRecord`] per
 //! landscape, read from the store in plan order ([`StudyResults::collect`]).
 
-use super::desc::SubnetworkKind;
 use super::grid::Study;
-use super::plan::{Plan, StepDesc};
-use super::step::AttackCheck;
+use super::plan::Plan;
+use super::steps::AttackCheck;
+use super::steps::SubnetworkKind;
 use crate::data::DataSource;
 use crate::error::{Error, Result};
 use crate::landscape::Landscape;
-use crate::store::{StepDescription, Store};
-use crate::train::RegimeKind;
+use crate::store::Store;
+use crate::train::{FineTuning, ImpFamily, Pretraining};
 use crate::transfer::TransferReport;
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 /// How a run went: steps this process computed, steps it found done (in the store before, or
@@ -43,11 +42,11 @@ impl RunSummary {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TransferRecord {
     /// STD / FAT / AT (`None` for the scratch control, which has no pre-training).
-    pub pretraining: Option<RegimeKind>,
+    pub pretraining: Option<Pretraining>,
     /// Dense, ticket, or a control of a ticket.
     pub kind: SubnetworkKind,
     /// IMP family of the ticket (or of the ticket a control imitates; `None` for dense).
-    pub family: Option<RegimeKind>,
+    pub family: Option<ImpFamily>,
     /// IMP round (0 = the dense network).
     pub round: usize,
     pub dataset: DataSource,
@@ -60,7 +59,7 @@ pub struct TransferRecord {
 /// One landscape of a study, with the fine-tuning run it was drawn from.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LandscapeRecord {
-    pub pretraining: RegimeKind,
+    pub pretraining: Pretraining,
     pub fraction: f64,
     pub report: TransferReport,
     pub landscape: Landscape,
@@ -80,44 +79,23 @@ pub struct StudyResults {
     pub computed_steps: usize,
 }
 
-fn load<T: DeserializeOwned>(store: &Store, kind: &str, key: &str, label: &str) -> Result<T> {
-    store.load(kind, key)?.ok_or_else(|| Error::not_found(format!("the result of '{label}' ({kind}/{key})"), "run the study first"))
-}
-
 impl StudyResults {
     /// Reads the results of every transfer and landscape of `plan` from `store` (all must be
     /// done).
     pub fn collect(study: &Study, plan: &Plan, store: &Store, run: RunSummary) -> Result<StudyResults> {
-        let mut transfers = Vec::new();
-        let mut landscapes = Vec::new();
-        let mut attack_checks = Vec::new();
+        let mut results = StudyResults {
+            study: study.clone(),
+            transfers: Vec::new(),
+            landscapes: Vec::new(),
+            attack_checks: Vec::new(),
+            seconds: run.seconds,
+            computed_steps: run.computed,
+        };
+        // Each kind adds what the results keep of it (see `Step::collect`).
         for step in &plan.steps {
-            match &step.desc {
-                StepDesc::Transfer(d) => transfers.push(TransferRecord {
-                    pretraining: d.subnetwork.pretraining(),
-                    kind: d.subnetwork.kind(),
-                    family: d.subnetwork.family(),
-                    round: d.subnetwork.round(),
-                    dataset: d.dataset,
-                    key: step.key.clone(),
-                    report: load(store, step.kind, &step.key, &step.label)?,
-                }),
-                StepDesc::Landscape(d) => {
-                    let t = &d.trajectory;
-                    landscapes.push(LandscapeRecord {
-                        pretraining: t.transfer.subnetwork.pretraining().ok_or_else(|| {
-                            Error::invalid(format!("the landscape '{}' has no pre-training", step.label), "draw landscapes of tickets")
-                        })?,
-                        fraction: t.transfer.transfer.fraction,
-                        report: load(store, super::desc::TrajectoryDesc::KIND, &t.key()?, &t.label())?,
-                        landscape: load(store, step.kind, &step.key, &step.label)?,
-                    })
-                }
-                StepDesc::AttackCheck(_) => attack_checks.push(load(store, step.kind, &step.key, &step.label)?),
-                _ => {}
-            }
+            step.desc.collect(store, &mut results)?;
         }
-        Ok(StudyResults { study: study.clone(), transfers, landscapes, attack_checks, seconds: run.seconds, computed_steps: run.computed })
+        Ok(results)
     }
 }
 
@@ -125,13 +103,13 @@ impl StudyResults {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TransferRow {
     /// `None` for the scratch control.
-    pub pretraining: Option<RegimeKind>,
+    pub pretraining: Option<Pretraining>,
     pub kind: SubnetworkKind,
-    pub family: Option<RegimeKind>,
+    pub family: Option<ImpFamily>,
     pub round: usize,
     pub sparsity: f64,
     pub dataset: String,
-    pub fine_tuning: RegimeKind,
+    pub fine_tuning: FineTuning,
     pub fraction: f64,
     pub seed: u64,
     /// Test SA at the best-validation-SA checkpoint.
@@ -144,6 +122,25 @@ impl StudyResults {
     /// The numeric columns of [`StudyResults::records_array`].
     pub const RECORD_COLUMNS: [&'static str; 8] = ["round", "sparsity", "fraction", "seed", "adversarial_ft", "pretraining", "sa", "ra"];
 
+    /// One column of [`StudyResults::records_array`] by its name (one of
+    /// [`StudyResults::RECORD_COLUMNS`]): no positional indices in a notebook.
+    ///
+    /// ```no_run
+    /// use doublewin::prelude::*;
+    /// # fn main() -> Result<()> {
+    /// let results = Session::from_env()?.results()?;
+    /// let (adversarial, ra) = (results.records_column("adversarial_ft")?, results.records_column("ra")?);
+    /// println!("mean RA after adversarial fine-tuning: {}", (&adversarial * &ra).sum() / adversarial.sum());
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn records_column(&self, name: &str) -> Result<ndarray::Array1<f64>> {
+        let i = Self::RECORD_COLUMNS.iter().position(|c| *c == name).ok_or_else(|| {
+            Error::invalid(format!("no record column named '{name}'"), format!("use one of {}", Self::RECORD_COLUMNS.join(", ")))
+        })?;
+        Ok(self.records_array().column(i).to_owned())
+    }
+
     /// One flat record per transfer.
     pub fn records(&self) -> Vec<TransferRow> {
         self.transfers
@@ -155,7 +152,7 @@ impl StudyResults {
                 round: t.round,
                 sparsity: t.report.sparsity,
                 dataset: t.dataset.name().into(),
-                fine_tuning: t.report.fine_tuning,
+                fine_tuning: t.report.fine_tuning.into(),
                 fraction: t.report.fraction,
                 seed: t.report.seed,
                 sa: t.report.best_sa.test_sa,
@@ -171,13 +168,13 @@ impl StudyResults {
         let rows = self.records();
         ndarray::Array2::from_shape_fn((rows.len(), Self::RECORD_COLUMNS.len()), |(r, c)| {
             let t = &rows[r];
-            let pre = t.pretraining.and_then(|p| RegimeKind::ALL.iter().position(|k| *k == p)).map_or(-1.0, |i| i as f64);
+            let pre = t.pretraining.and_then(|p| Pretraining::ALL.iter().position(|k| *k == p)).map_or(-1.0, |i| i as f64);
             [
                 t.round as f64,
                 t.sparsity,
                 t.fraction,
                 t.seed as f64,
-                f64::from(u8::from(t.fine_tuning == RegimeKind::Adversarial)),
+                f64::from(u8::from(t.fine_tuning == FineTuning::Adversarial)),
                 pre,
                 t.sa,
                 t.ra,

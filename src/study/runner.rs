@@ -3,25 +3,17 @@
 //! (processes, on one machine or a cluster) can share one store: a worker skips the steps another
 //! holds and never computes a step twice. Progress goes to the process's observer (one line for
 //! the steps already stored, a line per computed step with an estimate of the time left). A
-//! killed run resumes at the step it was in. [`Study::report`] runs a study and gathers what its
-//! report shows (rendered by [`super::report`]).
+//! killed run resumes at the step it was in. [`crate::session::Session`] asks a study its
+//! questions through [`run_plan`] and [`compute`].
 
-use super::desc::{subnetwork_name, SubnetworkKind};
-use super::grid::Study;
-use super::plan::{Plan, StepDesc};
-use super::query::Pick;
-use super::report::{ImpRow, StudyReport};
-use super::results::{RunSummary, StudyResults};
-use super::step::{Executor, ImpSummary};
+use super::plan::Plan;
+use super::results::RunSummary;
+use super::steps::Executor;
+use super::steps::StepDesc;
 use crate::error::{Error, Result};
-use crate::landscape::Landscape;
-use crate::model::Network;
 use crate::progress::{self, Event};
-use crate::prune::Mask;
 use crate::runtime::Runtime;
-use crate::store::{Attempt, Check, Status, StepDescription, Store};
-use crate::train::{History, RegimeKind};
-use crate::transfer::TransferReport;
+use crate::store::{Attempt, Check, Status, Store};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
@@ -36,7 +28,7 @@ pub const EXIT_STOPPED: i32 = 3;
 pub struct RunOptions<'a> {
     /// Processes working on the same store (for the estimate of the time left); 0 or 1: this one.
     pub workers: usize,
-    /// Checked between steps: when set, the run stops after the step in flight (a signal
+    /// CheckedNetwork between steps: when set, the run stops after the step in flight (a signal
     /// handler sets it, e.g. before a cluster job's time runs out).
     pub stop: Option<&'a AtomicBool>,
 }
@@ -159,183 +151,4 @@ pub fn compute<T: serde::de::DeserializeOwned>(rt: &Runtime, store: &Store, step
         step.run(&mut Executor::new(rt, store, true))?;
     }
     store.load(step.kind(), &step.key()?)?.ok_or_else(|| Error::invalid(format!("{} did not finish", step.label()), "run it again"))
-}
-
-impl Study {
-    /// Runs every missing step; returns the results of the study's `seeds` (see
-    /// [`Study::run_all`] for the stability seeds' runs too).
-    pub fn run(&self, rt: &Runtime, store: &Store) -> Result<StudyResults> {
-        Ok(self.run_all(rt, store)?.for_seeds(&self.seeds))
-    }
-
-    /// Runs every missing step; returns every result, those of `stability_seeds` included.
-    pub fn run_all(&self, rt: &Runtime, store: &Store) -> Result<StudyResults> {
-        let plan = self.plan()?;
-        let summary = run_plan(&plan, rt, store)?;
-        StudyResults::collect(self, &plan, store, summary)
-    }
-
-    /// The pre-trained source network of `kind` and its training history: from the store, or
-    /// trained (and stored) now.
-    pub fn pretrained(&self, rt: &Runtime, store: &Store, kind: RegimeKind) -> Result<(Network, History)> {
-        let d = self.pretrain_desc(kind)?;
-        let mut ex = Executor::new(rt, store, true);
-        let history = match ex.pretrain(&d)? {
-            Attempt::Stored(h) | Attempt::Computed(h) => h,
-            Attempt::Busy => return Err(Error::invalid("a blocking lock returned busy", "report this as a bug")),
-        };
-        Ok((ex.pretrained(&d)?, history))
-    }
-
-    /// Where the weights of the pre-training of `kind` live in the store.
-    pub fn pretrained_path(&self, store: &Store, kind: RegimeKind) -> Result<std::path::PathBuf> {
-        self.pretrain_desc(kind)?.weights_in(store)
-    }
-
-    /// The ticket (mask) of an IMP round of a finished study.
-    pub fn ticket(&self, store: &Store, kind: RegimeKind, family: RegimeKind, round: usize) -> Result<Mask> {
-        let d = self.imp_desc(kind, family)?;
-        if !store.step(&d)?.is_done() {
-            return Err(Error::not_found(
-                format!("the {} tickets of the {} network", family.family(), kind.short()),
-                "run the study first (or Study::imp_run, which computes them)",
-            ));
-        }
-        Mask::load(d.mask_in(store, round)?)
-    }
-
-    /// The IMP run of `family` from the pre-training of `kind` (computed now if the store lacks
-    /// it): its tickets, round by round.
-    pub fn imp_run(&self, rt: &Runtime, store: &Store, kind: RegimeKind, family: RegimeKind) -> Result<crate::prune::Tickets> {
-        let d = self.imp_desc(kind, family)?;
-        let summary: ImpSummary = compute(rt, store, &StepDesc::Imp(d.clone()))?;
-        let tickets = (1..=d.imp.rounds)
-            .map(|round| {
-                let path = d.mask_in(store, round)?;
-                let retrained = summary.recovery.iter().find(|r| r.round == round).copied();
-                Ok(crate::prune::Ticket { round, mask: Mask::load(&path)?, path, retrained })
-            })
-            .collect::<Result<Vec<_>>>()?;
-        Ok(crate::prune::Tickets(tickets))
-    }
-
-    /// One transfer (computed now if the store lacks it): the subnetwork `pick` names (dense,
-    /// ticket or control), fine-tuned `fine_tuning` on `pick.dataset` with `pick.fraction` of
-    /// its data and `seed`.
-    pub fn transfer_run(&self, rt: &Runtime, store: &Store, pick: Pick, fine_tuning: RegimeKind, seed: u64) -> Result<TransferReport> {
-        let subnetwork = match (pick.kind, pick.family) {
-            (SubnetworkKind::Dense, _) => self.subnetwork(pick.pretraining, None, 0)?,
-            (SubnetworkKind::Scratch, _) => self.scratch(seed),
-            (SubnetworkKind::Ticket, Some(f)) => self.subnetwork(pick.pretraining, Some(f), pick.round)?,
-            (control, Some(f)) => self.control(pick.pretraining, control, f, pick.round, seed)?,
-            (_, None) => return Err(Error::invalid(format!("{} names no IMP family", pick.name()), "give the ticket's family")),
-        };
-        let d = self.transfer_desc(subnetwork, pick.dataset, fine_tuning, pick.fraction, seed)?;
-        compute(rt, store, &StepDesc::Transfer(d))
-    }
-
-    /// Every seed's standard and adversarial transfer of `pick` (computed now where missing).
-    pub fn transfer_runs(&self, rt: &Runtime, store: &Store, pick: Pick) -> Result<Vec<TransferReport>> {
-        let mut out = Vec::new();
-        for &ft in &self.fine_tunings {
-            for &seed in &self.seeds {
-                out.push(self.transfer_run(rt, store, pick, ft, seed)?);
-            }
-        }
-        Ok(out)
-    }
-
-    /// The double-win verdict on the tickets of `family` at `rounds` against the dense network of
-    /// the pre-training `kind` on `dataset` with `fraction` of its data, over every seed and
-    /// fine-tuning of the study (computing what the store lacks).
-    pub fn verdict_run(
-        &self,
-        rt: &Runtime,
-        store: &Store,
-        kind: RegimeKind,
-        family: RegimeKind,
-        rounds: &[usize],
-        fraction: f64,
-    ) -> Result<crate::verdict::Verdict> {
-        let dataset = *self.downstream.first().ok_or_else(|| Error::invalid("the study has no downstream dataset", "add one"))?;
-        let dense = self.transfer_runs(rt, store, Pick::dense(kind, dataset, fraction))?;
-        let mut tickets = Vec::new();
-        for &r in rounds {
-            let runs = self.transfer_runs(rt, store, Pick::ticket(kind, family, r, dataset, fraction))?;
-            let sparsity = runs.first().map(|t| t.sparsity).unwrap_or(0.0);
-            tickets.push((subnetwork_name(SubnetworkKind::Ticket, Some(family), r), sparsity, runs));
-        }
-        let tickets: Vec<(String, f64, Vec<&TransferReport>)> =
-            tickets.iter().map(|(l, s, r)| (l.clone(), *s, r.iter().collect())).collect();
-        Ok(crate::verdict::Verdict::judge(&dense.iter().collect::<Vec<_>>(), &tickets, self.tolerance))
-    }
-
-    /// The pre-training gate of `kind` on the first downstream dataset at `fraction`: the dense
-    /// pre-trained network against the scratch control over every seed and fine-tuning of the
-    /// study (computing what the store lacks).
-    pub fn gate_run(&self, rt: &Runtime, store: &Store, kind: RegimeKind, fraction: f64) -> Result<super::GateCell> {
-        let dataset = *self.downstream.first().ok_or_else(|| Error::invalid("the study has no downstream dataset", "add one"))?;
-        let dense = self.transfer_runs(rt, store, Pick::dense(kind, dataset, fraction))?;
-        let scratch = self.transfer_runs(rt, store, Pick::scratch(dataset, fraction))?;
-        let (dense, scratch): (Vec<&TransferReport>, Vec<&TransferReport>) = (dense.iter().collect(), scratch.iter().collect());
-        Ok(super::GateCell::judge(kind, dataset, fraction, &dense, &scratch, self.tolerance))
-    }
-
-    /// The landscape of pre-training `kind` at `fraction` (computed now if the store lacks it).
-    pub fn landscape_run(&self, rt: &Runtime, store: &Store, kind: RegimeKind, fraction: f64) -> Result<Landscape> {
-        compute(rt, store, &StepDesc::Landscape(self.landscape_desc(kind, fraction)?))
-    }
-
-    /// The per-epoch checkpoints of a landscape's fine-tuning (run the study first).
-    pub fn trajectory_dir(&self, store: &Store, kind: RegimeKind, fraction: f64) -> Result<std::path::PathBuf> {
-        let d = self.trajectory_desc(kind, fraction)?;
-        if !store.step(&d)?.is_done() {
-            return Err(Error::not_found(
-                format!("the {} fine-tuning run at {}% data", kind.short(), 100.0 * fraction),
-                "run the study first",
-            ));
-        }
-        d.checkpoints_in(store)
-    }
-
-    /// Runs (or loads) the study and builds its report, with IMP diagnostics and the per-layer
-    /// density of the landscape tickets (masks read from the store).
-    pub fn report(&self, rt: &Runtime, store: &Store) -> Result<StudyReport> {
-        let all = self.run_all(rt, store)?;
-        let stability = super::Stability::of(&all);
-        let results = all.for_seeds(&self.seeds);
-        let mut imp = Vec::new();
-        for &pre in &self.pretrainings {
-            let (net, _) = self.pretrained(rt, store, pre)?;
-            for &family in &self.families {
-                let d = self.imp_desc(pre, family)?;
-                let summary: Option<ImpSummary> = store.load(d.kind(), &d.key()?)?;
-                for round in 1..=self.imp_rounds() {
-                    let ticket = self.ticket(store, pre, family, round)?;
-                    let one_shot = crate::prune::one_shot_like(&net, &ticket)?;
-                    let other = self.families.iter().find(|f| **f != family).map(|&f| self.ticket(store, pre, f, round)).transpose()?;
-                    imp.push(ImpRow {
-                        pretraining: pre,
-                        family,
-                        round,
-                        sparsity: ticket.sparsity(),
-                        overlap_one_shot: ticket.overlap(&one_shot)?,
-                        overlap_other_family: other.map(|o| ticket.overlap(&o)).transpose()?,
-                        retrained: summary.as_ref().and_then(|s| s.recovery.iter().find(|r| r.round == round).copied()),
-                    });
-                }
-            }
-        }
-        let mut masks = Vec::new();
-        if let Some(plan) = &self.landscapes {
-            for &pre in &self.pretrainings {
-                masks.push((
-                    format!("{} {}", pre.short(), subnetwork_name(SubnetworkKind::Ticket, Some(plan.family), plan.round)),
-                    self.ticket(store, pre, plan.family, plan.round)?,
-                ));
-            }
-        }
-        let ladder = super::LadderReport::load(store, self)?;
-        Ok(StudyReport { stability, ladder, ..StudyReport::new(results, imp, &masks)? })
-    }
 }

@@ -36,7 +36,7 @@ impl Conclusions {
             highest: highest(results),
             claims: results.claims().into_iter().map(|c| (c.title, c.verdict)).collect(),
             gates: results
-                .gates()
+                .pretraining_gates()
                 .into_iter()
                 .map(|g| {
                     (g.pretraining.short().into(), g.dataset.name().into(), format!("{}", 100.0 * g.fraction), g.outcome.name().into())

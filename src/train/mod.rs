@@ -6,6 +6,7 @@ mod callback;
 mod history;
 mod recipe;
 mod regime;
+mod roles;
 mod schedule;
 mod sgd;
 
@@ -13,6 +14,7 @@ pub use callback::{BatchInfo, Callback, Callbacks, EpochCheckpoints, Progress};
 pub use history::{EpochRecord, Evaluation, History};
 pub use recipe::{Recipe, TrainConfig};
 pub use regime::{OverfitGuard, Regime, RegimeKind};
+pub use roles::{FineTuning, ImpFamily, Pretraining};
 pub use schedule::Schedule;
 pub use sgd::{Sgd, SgdConfig};
 
@@ -25,6 +27,10 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 use tch::{Kind, Reduction, Tensor};
+
+/// Examples per batch of an evaluation (clean or under attack): a recipe's default
+/// `eval_batch_size`, and the batch size of the evaluations that have no recipe to take it from.
+pub const EVAL_BATCH_SIZE: usize = 500;
 
 /// Which augmentation to use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -139,99 +145,42 @@ pub fn train_with(
     callbacks: &mut Callbacks,
     resume_dir: Option<&Path>,
 ) -> Result<History> {
-    cfg.check()?;
-    net.check_fits(&data.train)?;
-    net.check_fits(&data.val)?;
-    if data.train.is_empty() {
-        return Err(Error::invalid("the training split is empty", "use a larger data fraction"));
-    }
+    check_inputs(net, data, cfg)?;
     let device = net.device();
     let train_set = data.train.to_device(device)?;
     let val_set = data.val.to_device(device)?;
-    let augment = cfg.augmentation(&data.train);
     let mut sgd = Sgd::new(net, cfg.sgd.clone())?;
     let mut history = History::default();
-    let mut best: Option<(f64, Vec<(String, Tensor)>)> = None;
     let files = resume_dir.map(|d| ResumeFiles { dir: d.to_path_buf() });
+    let mut best = BestWeights { best: None, file: files.as_ref().map(ResumeFiles::best) };
     if let Some(f) = &files {
-        resume(f, cfg, net, &mut sgd, &mut history, &mut best)?;
+        resume(f, cfg, net, &mut sgd, &mut history, &mut best.best)?;
     }
-    let batches_per_epoch = data.train.len().div_ceil(cfg.batch_size);
-    let guard = match &cfg.regime {
-        Regime::Fast { guard, .. } => guard.clone(),
-        _ => None,
-    };
-    let guard_set = match &guard {
-        Some(g) => Some(train_set.subset(&(0..g.examples.min(train_set.len()) as i64).collect::<Vec<_>>(), "guard")?),
-        None => None,
-    };
-    let mut previous: Option<Vec<(String, Tensor)>> = None;
+    let mut guard = Guard::of(&cfg.regime, &train_set)?;
     for epoch in history.epochs.len() + 1..=cfg.epochs {
         let start = Instant::now();
-        let seed = Rng::derive(cfg.seed, &format!("epoch{epoch}")).next_u64();
-        let mut loss_sum = Tensor::f_zeros([], (Kind::Float, device))?;
-        let mut correct = Tensor::f_zeros([], (Kind::Int64, device))?;
-        let mut lr = cfg.sgd.lr;
-        for (i, batch) in train_set.batches(cfg.batch_size, Some(seed), augment, device)?.enumerate() {
-            let b = batch?;
-            let t = (epoch - 1) as f64 + i as f64 / batches_per_epoch as f64;
-            lr = cfg.schedule.lr(cfg.sgd.lr, t, cfg.epochs, cfg.warmup_epochs);
-            // Each batch's attack gets its own seed, so a resumed run draws the same starts.
-            let attack_seed = Rng::derive(seed, &format!("attack{i}")).next_u64();
-            let (loss, c) = train_step(net, &mut sgd, &cfg.regime, &b.images, &b.labels, attack_seed, lr)?;
-            let _guard = tch::no_grad_guard();
-            loss_sum = loss_sum.f_add(&loss.f_mul_scalar(b.labels.size()[0] as f64)?)?;
-            correct = correct.f_add(&c)?;
-            callbacks.batch_end(&BatchInfo { epoch, epochs: cfg.epochs, batch: i + 1, batches: batches_per_epoch })?;
-        }
-        let n = train_set.len() as f64;
-        let train_loss = loss_sum.f_double_value(&[])? / n;
-        if !train_loss.is_finite() {
-            return Err(Error::invalid(format!("training diverged at epoch {epoch} (loss {train_loss})"), "lower the learning rate"));
-        }
+        let trained = train_epoch(net, &mut sgd, &train_set, cfg, epoch, callbacks)?;
         let val = if validates(epoch, cfg.epochs, cfg.validations) { Some(evaluate(net, &val_set, cfg.eval_batch_size)?) } else { None };
-        let robust_check = match (&guard, &guard_set) {
-            (Some(g), Some(set)) => Some(crate::attack::robust_evaluate(net, set, &[g.check.clone().into()], cfg.eval_batch_size)?.ra),
-            _ => None,
+        let robust_check = match &guard {
+            Some(g) => Some(g.robust_check(net, cfg.eval_batch_size)?),
+            None => None,
         };
         let record = EpochRecord {
             epoch,
-            lr,
-            train_loss,
-            train_accuracy: correct.f_int64_value(&[])? as f64 / n,
+            lr: trained.lr,
+            train_loss: trained.loss,
+            train_accuracy: trained.accuracy(train_set.len())?,
             val,
             robust_check,
             seconds: start.elapsed().as_secs_f64(),
         };
-        let best_check = history.epochs.iter().filter_map(|r| r.robust_check).fold(f64::NAN, f64::max);
-        if let (Some(g), Some(now)) = (&guard, robust_check) {
-            if best_check - now > g.max_drop {
-                let msg = format!(
-                    "catastrophic overfitting at epoch {epoch}: PGD accuracy on training examples fell from {:.1}% to {:.1}%",
-                    100.0 * best_check,
-                    100.0 * now
-                );
-                crate::progress::warn(&msg);
-                if g.stop {
-                    history.epochs.push(record.clone());
-                    history.stopped_early = Some(msg);
-                    if let Some(prev) = &previous {
-                        net.restore(prev)?;
-                    }
-                    callbacks.epoch_end(&record, net)?;
-                    break;
-                }
-            }
+        if let Some(stop) = guard.as_mut().map(|g| g.after_epoch(&history, &record, net)).transpose()?.flatten() {
+            history.epochs.push(record.clone());
+            history.stopped_early = Some(stop);
+            callbacks.epoch_end(&record, net)?;
+            break;
         }
-        if guard.as_ref().is_some_and(|g| g.stop) {
-            previous = Some(net.snapshot()?);
-        }
-        if let Some(val) = val.filter(|v| best.as_ref().is_none_or(|(acc, _)| v.accuracy > *acc)) {
-            best = Some((val.accuracy, net.snapshot()?));
-            if let Some(f) = &files {
-                net.save(f.best())?;
-            }
-        }
+        best.on_epoch_end(&record, net)?;
         history.epochs.push(record.clone());
         if let Some(f) = &files {
             save_state(f, cfg, net, &sgd, &history)?;
@@ -242,19 +191,162 @@ pub fn train_with(
             return Err(Error::Stopped);
         }
     }
-    history.selected_epoch = if cfg.select_best {
-        let epoch =
-            best.as_ref().and_then(|(acc, _)| history.epochs.iter().find(|r| r.val.is_some_and(|v| v.accuracy == *acc))).map(|r| r.epoch);
-        if let Some((_, weights)) = &best {
-            net.restore(weights)?;
-        }
-        epoch
-    } else if history.stopped_early.is_some() {
-        history.epochs.len().checked_sub(1).filter(|&e| e > 0)
-    } else {
-        history.last().map(|r| r.epoch)
-    };
+    history.selected_epoch = best.select(cfg, &history, net)?;
     Ok(history)
+}
+
+/// The checks of [`train_with`] before any work: the config, and data the network fits.
+fn check_inputs(net: &Network, data: &Splits, cfg: &TrainConfig) -> Result<()> {
+    cfg.check()?;
+    net.check_fits(&data.train)?;
+    net.check_fits(&data.val)?;
+    if data.train.is_empty() {
+        return Err(Error::invalid("the training split is empty", "use a larger data fraction"));
+    }
+    Ok(())
+}
+
+/// What one epoch of SGD left: the last learning rate, the mean loss and the correct count.
+struct EpochTrained {
+    lr: f64,
+    loss: f64,
+    correct: Tensor,
+}
+
+impl EpochTrained {
+    /// Training accuracy over the `n` examples of the epoch.
+    fn accuracy(&self, n: usize) -> Result<f64> {
+        Ok(self.correct.f_int64_value(&[])? as f64 / n as f64)
+    }
+}
+
+/// One epoch of SGD on `train_set` (1-based `epoch`), batch order and attack starts seeded by
+/// the run's seed and the epoch: a diverged (non-finite) loss is an error.
+fn train_epoch(
+    net: &Network,
+    sgd: &mut Sgd,
+    train_set: &Dataset,
+    cfg: &TrainConfig,
+    epoch: usize,
+    callbacks: &mut Callbacks,
+) -> Result<EpochTrained> {
+    let device = net.device();
+    let augment = cfg.augmentation(train_set);
+    let batches_per_epoch = train_set.len().div_ceil(cfg.batch_size);
+    let seed = Rng::derive(cfg.seed, &format!("epoch{epoch}")).next_u64();
+    let mut loss_sum = Tensor::f_zeros([], (Kind::Float, device))?;
+    let mut correct = Tensor::f_zeros([], (Kind::Int64, device))?;
+    let mut lr = cfg.sgd.lr;
+    for (i, batch) in train_set.batches(cfg.batch_size, Some(seed), augment, device)?.enumerate() {
+        let b = batch?;
+        let t = (epoch - 1) as f64 + i as f64 / batches_per_epoch as f64;
+        lr = cfg.schedule.lr(cfg.sgd.lr, t, cfg.epochs, cfg.warmup_epochs);
+        // Each batch's attack gets its own seed, so a resumed run draws the same starts.
+        let attack_seed = Rng::derive(seed, &format!("attack{i}")).next_u64();
+        let (loss, c) = train_step(net, sgd, &cfg.regime, &b.images, &b.labels, attack_seed, lr)?;
+        let _guard = tch::no_grad_guard();
+        loss_sum = loss_sum.f_add(&loss.f_mul_scalar(b.labels.size()[0] as f64)?)?;
+        correct = correct.f_add(&c)?;
+        callbacks.batch_end(&BatchInfo { epoch, epochs: cfg.epochs, batch: i + 1, batches: batches_per_epoch })?;
+    }
+    let loss = loss_sum.f_double_value(&[])? / train_set.len() as f64;
+    if !loss.is_finite() {
+        return Err(Error::invalid(format!("training diverged at epoch {epoch} (loss {loss})"), "lower the learning rate"));
+    }
+    Ok(EpochTrained { lr, loss, correct })
+}
+
+/// The catastrophic-overfitting guard of a fast run ([`OverfitGuard`]): PGD accuracy on fixed
+/// training examples after every epoch, a warning when it collapses, and (if the guard stops)
+/// the weights of the epoch before to go back to.
+struct Guard {
+    guard: OverfitGuard,
+    /// The first `guard.examples` training examples.
+    set: Dataset,
+    /// The weights after the last epoch that passed the check (a stopping guard only).
+    previous: Option<Vec<(String, Tensor)>>,
+}
+
+impl Guard {
+    /// The guard of `regime` (fast regimes with a guard only), checking on `train_set`.
+    fn of(regime: &Regime, train_set: &Dataset) -> Result<Option<Guard>> {
+        let Regime::Fast { guard: Some(g), .. } = regime else { return Ok(None) };
+        let set = train_set.subset(&(0..g.examples.min(train_set.len()) as i64).collect::<Vec<_>>(), "guard")?;
+        Ok(Some(Guard { guard: g.clone(), set, previous: None }))
+    }
+
+    /// The guard's PGD accuracy of `net` on its examples.
+    fn robust_check(&self, net: &Network, batch_size: usize) -> Result<f64> {
+        Ok(crate::attack::robust_evaluate(net, &self.set, &[self.guard.check.clone().into()], batch_size)?.ra)
+    }
+
+    /// Warns when `record`'s check fell more than the guard allows below the best of `history`;
+    /// a stopping guard then restores the weights of the epoch before and returns why it stopped.
+    fn after_epoch(&mut self, history: &History, record: &EpochRecord, net: &mut Network) -> Result<Option<String>> {
+        let best_check = history.epochs.iter().filter_map(|r| r.robust_check).fold(f64::NAN, f64::max);
+        if let Some(now) = record.robust_check {
+            if best_check - now > self.guard.max_drop {
+                let msg = format!(
+                    "catastrophic overfitting at epoch {}: PGD accuracy on training examples fell from {:.1}% to {:.1}%",
+                    record.epoch,
+                    100.0 * best_check,
+                    100.0 * now
+                );
+                crate::progress::warn(&msg);
+                if self.guard.stop {
+                    if let Some(prev) = &self.previous {
+                        net.restore(prev)?;
+                    }
+                    return Ok(Some(msg));
+                }
+            }
+        }
+        if self.guard.stop {
+            self.previous = Some(net.snapshot()?);
+        }
+        Ok(None)
+    }
+}
+
+/// Model selection: the weights of the validated epoch with the best validation accuracy (also
+/// written to `file`, a resumable run's `best.safetensors`).
+struct BestWeights {
+    best: Option<(f64, Vec<(String, Tensor)>)>,
+    file: Option<PathBuf>,
+}
+
+impl Callback for BestWeights {
+    fn on_epoch_end(&mut self, r: &EpochRecord, net: &Network) -> Result<()> {
+        if let Some(val) = r.val.filter(|v| self.best.as_ref().is_none_or(|(acc, _)| v.accuracy > *acc)) {
+            self.best = Some((val.accuracy, net.snapshot()?));
+            if let Some(f) = &self.file {
+                net.save(f)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl BestWeights {
+    /// The epoch whose weights `net` ends with: the best one (restored) when `cfg` selects it,
+    /// else the last epoch kept (the one before a guard's stop).
+    fn select(&self, cfg: &TrainConfig, history: &History, net: &mut Network) -> Result<Option<usize>> {
+        Ok(if cfg.select_best {
+            let epoch = self
+                .best
+                .as_ref()
+                .and_then(|(acc, _)| history.epochs.iter().find(|r| r.val.is_some_and(|v| v.accuracy == *acc)))
+                .map(|r| r.epoch);
+            if let Some((_, weights)) = &self.best {
+                net.restore(weights)?;
+            }
+            epoch
+        } else if history.stopped_early.is_some() {
+            history.epochs.len().checked_sub(1).filter(|&e| e > 0)
+        } else {
+            history.last().map(|r| r.epoch)
+        })
+    }
 }
 
 fn save_state(f: &ResumeFiles, cfg: &TrainConfig, net: &Network, sgd: &Sgd, history: &History) -> Result<()> {

@@ -64,7 +64,7 @@ impl Default for Recipe {
         Recipe {
             epochs: 10,
             batch_size: 128,
-            eval_batch_size: 500,
+            eval_batch_size: super::EVAL_BATCH_SIZE,
             sgd: SgdConfig::default(),
             schedule: Schedule::Cosine { min_lr: 0.0 },
             warmup_epochs: 0.0,

@@ -73,9 +73,9 @@ pub enum Regime {
 impl Regime {
     /// The regime of `kind` under `threat`: PGD-`train_steps` for adversarial training,
     /// FGSM-RS with the catastrophic-overfitting guard for fast training, both in train mode.
-    pub fn of(kind: RegimeKind, threat: &ThreatModel) -> Result<Regime> {
+    pub fn of(kind: impl Into<RegimeKind>, threat: &ThreatModel) -> Result<Regime> {
         threat.check()?;
-        Ok(match kind {
+        Ok(match kind.into() {
             RegimeKind::Standard => Regime::Standard,
             RegimeKind::Fast => Regime::Fast { attack: threat.fast_attack()?, guard: Some(OverfitGuard::for_threat(threat)) },
             RegimeKind::Adversarial => Regime::Adversarial(threat.train_attack()),

@@ -4,10 +4,10 @@
 //! so that an ablation runs in minutes. Everything goes through the experiment store: the
 //! default slice is usually there already, and rerunning with unchanged knobs is instant.
 
-use super::Session;
 use crate::display::{evcxr_emit, Table};
 use crate::error::Result;
 use crate::prune::Rewind;
+use crate::session::Session;
 use crate::study::{ImpFamily, Pretraining, Study, VerdictCell};
 use serde::{Deserialize, Serialize};
 
@@ -127,8 +127,8 @@ impl Ablation {
     /// controls or landscapes.
     pub fn base(&self, study: &Study) -> Study {
         let mut s = study.clone();
-        s.pretrainings = vec![self.pretraining.regime()];
-        s.families = vec![self.family.regime()];
+        s.pretrainings = vec![self.pretraining];
+        s.families = vec![self.family];
         s.fractions = vec![self.fraction.or_else(|| study.fractions.first().copied()).unwrap_or(1.0)];
         s.controls = None;
         s.landscapes = None;
@@ -161,7 +161,7 @@ impl Ablation {
         let (base, variant) = (self.base(&session.study), self.variant(&session.study));
         variant.check()?;
         let cell = |s: &Study| -> Result<VerdictCell> {
-            let results = s.run(&session.rt, &session.store)?;
+            let results = session.results_of(s)?;
             results
                 .verdicts()
                 .into_iter()
@@ -187,7 +187,7 @@ impl AblationReport {
             format!(
                 "Ablation ({what}): {} source, {} tickets, {}% data; ticket minus dense, points [95% interval]",
                 self.base.pretraining.short(),
-                self.base.family.family(),
+                self.base.family.name(),
                 100.0 * self.base.fraction
             ),
             &[

@@ -35,16 +35,46 @@ pub struct EpsSweep {
     pub eps: Vec<f64>,
 }
 
+/// Accuracy under PGD as eps grows, one curve per network, and each network's masking check,
+/// by the network's name. Renders as its figure.
+#[derive(Debug, Clone)]
+pub struct RobustnessCurves {
+    pub figure: Figure,
+    pub checks: Vec<(String, MaskingCheck)>,
+}
+
+impl RobustnessCurves {
+    /// The masking check of the network named `name`.
+    pub fn check(&self, name: &str) -> Result<&MaskingCheck> {
+        self.checks.iter().find(|(n, _)| n == name).map(|(_, c)| c).ok_or_else(|| {
+            crate::error::Error::invalid(
+                format!("no network named '{name}' in these curves"),
+                format!("use one of {}", self.checks.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(", ")),
+            )
+        })
+    }
+    /// Every check's warnings together.
+    pub fn warnings(&self) -> usize {
+        self.checks.iter().map(|(_, c)| c.warnings.len()).sum()
+    }
+    pub fn evcxr_display(&self) {
+        self.figure.evcxr_display()
+    }
+}
+
+/// Examples per network of [`robustness_curves`]' masking checks.
+pub const CURVE_EXAMPLES: usize = 250;
+
 /// Accuracy under PGD as eps grows, one curve per network, with each network's masking check.
-pub fn robustness_curves(nets: &[(String, &Network)], data: &Dataset, sweep: &EpsSweep) -> Result<(Figure, Vec<MaskingCheck>)> {
+pub fn robustness_curves(nets: &[(String, &Network)], data: &Dataset, sweep: &EpsSweep) -> Result<RobustnessCurves> {
     let mut series = Vec::new();
     let mut checks = Vec::new();
     for (name, net) in nets {
-        let check = MaskingCheck::run(net, data, &sweep.pgd, &sweep.eps, 250)?;
+        let check = MaskingCheck::run(net, data, &sweep.pgd, &sweep.eps, CURVE_EXAMPLES)?;
         series.push(Series::new(name.clone(), check.eps.iter().zip(&check.pgd_accuracy).map(|(e, a)| (*e, 100.0 * a)).collect()));
-        checks.push(check);
+        checks.push((name.clone(), check));
     }
-    Ok((Figure::lines("Accuracy under PGD vs eps", "eps (L-inf)", "accuracy (%)", &series)?, checks))
+    Ok(RobustnessCurves { figure: Figure::lines("Accuracy under PGD vs eps", "eps (L-inf)", "accuracy (%)", &series)?, checks })
 }
 
 /// SA, and RA under FGSM, PGD-20 and AutoAttack of several networks on the same images.

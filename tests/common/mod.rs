@@ -100,15 +100,21 @@ pub fn foolbox_samples(prefix: &str) -> Vec<(PathBuf, u8)> {
     v.into_iter().map(|(_, p, l)| (p, l)).collect()
 }
 
+/// A session of `study` on `store`: the CPU, 2 threads, seed 0 (the tiny profile sizes the
+/// source models' test subset).
+pub fn session(study: &doublewin::study::Study, store: &doublewin::store::Store) -> doublewin::session::Session {
+    let rt = doublewin::runtime::Runtime::new(doublewin::runtime::DeviceChoice::Cpu, 2, 0).unwrap();
+    doublewin::session::Session::new(rt, doublewin::study::Profile::Tiny, store.clone()).with_study(study.clone())
+}
+
 /// The tiny profile cut down to one pre-training and one IMP family to round 2: the dense
 /// network and the round-2 ticket transferred (standard and adversarial) at 100% of the data
 /// with one seed, and one landscape on a 3 x 3 grid. Nine steps.
 pub fn mini_study() -> doublewin::study::Study {
-    use doublewin::study::{Profile, Study};
-    use doublewin::train::RegimeKind;
+    use doublewin::study::{ImpFamily, Pretraining, Profile, Study};
     let mut s = Study::for_profile(Profile::Tiny);
-    s.pretrainings = vec![RegimeKind::Standard];
-    s.families = vec![RegimeKind::Standard];
+    s.pretrainings = vec![Pretraining::Standard];
+    s.families = vec![ImpFamily::Standard];
     s.rounds = vec![2];
     s.fractions = vec![1.0];
     s.seeds = vec![0];

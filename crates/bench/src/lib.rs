@@ -1032,65 +1032,93 @@ fn seeds(round: &mut Round, f: &Fixture) -> Result<()> {
     if !ids.iter().any(|(_, id)| round.cfg.selected(id)) {
         return Ok(());
     }
-    let study = doublewin::study::Profile::Small.study();
-    let downstream =
-        *study.downstream.first().ok_or_else(|| Error::invalid("the small study has no downstream data", "report this as a bug"))?;
-    let fraction =
-        *study.fractions.first().ok_or_else(|| Error::invalid("the small study has no data fraction", "report this as a bug"))?;
-    let k = if round.cfg.quick { 2 } else { study.seeds.len() };
-    let batch = study.transfer.recipe.batch_size;
-    let Regime::Adversarial(pgd) = Regime::of(doublewin::train::RegimeKind::Adversarial, &study.threat)? else {
-        return Err(Error::invalid("the small study's adversarial fine-tuning is not PGD", "report this as a bug"));
-    };
-    let splits = doublewin::study::desc::HoldOut::STUDY.splits(downstream)?;
-    // Per seed: the network with its head and its data (one epoch of batches).
-    let mut nets = Vec::new();
-    let mut data = Vec::new();
-    let mut exchange: Vec<(String, Tensor)> = Vec::new();
-    for &seed in study.seeds.iter().take(k) {
-        let subset = splits.with_train_fraction(fraction, seed)?;
-        let mut net = f.net.with_new_head(subset.classes().to_vec(), seed)?;
-        net.set_input_size(subset.image_shape()[1])?;
-        let batches: Vec<(Tensor, Tensor)> = subset
-            .train
-            .batches(batch, Some(seed), doublewin::data::Augment::none(), Device::Cpu)?
-            .map(|b| b.map(|b| (b.images, b.labels)))
-            .collect::<Result<_>>()?;
-        let i = nets.len();
-        for (n, t) in net.named_tensors().into_iter().filter(|(n, _)| n.starts_with("fc.")) {
-            exchange.push((format!("{i}.{n}"), t));
-        }
-        for (j, (x, y)) in batches.iter().enumerate() {
-            exchange.push((format!("{i}.x.{j}"), x.shallow_clone()));
-            exchange.push((format!("{i}.y.{j}"), y.shallow_clone()));
-        }
-        nets.push(net);
-        data.push(batches);
-    }
-    doublewin::model::io::write_tensors(&round.cfg.workdir.join("seeds.safetensors"), &exchange)?;
-    let images: usize = data.iter().flatten().map(|(x, _)| x.size()[0] as usize).sum();
-    let spec = nets[0].spec().clone();
-    let regime = Regime::Adversarial(pgd.clone());
+    let family = SeedFamily::of(round, f)?;
     for (kind, id) in ids {
-        if !round.cfg.selected(&id) {
-            continue;
+        if round.cfg.selected(&id) {
+            family.time(round, f, kind, &id)?;
         }
+    }
+    Ok(())
+}
+
+/// The networks and data of the seeds workload: per seed of the `small` study's first cell, the
+/// fixture's network with its own head, and one epoch of its own data subset's batches.
+struct SeedFamily {
+    /// How many seeds (2 in a quick round).
+    k: usize,
+    batch: usize,
+    /// The study's training PGD.
+    pgd: Pgd,
+    nets: Vec<Network>,
+    data: Vec<Vec<(Tensor, Tensor)>>,
+}
+
+impl SeedFamily {
+    /// Builds the family and writes it (heads and batches) to `seeds.safetensors` in the round's
+    /// workdir, where the peers read it.
+    fn of(round: &Round, f: &Fixture) -> Result<SeedFamily> {
+        let study = doublewin::study::Profile::Small.study();
+        let downstream =
+            *study.downstream.first().ok_or_else(|| Error::invalid("the small study has no downstream data", "report this as a bug"))?;
+        let fraction =
+            *study.fractions.first().ok_or_else(|| Error::invalid("the small study has no data fraction", "report this as a bug"))?;
+        let k = if round.cfg.quick { 2 } else { study.seeds.len() };
+        let batch = study.transfer.recipe.batch_size;
+        let Regime::Adversarial(pgd) = Regime::of(doublewin::train::RegimeKind::Adversarial, &study.threat)? else {
+            return Err(Error::invalid("the small study's adversarial fine-tuning is not PGD", "report this as a bug"));
+        };
+        let splits = doublewin::study::steps::HoldOut::STUDY.splits(downstream)?;
+        // Per seed: the network with its head and its data (one epoch of batches).
+        let mut nets = Vec::new();
+        let mut data = Vec::new();
+        let mut exchange: Vec<(String, Tensor)> = Vec::new();
+        for &seed in study.seeds.iter().take(k) {
+            let subset = splits.with_train_fraction(fraction, seed)?;
+            let mut net = f.net.with_new_head(subset.classes().to_vec(), seed)?;
+            net.set_input_size(subset.image_shape()[1])?;
+            let batches: Vec<(Tensor, Tensor)> = subset
+                .train
+                .batches(batch, Some(seed), doublewin::data::Augment::none(), Device::Cpu)?
+                .map(|b| b.map(|b| (b.images, b.labels)))
+                .collect::<Result<_>>()?;
+            let i = nets.len();
+            for (n, t) in net.named_tensors().into_iter().filter(|(n, _)| n.starts_with("fc.")) {
+                exchange.push((format!("{i}.{n}"), t));
+            }
+            for (j, (x, y)) in batches.iter().enumerate() {
+                exchange.push((format!("{i}.x.{j}"), x.shallow_clone()));
+                exchange.push((format!("{i}.y.{j}"), y.shallow_clone()));
+            }
+            nets.push(net);
+            data.push(batches);
+        }
+        doublewin::model::io::write_tensors(&round.cfg.workdir.join("seeds.safetensors"), &exchange)?;
+        Ok(SeedFamily { k, batch, pgd, nets, data })
+    }
+
+    /// Times one epoch of adversarial fine-tuning of every seed, one after the other, against
+    /// the peer batching them the `kind` way, and records it as `id`.
+    fn time(&self, round: &mut Round, f: &Fixture, kind: &str, id: &str) -> Result<()> {
+        let (k, batch, pgd) = (self.k, self.batch, &self.pgd);
+        let images: usize = self.data.iter().flatten().map(|(x, _)| x.size()[0] as usize).sum();
+        let spec = self.nets[0].spec().clone();
+        let regime = Regime::Adversarial(pgd.clone());
         let w = PeerWorkload {
             batch: batch as i64,
-            steps: data[0].len(),
+            steps: self.data[0].len(),
             attack_steps: pgd.steps,
             eps: pgd.eps,
             step: pgd.step,
             n: images as i64,
             seeds: k,
-            ..f.workload(&id, &format!("seeds-{kind}"))
+            ..f.workload(id, &format!("seeds-{kind}"))
         };
         // Every workload starts from the same networks, as the peer's do.
-        let nets = nets.iter().map(Network::try_clone).collect::<Result<Vec<_>>>()?;
+        let nets = self.nets.iter().map(Network::try_clone).collect::<Result<Vec<_>>>()?;
         let mut sgds = nets.iter().map(|n| Sgd::new(n, SgdConfig { lr: TRAIN_LR, ..SgdConfig::default() })).collect::<Result<Vec<_>>>()?;
         let (mut losses, mut call) = (vec![f64::NAN; k], 0u64);
         let paired = round.time(&w, || {
-            for (((net, sgd), batches), loss) in nets.iter().zip(sgds.iter_mut()).zip(&data).zip(losses.iter_mut()) {
+            for (((net, sgd), batches), loss) in nets.iter().zip(sgds.iter_mut()).zip(&self.data).zip(losses.iter_mut()) {
                 for (x, y) in batches {
                     call += 1;
                     let (l, _) = train_step(net, sgd, &regime, x, y, round_seed(call), TRAIN_LR)?;
@@ -1101,7 +1129,7 @@ fn seeds(round: &mut Round, f: &Fixture) -> Result<()> {
         })?;
         let mean = losses.iter().sum::<f64>() / k as f64;
         let r = our_result(
-            &id,
+            id,
             format!(
                 "{k} seeds x one epoch of adversarial fine-tuning ({}, batch {batch}, {} images per seed, PGD-{}; peer: {kind})",
                 spec.arch.name(),
@@ -1113,9 +1141,8 @@ fn seeds(round: &mut Round, f: &Fixture) -> Result<()> {
             Some(images as f64 * forward_flops(&spec) * (2.0 * pgd.steps as f64 + 3.0)),
             (format!("mean last loss {mean:.3}"), BTreeMap::from([("mean last loss".to_string(), mean)])),
         );
-        round.record(r, paired, None)?;
+        round.record(r, paired, None)
     }
-    Ok(())
 }
 
 /// The attack seed of our `call`-th training step in the seeds workload.

@@ -623,10 +623,10 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Train(args) => train_cmd(rt, json, args)?,
         Command::Pretrain { regime, profile, store } => {
-            let session = walkthrough::Session::new(rt, profile.profile, open_store(store)?);
-            let regimes = if regime.is_empty() { RegimeKind::ALL.to_vec() } else { regime };
-            let models = regimes.iter().map(|&k| session.source_model(k.into())).collect::<Result<Vec<_>>>()?;
-            let report = walkthrough::SourceModels { dataset: session.study.source.name().into(), profile: profile.profile, models };
+            let session = Session::new(rt, profile.profile, open_store(store)?);
+            let regimes: Vec<Pretraining> =
+                if regime.is_empty() { Pretraining::ALL.to_vec() } else { regime.into_iter().map(Pretraining::from).collect() };
+            let report = session.source_models(&regimes)?;
             let paths = report.models.iter().map(|m| format!("{}: {}", m.pretraining, m.weights.display())).collect::<Vec<_>>().join("\n");
             print(json, &report, format!("{report}\n{paths}"))?;
         }
@@ -782,12 +782,12 @@ fn evaluate_cmd(rt: Runtime, json: bool, args: EvaluateArgs) -> Result<()> {
     }
     match threat {
         None => {
-            let e = evaluate(&net, &test, 500)?;
+            let e = evaluate(&net, &test, doublewin::train::EVAL_BATCH_SIZE)?;
             print(json, &e, format!("{}: {e}", test.name()))?;
         }
         Some(threat) => {
             let attacks: Vec<_> = threat.test_attacks().iter().map(|a| a.seeded(rt.seed)).collect();
-            let e = robust_evaluate(&net, &test, &attacks, 500)?;
+            let e = robust_evaluate(&net, &test, &attacks, doublewin::train::EVAL_BATCH_SIZE)?;
             print(json, &e, &e)?;
         }
     }
@@ -872,6 +872,7 @@ fn study(rt: &Runtime, json: bool, action: StudyAction) -> Result<()> {
             print(json, &results, format!("{}\n{results}", results.transfer_table()))?;
         }
         StudyAction::Report { which, parallel, out, require_done } => {
+            let profile = which.profile.profile;
             let (study, store) = which.open()?;
             if require_done {
                 let plan = study.plan()?;
@@ -884,7 +885,7 @@ fn study(rt: &Runtime, json: bool, action: StudyAction) -> Result<()> {
                 }
             }
             let workers = if parallel.workers > 1 { Some(run_in_parallel(rt, &study, &store, parallel.workers, false)?) } else { None };
-            let mut report = study.report(rt, &store)?;
+            let mut report = Session::new(*rt, profile, store).with_study(study).report()?;
             // The workers computed the steps; the report's own pass found them in the store.
             if let Some(w) = workers {
                 report.results.computed_steps += w.computed;

@@ -1,15 +1,24 @@
 //! The three roles a way of training plays in the method, one type each: the pre-training of a
 //! source ([`Pretraining`]: STD / FAT / AT), the re-training that names an IMP mask family
 //! ([`ImpFamily`]: m^ST / m^AT) and the fine-tuning of a transfer ([`FineTuning`]: standard /
-//! adversarial). Each role runs a training regime ([`RegimeKind`], what the trainer and the
-//! stored descriptions use); at the surface a person types, a fine-tuning cannot be passed
-//! where a pre-training is meant, and each role offers only the choices the paper makes.
+//! adversarial). Each role runs a training regime ([`RegimeKind`], what the trainer uses and
+//! what stays inside this module); the study speaks only in roles, so a fine-tuning cannot be
+//! passed where a pre-training is meant, and each role offers only the choices the paper makes.
+//! A role serialises as its regime does (`standard`, `fast`, `adversarial`): descriptions, and
+//! so store keys, are the same whichever type names them.
 
-use crate::train::RegimeKind;
+use super::RegimeKind;
 use serde::{Deserialize, Serialize};
 
 /// How a source network was pre-trained: standard (STD), fast adversarial (FAT, FGSM-RS) or
-/// PGD adversarial (AT).
+/// PGD adversarial (AT). Roles print in the paper's words and serialise as their regimes:
+///
+/// ```
+/// use doublewin::prelude::*;
+/// assert_eq!(Pretraining::Adversarial.to_string(), "AT");
+/// assert_eq!(ImpFamily::Standard.to_string(), "m^ST");
+/// assert_eq!(serde_json::to_string(&FineTuning::Adversarial).unwrap(), "\"adversarial\"");
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Pretraining {
@@ -37,6 +46,10 @@ pub enum FineTuning {
 
 impl Pretraining {
     pub const ALL: [Pretraining; 3] = [Pretraining::Standard, Pretraining::Fast, Pretraining::Adversarial];
+    /// The paper's name: STD, FAT, AT.
+    pub fn short(self) -> &'static str {
+        self.regime().short()
+    }
     /// The training regime this pre-training runs.
     pub fn regime(self) -> RegimeKind {
         match self {
@@ -58,8 +71,23 @@ impl From<RegimeKind> for Pretraining {
     }
 }
 
+/// The family of a re-training regime: fast adversarial re-training (FGSM-RS, which no study
+/// builds) counts as adversarial.
+impl From<RegimeKind> for ImpFamily {
+    fn from(k: RegimeKind) -> ImpFamily {
+        match k {
+            RegimeKind::Standard => ImpFamily::Standard,
+            RegimeKind::Fast | RegimeKind::Adversarial => ImpFamily::Adversarial,
+        }
+    }
+}
+
 impl ImpFamily {
     pub const ALL: [ImpFamily; 2] = [ImpFamily::Standard, ImpFamily::Adversarial];
+    /// The paper's name: m^ST, m^AT.
+    pub fn name(self) -> &'static str {
+        self.regime().family()
+    }
     /// The training regime of the re-training between rounds.
     pub fn regime(self) -> RegimeKind {
         match self {
@@ -69,8 +97,23 @@ impl ImpFamily {
     }
 }
 
+/// The fine-tuning of a regime: fast adversarial fine-tuning (which no study builds) counts as
+/// adversarial.
+impl From<RegimeKind> for FineTuning {
+    fn from(k: RegimeKind) -> FineTuning {
+        match k {
+            RegimeKind::Standard => FineTuning::Standard,
+            RegimeKind::Fast | RegimeKind::Adversarial => FineTuning::Adversarial,
+        }
+    }
+}
+
 impl FineTuning {
     pub const ALL: [FineTuning; 2] = [FineTuning::Standard, FineTuning::Adversarial];
+    /// `standard`, `adversarial`.
+    pub fn name(self) -> &'static str {
+        self.regime().name()
+    }
     /// The training regime of the fine-tuning.
     pub fn regime(self) -> RegimeKind {
         match self {
