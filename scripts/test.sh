@@ -12,6 +12,12 @@ cd "$DW_ROOT"
 t0=$(date +%s)
 cargo fmt --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
+# No function over 80 lines in src/ or crates/ outside the justified allow-list.
+python "$here/long_functions.py"
+if python "$here/long_functions.py" --max 5 > "$DW_ROOT/target/long-functions.log"; then
+  echo "[test] the long-function check passed functions over 5 lines"; exit 1
+fi
+grep -q "not allowed" "$DW_ROOT/target/long-functions.log" || { echo "[test] the long-function check did not name them"; cat "$DW_ROOT/target/long-functions.log"; exit 1; }
 # The study's modules must not import each other in a circle; the check must catch one.
 python "$here/check_imports.py" src/study
 circle="$DW_ROOT/target/import-circle"

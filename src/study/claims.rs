@@ -266,45 +266,9 @@ fn data_limited(r: &StudyResults) -> Claim {
     let mut evidence = Vec::new();
     let mut verdict: Option<ClaimVerdict> = None;
     for &f in &limited {
-        let gates = [Pretraining::Fast, Pretraining::Adversarial].map(|p| r.gate_outcome(p, d, f));
-        if !gates.iter().all(|g| g.tests_hypothesis()) {
-            evidence.push(format!(
-                "{}% data: left out (pre-training gate: FAT {}, AT {} against scratch)",
-                100.0 * f,
-                gates[0].name(),
-                gates[1].name()
-            ));
-            continue;
+        if let Some(here) = crossing_at(r, Crossing { dataset: d, family, low, high, fraction: f }, &mut evidence) {
+            verdict = Some(verdict.map_or(here, |v| v.and(here)));
         }
-        let diff = |m: Metric, round: usize, a: Pretraining, b: Pretraining| {
-            r.difference(m, TransferGroup::ticket(a, family, round, d, f), TransferGroup::ticket(b, family, round, d, f))
-        };
-        let show = |g: Option<PairedDifference>| g.map(|g| g.points()).unwrap_or_else(|| "-".into());
-        let (fat_low, at_high) = (
-            diff(Metric::AdvRa, low, Pretraining::Fast, Pretraining::Adversarial),
-            diff(Metric::AdvRa, high, Pretraining::Adversarial, Pretraining::Fast),
-        );
-        evidence.push(format!(
-            "{}% data, {} tickets: RA after adversarial FT, FAT minus AT at {:.1}% sparsity {}; AT minus FAT at {:.1}% sparsity {} \
-             (SA after standard FT: {} and {})",
-            100.0 * f,
-            family.name(),
-            100.0 * s.imp.sparsity_after(low),
-            show(fat_low),
-            100.0 * s.imp.sparsity_after(high),
-            show(at_high),
-            show(diff(Metric::StdSa, low, Pretraining::Fast, Pretraining::Adversarial)),
-            show(diff(Metric::StdSa, high, Pretraining::Adversarial, Pretraining::Fast)),
-        ));
-        // Each end asks "does one beat the other?" with the gate's rule: measurably better, or at
-        // most the tolerance better (refuted), or undecided.
-        let here = match (fat_low.map(|g| g.better(s.tolerance)), at_high.map(|g| g.better(s.tolerance))) {
-            (Some(Some(true)), Some(Some(true))) => ClaimVerdict::Reproduced,
-            (Some(a), Some(b)) if a == Some(false) || b == Some(false) => ClaimVerdict::NotReproduced,
-            (Some(_), Some(_)) => ClaimVerdict::Unresolved,
-            _ => ClaimVerdict::NotTested,
-        };
-        verdict = Some(verdict.map_or(here, |v| v.and(here)));
     }
     if verdict.is_none() {
         evidence.push("no data fraction below 100% where both FAT and AT pre-training measurably help: not a test".into());
@@ -316,6 +280,62 @@ fn data_limited(r: &StudyResults) -> Claim {
         ));
     }
     Claim { title, paper, verdict: verdict.unwrap_or(ClaimVerdict::NotTested), evidence, settle: settle_scale(r) }
+}
+
+/// One data fraction of claim 2: the two pre-trainings' tickets at the lowest and highest round.
+#[derive(Clone, Copy)]
+struct Crossing {
+    dataset: DataSource,
+    family: ImpFamily,
+    low: usize,
+    high: usize,
+    fraction: f64,
+}
+
+/// Claim 2 at one data fraction: FAT minus AT at the lowest round and AT minus FAT at the
+/// highest, with the evidence line; `None` where the gate leaves the fraction out.
+fn crossing_at(r: &StudyResults, c: Crossing, evidence: &mut Vec<String>) -> Option<ClaimVerdict> {
+    let s = &r.study;
+    let Crossing { dataset: d, family, low, high, fraction: f } = c;
+    let gates = [Pretraining::Fast, Pretraining::Adversarial].map(|p| r.gate_outcome(p, d, f));
+    if !gates.iter().all(|g| g.tests_hypothesis()) {
+        evidence.push(format!(
+            "{}% data: left out (pre-training gate: FAT {}, AT {} against scratch)",
+            100.0 * f,
+            gates[0].name(),
+            gates[1].name()
+        ));
+        return None;
+    }
+    let diff = |m: Metric, round: usize, a: Pretraining, b: Pretraining| {
+        r.difference(m, TransferGroup::ticket(a, family, round, d, f), TransferGroup::ticket(b, family, round, d, f))
+    };
+    let show = |g: Option<PairedDifference>| g.map(|g| g.points()).unwrap_or_else(|| "-".into());
+    let (fat_low, at_high) = (
+        diff(Metric::AdvRa, low, Pretraining::Fast, Pretraining::Adversarial),
+        diff(Metric::AdvRa, high, Pretraining::Adversarial, Pretraining::Fast),
+    );
+    evidence.push(format!(
+        "{}% data, {} tickets: RA after adversarial FT, FAT minus AT at {:.1}% sparsity {}; AT minus FAT at {:.1}% sparsity {} \
+         (SA after standard FT: {} and {})",
+        100.0 * f,
+        family.name(),
+        100.0 * s.imp.sparsity_after(low),
+        show(fat_low),
+        100.0 * s.imp.sparsity_after(high),
+        show(at_high),
+        show(diff(Metric::StdSa, low, Pretraining::Fast, Pretraining::Adversarial)),
+        show(diff(Metric::StdSa, high, Pretraining::Adversarial, Pretraining::Fast)),
+    ));
+    // Each end asks "does one beat the other?" with the gate's rule: measurably better, or at
+    // most the tolerance better (refuted), or undecided.
+    let here = match (fat_low.map(|g| g.better(s.tolerance)), at_high.map(|g| g.better(s.tolerance))) {
+        (Some(Some(true)), Some(Some(true))) => ClaimVerdict::Reproduced,
+        (Some(a), Some(b)) if a == Some(false) || b == Some(false) => ClaimVerdict::NotReproduced,
+        (Some(_), Some(_)) => ClaimVerdict::Unresolved,
+        _ => ClaimVerdict::NotTested,
+    };
+    Some(here)
 }
 
 fn families(r: &StudyResults) -> Claim {

@@ -199,96 +199,42 @@ impl Study {
     /// Checks every value of the study before anything runs; the error lists every problem
     /// found, each naming its field.
     pub fn check(&self) -> Result<()> {
-        let mut p: Vec<String> = Vec::new();
-        let fraction = |p: &mut Vec<String>, name: &str, f: f64| {
-            if !(f > 0.0 && f <= 1.0) {
-                p.push(format!("{name} = {f} is not in (0, 1]"));
-            }
-        };
-        if let Err(e) = self.arch.check() {
-            p.push(format!("arch: {e}"));
+        let mut p = Problems::default();
+        self.check_values(&mut p);
+        self.check_lists(&mut p);
+        self.check_seeds(&mut p);
+        self.check_recipes(&mut p);
+        if let Some(c) = &self.controls {
+            c.check(self, &mut p);
         }
-        fraction(&mut p, "source_fraction", self.source_fraction);
-        fraction(&mut p, "imp_fraction", self.imp_fraction);
+        if let Some(l) = &self.landscapes {
+            l.check(self, &mut p);
+        }
+        if p.0.is_empty() {
+            return Ok(());
+        }
+        Err(Error::invalid(format!("the study is inconsistent: {}", p.0.join("; ")), "fix these fields; nothing has run"))
+    }
+
+    /// Ranges and compatibility: the architecture, fractions, threat model, tolerance, channels.
+    fn check_values(&self, p: &mut Problems) {
+        p.result("arch", self.arch.check());
+        p.fraction("source_fraction", self.source_fraction);
+        p.fraction("imp_fraction", self.imp_fraction);
         for f in &self.fractions {
-            fraction(&mut p, "fractions", *f);
+            p.fraction("fractions", *f);
         }
         if let Err(e) = self.threat.check() {
-            p.push(e.to_string());
+            p.0.push(e.to_string());
         }
-        for (name, empty) in [
-            ("pretrainings", self.pretrainings.is_empty()),
-            ("fine_tunings", self.fine_tunings.is_empty()),
-            ("downstream", self.downstream.is_empty()),
-            ("fractions", self.fractions.is_empty()),
-            ("seeds", self.seeds.is_empty()),
-        ] {
-            if empty {
-                p.push(format!("{name} is empty"));
-            }
-        }
-        // A repeated entry would run and print every row twice.
-        fn repeats<T: PartialEq + std::fmt::Debug>(p: &mut Vec<String>, name: &str, list: &[T]) {
-            if let Some((i, x)) = list.iter().enumerate().find(|(i, x)| list[..*i].contains(x)) {
-                p.push(format!("{name} {list:?} repeat {x:?} (entry {})", i + 1));
-            }
-        }
-        repeats(&mut p, "pretrainings", &self.pretrainings);
-        repeats(&mut p, "families", &self.families);
-        repeats(&mut p, "rounds", &self.rounds);
-        repeats(&mut p, "downstream", &self.downstream);
-        repeats(&mut p, "fine_tunings", &self.fine_tunings);
-        repeats(&mut p, "fractions", &self.fractions);
-        let mut seeds = self.seeds.clone();
-        seeds.sort_unstable();
-        seeds.dedup();
-        if seeds.len() != self.seeds.len() {
-            p.push(format!("seeds {:?} repeat a seed", self.seeds));
-        }
-        let mut second = self.stability_seeds.clone();
-        second.sort_unstable();
-        second.dedup();
-        if second.len() != self.stability_seeds.len() {
-            p.push(format!("stability_seeds {:?} repeat a seed", self.stability_seeds));
-        }
-        if let Some(s) = second.iter().find(|s| seeds.contains(s)) {
-            p.push(format!(
-                "stability_seeds {:?} share seed {s} with seeds {:?}: the two sets must be disjoint",
-                self.stability_seeds, self.seeds
-            ));
-        }
-        if !second.is_empty() && second.len() != seeds.len() {
-            p.push(format!(
-                "stability_seeds has {} seeds and seeds {}: the check compares sets of the same size",
-                second.len(),
-                seeds.len()
-            ));
-        }
-        // Recipes hold no regime or seed: those come from the roles, the threat model and the seeds.
-        for (name, recipe) in [("pretrain", &self.pretrain), ("imp.retrain", &self.imp.retrain), ("transfer.recipe", &self.transfer.recipe)]
-        {
-            if let Err(e) = recipe.check() {
-                p.push(format!("{name}: {e}"));
-            }
-        }
-        if let Err(e) = self.imp.check() {
-            p.push(format!("imp: {e}"));
-        }
-        if !self.rounds.is_empty() && self.families.is_empty() {
-            p.push(format!("rounds {:?} are set but families is empty (no IMP runs)", self.rounds));
-        }
-        if self.rounds.contains(&0) {
-            p.push("rounds contains 0: round 0 is the dense network, always transferred".into());
-        }
-        let fast = self.pretrainings.contains(&Pretraining::Fast);
-        if fast {
+        if self.pretrainings.contains(&Pretraining::Fast) {
             if let Err(e) = self.threat.fast_attack() {
-                p.push(e.to_string());
+                p.0.push(e.to_string());
             }
         }
         for d in &self.downstream {
             if d.channels() != self.source.channels() {
-                p.push(format!(
+                p.0.push(format!(
                     "downstream {} has {} channels, source {} has {}",
                     d.name(),
                     d.channels(),
@@ -298,57 +244,151 @@ impl Study {
             }
         }
         if !(self.tolerance >= 0.0 && self.tolerance < 0.5) {
-            p.push(format!("tolerance = {} is not in [0, 0.5) (a fraction: 0.005 = 0.5 points)", self.tolerance));
+            p.0.push(format!("tolerance = {} is not in [0, 0.5) (a fraction: 0.005 = 0.5 points)", self.tolerance));
         }
-        if let Some(c) = &self.controls {
-            if !self.families.contains(&c.family) {
-                p.push(format!("controls.family {} is not in families {:?}", c.family, self.families));
-            }
-            for k in &c.kinds {
-                if !SubnetworkKind::CONTROLS.contains(k) {
-                    p.push(format!("controls.kinds has {}: a control is random-ticket or one-shot", k.name()));
-                }
-            }
-            if c.rounds.contains(&0) {
-                p.push("controls.rounds contains 0: a control is of a ticket (round 1 or later)".into());
-            }
-            for f in &c.fractions {
-                fraction(&mut p, "controls.fractions", *f);
-            }
-            repeats(&mut p, "controls.kinds", &c.kinds);
-            repeats(&mut p, "controls.rounds", &c.rounds);
-            repeats(&mut p, "controls.fractions", &c.fractions);
-        }
-        if let Some(l) = &self.landscapes {
-            if !self.families.contains(&l.family) {
-                p.push(format!("landscapes.family {} is not in families {:?}", l.family, self.families));
-            }
-            if l.round == 0 {
-                p.push("landscapes.round = 0: the landscape is of a ticket (round 1 or later)".into());
-            }
-            if l.dataset.channels() != self.source.channels() {
-                p.push(format!("landscapes.dataset {} has other channels than the source", l.dataset.name()));
-            }
-            for f in &l.fractions {
-                fraction(&mut p, "landscapes.fractions", *f);
-            }
-            repeats(&mut p, "landscapes.fractions", &l.fractions);
-            if let Err(e) = l.config(&self.threat).check() {
-                p.push(format!("landscapes: {e}"));
-            }
-            if l.directions == Directions::Pca {
-                if l.checkpoints < 3 {
-                    p.push(format!("landscapes.checkpoints = {}: a PCA plane needs at least 3", l.checkpoints));
-                }
-                if self.transfer.recipe.epochs < 2 && self.transfer.min_steps == 0 {
-                    p.push(format!("landscapes need at least 3 checkpoints, transfer.recipe has {} epoch(s)", self.transfer.recipe.epochs));
-                }
+    }
+
+    /// The grid's lists: none that must have entries is empty, none repeats an entry.
+    fn check_lists(&self, p: &mut Problems) {
+        for (name, empty) in [
+            ("pretrainings", self.pretrainings.is_empty()),
+            ("fine_tunings", self.fine_tunings.is_empty()),
+            ("downstream", self.downstream.is_empty()),
+            ("fractions", self.fractions.is_empty()),
+            ("seeds", self.seeds.is_empty()),
+        ] {
+            if empty {
+                p.0.push(format!("{name} is empty"));
             }
         }
-        if p.is_empty() {
-            return Ok(());
+        p.repeats("pretrainings", &self.pretrainings);
+        p.repeats("families", &self.families);
+        p.repeats("rounds", &self.rounds);
+        p.repeats("downstream", &self.downstream);
+        p.repeats("fine_tunings", &self.fine_tunings);
+        p.repeats("fractions", &self.fractions);
+    }
+
+    /// The seeds and the stability check's seeds: no repeats, disjoint, as many.
+    fn check_seeds(&self, p: &mut Problems) {
+        let mut seeds = self.seeds.clone();
+        seeds.sort_unstable();
+        seeds.dedup();
+        if seeds.len() != self.seeds.len() {
+            p.0.push(format!("seeds {:?} repeat a seed", self.seeds));
         }
-        Err(Error::invalid(format!("the study is inconsistent: {}", p.join("; ")), "fix these fields; nothing has run"))
+        let mut second = self.stability_seeds.clone();
+        second.sort_unstable();
+        second.dedup();
+        if second.len() != self.stability_seeds.len() {
+            p.0.push(format!("stability_seeds {:?} repeat a seed", self.stability_seeds));
+        }
+        if let Some(s) = second.iter().find(|s| seeds.contains(s)) {
+            p.0.push(format!(
+                "stability_seeds {:?} share seed {s} with seeds {:?}: the two sets must be disjoint",
+                self.stability_seeds, self.seeds
+            ));
+        }
+        if !second.is_empty() && second.len() != seeds.len() {
+            p.0.push(format!(
+                "stability_seeds has {} seeds and seeds {}: the check compares sets of the same size",
+                second.len(),
+                seeds.len()
+            ));
+        }
+    }
+
+    /// The recipes (which hold no regime or seed: those come from the roles, the threat model
+    /// and the seeds), IMP, and the rounds it is asked for.
+    fn check_recipes(&self, p: &mut Problems) {
+        for (name, recipe) in [("pretrain", &self.pretrain), ("imp.retrain", &self.imp.retrain), ("transfer.recipe", &self.transfer.recipe)]
+        {
+            p.result(name, recipe.check());
+        }
+        p.result("imp", self.imp.check());
+        if !self.rounds.is_empty() && self.families.is_empty() {
+            p.0.push(format!("rounds {:?} are set but families is empty (no IMP runs)", self.rounds));
+        }
+        if self.rounds.contains(&0) {
+            p.0.push("rounds contains 0: round 0 is the dense network, always transferred".into());
+        }
+    }
+}
+
+/// What [`Study::check`] found wrong, one line per problem, each naming its field.
+#[derive(Default)]
+struct Problems(Vec<String>);
+
+impl Problems {
+    fn fraction(&mut self, name: &str, f: f64) {
+        if !(f > 0.0 && f <= 1.0) {
+            self.0.push(format!("{name} = {f} is not in (0, 1]"));
+        }
+    }
+    /// A repeated entry would run and print every row twice.
+    fn repeats<T: PartialEq + std::fmt::Debug>(&mut self, name: &str, list: &[T]) {
+        if let Some((i, x)) = list.iter().enumerate().find(|(i, x)| list[..*i].contains(x)) {
+            self.0.push(format!("{name} {list:?} repeat {x:?} (entry {})", i + 1));
+        }
+    }
+    fn result(&mut self, name: &str, r: Result<()>) {
+        if let Err(e) = r {
+            self.0.push(format!("{name}: {e}"));
+        }
+    }
+}
+
+impl ControlPlan {
+    /// The controls are of tickets the study has: its families, rounds 1 and later.
+    fn check(&self, study: &Study, p: &mut Problems) {
+        if !study.families.contains(&self.family) {
+            p.0.push(format!("controls.family {} is not in families {:?}", self.family, study.families));
+        }
+        for k in &self.kinds {
+            if !SubnetworkKind::CONTROLS.contains(k) {
+                p.0.push(format!("controls.kinds has {}: a control is random-ticket or one-shot", k.name()));
+            }
+        }
+        if self.rounds.contains(&0) {
+            p.0.push("controls.rounds contains 0: a control is of a ticket (round 1 or later)".into());
+        }
+        for f in &self.fractions {
+            p.fraction("controls.fractions", *f);
+        }
+        p.repeats("controls.kinds", &self.kinds);
+        p.repeats("controls.rounds", &self.rounds);
+        p.repeats("controls.fractions", &self.fractions);
+    }
+}
+
+impl LandscapePlan {
+    /// The landscapes are of a ticket the study has, on data like the source's, with enough
+    /// checkpoints for their plane.
+    fn check(&self, study: &Study, p: &mut Problems) {
+        if !study.families.contains(&self.family) {
+            p.0.push(format!("landscapes.family {} is not in families {:?}", self.family, study.families));
+        }
+        if self.round == 0 {
+            p.0.push("landscapes.round = 0: the landscape is of a ticket (round 1 or later)".into());
+        }
+        if self.dataset.channels() != study.source.channels() {
+            p.0.push(format!("landscapes.dataset {} has other channels than the source", self.dataset.name()));
+        }
+        for f in &self.fractions {
+            p.fraction("landscapes.fractions", *f);
+        }
+        p.repeats("landscapes.fractions", &self.fractions);
+        if let Err(e) = self.config(&study.threat).check() {
+            p.0.push(format!("landscapes: {e}"));
+        }
+        if self.directions == Directions::Pca {
+            if self.checkpoints < 3 {
+                p.0.push(format!("landscapes.checkpoints = {}: a PCA plane needs at least 3", self.checkpoints));
+            }
+            if study.transfer.recipe.epochs < 2 && study.transfer.min_steps == 0 {
+                p.0.push(format!("landscapes need at least 3 checkpoints, transfer.recipe has {} epoch(s)", study.transfer.recipe.epochs));
+            }
+        }
     }
 }
 

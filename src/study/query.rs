@@ -13,7 +13,8 @@ use crate::train::{FineTuning, ImpFamily, Pretraining};
 use crate::transfer::TransferReport;
 use std::collections::HashSet;
 
-/// Which transfers to pick out of a study's results.
+/// The transfers of one subnetwork on one downstream dataset and data fraction: every
+/// fine-tuning and seed of it in a study's results ([`StudyResults::runs`]).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct TransferGroup {
     pub pretraining: Pretraining,

@@ -14,8 +14,9 @@ use crate::transfer::TransferReport;
 use serde::{Deserialize, Serialize};
 
 /// How a run went: steps this process computed, steps it found done (in the store before, or
-/// computed meanwhile by another process), and whether it was asked to stop before the end.
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// computed meanwhile by another process), and whether it was asked to stop before the end. A
+/// worker prints it as JSON for the process that started it.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
 pub struct RunSummary {
     pub computed: usize,
     pub stored: usize,

@@ -28,7 +28,7 @@ pub const EXIT_STOPPED: i32 = 3;
 pub struct RunOptions<'a> {
     /// Processes working on the same store (for the estimate of the time left); 0 or 1: this one.
     pub workers: usize,
-    /// CheckedNetwork between steps: when set, the run stops after the step in flight (a signal
+    /// Checked between steps: when set, the run stops after the step in flight (a signal
     /// handler sets it, e.g. before a cluster job's time runs out).
     pub stop: Option<&'a AtomicBool>,
 }
@@ -45,90 +45,145 @@ pub fn run_plan(plan: &Plan, rt: &Runtime, store: &Store) -> Result<RunSummary> 
 /// the process's observer.
 pub fn run_plan_with(plan: &Plan, rt: &Runtime, store: &Store, options: &RunOptions) -> Result<RunSummary> {
     let start = Instant::now();
-    let mut done: Vec<bool> = plan.steps.iter().map(|s| store.status(s.kind, &s.key, Check::Hashes) == Status::Done).collect();
-    let stored_before = done.iter().filter(|d| **d).count();
-    progress::emit(&Event::StudyPlanned { total: plan.len(), stored: stored_before });
+    let mut walk = Walk::new(plan, store);
+    progress::emit(&Event::StudyPlanned { total: plan.len(), stored: walk.finished() });
     let mut ex = Executor::new(rt, store, false);
-    let mut seconds_by_kind: HashMap<&str, (f64, usize)> = HashMap::new();
-    let mut computed = 0;
-    let mut stopped = false;
-    let (mut busy, mut idle) = (0.0, 0.0);
     let order = plan.schedule();
-    // Who reads whom: a step computed anew may leave the steps below it stale (they recorded
-    // the hashes of what it wrote before), so they are looked at again.
-    let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); plan.len()];
-    for (i, s) in plan.steps.iter().enumerate() {
-        for &d in &s.deps {
-            dependents[d].push(i);
-        }
-    }
-    'walk: while done.iter().any(|d| !d) {
+    'walk: while walk.done.iter().any(|d| !d) {
         for &i in &order {
-            let step = &plan.steps[i];
-            if done[i] || !step.deps.iter().all(|&d| done[d]) {
+            if !walk.ready(i) {
                 continue;
             }
             if options.stop.is_some_and(|s| s.load(Ordering::Relaxed)) {
-                stopped = true;
+                walk.stopped = true;
                 break 'walk;
             }
-            ex.position = Some((done.iter().filter(|d| **d).count(), plan.len()));
-            let t = Instant::now();
-            let attempt = match step.desc.run(&mut ex) {
-                // Stopped inside a resumable step (a pre-training or IMP run, after a saved
-                // epoch): the step stays unfinished and the next run resumes it.
-                Err(Error::Stopped) => {
-                    stopped = true;
-                    break 'walk;
-                }
-                other => other?,
-            };
-            match attempt {
-                Attempt::Busy => continue,
-                Attempt::Stored(()) => {}
-                Attempt::Computed(()) => {
-                    computed += 1;
-                    let seconds = t.elapsed().as_secs_f64();
-                    busy += seconds;
-                    let e = seconds_by_kind.entry(step.kind).or_insert((0.0, 0));
-                    *e = (e.0 + seconds, e.1 + 1);
-                    done[i] = true;
-                    let (mut below, mut seen) = (dependents[i].clone(), vec![false; plan.len()]);
-                    while let Some(j) = below.pop() {
-                        if !std::mem::replace(&mut seen[j], true) {
-                            done[j] = false;
-                            below.extend(&dependents[j]);
-                        }
-                    }
-                    let eta = time_left(plan, &done, &seconds_by_kind) / options.workers.max(1) as f64;
-                    let finished = done.iter().filter(|d| **d).count();
-                    progress::emit(&Event::StepFinished { done: finished, total: plan.len(), label: &step.label, seconds, eta });
-                }
+            match walk.step(i, &mut ex, options.workers)? {
+                Flow::Stopped => break 'walk,
+                Flow::Busy => continue,
+                // Start again from the top: finishing this step may have readied one of higher
+                // priority (an IMP run after its pre-training).
+                Flow::Done => continue 'walk,
             }
-            done[i] = true;
-            // Start again from the top: finishing this step may have readied one of higher
-            // priority (an IMP run after its pre-training).
-            continue 'walk;
         }
-        // Nothing ready that another worker does not hold: look again shortly.
+        walk.wait_for_others(store);
+    }
+    Ok(walk.finish(start))
+}
+
+/// What [`Walk::step`] did.
+enum Flow {
+    /// The step is done (computed here, or found done).
+    Done,
+    /// Another worker holds it.
+    Busy,
+    /// A stop was asked for inside a resumable step.
+    Stopped,
+}
+
+/// One worker's walk through a plan: which steps are done, and what it has spent.
+struct Walk<'a> {
+    plan: &'a Plan,
+    done: Vec<bool>,
+    /// Who reads whom: a step computed anew may leave the steps below it stale (they recorded
+    /// the hashes of what it wrote before), so they are looked at again.
+    dependents: Vec<Vec<usize>>,
+    seconds_by_kind: HashMap<&'static str, (f64, usize)>,
+    computed: usize,
+    stopped: bool,
+    busy: f64,
+    idle: f64,
+}
+
+impl<'a> Walk<'a> {
+    fn new(plan: &'a Plan, store: &Store) -> Walk<'a> {
+        let done = plan.steps.iter().map(|s| store.status(s.kind, &s.key, Check::Hashes) == Status::Done).collect();
+        let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); plan.len()];
+        for (i, s) in plan.steps.iter().enumerate() {
+            for &d in &s.deps {
+                dependents[d].push(i);
+            }
+        }
+        Walk { plan, done, dependents, seconds_by_kind: HashMap::new(), computed: 0, stopped: false, busy: 0.0, idle: 0.0 }
+    }
+
+    fn finished(&self) -> usize {
+        self.done.iter().filter(|d| **d).count()
+    }
+
+    /// Not done, and every input done.
+    fn ready(&self, i: usize) -> bool {
+        !self.done[i] && self.plan.steps[i].deps.iter().all(|&d| self.done[d])
+    }
+
+    /// Runs step `i` (computes it, finds it done, or finds another worker on it).
+    fn step(&mut self, i: usize, ex: &mut Executor, workers: usize) -> Result<Flow> {
+        let step = &self.plan.steps[i];
+        ex.position = Some((self.finished(), self.plan.len()));
+        let t = Instant::now();
+        let attempt = match step.desc.run(ex) {
+            // Stopped inside a resumable step (a pre-training or IMP run, after a saved
+            // epoch): the step stays unfinished and the next run resumes it.
+            Err(Error::Stopped) => {
+                self.stopped = true;
+                return Ok(Flow::Stopped);
+            }
+            other => other?,
+        };
+        match attempt {
+            Attempt::Busy => return Ok(Flow::Busy),
+            Attempt::Stored(()) => {}
+            Attempt::Computed(()) => self.computed_now(i, t.elapsed().as_secs_f64(), workers),
+        }
+        self.done[i] = true;
+        Ok(Flow::Done)
+    }
+
+    /// Books a step computed in `seconds`, looks again at every step below it, and reports.
+    fn computed_now(&mut self, i: usize, seconds: f64, workers: usize) {
+        let step = &self.plan.steps[i];
+        self.computed += 1;
+        self.busy += seconds;
+        let e = self.seconds_by_kind.entry(step.kind).or_insert((0.0, 0));
+        *e = (e.0 + seconds, e.1 + 1);
+        self.done[i] = true;
+        let (mut below, mut seen) = (self.dependents[i].clone(), vec![false; self.plan.len()]);
+        while let Some(j) = below.pop() {
+            if !std::mem::replace(&mut seen[j], true) {
+                self.done[j] = false;
+                below.extend(&self.dependents[j]);
+            }
+        }
+        let eta = time_left(self.plan, &self.done, &self.seconds_by_kind) / workers.max(1) as f64;
+        let finished = self.finished();
+        progress::emit(&Event::StepFinished { done: finished, total: self.plan.len(), label: &step.label, seconds, eta });
+    }
+
+    /// Nothing ready that another worker does not hold: look again shortly.
+    fn wait_for_others(&mut self, store: &Store) {
         let t = Instant::now();
         std::thread::sleep(std::time::Duration::from_millis(500));
-        idle += t.elapsed().as_secs_f64();
-        for (i, s) in plan.steps.iter().enumerate() {
-            done[i] = done[i] || store.status(s.kind, &s.key, Check::Sizes) == Status::Done;
+        self.idle += t.elapsed().as_secs_f64();
+        for (i, s) in self.plan.steps.iter().enumerate() {
+            self.done[i] = self.done[i] || store.status(s.kind, &s.key, Check::Sizes) == Status::Done;
         }
     }
-    let summary = RunSummary { computed, stored: plan.len() - computed, seconds: start.elapsed().as_secs_f64(), stopped, busy, idle };
-    if computed > 0 {
-        progress::note(&format!(
-            "this worker: busy {:.0} s computing, idle {:.0} s waiting ({:.1}% idle)",
-            busy,
-            idle,
-            100.0 * summary.idle_fraction()
-        ));
+
+    fn finish(self, start: Instant) -> RunSummary {
+        let (computed, busy, idle, stopped) = (self.computed, self.busy, self.idle, self.stopped);
+        let summary =
+            RunSummary { computed, stored: self.plan.len() - computed, seconds: start.elapsed().as_secs_f64(), stopped, busy, idle };
+        if computed > 0 {
+            progress::note(&format!(
+                "this worker: busy {:.0} s computing, idle {:.0} s waiting ({:.1}% idle)",
+                busy,
+                idle,
+                100.0 * summary.idle_fraction()
+            ));
+        }
+        progress::emit(&Event::StudyFinished { computed, stored: summary.stored, seconds: summary.seconds });
+        summary
     }
-    progress::emit(&Event::StudyFinished { computed, stored: summary.stored, seconds: summary.seconds });
-    Ok(summary)
 }
 
 /// Seconds left: each step not done at the mean time of its kind so far; NaN while a kind still

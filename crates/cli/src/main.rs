@@ -10,6 +10,7 @@ use doublewin::data::{embedded, DataSource, Embedded, VALIDATION_FRACTION};
 use doublewin::prelude::*;
 use doublewin::prune::{imp, ImpConfig, Mask};
 use doublewin::runtime::DeviceChoice;
+use doublewin::study::RunSummary;
 use doublewin::train::AugmentChoice;
 use doublewin::transfer::{transfer, TransferConfig};
 use doublewin::walkthrough;
@@ -460,15 +461,10 @@ fn exit_stopped() -> ! {
 /// (`study run --worker`, each with its share of the cores) and waits for them. SIGTERM or
 /// SIGUSR1 to this process (or to its whole group) stops every worker after its step in flight;
 /// then this process exits with status [`doublewin::study::EXIT_STOPPED`] ("rerun to resume").
-fn run_in_parallel(rt: &Runtime, study: &Study, store: &Store, workers: usize, worker: bool) -> Result<doublewin::study::RunSummary> {
-    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
-    unsafe {
-        libc::signal(libc::SIGTERM, on_stop_signal as *const () as libc::sighandler_t);
-        libc::signal(libc::SIGUSR1, on_stop_signal as *const () as libc::sighandler_t);
-    }
+fn run_in_parallel(rt: &Runtime, study: &Study, store: &Store, workers: usize, worker: bool) -> Result<RunSummary> {
+    install_stop_handlers();
     let plan = study.plan()?;
-    let status = plan.status(store);
-    let done_before = status.iter().filter(|s| **s == doublewin::store::Status::Done).count();
+    let done_before = plan.len() - plan.missing(store);
     if done_before < plan.len() {
         store.check_writable()?;
     }
@@ -481,89 +477,15 @@ fn run_in_parallel(rt: &Runtime, study: &Study, store: &Store, workers: usize, w
         return Ok(summary);
     }
     if done_before == plan.len() {
-        return Ok(doublewin::study::RunSummary { computed: 0, stored: done_before, seconds: 0.0, stopped: false, busy: 0.0, idle: 0.0 });
+        return Ok(RunSummary { stored: done_before, ..RunSummary::default() });
     }
-    // The children read the same study from a file in the store, named by its content.
-    let text =
-        serde_json::to_string_pretty(study).map_err(|e| Error::invalid(format!("cannot write the study: {e}"), "report this as a bug"))?;
-    let config = store.root().join("studies").join(format!("{}.json", &doublewin::fsio::sha256(text.as_bytes())[..16]));
-    doublewin::fsio::write_atomic(&config, text.as_bytes())?;
+    let config = write_worker_config(study, store)?;
     let cores = doublewin::runtime::available_cores();
     let threads = if rt.threads > 0 && flag_or_env("--threads", "DOUBLEWIN_THREADS") { rt.threads } else { (cores / workers).max(1) };
-    let exe = std::env::current_exe().map_err(|e| Error::io("<current executable>", e))?;
     let start = std::time::Instant::now();
-    let mut children = Vec::new();
-    for k in 0..workers {
-        // Each worker prints its summary as JSON on stdout (progress on stderr): this process
-        // adds them up.
-        let mut command = std::process::Command::new(&exe);
-        command
-            .args(["--json", "--threads", &threads.to_string(), "--seed", &rt.seed.to_string(), "--device", &device_arg(rt.device)])
-            .args(["study", "run", "--worker", "--worker-name", &format!("worker {}", k + 1)])
-            .args(["--config", &config.to_string_lossy(), "--store", &store.root().to_string_lossy()])
-            .stdout(std::process::Stdio::piped());
-        // A worker outlives no parent: if this process dies (even by SIGKILL, which it cannot
-        // pass on), the kernel sends each worker SIGTERM, and it stops after its step in flight.
-        // SAFETY: prctl(2) is async-signal-safe, and the closure touches nothing else.
-        unsafe {
-            use std::os::unix::process::CommandExt;
-            let parent = libc::getpid();
-            command.pre_exec(move || {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
-                // The parent may have died before the prctl: then nobody would send the signal.
-                if libc::getppid() != parent {
-                    libc::raise(libc::SIGTERM);
-                }
-                Ok(())
-            });
-        }
-        let child = command.spawn().map_err(|e| Error::io(&exe, e))?;
-        children.push(child);
-    }
-    // Wait for every worker, passing a stop request on to those still running (once).
-    let mut forwarded = false;
-    let mut exits: Vec<Option<std::process::ExitStatus>> = vec![None; children.len()];
-    while exits.iter().any(Option::is_none) {
-        if doublewin::runtime::stop_requested() && !forwarded {
-            for (c, e) in children.iter().zip(&exits) {
-                if e.is_none() {
-                    // SAFETY: kill(2) on our own child's pid; failure (it just exited) is harmless.
-                    unsafe { libc::kill(c.id() as libc::pid_t, libc::SIGTERM) };
-                }
-            }
-            forwarded = true;
-        }
-        for (c, e) in children.iter_mut().zip(exits.iter_mut()) {
-            if e.is_none() {
-                *e = c.try_wait().map_err(|err| Error::io(&exe, err))?;
-            }
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    let mut failed = Vec::new();
-    let mut stopped = forwarded;
-    let (mut computed, mut busy, mut idle) = (0usize, 0.0f64, 0.0f64);
-    for (k, (mut c, e)) in children.into_iter().zip(exits).enumerate() {
-        let status = e.expect("every worker has exited");
-        let mut out = String::new();
-        if let Some(mut pipe) = c.stdout.take() {
-            use std::io::Read;
-            let _ = pipe.read_to_string(&mut out);
-        }
-        if let Ok(v) = serde_json::from_str::<serde_json::Value>(&out) {
-            computed += v["computed"].as_u64().unwrap_or(0) as usize;
-            busy += v["busy"].as_f64().unwrap_or(0.0);
-            idle += v["idle"].as_f64().unwrap_or(0.0);
-        }
-        match status.code() {
-            Some(0) => {}
-            Some(doublewin::study::EXIT_STOPPED) => stopped = true,
-            // Killed by a signal we did not forward (SIGKILL, or SIGTERM from outside while
-            // this process was told nothing): it stopped mid-step, the store keeps the rest.
-            None if stopped => {}
-            _ => failed.push(format!("worker {} ({status})", k + 1)),
-        }
-    }
+    let children = (0..workers).map(|k| spawn_worker(rt, threads, k, &config, store)).collect::<Result<Vec<_>>>()?;
+    let (exits, forwarded) = wait_for_workers(children)?;
+    let (sum, failed, stopped) = gather_workers(exits, forwarded);
     if !failed.is_empty() {
         // A worker that died is a failure only if its work is missing: the others take every
         // step they find, so the study may be complete all the same.
@@ -580,12 +502,114 @@ fn run_in_parallel(rt: &Runtime, study: &Study, store: &Store, workers: usize, w
         exit_stopped();
     }
     let seconds = start.elapsed().as_secs_f64();
-    let summary = doublewin::study::RunSummary { computed, stored: plan.len() - computed, seconds, stopped: false, busy, idle };
+    let summary = RunSummary { stored: plan.len() - sum.computed, seconds, stopped: false, ..sum };
     eprintln!(
-        "{workers} workers: {computed} steps computed in {seconds:.0} s; busy {busy:.0} s, idle {idle:.0} s ({:.1}% of the workers' time idle)",
+        "{workers} workers: {} steps computed in {seconds:.0} s; busy {:.0} s, idle {:.0} s ({:.1}% of the workers' time idle)",
+        summary.computed,
+        summary.busy,
+        summary.idle,
         100.0 * summary.idle_fraction()
     );
     Ok(summary)
+}
+
+/// SIGTERM and SIGUSR1 ask this process to stop after the step in flight.
+fn install_stop_handlers() {
+    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+    unsafe {
+        libc::signal(libc::SIGTERM, on_stop_signal as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGUSR1, on_stop_signal as *const () as libc::sighandler_t);
+    }
+}
+
+/// The study as a file in the store, named by its content, for the workers to read.
+fn write_worker_config(study: &Study, store: &Store) -> Result<PathBuf> {
+    let text =
+        serde_json::to_string_pretty(study).map_err(|e| Error::invalid(format!("cannot write the study: {e}"), "report this as a bug"))?;
+    let config = store.root().join("studies").join(format!("{}.json", &doublewin::fsio::sha256(text.as_bytes())[..16]));
+    doublewin::fsio::write_atomic(&config, text.as_bytes())?;
+    Ok(config)
+}
+
+/// Starts worker `k` (`study run --worker`), which prints its [`RunSummary`] as JSON on stdout
+/// (progress on stderr) and dies with this process.
+fn spawn_worker(rt: &Runtime, threads: usize, k: usize, config: &std::path::Path, store: &Store) -> Result<std::process::Child> {
+    let exe = std::env::current_exe().map_err(|e| Error::io("<current executable>", e))?;
+    let mut command = std::process::Command::new(&exe);
+    command
+        .args(["--json", "--threads", &threads.to_string(), "--seed", &rt.seed.to_string(), "--device", &device_arg(rt.device)])
+        .args(["study", "run", "--worker", "--worker-name", &format!("worker {}", k + 1)])
+        .args(["--config", &config.to_string_lossy(), "--store", &store.root().to_string_lossy()])
+        .stdout(std::process::Stdio::piped());
+    // A worker outlives no parent: if this process dies (even by SIGKILL, which it cannot
+    // pass on), the kernel sends each worker SIGTERM, and it stops after its step in flight.
+    // SAFETY: prctl(2) is async-signal-safe, and the closure touches nothing else.
+    unsafe {
+        use std::os::unix::process::CommandExt;
+        let parent = libc::getpid();
+        command.pre_exec(move || {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+            // The parent may have died before the prctl: then nobody would send the signal.
+            if libc::getppid() != parent {
+                libc::raise(libc::SIGTERM);
+            }
+            Ok(())
+        });
+    }
+    command.spawn().map_err(|e| Error::io(&exe, e))
+}
+
+/// Waits for every worker, passing a stop request on to those still running (once). Returns
+/// each worker with its exit status, and whether a stop was passed on.
+fn wait_for_workers(mut children: Vec<std::process::Child>) -> Result<(Vec<(std::process::Child, std::process::ExitStatus)>, bool)> {
+    let pids: Vec<u32> = children.iter().map(|c| c.id()).collect();
+    let mut forwarded = false;
+    let mut exits: Vec<Option<std::process::ExitStatus>> = vec![None; children.len()];
+    while exits.iter().any(Option::is_none) {
+        if doublewin::runtime::stop_requested() && !forwarded {
+            for (pid, e) in pids.iter().zip(&exits) {
+                if e.is_none() {
+                    // SAFETY: kill(2) on our own child's pid; failure (it just exited) is harmless.
+                    unsafe { libc::kill(*pid as libc::pid_t, libc::SIGTERM) };
+                }
+            }
+            forwarded = true;
+        }
+        for (c, e) in children.iter_mut().zip(exits.iter_mut()) {
+            if e.is_none() {
+                *e = c.try_wait().map_err(|err| Error::io("<worker>", err))?;
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    Ok((children.into_iter().zip(exits.into_iter().flatten()).collect(), forwarded))
+}
+
+/// Adds up the workers' summaries (read from their stdout) and names the workers that failed;
+/// also says whether any was stopped (`forwarded`: a stop this process passed on).
+fn gather_workers(workers: Vec<(std::process::Child, std::process::ExitStatus)>, forwarded: bool) -> (RunSummary, Vec<String>, bool) {
+    let (mut sum, mut failed, mut stopped) = (RunSummary::default(), Vec::new(), forwarded);
+    for (k, (mut child, status)) in workers.into_iter().enumerate() {
+        let mut out = String::new();
+        if let Some(mut pipe) = child.stdout.take() {
+            use std::io::Read;
+            let _ = pipe.read_to_string(&mut out);
+        }
+        if let Ok(w) = serde_json::from_str::<RunSummary>(&out) {
+            sum.computed += w.computed;
+            sum.busy += w.busy;
+            sum.idle += w.idle;
+        }
+        match status.code() {
+            Some(0) => {}
+            Some(doublewin::study::EXIT_STOPPED) => stopped = true,
+            // Killed by a signal we did not forward (SIGKILL, or SIGTERM from outside while
+            // this process was told nothing): it stopped mid-step, the store keeps the rest.
+            None if stopped => {}
+            _ => failed.push(format!("worker {} ({status})", k + 1)),
+        }
+    }
+    (sum, failed, stopped)
 }
 
 /// Whether `flag` is on the command line or `var` is set (a value the user chose).
@@ -622,18 +646,34 @@ fn run(cli: Cli) -> Result<()> {
             print(json, &report, format!("{report}\nwrote {}", out.display()))?;
         }
         Command::Train(args) => train_cmd(rt, json, args)?,
-        Command::Pretrain { regime, profile, store } => {
-            let session = Session::new(rt, profile.profile, open_store(store)?);
-            let regimes: Vec<Pretraining> =
-                if regime.is_empty() { Pretraining::ALL.to_vec() } else { regime.into_iter().map(Pretraining::from).collect() };
-            let report = session.source_models(&regimes)?;
-            let paths = report.models.iter().map(|m| format!("{}: {}", m.pretraining, m.weights.display())).collect::<Vec<_>>().join("\n");
-            print(json, &report, format!("{report}\n{paths}"))?;
-        }
+        Command::Pretrain { regime, profile, store } => pretrain_cmd(rt, json, regime, profile, store)?,
         Command::Imp(args) => imp_cmd(rt, json, args)?,
         Command::Transfer(args) => transfer_cmd(rt, json, args)?,
         Command::Study { action } => study(&rt, json, action)?,
-        Command::Store { action: StoreAction::Export { which, archive } } => {
+        Command::Store { action } => store_cmd(json, action)?,
+        Command::Evaluate(args) => evaluate_cmd(rt, json, args)?,
+        Command::Data { action } => data_cmd(json, action)?,
+        Command::Bench(args) => bench_cmd(rt, json, args)?,
+        Command::Info => info_cmd(&rt, json)?,
+    }
+    Ok(())
+}
+
+/// `pretrain`: the profile study's source models through the store.
+fn pretrain_cmd(rt: Runtime, json: bool, regime: Vec<RegimeKind>, profile: ProfileArg, store: Option<PathBuf>) -> Result<()> {
+    let session = Session::new(rt, profile.profile, open_store(store)?);
+    let regimes: Vec<Pretraining> =
+        if regime.is_empty() { Pretraining::ALL.to_vec() } else { regime.into_iter().map(Pretraining::from).collect() };
+    let report = session.source_models(&regimes)?;
+    let paths = report.models.iter().map(|m| format!("{}: {}", m.pretraining, m.weights.display())).collect::<Vec<_>>().join("\n");
+    print(json, &report, format!("{report}\n{paths}"))?;
+    Ok(())
+}
+
+/// `store export` / `store import`: a finished study's steps as one archive, and back.
+fn store_cmd(json: bool, action: StoreAction) -> Result<()> {
+    match action {
+        StoreAction::Export { which, archive } => {
             let (study, store) = which.open()?;
             let plan = study.plan()?;
             let missing = plan.missing(&store);
@@ -648,14 +688,20 @@ fn run(cli: Cli) -> Result<()> {
             let text = format!("{} steps written to {} ({:.1} MB)", summary.steps, archive.display(), summary.bytes as f64 / 1e6);
             print(json, &summary, text)?;
         }
-        Command::Store { action: StoreAction::Import { store, archive } } => {
+        StoreAction::Import { store, archive } => {
             let store = open_store(store)?;
             let summary = store.import(&archive)?;
             let text = format!("{} steps imported into {}, {} already there kept", summary.added, store.root().display(), summary.kept);
             print(json, &summary, text)?;
         }
-        Command::Evaluate(args) => evaluate_cmd(rt, json, args)?,
-        Command::Data { action: DataAction::List } => {
+    }
+    Ok(())
+}
+
+/// `data list` / `data download`.
+fn data_cmd(json: bool, action: DataAction) -> Result<()> {
+    match action {
+        DataAction::List => {
             let mut table = Table::new(
                 format!("Embedded datasets in {}", embedded::data_dir().display()),
                 &["name", "train", "test", "image", "classes"],
@@ -675,29 +721,30 @@ fn run(cli: Cli) -> Result<()> {
             }
             print(json, &rows, table)?;
         }
-        Command::Data { action: DataAction::Download { name, dir, base_url } } => {
+        DataAction::Download { name, dir, base_url } => {
             let dir = dir.unwrap_or_else(|| embedded::data_dir().join("downloads"));
             let (train, test) = download::fetch(name, &dir, base_url.as_deref())?;
             print(json, &serde_json::json!({"train": train.len(), "test": test.len(), "dir": dir}), format!("{train}\n{test}"))?;
         }
-        Command::Bench(args) => bench_cmd(rt, json, args)?,
-        Command::Info => {
-            let info = serde_json::json!({
-                "doublewin": doublewin::VERSION,
-                "libtorch": doublewin::LIBTORCH_VERSION,
-                "device": format!("{:?}", rt.device),
-                "cuda_backend_loaded": doublewin::runtime::load_cuda_backend(),
-                "cuda_devices": tch::Cuda::device_count(),
-                "threads": rt.threads,
-                "seed": rt.seed,
-                "data_dir": embedded::data_dir(),
-                "store": Store::default_root(),
-            });
-            let text = serde_json::to_string_pretty(&info).unwrap_or_default();
-            print(json, &info, text)?;
-        }
     }
     Ok(())
+}
+
+/// `info`: versions, device, threads, seed, folders.
+fn info_cmd(rt: &Runtime, json: bool) -> Result<()> {
+    let info = serde_json::json!({
+        "doublewin": doublewin::VERSION,
+        "libtorch": doublewin::LIBTORCH_VERSION,
+        "device": format!("{:?}", rt.device),
+        "cuda_backend_loaded": doublewin::runtime::load_cuda_backend(),
+        "cuda_devices": tch::Cuda::device_count(),
+        "threads": rt.threads,
+        "seed": rt.seed,
+        "data_dir": embedded::data_dir(),
+        "store": Store::default_root(),
+    });
+    let text = serde_json::to_string_pretty(&info).unwrap_or_default();
+    print(json, &info, text)
 }
 
 fn train_cmd(rt: Runtime, json: bool, args: TrainArgs) -> Result<()> {
@@ -827,101 +874,10 @@ fn study(rt: &Runtime, json: bool, action: StudyAction) -> Result<()> {
             let value = serde_json::json!({"steps": plan.to_json(&store), "estimate": estimate});
             print(json, &value, format!("{}{estimate}", plan.table(&store)))?;
         }
-        StudyAction::Run { which, parallel, worker, worker_name } => {
-            let (study, store) = which.open()?;
-            if let Some(name) = worker_name {
-                let lines = if json { doublewin::progress::Lines::detect_stderr() } else { doublewin::progress::Lines::detect() };
-                doublewin::progress::set_observer(Box::new(lines.prefix(format!("[{name}] "))));
-            }
-            let plan = study.plan()?;
-            // Only the process a person started reports it: a Slurm or local worker would read
-            // every record of the store for a line nobody sees.
-            let estimate = (!worker).then(|| plan.estimate(&store, parallel.workers));
-            if let Some(e) = &estimate {
-                eprintln!("[study] expected: {e}");
-            }
-            let summary = run_in_parallel(rt, &study, &store, parallel.workers, worker)?;
-            if let Some(e) = estimate.filter(|e| e.missing > 0) {
-                eprintln!(
-                    "[study] took {:.0} min ({:.0} s); expected {:.0} min",
-                    summary.seconds / 60.0,
-                    summary.seconds,
-                    e.wall_seconds / 60.0
-                );
-            }
-            if worker {
-                let text = format!(
-                    "worker done: {} steps computed, {} found done, {:.0} s (busy {:.0} s, idle {:.0} s: {:.1}% idle)",
-                    summary.computed,
-                    summary.stored,
-                    summary.seconds,
-                    summary.busy,
-                    summary.idle,
-                    100.0 * summary.idle_fraction()
-                );
-                return print(
-                    json,
-                    &serde_json::json!({
-                        "computed": summary.computed, "stored": summary.stored, "seconds": summary.seconds,
-                        "busy": summary.busy, "idle": summary.idle,
-                    }),
-                    text,
-                );
-            }
-            let results = doublewin::study::StudyResults::collect(&study, &plan, &store, summary)?;
-            print(json, &results, format!("{}\n{results}", results.transfer_table()))?;
-        }
-        StudyAction::Report { which, parallel, out, require_done } => {
-            let profile = which.profile.profile;
-            let (study, store) = which.open()?;
-            if require_done {
-                let plan = study.plan()?;
-                let missing = plan.missing(&store);
-                if missing > 0 {
-                    return Err(Error::invalid(
-                        format!("{missing} of the study's {} steps are not in {}", plan.len(), store.root().display()),
-                        "run the workers first (study run), or drop --require-done to compute them here",
-                    ));
-                }
-            }
-            let workers = if parallel.workers > 1 { Some(run_in_parallel(rt, &study, &store, parallel.workers, false)?) } else { None };
-            let mut report = Session::new(*rt, profile, store).with_study(study).report()?;
-            // The workers computed the steps; the report's own pass found them in the store.
-            if let Some(w) = workers {
-                report.results.computed_steps += w.computed;
-                report.results.seconds += w.seconds;
-            }
-            let html = report.save(&out)?;
-            let text =
-                format!("{}\n{report}wrote {} and {}", report.results.verdict_table(), html.display(), out.join("report.md").display());
-            print(json, &report.results, text)?;
-        }
+        StudyAction::Run { which, parallel, worker, worker_name } => study_run(rt, json, which, parallel, worker, worker_name)?,
+        StudyAction::Report { which, parallel, out, require_done } => study_report(rt, json, which, parallel, out, require_done)?,
         StudyAction::Ladder { which, parallel, ladder_seeds, only, export } => {
-            let (study, store) = which.open()?;
-            let ladder = doublewin::study::Ladder::toward_paper(&study, ladder_seeds)?.only(&only)?;
-            if let Some(dir) = export {
-                let saved = doublewin::study::LadderReport::load(&store, &study)?;
-                let studies = ladder.studies(saved.as_ref())?;
-                let mut written = Vec::new();
-                for (name, s) in &studies {
-                    let path = dir.join(format!("{name}.json"));
-                    doublewin::fsio::write_json(&path, s)?;
-                    written.push(path);
-                }
-                let mut text = written.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join("\n");
-                if ladder.combine && studies.len() == ladder.rungs.len() {
-                    text.push_str("\n(the combined rung is known once these have run: run `study ladder` again, then export again)");
-                }
-                return print(json, &written, text);
-            }
-            let report = ladder.run(&store, |s| {
-                let summary = run_in_parallel(rt, s, &store, parallel.workers, false)?;
-                doublewin::study::StudyResults::collect(s, &s.plan()?, &store, summary)
-            })?;
-            let report = report.merged_with(doublewin::study::LadderReport::load(&store, &study)?);
-            let path = report.save(&store)?;
-            let text = format!("{report}wrote {}", path.display());
-            print(json, &report, text)?;
+            study_ladder(rt, json, which, parallel, ladder_seeds, only, export)?
         }
         StudyAction::Submit { which, slurm: _, options, dir, out, submit } => {
             let store = which.store.clone().unwrap_or_else(Store::default_root);
@@ -947,18 +903,123 @@ fn study(rt: &Runtime, json: bool, action: StudyAction) -> Result<()> {
             }
             print(json, &entries, t)?;
         }
-        StudyAction::Clean { kind, store, old_format } => {
-            let root = store.unwrap_or_else(Store::default_root);
-            if let Some(k) = kind.as_deref().filter(|k| !doublewin::study::StepDesc::kinds().contains(k)) {
-                return Err(Error::invalid(
-                    format!("--kind {k} is not a step kind"),
-                    format!("use one of {} (or no --kind: every step)", doublewin::study::StepDesc::kinds().join(", ")),
-                ));
-            }
-            let n = if old_format { Store::remove_old_format(&root)? } else { Store::open_existing(&root)?.clean(kind.as_deref())? };
-            print(json, &serde_json::json!({"removed": n}), format!("removed {n} steps from {}", root.display()))?;
+        StudyAction::Clean { kind, store, old_format } => study_clean(json, kind, store, old_format)?,
+    }
+    Ok(())
+}
+
+/// `study run`: the missing steps (here, or with workers), then the verdict table (a worker
+/// prints its run summary instead).
+fn study_run(rt: &Runtime, json: bool, which: StudyChoice, parallel: Parallel, worker: bool, worker_name: Option<String>) -> Result<()> {
+    let (study, store) = which.open()?;
+    if let Some(name) = worker_name {
+        let lines = if json { doublewin::progress::Lines::detect_stderr() } else { doublewin::progress::Lines::detect() };
+        doublewin::progress::set_observer(Box::new(lines.prefix(format!("[{name}] "))));
+    }
+    let plan = study.plan()?;
+    // Only the process a person started reports it: a Slurm or local worker would read
+    // every record of the store for a line nobody sees.
+    let estimate = (!worker).then(|| plan.estimate(&store, parallel.workers));
+    if let Some(e) = &estimate {
+        eprintln!("[study] expected: {e}");
+    }
+    let summary = run_in_parallel(rt, &study, &store, parallel.workers, worker)?;
+    if let Some(e) = estimate.filter(|e| e.missing > 0) {
+        eprintln!("[study] took {:.0} min ({:.0} s); expected {:.0} min", summary.seconds / 60.0, summary.seconds, e.wall_seconds / 60.0);
+    }
+    if worker {
+        let text = format!(
+            "worker done: {} steps computed, {} found done, {:.0} s (busy {:.0} s, idle {:.0} s: {:.1}% idle)",
+            summary.computed,
+            summary.stored,
+            summary.seconds,
+            summary.busy,
+            summary.idle,
+            100.0 * summary.idle_fraction()
+        );
+        return print(json, &summary, text);
+    }
+    let results = doublewin::study::StudyResults::collect(&study, &plan, &store, summary)?;
+    print(json, &results, format!("{}\n{results}", results.transfer_table()))?;
+    Ok(())
+}
+
+/// `study report`: runs what is missing (unless `require_done`) and writes the report.
+fn study_report(rt: &Runtime, json: bool, which: StudyChoice, parallel: Parallel, out: PathBuf, require_done: bool) -> Result<()> {
+    let profile = which.profile.profile;
+    let (study, store) = which.open()?;
+    if require_done {
+        let plan = study.plan()?;
+        let missing = plan.missing(&store);
+        if missing > 0 {
+            return Err(Error::invalid(
+                format!("{missing} of the study's {} steps are not in {}", plan.len(), store.root().display()),
+                "run the workers first (study run), or drop --require-done to compute them here",
+            ));
         }
     }
+    let workers = if parallel.workers > 1 { Some(run_in_parallel(rt, &study, &store, parallel.workers, false)?) } else { None };
+    let mut report = Session::new(*rt, profile, store).with_study(study).report()?;
+    // The workers computed the steps; the report's own pass found them in the store.
+    if let Some(w) = workers {
+        report.results.computed_steps += w.computed;
+        report.results.seconds += w.seconds;
+    }
+    let html = report.save(&out)?;
+    let text = format!("{}\n{report}wrote {} and {}", report.results.verdict_table(), html.display(), out.join("report.md").display());
+    print(json, &report.results, text)?;
+    Ok(())
+}
+
+/// `study ladder`: every rung through the store (or, with `export`, each rung's study as a file).
+fn study_ladder(
+    rt: &Runtime,
+    json: bool,
+    which: StudyChoice,
+    parallel: Parallel,
+    ladder_seeds: usize,
+    only: Vec<String>,
+    export: Option<PathBuf>,
+) -> Result<()> {
+    let (study, store) = which.open()?;
+    let ladder = doublewin::study::Ladder::toward_paper(&study, ladder_seeds)?.only(&only)?;
+    if let Some(dir) = export {
+        let saved = doublewin::study::LadderReport::load(&store, &study)?;
+        let studies = ladder.studies(saved.as_ref())?;
+        let mut written = Vec::new();
+        for (name, s) in &studies {
+            let path = dir.join(format!("{name}.json"));
+            doublewin::fsio::write_json(&path, s)?;
+            written.push(path);
+        }
+        let mut text = written.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join("\n");
+        if ladder.combine && studies.len() == ladder.rungs.len() {
+            text.push_str("\n(the combined rung is known once these have run: run `study ladder` again, then export again)");
+        }
+        return print(json, &written, text);
+    }
+    let report = ladder.run(&store, |s| {
+        let summary = run_in_parallel(rt, s, &store, parallel.workers, false)?;
+        doublewin::study::StudyResults::collect(s, &s.plan()?, &store, summary)
+    })?;
+    let report = report.merged_with(doublewin::study::LadderReport::load(&store, &study)?);
+    let path = report.save(&store)?;
+    let text = format!("{report}wrote {}", path.display());
+    print(json, &report, text)?;
+    Ok(())
+}
+
+/// `study clean`: removes steps of the store (of one kind, or of an old step format).
+fn study_clean(json: bool, kind: Option<String>, store: Option<PathBuf>, old_format: bool) -> Result<()> {
+    let root = store.unwrap_or_else(Store::default_root);
+    if let Some(k) = kind.as_deref().filter(|k| !doublewin::study::StepDesc::kinds().contains(k)) {
+        return Err(Error::invalid(
+            format!("--kind {k} is not a step kind"),
+            format!("use one of {} (or no --kind: every step)", doublewin::study::StepDesc::kinds().join(", ")),
+        ));
+    }
+    let n = if old_format { Store::remove_old_format(&root)? } else { Store::open_existing(&root)?.clean(kind.as_deref())? };
+    print(json, &serde_json::json!({"removed": n}), format!("removed {n} steps from {}", root.display()))?;
     Ok(())
 }
 

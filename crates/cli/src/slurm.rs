@@ -71,10 +71,41 @@ impl std::fmt::Display for Submission {
 /// Writes `dir/study.json`, `dir/worker.sbatch` and `dir/report.sbatch` for `study` over the
 /// store at `store` (absolute: every node must reach it at that path).
 pub fn write(study: &Study, store: &Path, report_out: &Path, dir: &Path, o: &SlurmOptions, seed: u64) -> Result<Submission> {
+    check_options(o)?;
+    study.check()?;
+    let abs = |p: &Path| -> Result<PathBuf> {
+        std::fs::create_dir_all(p).map_err(|e| Error::io(p, e))?;
+        p.canonicalize().map_err(|e| Error::io(p, e))
+    };
+    let (dir, store, report_out) = (abs(dir)?, abs(store)?, abs(report_out)?);
+    let logs = abs(&dir.join("logs"))?;
+    check_paths(&logs, &dir, &store, &report_out)?;
+    let exe = std::env::current_exe().map_err(|e| Error::io("<current executable>", e))?;
+    let text =
+        serde_json::to_string_pretty(study).map_err(|e| Error::invalid(format!("cannot write the study: {e}"), "report this as a bug"))?;
+    let name = format!("doublewin-{}", &sha256(text.as_bytes())[..8]);
+    let study_file = dir.join("study.json");
+    write_atomic(&study_file, text.as_bytes())?;
+    let device = if o.gpu { "cuda" } else { "cpu" };
+    let scripts = Scripts {
+        name,
+        study_file: &study_file,
+        logs: &logs,
+        header: sbatch_header(o),
+        common: format!("{exe} --device {device} --threads {threads} --seed {seed}", exe = quote(&exe), threads = o.cpus_per_task),
+        which: format!("--config {} --store {}", quote(&study_file), quote(&store)),
+    };
+    let (worker_script, report_script) = (dir.join("worker.sbatch"), dir.join("report.sbatch"));
+    write_atomic(&worker_script, scripts.worker(o).as_bytes())?;
+    write_atomic(&report_script, scripts.report(&report_out).as_bytes())?;
+    Ok(Submission { dir, study: study_file, worker_script, report_script, array_job: None, report_job: None })
+}
+
+/// Refuses options Slurm would reject or that leave a task no time to work.
+fn check_options(o: &SlurmOptions) -> Result<()> {
     if o.tasks == 0 || o.cpus_per_task == 0 || o.max_running == Some(0) {
         return Err(Error::invalid("--tasks, --cpus-per-task and --max-running must be at least 1", "pass positive counts"));
     }
-    study.check()?;
     let limit = time_limit_seconds(&o.time)?;
     check_mem(&o.mem)?;
     let lead = o.signal_lead;
@@ -87,10 +118,6 @@ pub fn write(study: &Study, store: &Path, report_out: &Path, dir: &Path, o: &Slu
             ),
         ));
     }
-    let abs = |p: &Path| -> Result<PathBuf> {
-        std::fs::create_dir_all(p).map_err(|e| Error::io(p, e))?;
-        p.canonicalize().map_err(|e| Error::io(p, e))
-    };
     if let Some(p) = &o.partition {
         if p.is_empty() || !p.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.,".contains(&b)) {
             return Err(Error::invalid(
@@ -99,11 +126,14 @@ pub fn write(study: &Study, store: &Path, report_out: &Path, dir: &Path, o: &Slu
             ));
         }
     }
-    let (dir, store, report_out) = (abs(dir)?, abs(store)?, abs(report_out)?);
-    let logs = abs(&dir.join("logs"))?;
+    Ok(())
+}
+
+/// Refuses paths the scripts cannot hold.
+fn check_paths(logs: &Path, dir: &Path, store: &Path, report_out: &Path) -> Result<()> {
     // `#SBATCH` lines are read by sbatch, not bash: a path there cannot be quoted, and `%` is
     // Slurm's file-name pattern character. Every other path in the scripts is quoted for bash.
-    for (flag, path) in [("--dir", &logs), ("--dir", &dir)] {
+    for (flag, path) in [("--dir", logs), ("--dir", dir)] {
         let text = path.display().to_string();
         if text.chars().any(|c| c.is_whitespace() || c.is_control() || "%\"'\\".contains(c)) {
             return Err(Error::invalid(
@@ -115,7 +145,7 @@ pub fn write(study: &Study, store: &Path, report_out: &Path, dir: &Path, o: &Slu
             ));
         }
     }
-    for path in [&store, &report_out] {
+    for path in [store, report_out] {
         if path.display().to_string().chars().any(|c| c.is_control()) {
             return Err(Error::invalid(
                 format!("the path {:?} holds a control character", path.display().to_string()),
@@ -123,16 +153,11 @@ pub fn write(study: &Study, store: &Path, report_out: &Path, dir: &Path, o: &Slu
             ));
         }
     }
-    let exe = std::env::current_exe().map_err(|e| Error::io("<current executable>", e))?;
-    let text =
-        serde_json::to_string_pretty(study).map_err(|e| Error::invalid(format!("cannot write the study: {e}"), "report this as a bug"))?;
-    let name = format!("doublewin-{}", &sha256(text.as_bytes())[..8]);
-    let study_file = dir.join("study.json");
-    write_atomic(&study_file, text.as_bytes())?;
+    Ok(())
+}
 
-    let device = if o.gpu { "cuda" } else { "cpu" };
-    let common = format!("{exe} --device {device} --threads {threads} --seed {seed}", exe = quote(&exe), threads = o.cpus_per_task);
-    let which = format!("--config {} --store {}", quote(&study_file), quote(&store));
+/// The `#SBATCH` lines both jobs share: cores, time, memory, partition, GPU.
+fn sbatch_header(o: &SlurmOptions) -> String {
     let mut header = vec![
         format!("#SBATCH --cpus-per-task={}", o.cpus_per_task),
         format!("#SBATCH --time={}", o.time),
@@ -144,10 +169,30 @@ pub fn write(study: &Study, store: &Path, report_out: &Path, dir: &Path, o: &Slu
     if o.gpu {
         header.push("#SBATCH --gres=gpu:1".into());
     }
-    let header = header.join("\n");
-    let limit = o.max_running.map(|k| format!("%{k}")).unwrap_or_default();
-    let worker = format!(
-        r#"#!/usr/bin/env bash
+    header.join("\n")
+}
+
+/// What the worker and report scripts share.
+struct Scripts<'a> {
+    /// The job name (from the study's hash).
+    name: String,
+    study_file: &'a Path,
+    logs: &'a Path,
+    header: String,
+    /// The executable with its device, threads and seed.
+    common: String,
+    /// `--config ... --store ...`.
+    which: String,
+}
+
+impl Scripts<'_> {
+    /// The worker array's script.
+    fn worker(&self, o: &SlurmOptions) -> String {
+        let (name, header, common, which) = (&self.name, &self.header, &self.common, &self.which);
+        let lead = o.signal_lead;
+        let limit = o.max_running.map(|k| format!("%{k}")).unwrap_or_default();
+        format!(
+            r#"#!/usr/bin/env bash
 # A worker of the study in {study}: takes steps with non-blocking locks on the shared store until
 # every step is done. Slurm sends SIGUSR1 {lead} s before the time limit: the worker stops after
 # the step in flight (a pre-training or IMP run after its next saved epoch) with exit status
@@ -172,14 +217,19 @@ if [ "$rc" -eq {stopped} ]; then
 fi
 exit $rc
 "#,
-        study = study_file.display(),
-        lead = lead,
-        last = o.tasks - 1,
-        logs = logs.display(),
-        stopped = doublewin::study::EXIT_STOPPED,
-    );
-    let report = format!(
-        r#"#!/usr/bin/env bash
+            study = self.study_file.display(),
+            lead = lead,
+            last = o.tasks - 1,
+            logs = self.logs.display(),
+            stopped = doublewin::study::EXIT_STOPPED,
+        )
+    }
+
+    /// The report job's script.
+    fn report(&self, report_out: &Path) -> String {
+        let (name, header, common, which) = (&self.name, &self.header, &self.common, &self.which);
+        format!(
+            r#"#!/usr/bin/env bash
 # The report of the study in {study}, from the shared store only (submitted with
 # --dependency=afterok on the worker array; it fails if a step is missing).
 #SBATCH --job-name={name}-report
@@ -188,14 +238,11 @@ exit $rc
 set -eu
 {common} study report --require-done {which} --out {out}
 "#,
-        study = study_file.display(),
-        logs = logs.display(),
-        out = quote(&report_out),
-    );
-    let (worker_script, report_script) = (dir.join("worker.sbatch"), dir.join("report.sbatch"));
-    write_atomic(&worker_script, worker.as_bytes())?;
-    write_atomic(&report_script, report.as_bytes())?;
-    Ok(Submission { dir, study: study_file, worker_script, report_script, array_job: None, report_job: None })
+            study = self.study_file.display(),
+            logs = self.logs.display(),
+            out = quote(report_out),
+        )
+    }
 }
 
 /// The longest `--time` accepted: a year (a larger value is a typo, and near u64's range the
