@@ -89,13 +89,13 @@ impl TransferConfig {
     }
     /// At most `n` validations per fine-tuning (0: every epoch).
     pub fn validations(mut self, n: usize) -> Self {
-        self.recipe.validations = n;
+        self.recipe.recipe.validations = n;
         self
     }
     /// Whether epoch `epoch` (1-based) of an `epochs`-epoch fine-tuning is validated: every
     /// epoch, or `validations` evenly spaced ones ending at the last.
     pub fn validates(&self, epoch: usize, epochs: usize) -> bool {
-        crate::train::validates(epoch, epochs, self.recipe.validations)
+        crate::train::validates(epoch, epochs, self.recipe.recipe.validations)
     }
     pub fn seed(mut self, seed: u64) -> Self {
         self.seed = seed;
@@ -122,7 +122,7 @@ impl TransferConfig {
                 "set the seed with TransferConfig::seed, which seeds both",
             ));
         }
-        if self.recipe.select_best {
+        if self.recipe.recipe.select_best {
             return Err(Error::invalid(
                 "the fine-tuning recipe sets select_best",
                 "leave it false (TransferConfig::recipe does): a transfer picks its best-SA and best-RA checkpoints itself",
@@ -344,12 +344,12 @@ fn downstream_network(pretrained: &Network, mask: Option<&Mask>, downstream: &Sp
 /// Fine-tunes `net` on `data` (saving the trajectory `checkpoints` asks for), returning its
 /// history and the best-SA and best-RA checkpoints the validation split picked.
 fn fine_tune(net: &mut Network, data: &Splits, cfg: &TransferConfig, checkpoints: Option<&CheckpointPlan>) -> Result<(History, Selection)> {
-    let batches = data.train.len().div_ceil(cfg.recipe.batch_size.max(1));
-    let epochs = cfg.recipe.epochs.max(cfg.min_steps.div_ceil(batches.max(1)));
+    let batches = data.train.len().div_ceil(cfg.recipe.recipe.batch_size.max(1));
+    let epochs = cfg.recipe.recipe.epochs.max(cfg.min_steps.div_ceil(batches.max(1)));
     // `min_steps` raises the epochs of a data-limited run (a rule of the description, applied
     // here because it needs the subset's size). The training loop validates (SA) only the
     // epochs the selector attacks: the epochs between them pick nothing.
-    let recipe = TrainConfig { epochs, ..cfg.recipe.clone() };
+    let recipe = cfg.recipe.clone().epochs(epochs);
     let state = Arc::new(Mutex::new(Selection::default()));
     let selector = Selector { val: data.val.clone(), attacks: cfg.val_attacks.clone(), seed: cfg.seed, state: state.clone() };
     let label = format!("{} {}%", cfg.fine_tuning().name(), 100.0 * cfg.fraction);

@@ -39,7 +39,7 @@ fn capped_validations_skip_epochs_without_changing_the_training() {
     let data = digits();
     let run = |validations: usize| {
         let mut net = fresh(&data);
-        let cfg = TrainConfig { validations, select_best: false, ..quick(4) };
+        let cfg = quick(4).validations(validations).select_best(false);
         let h = train_with(&mut net, &data, &cfg, &mut Callbacks::none(), None).unwrap();
         (h, net.content_hash().unwrap())
     };

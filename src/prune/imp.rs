@@ -134,7 +134,7 @@ pub struct ImpRecipe {
 impl Default for ImpRecipe {
     fn default() -> Self {
         let d = ImpConfig::default();
-        ImpRecipe { rate: d.rate, retrain: d.retrain.recipe(), rewind: d.rewind, strategy: d.strategy, prunable: d.prunable }
+        ImpRecipe { rate: d.rate, retrain: d.retrain.recipe, rewind: d.rewind, strategy: d.strategy, prunable: d.prunable }
     }
 }
 
@@ -366,7 +366,7 @@ fn dense_reference(pretrained: &Network, source: &Splits, cfg: &ImpConfig, dir: 
 /// SA and (for adversarial re-training) RA of `net` on the source validation split, as the
 /// re-training of `cfg` would be judged: RA under its PGD, network in eval mode.
 fn validation_accuracy(net: &Network, source: &Splits, cfg: &ImpConfig) -> Result<(f64, Option<f64>)> {
-    let batch = cfg.retrain.eval_batch_size;
+    let batch = cfg.retrain.recipe.eval_batch_size;
     let ra = match &cfg.retrain.regime {
         Regime::Standard => None,
         Regime::Adversarial(pgd) => {
@@ -607,7 +607,7 @@ fn rewind_weights(pretrained: &Network, source: &Splits, cfg: &ImpConfig, dir: &
                 return Network::load(&path, pretrained.device())?.snapshot();
             }
             let mut net = pretrained.try_clone()?;
-            let early = TrainConfig { epochs: k, select_best: false, ..cfg.retrain.clone() };
+            let early = cfg.retrain.clone().epochs(k).select_best(false);
             train_with(&mut net, source, &early, &mut Callbacks::progress("rewind point"), None)?;
             net.save(&path)?;
             net.snapshot()

@@ -149,7 +149,7 @@ pub fn train_with(
     let device = net.device();
     let train_set = data.train.to_device(device)?;
     let val_set = data.val.to_device(device)?;
-    let mut sgd = Sgd::new(net, cfg.sgd.clone())?;
+    let mut sgd = Sgd::new(net, cfg.recipe.sgd.clone())?;
     let mut history = History::default();
     let files = resume_dir.map(|d| ResumeFiles { dir: d.to_path_buf() });
     let mut best = BestWeights { best: None, file: files.as_ref().map(ResumeFiles::best) };
@@ -157,12 +157,16 @@ pub fn train_with(
         resume(f, cfg, net, &mut sgd, &mut history, &mut best.best)?;
     }
     let mut guard = Guard::of(&cfg.regime, &train_set)?;
-    for epoch in history.epochs.len() + 1..=cfg.epochs {
+    for epoch in history.epochs.len() + 1..=cfg.recipe.epochs {
         let start = Instant::now();
         let trained = train_epoch(net, &mut sgd, &train_set, cfg, epoch, callbacks)?;
-        let val = if validates(epoch, cfg.epochs, cfg.validations) { Some(evaluate(net, &val_set, cfg.eval_batch_size)?) } else { None };
+        let val = if validates(epoch, cfg.recipe.epochs, cfg.recipe.validations) {
+            Some(evaluate(net, &val_set, cfg.recipe.eval_batch_size)?)
+        } else {
+            None
+        };
         let robust_check = match &guard {
-            Some(g) => Some(g.robust_check(net, cfg.eval_batch_size)?),
+            Some(g) => Some(g.robust_check(net, cfg.recipe.eval_batch_size)?),
             None => None,
         };
         let record = EpochRecord {
@@ -187,7 +191,7 @@ pub fn train_with(
         }
         callbacks.epoch_end(&record, net)?;
         // A resumable run stops at an epoch it saved; the same call continues after it.
-        if files.is_some() && epoch < cfg.epochs && crate::runtime::stop_requested() {
+        if files.is_some() && epoch < cfg.recipe.epochs && crate::runtime::stop_requested() {
             return Err(Error::Stopped);
         }
     }
@@ -232,22 +236,22 @@ fn train_epoch(
 ) -> Result<EpochTrained> {
     let device = net.device();
     let augment = cfg.augmentation(train_set);
-    let batches_per_epoch = train_set.len().div_ceil(cfg.batch_size);
+    let batches_per_epoch = train_set.len().div_ceil(cfg.recipe.batch_size);
     let seed = Rng::derive(cfg.seed, &format!("epoch{epoch}")).next_u64();
     let mut loss_sum = Tensor::f_zeros([], (Kind::Float, device))?;
     let mut correct = Tensor::f_zeros([], (Kind::Int64, device))?;
-    let mut lr = cfg.sgd.lr;
-    for (i, batch) in train_set.batches(cfg.batch_size, Some(seed), augment, device)?.enumerate() {
+    let mut lr = cfg.recipe.sgd.lr;
+    for (i, batch) in train_set.batches(cfg.recipe.batch_size, Some(seed), augment, device)?.enumerate() {
         let b = batch?;
         let t = (epoch - 1) as f64 + i as f64 / batches_per_epoch as f64;
-        lr = cfg.schedule.lr(cfg.sgd.lr, t, cfg.epochs, cfg.warmup_epochs);
+        lr = cfg.recipe.schedule.lr(cfg.recipe.sgd.lr, t, cfg.recipe.epochs, cfg.recipe.warmup_epochs);
         // Each batch's attack gets its own seed, so a resumed run draws the same starts.
         let attack_seed = Rng::derive(seed, &format!("attack{i}")).next_u64();
         let (loss, c) = train_step(net, sgd, &cfg.regime, &b.images, &b.labels, attack_seed, lr)?;
         let _guard = tch::no_grad_guard();
         loss_sum = loss_sum.f_add(&loss.f_mul_scalar(b.labels.size()[0] as f64)?)?;
         correct = correct.f_add(&c)?;
-        callbacks.batch_end(&BatchInfo { epoch, epochs: cfg.epochs, batch: i + 1, batches: batches_per_epoch })?;
+        callbacks.batch_end(&BatchInfo { epoch, epochs: cfg.recipe.epochs, batch: i + 1, batches: batches_per_epoch })?;
     }
     let loss = loss_sum.f_double_value(&[])? / train_set.len() as f64;
     if !loss.is_finite() {
@@ -331,7 +335,7 @@ impl BestWeights {
     /// The epoch whose weights `net` ends with: the best one (restored) when `cfg` selects it,
     /// else the last epoch kept (the one before a guard's stop).
     fn select(&self, cfg: &TrainConfig, history: &History, net: &mut Network) -> Result<Option<usize>> {
-        Ok(if cfg.select_best {
+        Ok(if cfg.recipe.select_best {
             let epoch = self
                 .best
                 .as_ref()

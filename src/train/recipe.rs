@@ -30,29 +30,18 @@ pub struct Recipe {
     pub validations: usize,
 }
 
-/// Everything that defines a training run: a [`Recipe`]'s fields, the regime and the seed.
+/// Everything that defines a training run: a [`Recipe`], the regime and the seed. It
+/// serialises flat, the recipe's fields beside `regime` and `seed` (what step descriptions, and
+/// so store keys, have always held); a flattened struct cannot refuse unknown fields, so it is
+/// the [`Recipe`] a person writes (in a study) that does.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct TrainConfig {
-    pub epochs: usize,
-    pub batch_size: usize,
-    pub eval_batch_size: usize,
-    pub sgd: SgdConfig,
-    pub schedule: Schedule,
-    /// Linear warm-up length in epochs (may be fractional).
-    pub warmup_epochs: f64,
+    #[serde(flatten)]
+    pub recipe: Recipe,
     #[serde(default)]
     pub regime: Regime,
-    pub augment: AugmentChoice,
-    /// Keep the weights of the validated epoch with the best validation accuracy (else the last
-    /// epoch's).
-    pub select_best: bool,
     /// Seeds the batch order and augmentation.
     pub seed: u64,
-    /// Validate after at most this many epochs, evenly spaced, the last always among them
-    /// (0: after every epoch). See [`super::validates`].
-    #[serde(default, skip_serializing_if = "is_zero")]
-    pub validations: usize,
 }
 
 fn is_zero(n: &usize) -> bool {
@@ -82,52 +71,53 @@ impl Default for TrainConfig {
     }
 }
 
-/// The setters of a recipe's fields, one list for [`Recipe`] and [`TrainConfig`].
+/// The setters of a recipe's fields, one list for [`Recipe`] and [`TrainConfig`] (whose recipe
+/// is at `self.recipe`).
 macro_rules! recipe_setters {
-    () => {
+    ($($recipe:ident).*) => {
         pub fn epochs(mut self, n: usize) -> Self {
-            self.epochs = n;
+            self$(.$recipe)*.epochs = n;
             self
         }
         pub fn batch_size(mut self, n: usize) -> Self {
-            self.batch_size = n;
+            self$(.$recipe)*.batch_size = n;
             self
         }
         pub fn lr(mut self, lr: f64) -> Self {
-            self.sgd.lr = lr;
+            self$(.$recipe)*.sgd.lr = lr;
             self
         }
         pub fn momentum(mut self, m: f64) -> Self {
-            self.sgd.momentum = m;
+            self$(.$recipe)*.sgd.momentum = m;
             self
         }
         pub fn weight_decay(mut self, wd: f64) -> Self {
-            self.sgd.weight_decay = wd;
+            self$(.$recipe)*.sgd.weight_decay = wd;
             self
         }
         pub fn nesterov(mut self, on: bool) -> Self {
-            self.sgd.nesterov = on;
+            self$(.$recipe)*.sgd.nesterov = on;
             self
         }
         pub fn schedule(mut self, s: Schedule) -> Self {
-            self.schedule = s;
+            self$(.$recipe)*.schedule = s;
             self
         }
         pub fn warmup(mut self, epochs: f64) -> Self {
-            self.warmup_epochs = epochs;
+            self$(.$recipe)*.warmup_epochs = epochs;
             self
         }
         pub fn augment(mut self, a: AugmentChoice) -> Self {
-            self.augment = a;
+            self$(.$recipe)*.augment = a;
             self
         }
         pub fn select_best(mut self, on: bool) -> Self {
-            self.select_best = on;
+            self$(.$recipe)*.select_best = on;
             self
         }
         /// At most `n` validations, evenly spaced (0: every epoch).
         pub fn validations(mut self, n: usize) -> Self {
-            self.validations = n;
+            self$(.$recipe)*.validations = n;
             self
         }
     };
@@ -138,20 +128,7 @@ impl Recipe {
 
     /// The run of this recipe with `regime`, seeded with `seed`.
     pub fn resolve(&self, regime: Regime, seed: u64) -> TrainConfig {
-        let r = self.clone();
-        TrainConfig {
-            epochs: r.epochs,
-            batch_size: r.batch_size,
-            eval_batch_size: r.eval_batch_size,
-            sgd: r.sgd,
-            schedule: r.schedule,
-            warmup_epochs: r.warmup_epochs,
-            regime,
-            augment: r.augment,
-            select_best: r.select_best,
-            seed,
-            validations: r.validations,
-        }
+        TrainConfig { recipe: self.clone(), regime, seed }
     }
 
     pub fn check(&self) -> Result<()> {
@@ -173,7 +150,7 @@ impl Recipe {
 }
 
 impl TrainConfig {
-    recipe_setters!();
+    recipe_setters!(recipe);
 
     pub fn seed(mut self, seed: u64) -> Self {
         self.seed = seed;
@@ -184,37 +161,44 @@ impl TrainConfig {
         self
     }
 
-    /// The recipe of this run (everything but the regime and the seed).
-    pub fn recipe(&self) -> Recipe {
-        let c = self.clone();
-        Recipe {
-            epochs: c.epochs,
-            batch_size: c.batch_size,
-            eval_batch_size: c.eval_batch_size,
-            sgd: c.sgd,
-            schedule: c.schedule,
-            warmup_epochs: c.warmup_epochs,
-            augment: c.augment,
-            select_best: c.select_best,
-            validations: c.validations,
-        }
-    }
-
     /// A stable name for this configuration (hash of all of it).
     pub fn hash(&self) -> Result<String> {
         crate::store::key_of("train-config", self)
     }
 
     pub fn check(&self) -> Result<()> {
-        self.recipe().check()?;
+        self.recipe.check()?;
         self.regime.check()
     }
 
     pub(super) fn augmentation(&self, data: &Dataset) -> Augment {
-        match self.augment {
+        match self.recipe.augment {
             AugmentChoice::Standard => Augment::standard(data),
             AugmentChoice::None => Augment::none(),
             AugmentChoice::Custom(a) => a,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_train_config_serialises_flat_as_its_recipe_beside_regime_and_seed() {
+        let recipe = Recipe::default().epochs(3).lr(0.05).validations(2);
+        let cfg = recipe.resolve(Regime::Standard, 7);
+        let v = serde_json::to_value(&cfg).unwrap();
+        let mut want = serde_json::to_value(&recipe).unwrap();
+        want["regime"] = serde_json::json!("standard");
+        want["seed"] = serde_json::json!(7);
+        // The store keys of every description hold this flat form: it must not change.
+        assert_eq!(v, want);
+        let back: TrainConfig = serde_json::from_value(v).unwrap();
+        assert_eq!(back, cfg);
+        // The recipe a person writes still refuses an unknown field.
+        let mut bad = serde_json::to_value(&recipe).unwrap();
+        bad["regime"] = serde_json::json!("standard");
+        assert!(serde_json::from_value::<Recipe>(bad).unwrap_err().to_string().contains("unknown field `regime`"));
     }
 }

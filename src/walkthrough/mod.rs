@@ -100,7 +100,7 @@ pub fn quickstart(rt: &Runtime, profile: Profile, out: &Path) -> Result<Quicksta
     crate::progress::note(&net.to_string());
     let cfg = TrainConfig::default().epochs(profile.epochs()).seed(rt.seed);
     let history = train_with(&mut net, &splits, &cfg, &mut Callbacks::progress("quickstart"), None)?;
-    let test = evaluate(&net, &splits.test, cfg.eval_batch_size)?;
+    let test = evaluate(&net, &splits.test, cfg.recipe.eval_batch_size)?;
     crate::progress::note(&format!("test: {test}"));
     let accuracy: Figure = history.accuracy_figure()?;
     let loss = history.loss_figure()?;

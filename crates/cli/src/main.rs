@@ -757,7 +757,7 @@ fn train_cmd(rt: Runtime, json: bool, args: TrainArgs) -> Result<()> {
     let data = dataset.splits(VALIDATION_FRACTION, rt.seed)?.with_train_fraction(fraction, rt.seed)?;
     let mut net = Network::new(NetworkSpec::for_data(arch, &data.train)?, rt.device, rt.seed)?;
     let history = train_with(&mut net, &data, &cfg, &mut Callbacks::progress(dataset.name()), resume_dir.as_deref())?;
-    let test = evaluate(&net, &data.test, cfg.eval_batch_size)?;
+    let test = evaluate(&net, &data.test, cfg.recipe.eval_batch_size)?;
     net.save(&out)?;
     let value = serde_json::json!({"history": history, "test": test, "net": out, "config_hash": cfg.hash()?});
     print(json, &value, format!("{history}\ntest {test}\nsaved {}", out.display()))?;

@@ -79,7 +79,7 @@ impl Step for ImpDesc {
     }
     fn cost(&self) -> f64 {
         let r = &self.imp.retrain;
-        75.0 * (self.imp.rounds * r.epochs) as f64
+        75.0 * (self.imp.rounds * r.recipe.epochs) as f64
             * self.pretrain.source_fraction
             * self.data_fraction
             * passes(&r.regime)

@@ -61,7 +61,7 @@ impl Step for PretrainDesc {
         study.pretrainings.iter().map(|&p| study.pretrain_desc(p)).collect()
     }
     fn cost(&self) -> f64 {
-        75.0 * self.train.epochs as f64 * self.source_fraction * passes(&self.train.regime) * arch_scale(&self.arch)
+        75.0 * self.train.recipe.epochs as f64 * self.source_fraction * passes(&self.train.regime) * arch_scale(&self.arch)
     }
     fn compute(&self, ex: &mut Executor) -> Result<Attempt<History>> {
         let (rt, announce) = (ex.rt, ex.announce(self.kind(), self.label()));

@@ -270,7 +270,7 @@ impl Step for TransferDesc {
     fn cost(&self) -> f64 {
         let r = &self.transfer.recipe;
         // A fine-tuning's epochs are raised to its minimum steps with little data.
-        (r.epochs as f64 * self.transfer.fraction.max(0.1) / 20.0).max(self.transfer.min_steps as f64 / 300.0)
+        (r.recipe.epochs as f64 * self.transfer.fraction.max(0.1) / 20.0).max(self.transfer.min_steps as f64 / 300.0)
             * 3.0
             * passes(&r.regime)
             * arch_scale(self.subnetwork.arch())
