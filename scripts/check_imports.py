@@ -1,10 +1,11 @@
 """Fails when the modules of a folder of the crate import each other in a circle.
 
-Data in src/study flows one way (grid -> desc -> plan -> runner -> results -> query -> gate /
-claims / stability -> report); a module that reaches back up makes two modules one. Every
+Data in src/study flows one way (grid -> records -> steps -> plan -> runner -> results -> query ->
+gate / claims / stability -> report); a module that reaches back up makes two modules one. Every
 reference counts, not only `use` lines: `super::x`, `super::x::y` and `crate::study::x`
 anywhere in the non-test code, with names re-exported by mod.rs resolved to the module that
-defines them. Test modules (`#[cfg(test)]` to the end of the file) are left out.
+defines them. A subfolder with a mod.rs (steps/) is one module: all its files together. Test
+modules (`#[cfg(test)]` to the end of the file) are left out.
 
 usage: check_imports.py [FOLDER ...]   (default: src/study)
 """
@@ -33,25 +34,39 @@ def reexports(mod_rs, modules):
     return names
 
 
+def module_sources(folder):
+    """module name -> [(path, prefix of `super::` that reaches the folder's modules)]: a file
+    `x.rs` is module x; a subfolder `x/` with a mod.rs is module x too, all its files together
+    (in its mod.rs `super::` is the folder, in its other files `super::super::`)."""
+    modules = {p.stem: [(p, "super::")] for p in folder.glob("*.rs") if p.stem != "mod"}
+    for sub in folder.iterdir():
+        if sub.is_dir() and (sub / "mod.rs").exists():
+            modules[sub.name] = [(f, "super::" if f.name == "mod.rs" else "super::super::") for f in sorted(sub.rglob("*.rs"))]
+    return modules
+
+
 def edges(folder):
-    files = {p.stem: p for p in folder.glob("*.rs") if p.stem != "mod"}
-    names = reexports(folder / "mod.rs", files)
+    modules = module_sources(folder)
+    names = reexports(folder / "mod.rs", modules)
     # `crate::study::` for src/study (a folder outside a crate's src/ has no crate path)
     parts = folder.parts[len(folder.parts) - folder.parts[::-1].index("src") :] if "src" in folder.parts else None
     crate_path = "crate::" + "::".join(parts) + "::" if parts else None
-    graph = {m: set() for m in files}
-    for m, path in files.items():
-        code = code_of(path)
-        refs = re.findall(r"\bsuper::(\w+)", code)
-        if crate_path:
-            refs += re.findall(re.escape(crate_path) + r"(\w+)", code)
-        # `use super::{a, b::c}` groups
-        for group in re.findall(r"\bsuper::\{([^}]*)\}", code):
-            refs += [g.strip().split("::")[0] for g in group.split(",") if g.strip()]
-        for r in refs:
-            target = r if r in files else names.get(r)
-            if target and target != m:
-                graph[m].add(target)
+    graph = {m: set() for m in modules}
+    for m, sources in modules.items():
+        for path, sup in sources:
+            code = code_of(path)
+            # `super::x` in a subfolder's file names the subfolder's own items, not a module here.
+            reach = re.escape(sup).replace("super", r"\bsuper", 1)
+            refs = re.findall(reach + r"(\w+)", code)
+            if crate_path:
+                refs += re.findall(re.escape(crate_path) + r"(\w+)", code)
+            # `use super::{a, b::c}` groups
+            for group in re.findall(reach + r"\{([^}]*)\}", code):
+                refs += [g.strip().split("::")[0] for g in group.split(",") if g.strip()]
+            for r in refs:
+                target = r if r in modules else names.get(r)
+                if target and target != m:
+                    graph[m].add(target)
     return graph
 
 

@@ -29,6 +29,16 @@ if python "$here/check_imports.py" "$circle" 2> "$DW_ROOT/target/import-circle.l
   echo "[test] the import check passed two modules that import each other"; exit 1
 fi
 grep -q "import circle a -> b -> a" "$DW_ROOT/target/import-circle.log" || { echo "[test] the import check did not name the circle"; cat "$DW_ROOT/target/import-circle.log"; exit 1; }
+# ... and one through a folder module (steps/ is one module: its files together).
+rm -rf "$circle" && mkdir -p "$circle/steps"
+printf 'pub mod a;\npub mod steps;\n' > "$circle/mod.rs"
+printf 'pub struct Ay;\nfn f(_: super::steps::Bee) {}\n' > "$circle/a.rs"
+printf 'mod b;\npub use b::Bee;\n' > "$circle/steps/mod.rs"
+printf 'pub struct Bee;\nfn g(_: super::super::a::Ay) {}\n' > "$circle/steps/b.rs"
+if python "$here/check_imports.py" "$circle" 2> "$DW_ROOT/target/import-circle.log"; then
+  echo "[test] the import check passed a circle through a folder module"; exit 1
+fi
+grep -q "import circle a -> steps -> a" "$DW_ROOT/target/import-circle.log" || { echo "[test] the import check did not name the folder circle"; cat "$DW_ROOT/target/import-circle.log"; exit 1; }
 cargo test --workspace --quiet 2>&1 | tee "$DW_ROOT/target/test.log"
 # The benchmark in its short mode: checks that both sides still run (no timing assertions).
 cargo run --quiet --bin doublewin -- bench --quick --out "$DW_ROOT/target/bench-quick.md" > "$DW_ROOT/target/bench-quick.log"

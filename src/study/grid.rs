@@ -4,7 +4,6 @@
 //! the recipes) is derived from it, and [`Study::check`] refuses a study that is inconsistent or
 //! out of range before anything runs.
 
-use super::steps::SubnetworkKind;
 use crate::attack::ThreatModel;
 use crate::data::DataSource;
 use crate::error::{Error, Result};
@@ -75,6 +74,32 @@ pub struct Study {
     pub attack_check_examples: usize,
     /// The loss landscapes of the paper's Fig. 6 (none when `None`).
     pub landscapes: Option<LandscapePlan>,
+}
+
+/// What kind of subnetwork a transfer starts from (the study declares its controls by it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SubnetworkKind {
+    Dense,
+    Ticket,
+    RandomTicket,
+    OneShot,
+    Scratch,
+}
+
+impl SubnetworkKind {
+    /// The controls, in report order.
+    pub const CONTROLS: [SubnetworkKind; 2] = [SubnetworkKind::RandomTicket, SubnetworkKind::OneShot];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            SubnetworkKind::Dense => "dense",
+            SubnetworkKind::Ticket => "ticket",
+            SubnetworkKind::RandomTicket => "random ticket",
+            SubnetworkKind::OneShot => "one-shot",
+            SubnetworkKind::Scratch => "scratch",
+        }
+    }
 }
 
 /// Which controls are transferred, like the tickets (every pre-training, downstream dataset,

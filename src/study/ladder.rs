@@ -9,9 +9,10 @@
 
 use super::gate::GateOutcome;
 use super::grid::Study;
+use super::grid::SubnetworkKind;
 use super::query::TransferGroup;
 use super::results::StudyResults;
-use super::steps::{subnetwork_name, SubnetworkKind};
+use super::steps::subnetwork_name;
 use crate::display::{evcxr_emit, Table};
 use crate::error::{Error, Result};
 use crate::stats::PairedDifference;

@@ -1,9 +1,11 @@
 //! A study's plan: every step of the grid with its description, key and dependencies, in an
 //! order where each step comes after the steps it needs. Each step kind declares its steps
 //! ([`super::steps`]); a step depends on the steps whose files it reads. The runner walks the
-//! plan; `doublewin study plan` prints it.
+//! plan; `doublewin study plan` prints it; [`StudyResults::collect`] reads a finished plan's
+//! results back, each kind adding what it keeps.
 
 use super::grid::Study;
+use super::results::{RunSummary, StudyResults};
 pub use super::steps::StepDesc;
 use crate::display::Table;
 use crate::error::Result;
@@ -224,6 +226,26 @@ impl Study {
             plan.push(&mut index, desc, deps)?;
         }
         Ok(plan)
+    }
+}
+
+impl StudyResults {
+    /// Reads the results of every transfer and landscape of `plan` from `store` (all must be
+    /// done).
+    pub fn collect(study: &Study, plan: &Plan, store: &Store, run: RunSummary) -> Result<StudyResults> {
+        let mut results = StudyResults {
+            study: study.clone(),
+            transfers: Vec::new(),
+            landscapes: Vec::new(),
+            attack_checks: Vec::new(),
+            seconds: run.seconds,
+            computed_steps: run.computed,
+        };
+        // Each kind adds what the results keep of it (see `Step::collect`).
+        for step in &plan.steps {
+            step.desc.collect(store, &mut results)?;
+        }
+        Ok(results)
     }
 }
 

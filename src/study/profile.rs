@@ -2,8 +2,8 @@
 //! every larger profile from it with struct update (`..tiny`), changing only what differs. The
 //! walkthroughs read their sizes from the same values; nothing else sets a size.
 
+use super::grid::SubnetworkKind;
 use super::grid::{ControlPlan, LandscapePlan, Study, TransferRecipe};
-use super::steps::SubnetworkKind;
 use crate::attack::{TestAttack, ThreatModel};
 use crate::data::download::Remote;
 use crate::data::{DataSource, Embedded};

@@ -4,8 +4,9 @@
 //! leaf of the study's modules: the gate, the claims, the report and the runner ask through it.
 
 use super::grid::Study;
+use super::grid::SubnetworkKind;
 use super::results::StudyResults;
-use super::steps::{subnetwork_name, SubnetworkKind, TransferDesc};
+use super::steps::{subnetwork_name, TransferDesc};
 use crate::data::DataSource;
 use crate::error::{Error, Result};
 use crate::store::StepDescription;

@@ -4,8 +4,9 @@
 //! claims ([`super::claims`]), and the Markdown and self-contained HTML reports.
 
 use super::claims::Claim;
+use super::grid::SubnetworkKind;
 use super::query::TransferGroup;
-use super::steps::{subnetwork_name, SubnetworkKind};
+use super::steps::subnetwork_name;
 use super::StudyResults;
 use crate::data::DataSource;
 use crate::display::{escape_html, evcxr_emit, Table};

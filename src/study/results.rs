@@ -2,13 +2,10 @@
 //! landscape, read from the store in plan order ([`StudyResults::collect`]).
 
 use super::grid::Study;
-use super::plan::Plan;
-use super::steps::AttackCheck;
-use super::steps::SubnetworkKind;
+use super::grid::SubnetworkKind;
 use crate::data::DataSource;
 use crate::error::{Error, Result};
 use crate::landscape::Landscape;
-use crate::store::Store;
 use crate::train::{FineTuning, ImpFamily, Pretraining};
 use crate::transfer::TransferReport;
 use serde::{Deserialize, Serialize};
@@ -36,6 +33,27 @@ impl RunSummary {
         } else {
             0.0
         }
+    }
+}
+
+/// What an attack check found: RA under the study's own test attacks and, on the points they
+/// leave robust, under AutoAttack-fast as well.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AttackCheck {
+    pub title: String,
+    pub examples: usize,
+    pub sa: f64,
+    /// RA under the study's test attacks (FGSM, PGD-20).
+    pub ra_test: f64,
+    /// RA under those and AutoAttack-fast.
+    pub ra_strong: f64,
+    pub per_attack: Vec<crate::attack::AttackOutcome>,
+}
+
+impl AttackCheck {
+    /// How many points the study's test attack overstates RA.
+    pub fn gap(&self) -> f64 {
+        self.ra_test - self.ra_strong
     }
 }
 
@@ -78,26 +96,6 @@ pub struct StudyResults {
     pub seconds: f64,
     /// Steps computed in this call (the rest came from the store).
     pub computed_steps: usize,
-}
-
-impl StudyResults {
-    /// Reads the results of every transfer and landscape of `plan` from `store` (all must be
-    /// done).
-    pub fn collect(study: &Study, plan: &Plan, store: &Store, run: RunSummary) -> Result<StudyResults> {
-        let mut results = StudyResults {
-            study: study.clone(),
-            transfers: Vec::new(),
-            landscapes: Vec::new(),
-            attack_checks: Vec::new(),
-            seconds: run.seconds,
-            computed_steps: run.computed,
-        };
-        // Each kind adds what the results keep of it (see `Step::collect`).
-        for step in &plan.steps {
-            step.desc.collect(store, &mut results)?;
-        }
-        Ok(results)
-    }
 }
 
 /// One transfer as a flat record (for tables, ndarray or a data frame of one's own).

@@ -7,6 +7,7 @@ use crate::attack::{TestAttack, ThreatModel};
 use crate::error::Result;
 use crate::landscape::Trajectory;
 use crate::store::{Attempt, Input, StepDescription, Store};
+use crate::study::results::AttackCheck;
 use crate::study::{Study, StudyResults};
 use serde::{Deserialize, Serialize};
 
@@ -32,27 +33,6 @@ pub struct AttackCheckDesc {
     pub threat: ThreatModel,
     /// Test examples attacked (at most the test split).
     pub examples: usize,
-}
-
-/// What an attack check found: RA under the study's own test attacks and, on the points they
-/// leave robust, under AutoAttack-fast as well.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct AttackCheck {
-    pub title: String,
-    pub examples: usize,
-    pub sa: f64,
-    /// RA under the study's test attacks (FGSM, PGD-20).
-    pub ra_test: f64,
-    /// RA under those and AutoAttack-fast.
-    pub ra_strong: f64,
-    pub per_attack: Vec<crate::attack::AttackOutcome>,
-}
-
-impl AttackCheck {
-    /// How many points the study's test attack overstates RA.
-    pub fn gap(&self) -> f64 {
-        self.ra_test - self.ra_strong
-    }
 }
 
 impl AttackCheckDesc {

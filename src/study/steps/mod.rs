@@ -35,12 +35,12 @@ mod toy;
 mod trajectory;
 mod transfer;
 
-pub use attack_check::{AttackCheck, AttackCheckDesc, CheckedNetwork};
+pub use attack_check::{AttackCheckDesc, CheckedNetwork};
 pub use imp::{ImpDesc, ImpSummary};
 pub use landscape::LandscapeDesc;
 pub use pretrain::PretrainDesc;
 pub use trajectory::TrajectoryDesc;
-pub use transfer::{subnetwork_name, Subnetwork, SubnetworkKind, TransferDesc};
+pub use transfer::{subnetwork_name, Subnetwork, TransferDesc};
 
 use super::grid::Study;
 use super::results::StudyResults;

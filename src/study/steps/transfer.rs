@@ -8,7 +8,7 @@ use crate::error::{Error, Result};
 use crate::model::{Arch, Network, NetworkSpec};
 use crate::store::{Attempt, Input, StepDescription, Store};
 use crate::study::results::TransferRecord;
-use crate::study::{Study, StudyResults};
+use crate::study::{Study, StudyResults, SubnetworkKind};
 use crate::train::{FineTuning, ImpFamily, Pretraining};
 use crate::transfer::{transfer_recorded, CheckpointPlan, TransferConfig, TransferReport};
 use serde::{Deserialize, Serialize};
@@ -46,32 +46,6 @@ pub enum Subnetwork {
         arch: Arch,
         seed: u64,
     },
-}
-
-/// What kind of subnetwork a transfer starts from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum SubnetworkKind {
-    Dense,
-    Ticket,
-    RandomTicket,
-    OneShot,
-    Scratch,
-}
-
-impl SubnetworkKind {
-    /// The controls, in report order.
-    pub const CONTROLS: [SubnetworkKind; 2] = [SubnetworkKind::RandomTicket, SubnetworkKind::OneShot];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            SubnetworkKind::Dense => "dense",
-            SubnetworkKind::Ticket => "ticket",
-            SubnetworkKind::RandomTicket => "random ticket",
-            SubnetworkKind::OneShot => "one-shot",
-            SubnetworkKind::Scratch => "scratch",
-        }
-    }
 }
 
 impl Subnetwork {
