@@ -55,15 +55,20 @@ impl LandscapeLoss {
 }
 
 /// Grid, plane and loss of a landscape.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, derive_setters::Setters)]
 #[serde(deny_unknown_fields)]
+#[setters(generate = false)]
 pub struct LandscapeConfig {
+    #[setters(generate)]
     pub directions: Directions,
+    #[setters(generate)]
     pub loss: LandscapeLoss,
     /// Points per axis (odd, so the final weights sit on the grid).
+    #[setters(generate)]
     pub resolution: usize,
     /// The grid spans this multiple of the trajectory's extent along each axis (PCA), or
     /// [-margin, margin] in units of the filter-normalised directions (random).
+    #[setters(generate)]
     pub margin: f64,
     /// When set, the grid spans [-radius, radius] along both directions instead, in absolute
     /// units (distance in weight space for PCA planes, filter-normalised units for random ones):
@@ -71,6 +76,7 @@ pub struct LandscapeConfig {
     #[serde(default)]
     pub radius: Option<f64>,
     /// Size of the fixed, stratified evaluation subset.
+    #[setters(generate)]
     pub examples: usize,
     pub seed: u64,
 }
@@ -90,28 +96,8 @@ impl Default for LandscapeConfig {
 }
 
 impl LandscapeConfig {
-    pub fn resolution(mut self, n: usize) -> Self {
-        self.resolution = n;
-        self
-    }
-    pub fn loss(mut self, loss: LandscapeLoss) -> Self {
-        self.loss = loss;
-        self
-    }
-    pub fn directions(mut self, d: Directions) -> Self {
-        self.directions = d;
-        self
-    }
-    pub fn examples(mut self, n: usize) -> Self {
-        self.examples = n;
-        self
-    }
     pub fn radius(mut self, r: f64) -> Self {
         self.radius = Some(r);
-        self
-    }
-    pub fn margin(mut self, m: f64) -> Self {
-        self.margin = m;
         self
     }
     /// Checks the values before any work starts.

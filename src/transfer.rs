@@ -21,10 +21,12 @@ use std::sync::{Arc, Mutex};
 /// adversarial fine-tuning), the data fraction, and the attacks that select the best-RA
 /// checkpoint and measure the reported RA. [`TransferConfig::new`] derives the regime and the
 /// attacks from a [`ThreatModel`].
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, derive_setters::Setters)]
 #[serde(deny_unknown_fields)]
+#[setters(generate = false)]
 pub struct TransferConfig {
     /// Fraction of the downstream training split (stratified, seeded): 1.0, 0.1, 0.01.
+    #[setters(generate)]
     pub fraction: f64,
     /// The fine-tuning run: its regime is the fine-tuning's (`Regime::of(kind, threat)`), its
     /// seed is `seed`, it keeps its last weights (`select_best` false: the transfer picks its two
@@ -35,6 +37,7 @@ pub struct TransferConfig {
     pub recipe: TrainConfig,
     /// At least this many SGD steps: with 10% or 1% of the data the recipe's epochs are raised
     /// to reach it (0 keeps the recipe's epochs, as the paper's code does).
+    #[setters(generate)]
     pub min_steps: usize,
     /// Attacks on the validation split that pick the best-RA checkpoint.
     pub val_attacks: Vec<AttackSpec>,
@@ -73,18 +76,10 @@ impl TransferConfig {
             ..TransferConfig::default()
         })
     }
-    pub fn fraction(mut self, f: f64) -> Self {
-        self.fraction = f;
-        self
-    }
     /// Another recipe (epochs, SGD, schedule, validations, ...), run with this config's regime
     /// and seed, keeping its last weights (the transfer selects its checkpoints).
     pub fn recipe(mut self, recipe: Recipe) -> Self {
         self.recipe = recipe.select_best(false).resolve(self.recipe.regime.clone(), self.seed);
-        self
-    }
-    pub fn min_steps(mut self, n: usize) -> Self {
-        self.min_steps = n;
         self
     }
     /// At most `n` validations per fine-tuning (0: every epoch).

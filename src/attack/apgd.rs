@@ -35,18 +35,24 @@ pub enum ApgdLoss {
 }
 
 /// APGD with the cross-entropy or the DLR loss, untargeted.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, derive_setters::Setters)]
+#[setters(generate = false)]
 pub struct Apgd {
     pub norm: Norm,
     pub eps: f64,
+    #[setters(generate)]
     pub loss: ApgdLoss,
     /// Iterations per run (AutoAttack: 100).
+    #[setters(generate)]
     pub n_iter: usize,
     /// Runs (>= 1), each from a new random start on the examples still robust.
+    #[setters(generate)]
     pub n_restarts: usize,
     /// Halve the step where at most this fraction of the steps since the last checkpoint
     /// increased the loss (AutoAttack: 0.75).
+    #[setters(generate)]
     pub rho: f64,
+    #[setters(generate)]
     pub seed: u64,
     #[serde(skip)]
     pub(crate) calls: CallCounter,
@@ -63,26 +69,6 @@ impl Apgd {
     /// APGD-DLR: as [`Apgd::ce`] with the DLR loss (needs 3 classes).
     pub fn dlr(norm: Norm, eps: f64) -> Apgd {
         Apgd { loss: ApgdLoss::Dlr, ..Apgd::ce(norm, eps) }
-    }
-    pub fn loss(mut self, loss: ApgdLoss) -> Apgd {
-        self.loss = loss;
-        self
-    }
-    pub fn n_iter(mut self, n: usize) -> Apgd {
-        self.n_iter = n;
-        self
-    }
-    pub fn n_restarts(mut self, n: usize) -> Apgd {
-        self.n_restarts = n;
-        self
-    }
-    pub fn rho(mut self, rho: f64) -> Apgd {
-        self.rho = rho;
-        self
-    }
-    pub fn seed(mut self, seed: u64) -> Apgd {
-        self.seed = seed;
-        self
     }
 
     fn check(&self, net: &Network, x: &Tensor, y: &Tensor) -> Result<()> {

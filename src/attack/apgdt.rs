@@ -12,19 +12,25 @@ use serde::{Deserialize, Serialize};
 use tch::Tensor;
 
 /// Targeted APGD over the top classes.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, derive_setters::Setters)]
+#[setters(generate = false)]
 pub struct ApgdT {
     pub norm: Norm,
     pub eps: f64,
     /// Iterations per run (AutoAttack: 100).
+    #[setters(generate)]
     pub n_iter: usize,
     /// Runs per target class (AutoAttack: 1).
+    #[setters(generate)]
     pub n_restarts: usize,
     /// How many target classes, taken in the order of the clean logits (AutoAttack: 9; at most
     /// the number of classes - 1).
+    #[setters(generate)]
     pub n_target_classes: usize,
     /// See [`super::Apgd::rho`].
+    #[setters(generate)]
     pub rho: f64,
+    #[setters(generate)]
     pub seed: u64,
     #[serde(skip)]
     pub(crate) calls: CallCounter,
@@ -34,26 +40,6 @@ impl ApgdT {
     /// APGD-T as in AutoAttack's standard version: 100 iterations, 9 target classes, one run each.
     pub fn new(norm: Norm, eps: f64) -> ApgdT {
         ApgdT { norm, eps, n_iter: 100, n_restarts: 1, n_target_classes: 9, rho: 0.75, seed: 0, calls: CallCounter::default() }
-    }
-    pub fn n_iter(mut self, n: usize) -> ApgdT {
-        self.n_iter = n;
-        self
-    }
-    pub fn n_restarts(mut self, n: usize) -> ApgdT {
-        self.n_restarts = n;
-        self
-    }
-    pub fn n_target_classes(mut self, n: usize) -> ApgdT {
-        self.n_target_classes = n;
-        self
-    }
-    pub fn rho(mut self, rho: f64) -> ApgdT {
-        self.rho = rho;
-        self
-    }
-    pub fn seed(mut self, seed: u64) -> ApgdT {
-        self.seed = seed;
-        self
     }
 }
 

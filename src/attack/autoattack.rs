@@ -26,17 +26,22 @@ pub enum AutoAttackVersion {
 }
 
 /// The AutoAttack ensemble. One `seed` seeds every component.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, derive_setters::Setters)]
+#[setters(generate = false)]
 pub struct AutoAttack {
     pub version: AutoAttackVersion,
     pub norm: Norm,
     pub eps: f64,
     /// Iterations of APGD-CE, APGD-T and FAB-T (AutoAttack: 100).
+    #[setters(generate)]
     pub n_iter: usize,
     /// Target classes of APGD-T and FAB-T (AutoAttack: 9; at most the number of classes - 1).
+    #[setters(generate)]
     pub n_target_classes: usize,
     /// Queries of Square (AutoAttack: 5000).
+    #[setters(generate)]
     pub n_queries: usize,
+    #[setters(generate)]
     pub seed: u64,
     #[serde(skip)]
     pub(crate) calls: CallCounter,
@@ -59,22 +64,6 @@ impl AutoAttack {
     /// APGD-CE and APGD-T only, with the standard version's settings.
     pub fn fast(norm: Norm, eps: f64) -> AutoAttack {
         AutoAttack { version: AutoAttackVersion::Fast, ..AutoAttack::standard(norm, eps) }
-    }
-    pub fn seed(mut self, seed: u64) -> AutoAttack {
-        self.seed = seed;
-        self
-    }
-    pub fn n_iter(mut self, n: usize) -> AutoAttack {
-        self.n_iter = n;
-        self
-    }
-    pub fn n_target_classes(mut self, n: usize) -> AutoAttack {
-        self.n_target_classes = n;
-        self
-    }
-    pub fn n_queries(mut self, n: usize) -> AutoAttack {
-        self.n_queries = n;
-        self
     }
 
     /// The components in the order they run, each seeded with `seed`: give them to

@@ -24,15 +24,19 @@ use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
 /// Targeted FAB over the top classes, counted as successful within eps.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, derive_setters::Setters)]
+#[setters(generate = false)]
 pub struct FabT {
     pub norm: Norm,
     pub eps: f64,
     /// Iterations per run (AutoAttack: 100).
+    #[setters(generate)]
     pub n_iter: usize,
     /// Runs per target class; runs after the first start at random (AutoAttack: 1).
+    #[setters(generate)]
     pub n_restarts: usize,
     /// How many target classes, in the order of the clean logits (AutoAttack: 9).
+    #[setters(generate)]
     pub n_target_classes: usize,
     /// Largest weight of the projection of the clean input in the step (AutoAttack: 0.1).
     pub alpha_max: f64,
@@ -40,6 +44,7 @@ pub struct FabT {
     pub eta: f64,
     /// Backward step toward the clean input after a success (AutoAttack: 0.9).
     pub beta: f64,
+    #[setters(generate)]
     pub seed: u64,
     #[serde(skip)]
     pub(crate) calls: CallCounter,
@@ -60,22 +65,6 @@ impl FabT {
             seed: 0,
             calls: CallCounter::default(),
         }
-    }
-    pub fn n_iter(mut self, n: usize) -> FabT {
-        self.n_iter = n;
-        self
-    }
-    pub fn n_restarts(mut self, n: usize) -> FabT {
-        self.n_restarts = n;
-        self
-    }
-    pub fn n_target_classes(mut self, n: usize) -> FabT {
-        self.n_target_classes = n;
-        self
-    }
-    pub fn seed(mut self, seed: u64) -> FabT {
-        self.seed = seed;
-        self
     }
 
     fn check(&self, net: &Network, x: &Tensor, y: &Tensor) -> Result<()> {

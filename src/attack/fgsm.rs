@@ -8,18 +8,23 @@ use crate::model::Network;
 use serde::{Deserialize, Serialize};
 use tch::Tensor;
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, derive_setters::Setters)]
 #[serde(deny_unknown_fields)]
+#[setters(generate = false)]
 pub struct Fgsm {
     pub eps: f64,
     /// Step size (eps for plain FGSM, 1.25 eps for FGSM-RS).
+    #[setters(generate)]
     pub step: f64,
     pub random_start: bool,
     /// Run the network in train mode during the attack (BN batch statistics), as adversarial
     /// training does; evaluation attacks use eval mode.
+    #[setters(generate)]
     pub train_mode: bool,
+    #[setters(generate)]
     pub targeting: Targeting,
     /// Seeds the random starts; each call draws a new one.
+    #[setters(generate)]
     pub seed: u64,
     #[serde(skip)]
     calls: CallCounter,
@@ -41,22 +46,6 @@ impl Fgsm {
     /// FGSM-RS of fast adversarial training: uniform random start, step 1.25 eps.
     pub fn random_start(eps: f64) -> Fgsm {
         Fgsm { step: 1.25 * eps, random_start: true, ..Fgsm::new(eps) }
-    }
-    pub fn step(mut self, step: f64) -> Fgsm {
-        self.step = step;
-        self
-    }
-    pub fn train_mode(mut self, on: bool) -> Fgsm {
-        self.train_mode = on;
-        self
-    }
-    pub fn targeting(mut self, t: Targeting) -> Fgsm {
-        self.targeting = t;
-        self
-    }
-    pub fn seed(mut self, seed: u64) -> Fgsm {
-        self.seed = seed;
-        self
     }
 
     fn ascent(&self) -> Ascent {

@@ -14,19 +14,25 @@ pub fn spanning_step(eps: f64, steps: usize) -> f64 {
     eps * (2.5 / steps.max(1) as f64).max(0.25)
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, derive_setters::Setters)]
 #[serde(deny_unknown_fields)]
+#[setters(generate = false)]
 pub struct Pgd {
     pub norm: Norm,
     pub eps: f64,
     pub step: f64,
     pub steps: usize,
+    #[setters(generate)]
     pub random_start: bool,
     /// Total runs (>= 1); per example the most damaging result is kept.
+    #[setters(generate)]
     pub restarts: usize,
     /// Network in train mode during the attack (adversarial training) or eval mode (evaluation).
+    #[setters(generate)]
     pub train_mode: bool,
+    #[setters(generate)]
     pub targeting: Targeting,
+    #[setters(generate)]
     pub seed: u64,
     #[serde(skip)]
     calls: CallCounter,
@@ -66,26 +72,6 @@ impl Pgd {
     /// The paper's adversarial fine-tuning attack: PGD-10, eps 8/255, step 2/255, train mode.
     pub fn paper_train() -> Pgd {
         Pgd::spanning(Norm::Linf, 8.0 / 255.0, 10).train_mode(true)
-    }
-    pub fn random_start(mut self, on: bool) -> Pgd {
-        self.random_start = on;
-        self
-    }
-    pub fn restarts(mut self, n: usize) -> Pgd {
-        self.restarts = n;
-        self
-    }
-    pub fn train_mode(mut self, on: bool) -> Pgd {
-        self.train_mode = on;
-        self
-    }
-    pub fn targeting(mut self, t: Targeting) -> Pgd {
-        self.targeting = t;
-        self
-    }
-    pub fn seed(mut self, seed: u64) -> Pgd {
-        self.seed = seed;
-        self
     }
 
     fn ascent(&self) -> Ascent {

@@ -25,16 +25,21 @@ use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
 /// Square Attack with the margin loss.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, derive_setters::Setters)]
+#[setters(generate = false)]
 pub struct Square {
     pub norm: Norm,
     pub eps: f64,
     /// Queries (forward passes) per run (AutoAttack's standard version: 5000).
+    #[setters(generate)]
     pub n_queries: usize,
     /// Runs (>= 1) on the examples still robust.
+    #[setters(generate)]
     pub n_restarts: usize,
     /// Initial fraction of the image a square covers (AutoAttack: 0.8).
+    #[setters(generate)]
     pub p_init: f64,
+    #[setters(generate)]
     pub seed: u64,
     #[serde(skip)]
     pub(crate) calls: CallCounter,
@@ -44,22 +49,6 @@ impl Square {
     /// Square as in AutoAttack's standard version: 5000 queries, p_init 0.8, one run.
     pub fn new(norm: Norm, eps: f64) -> Square {
         Square { norm, eps, n_queries: 5000, n_restarts: 1, p_init: 0.8, seed: 0, calls: CallCounter::default() }
-    }
-    pub fn n_queries(mut self, n: usize) -> Square {
-        self.n_queries = n;
-        self
-    }
-    pub fn n_restarts(mut self, n: usize) -> Square {
-        self.n_restarts = n;
-        self
-    }
-    pub fn p_init(mut self, p: f64) -> Square {
-        self.p_init = p;
-        self
-    }
-    pub fn seed(mut self, seed: u64) -> Square {
-        self.seed = seed;
-        self
     }
 
     fn attack(&self, net: &Network, x: &Tensor, labels: &Tensor, targeted: bool) -> Result<Tensor> {

@@ -37,17 +37,21 @@ impl TestAttack {
 /// The adversary of a study: norm, radius, and the attack strengths of training, validation
 /// and test. `ThreatModel::paper()` is the paper's L-inf 8/255 with PGD-10 training and PGD-20
 /// evaluation, both with step 2/255.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, derive_setters::Setters)]
 #[serde(deny_unknown_fields)]
+#[setters(generate = false)]
 pub struct ThreatModel {
     pub norm: Norm,
     pub eps: f64,
     /// PGD steps of adversarial training: AT pre-training, m^AT re-training inside IMP,
     /// adversarial fine-tuning (the paper: 10).
+    #[setters(generate)]
     pub train_steps: usize,
     /// PGD steps of the validation attack that picks the best-RA checkpoint.
+    #[setters(generate)]
     pub val_steps: usize,
     /// The reported robust accuracy.
+    #[setters(generate)]
     pub test: TestAttack,
 }
 
@@ -65,18 +69,6 @@ impl ThreatModel {
     /// L-inf at `eps` with the paper's attack strengths.
     pub fn linf(eps: f64) -> ThreatModel {
         ThreatModel { norm: Norm::Linf, eps, train_steps: 10, val_steps: 10, test: TestAttack::Pgd20 }
-    }
-    pub fn train_steps(mut self, steps: usize) -> ThreatModel {
-        self.train_steps = steps;
-        self
-    }
-    pub fn val_steps(mut self, steps: usize) -> ThreatModel {
-        self.val_steps = steps;
-        self
-    }
-    pub fn test(mut self, test: TestAttack) -> ThreatModel {
-        self.test = test;
-        self
     }
 
     /// Checks the values; the error names every bad one.

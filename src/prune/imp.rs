@@ -42,14 +42,19 @@ pub enum Strategy {
 
 /// IMP settings. Defaults: 20% of the remaining weights per round, rewinding to the
 /// pre-trained weights, global magnitude over every convolution weight.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, derive_setters::Setters)]
 #[serde(deny_unknown_fields)]
+#[setters(generate = false)]
 pub struct ImpConfig {
+    #[setters(generate)]
     pub rounds: usize,
+    #[setters(generate)]
     pub rate: f64,
     /// Training between pruning steps; its regime decides the mask family (standard -> m^ST,
     /// adversarial -> m^AT).
+    #[setters(generate)]
     pub retrain: TrainConfig,
+    #[setters(generate)]
     pub rewind: Rewind,
     pub strategy: Strategy,
     /// Tensors to prune (default: every convolution weight, `Network::prunable_names`).
@@ -70,22 +75,6 @@ impl Default for ImpConfig {
 }
 
 impl ImpConfig {
-    pub fn rounds(mut self, n: usize) -> Self {
-        self.rounds = n;
-        self
-    }
-    pub fn rate(mut self, r: f64) -> Self {
-        self.rate = r;
-        self
-    }
-    pub fn retrain(mut self, cfg: TrainConfig) -> Self {
-        self.retrain = cfg;
-        self
-    }
-    pub fn rewind(mut self, r: Rewind) -> Self {
-        self.rewind = r;
-        self
-    }
     /// "ST" for standard re-training, "AT" for adversarial (PGD or FGSM-RS).
     pub fn family(&self) -> &'static str {
         match self.retrain.regime {
@@ -119,12 +108,16 @@ fn sparsity_after(rate: f64, round: usize) -> f64 {
 
 /// IMP as a study sets it: everything but the rounds (the study derives them from the tickets
 /// it transfers), the re-training regime (its IMP family) and the seed (its source seed).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, derive_setters::Setters)]
 #[serde(deny_unknown_fields)]
+#[setters(generate = false)]
 pub struct ImpRecipe {
+    #[setters(generate)]
     pub rate: f64,
     /// Training between pruning steps.
+    #[setters(generate)]
     pub retrain: Recipe,
+    #[setters(generate)]
     pub rewind: Rewind,
     pub strategy: Strategy,
     /// Tensors to prune (default: every convolution weight, `Network::prunable_names`).
@@ -139,18 +132,6 @@ impl Default for ImpRecipe {
 }
 
 impl ImpRecipe {
-    pub fn rate(mut self, r: f64) -> Self {
-        self.rate = r;
-        self
-    }
-    pub fn retrain(mut self, recipe: Recipe) -> Self {
-        self.retrain = recipe;
-        self
-    }
-    pub fn rewind(mut self, r: Rewind) -> Self {
-        self.rewind = r;
-        self
-    }
     /// IMP for `rounds` rounds, re-training with `regime` (its family) and `seed`.
     pub fn resolve(&self, rounds: usize, regime: Regime, seed: u64) -> ImpConfig {
         let r = self.clone();

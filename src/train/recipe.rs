@@ -10,15 +10,19 @@ use serde::{Deserialize, Serialize};
 
 /// A training recipe without its regime and seed. `Default` is a sensible CPU recipe for the
 /// small ConvNet; the setters return the changed recipe for chaining.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, derive_setters::Setters)]
 #[serde(deny_unknown_fields)]
+#[setters(generate_delegates(ty = "TrainConfig", field = "recipe"))]
 pub struct Recipe {
     pub epochs: usize,
     pub batch_size: usize,
     pub eval_batch_size: usize,
+    /// (Its setters are the recipe's: `lr`, `momentum`, `weight_decay`, `nesterov`.)
+    #[setters(skip)]
     pub sgd: SgdConfig,
     pub schedule: Schedule,
     /// Linear warm-up length in epochs (may be fractional).
+    #[setters(rename = "warmup")]
     pub warmup_epochs: f64,
     pub augment: AugmentChoice,
     /// Keep the weights of the validated epoch with the best validation accuracy (else the last
@@ -34,9 +38,11 @@ pub struct Recipe {
 /// serialises flat, the recipe's fields beside `regime` and `seed` (what step descriptions, and
 /// so store keys, have always held); a flattened struct cannot refuse unknown fields, so it is
 /// the [`Recipe`] a person writes (in a study) that does.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, derive_setters::Setters)]
 pub struct TrainConfig {
+    /// (Its setters are the train config's: `epochs`, `lr`, ...)
     #[serde(flatten)]
+    #[setters(skip)]
     pub recipe: Recipe,
     #[serde(default)]
     pub regime: Regime,
@@ -71,61 +77,7 @@ impl Default for TrainConfig {
     }
 }
 
-/// The setters of a recipe's fields, one list for [`Recipe`] and [`TrainConfig`] (whose recipe
-/// is at `self.recipe`).
-macro_rules! recipe_setters {
-    ($($recipe:ident).*) => {
-        pub fn epochs(mut self, n: usize) -> Self {
-            self$(.$recipe)*.epochs = n;
-            self
-        }
-        pub fn batch_size(mut self, n: usize) -> Self {
-            self$(.$recipe)*.batch_size = n;
-            self
-        }
-        pub fn lr(mut self, lr: f64) -> Self {
-            self$(.$recipe)*.sgd.lr = lr;
-            self
-        }
-        pub fn momentum(mut self, m: f64) -> Self {
-            self$(.$recipe)*.sgd.momentum = m;
-            self
-        }
-        pub fn weight_decay(mut self, wd: f64) -> Self {
-            self$(.$recipe)*.sgd.weight_decay = wd;
-            self
-        }
-        pub fn nesterov(mut self, on: bool) -> Self {
-            self$(.$recipe)*.sgd.nesterov = on;
-            self
-        }
-        pub fn schedule(mut self, s: Schedule) -> Self {
-            self$(.$recipe)*.schedule = s;
-            self
-        }
-        pub fn warmup(mut self, epochs: f64) -> Self {
-            self$(.$recipe)*.warmup_epochs = epochs;
-            self
-        }
-        pub fn augment(mut self, a: AugmentChoice) -> Self {
-            self$(.$recipe)*.augment = a;
-            self
-        }
-        pub fn select_best(mut self, on: bool) -> Self {
-            self$(.$recipe)*.select_best = on;
-            self
-        }
-        /// At most `n` validations, evenly spaced (0: every epoch).
-        pub fn validations(mut self, n: usize) -> Self {
-            self$(.$recipe)*.validations = n;
-            self
-        }
-    };
-}
-
 impl Recipe {
-    recipe_setters!();
-
     /// The run of this recipe with `regime`, seeded with `seed`.
     pub fn resolve(&self, regime: Regime, seed: u64) -> TrainConfig {
         TrainConfig { recipe: self.clone(), regime, seed }
@@ -150,15 +102,9 @@ impl Recipe {
 }
 
 impl TrainConfig {
-    recipe_setters!(recipe);
-
-    pub fn seed(mut self, seed: u64) -> Self {
-        self.seed = seed;
-        self
-    }
-    pub fn regime(mut self, r: Regime) -> Self {
-        self.regime = r;
-        self
+    /// Where the recipe's SGD settings live (for their setters).
+    pub(super) fn sgd_mut(&mut self) -> &mut SgdConfig {
+        &mut self.recipe.sgd
     }
 
     /// A stable name for this configuration (hash of all of it).

@@ -7,13 +7,20 @@ use crate::model::Network;
 use serde::{Deserialize, Serialize};
 use tch::Tensor;
 
-/// SGD hyper-parameters. The learning rate here is the base rate the schedule scales.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// SGD hyper-parameters. The learning rate here is the base rate the schedule scales. Its
+/// setters (`lr`, `momentum`, `weight_decay`, `nesterov`) are also a [`super::Recipe`]'s and a
+/// [`super::TrainConfig`]'s.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, derive_setters::Setters)]
 #[serde(deny_unknown_fields)]
+#[setters(generate_delegates(ty = "super::Recipe", field = "sgd"))]
+#[setters(generate_delegates(ty = "super::TrainConfig", method = "sgd_mut"))]
 pub struct SgdConfig {
+    /// The base learning rate.
     pub lr: f64,
     pub momentum: f64,
+    #[setters(skip)]
     pub dampening: f64,
+    /// L2 weight decay.
     pub weight_decay: f64,
     pub nesterov: bool,
 }

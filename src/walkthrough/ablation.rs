@@ -64,9 +64,12 @@ impl Knob {
 
 /// An ablation: a slice of the study (one pre-training, one IMP family, one data fraction) and
 /// the knobs changed on it; a knob left out keeps the study's value.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, derive_setters::Setters)]
+#[setters(generate = false)]
 pub struct Ablation {
+    #[setters(generate)]
     pub pretraining: Pretraining,
+    #[setters(generate)]
     pub family: ImpFamily,
     /// Data fraction of the transfers (default: the study's first).
     pub fraction: Option<f64>,
@@ -84,14 +87,6 @@ impl Ablation {
     /// No knob changed: the AT source and its m^ST tickets.
     pub fn new() -> Ablation {
         Ablation::default()
-    }
-    pub fn pretraining(mut self, k: Pretraining) -> Self {
-        self.pretraining = k;
-        self
-    }
-    pub fn family(mut self, k: ImpFamily) -> Self {
-        self.family = k;
-        self
     }
     pub fn fraction(mut self, f: f64) -> Self {
         self.fraction = Some(f);
