@@ -21,24 +21,25 @@ grep -q "not allowed" "$DW_ROOT/target/long-functions.log" || { echo "[test] the
 # The study's modules must not import each other in a circle; the check must catch one.
 python "$here/check_imports.py" src/study
 circle="$DW_ROOT/target/import-circle"
+# expect_circle NAME: the module tree written into $circle must fail the check, naming NAME.
+expect_circle() {
+  if python "$here/check_imports.py" "$circle" 2> "$DW_ROOT/target/import-circle.log"; then
+    echo "[test] the import check passed the circle $1"; exit 1
+  fi
+  grep -q "import circle $1" "$DW_ROOT/target/import-circle.log" || { echo "[test] the import check did not name $1"; cat "$DW_ROOT/target/import-circle.log"; exit 1; }
+}
 rm -rf "$circle" && mkdir -p "$circle"
 printf 'pub mod a;\npub mod b;\npub use b::Bee;\n' > "$circle/mod.rs"
 printf 'pub struct Ay;\nfn f(_: super::Bee) {}\n' > "$circle/a.rs"
 printf 'pub struct Bee;\nfn g(_: super::a::Ay) {}\n' > "$circle/b.rs"
-if python "$here/check_imports.py" "$circle" 2> "$DW_ROOT/target/import-circle.log"; then
-  echo "[test] the import check passed two modules that import each other"; exit 1
-fi
-grep -q "import circle a -> b -> a" "$DW_ROOT/target/import-circle.log" || { echo "[test] the import check did not name the circle"; cat "$DW_ROOT/target/import-circle.log"; exit 1; }
+expect_circle "a -> b -> a"
 # ... and one through a folder module (steps/ is one module: its files together).
 rm -rf "$circle" && mkdir -p "$circle/steps"
 printf 'pub mod a;\npub mod steps;\n' > "$circle/mod.rs"
 printf 'pub struct Ay;\nfn f(_: super::steps::Bee) {}\n' > "$circle/a.rs"
 printf 'mod b;\npub use b::Bee;\n' > "$circle/steps/mod.rs"
 printf 'pub struct Bee;\nfn g(_: super::super::a::Ay) {}\n' > "$circle/steps/b.rs"
-if python "$here/check_imports.py" "$circle" 2> "$DW_ROOT/target/import-circle.log"; then
-  echo "[test] the import check passed a circle through a folder module"; exit 1
-fi
-grep -q "import circle a -> steps -> a" "$DW_ROOT/target/import-circle.log" || { echo "[test] the import check did not name the folder circle"; cat "$DW_ROOT/target/import-circle.log"; exit 1; }
+expect_circle "a -> steps -> a"
 cargo test --workspace --quiet 2>&1 | tee "$DW_ROOT/target/test.log"
 # The benchmark in its short mode: checks that both sides still run (no timing assertions).
 cargo run --quiet --bin doublewin -- bench --quick --out "$DW_ROOT/target/bench-quick.md" > "$DW_ROOT/target/bench-quick.log"
