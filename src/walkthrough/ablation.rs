@@ -64,12 +64,9 @@ impl Knob {
 
 /// An ablation: a slice of the study (one pre-training, one IMP family, one data fraction) and
 /// the knobs changed on it; a knob left out keeps the study's value.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, derive_setters::Setters)]
-#[setters(generate = false)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Ablation {
-    #[setters(generate)]
     pub pretraining: Pretraining,
-    #[setters(generate)]
     pub family: ImpFamily,
     /// Data fraction of the transfers (default: the study's first).
     pub fraction: Option<f64>,
@@ -87,6 +84,16 @@ impl Ablation {
     /// No knob changed: the AT source and its m^ST tickets.
     pub fn new() -> Ablation {
         Ablation::default()
+    }
+    // Written out, not derived: evcxr cannot name the type of a variable built through a
+    // derived setter here (notebook 09 failed with "type alias takes 1 generic argument").
+    pub fn pretraining(mut self, p: Pretraining) -> Self {
+        self.pretraining = p;
+        self
+    }
+    pub fn family(mut self, f: ImpFamily) -> Self {
+        self.family = f;
+        self
     }
     pub fn fraction(mut self, f: f64) -> Self {
         self.fraction = Some(f);
