@@ -528,17 +528,20 @@ impl Store {
     /// The wall seconds a finished step took to compute (`None`: not done, or recorded before
     /// compute times were).
     pub fn seconds(&self, kind: &str, key: &str) -> Option<f64> {
-        match self.status(kind, key, Check::Sizes) {
-            Status::Done => self.read_record::<serde_json::Value>(kind, key).ok()?.seconds,
-            _ => None,
-        }
+        self.finished_record(kind, key)?.seconds
     }
 
     /// The core-seconds a finished step took: its CPU seconds where recorded, else its wall seconds
     /// (what a 1-thread worker on an otherwise idle machine spends alike); `None` as [`Store::seconds`].
     pub fn core_seconds(&self, kind: &str, key: &str) -> Option<f64> {
+        let r = self.finished_record(kind, key)?;
+        r.cpu_seconds.or(r.seconds)
+    }
+
+    /// The record of a finished step (`None` when it is not done or cannot be read).
+    fn finished_record(&self, kind: &str, key: &str) -> Option<Record<serde_json::Value>> {
         match self.status(kind, key, Check::Sizes) {
-            Status::Done => self.read_record::<serde_json::Value>(kind, key).ok().and_then(|r| r.cpu_seconds.or(r.seconds)),
+            Status::Done => self.read_record(kind, key).ok(),
             _ => None,
         }
     }
