@@ -24,6 +24,19 @@ phase_start=$t0
 # Each phase's seconds, printed as it ends (README's set-up table is made of these lines).
 phase() { local now; now=$(date +%s); echo "[setup] $1: $(( now - phase_start )) s"; phase_start=$now; }
 
+# 0. Disk. A first set-up and build write about 15 GB: the venv (~5 GB with torch), target/ (~9 GB
+# for the test build) and the datasets. Say so before starting rather than fail inside pip or rustc
+# with "No space left on device".
+need_gb=2
+[ -x "$DW_VENV/bin/python" ] || need_gb=$(( need_gb + 6 ))
+[ -d "$DW_ROOT/target" ] || need_gb=$(( need_gb + 9 ))
+free_gb=$(df -P -BG "$DW_ROOT" | awk 'NR == 2 { sub("G", "", $4); print $4 }')
+if [ "$free_gb" -lt "$need_gb" ]; then
+  echo "[setup] error: $free_gb GB free on the disk of $DW_ROOT; set-up and the build need about $need_gb GB" \
+       "(the venv, target/, the datasets). Free some space (old clones, cargo clean in other checkouts) and run again." >&2
+  exit 1
+fi
+
 # 1. System tools.
 need_apt=()
 command -v dpkg-deb >/dev/null || need_apt+=(dpkg)
