@@ -338,6 +338,9 @@ fn a_steps_compute_time_is_recorded_and_covered_by_its_checksum() {
     // Its CPU seconds too (this process's: other tests run beside it, so no upper bound here).
     let core = store.core_seconds(first.kind, &first.key).expect("a computed step records its CPU seconds");
     assert!(core > 0.0, "{core} s CPU, {seconds} s wall");
+    // The estimate times a step by the lesser of the two (wall time inflated by other work on the
+    // machine says nothing about the step).
+    assert_eq!(store.worker_seconds(first.kind, &first.key), Some(seconds.min(core)));
     // The plan's estimate comes from those times: a finished study has nothing left; two more
     // seeds cost about what the first seed's transfers took, timed from them.
     assert_eq!(plan.estimate(&store, 1).missing, 0);
@@ -346,7 +349,7 @@ fn a_steps_compute_time_is_recorded_and_covered_by_its_checksum() {
     let e = more.plan().unwrap().estimate(&store, 1);
     assert_eq!(e.missing, 8, "two seeds x two subnetworks x two fine-tunings");
     assert!(e.calibrated.contains(&"transfer".to_string()), "{e}");
-    let first_seed: f64 = plan.steps.iter().filter(|p| p.kind == "transfer").map(|p| store.seconds(p.kind, &p.key).unwrap()).sum();
+    let first_seed: f64 = plan.steps.iter().filter(|p| p.kind == "transfer").map(|p| store.worker_seconds(p.kind, &p.key).unwrap()).sum();
     assert!((e.core_seconds / (2.0 * first_seed) - 1.0).abs() < 0.25, "{e} vs {first_seed} s for one seed");
     // A study none of whose steps are done is timed from the store's other steps of each kind.
     let mut other = study.clone();

@@ -538,6 +538,18 @@ impl Store {
         r.cpu_seconds.or(r.seconds)
     }
 
+    /// The seconds a finished step would take alone on a worker: its wall seconds, or its CPU
+    /// seconds where those are fewer (other work shared the cores while it ran, so its wall time
+    /// says more about the machine than about the step); `None` as [`Store::seconds`]. A step
+    /// that ran on several threads used more CPU than wall time and keeps its wall time.
+    pub fn worker_seconds(&self, kind: &str, key: &str) -> Option<f64> {
+        let r = self.finished_record(kind, key)?;
+        match (r.seconds, r.cpu_seconds) {
+            (Some(wall), Some(cpu)) => Some(wall.min(cpu)),
+            (wall, _) => wall,
+        }
+    }
+
     /// The record of a finished step (`None` when it is not done or cannot be read).
     fn finished_record(&self, kind: &str, key: &str) -> Option<Record<serde_json::Value>> {
         match self.status(kind, key, Check::Sizes) {

@@ -96,7 +96,8 @@ impl Plan {
     }
 
     /// How long computing what `store` lacks should take with `workers` workers, from the compute
-    /// times the store recorded: each kind's seconds per unit of estimated cost ([`Step::cost`])
+    /// times the store recorded ([`Store::worker_seconds`]: a step slowed by other work on the
+    /// machine counts its CPU seconds): each kind's seconds per unit of estimated cost ([`Step::cost`])
     /// over the plan's own finished steps of that kind, else over every finished step of that
     /// kind in the store (another study's), else one second per unit; the total spread over the
     /// workers but never below the longest chain of missing steps.
@@ -108,7 +109,7 @@ impl Plan {
         };
         let mut own: HashMap<String, (f64, f64)> = HashMap::new();
         for (s, st) in self.steps.iter().zip(&status) {
-            if let (Status::Done, Some(sec)) = (st, store.seconds(s.kind, &s.key)) {
+            if let (Status::Done, Some(sec)) = (st, store.worker_seconds(s.kind, &s.key)) {
                 add(&mut own, s.kind, sec, s.desc.cost());
             }
         }
@@ -116,7 +117,7 @@ impl Plan {
         let missing_kinds = self.steps.iter().zip(&status).any(|(s, st)| *st != Status::Done && !own.contains_key(s.kind));
         if missing_kinds {
             for e in store.entries().unwrap_or_default() {
-                if let (Some(sec), Some(d)) = (store.seconds(&e.kind, &e.key), StepDesc::from_describe(&e.kind, &e.describe)) {
+                if let (Some(sec), Some(d)) = (store.worker_seconds(&e.kind, &e.key), StepDesc::from_describe(&e.kind, &e.describe)) {
                     add(&mut stored, &e.kind, sec, d.cost());
                 }
             }
