@@ -314,6 +314,19 @@ fn a_ladder_runs_through_the_store_and_the_report_reads_it_back() {
     let combination = moved.combination();
     assert!(combination.contains(&Rung::Wider { factor: 4 }) && !combination.contains(&Rung::Wider { factor: 2 }), "{combination:?}");
     assert!(moved.moved().contains(&Rung::Wider { factor: 2 }), "the table still names every rung that moved");
+    // A rung where pre-training measurably helps no source tests nothing: the conclusion names it
+    // apart instead of counting it among the rungs the "no" holds under.
+    use doublewin::study::GateOutcome;
+    let mut untested = report.clone();
+    for (r, gate) in untested.rungs.iter_mut().zip([GateOutcome::Helps, GateOutcome::Unresolved]) {
+        r.gates.iter_mut().for_each(|g| g.1 = gate);
+        r.rows.iter_mut().for_each(|row| row.outcome = doublewin::verdict::Outcome::NotDoubleWin);
+    }
+    let said = untested.conclusion();
+    assert!(said.contains("holds under base:") && said.contains("fine-tune-2 tests nothing"), "{said}");
+    untested.rungs[0].gates.iter_mut().for_each(|g| g.1 = GateOutcome::DoesNotHelp);
+    let said = untested.conclusion();
+    assert!(said.starts_with("No rung tests the hypothesis. base, fine-tune-2 test nothing"), "{said}");
     report.save(&store).unwrap();
     assert_eq!(LadderReport::load(&store, &base).unwrap(), Some(report));
     // Another base study has no ladder; a damaged ladder file is left out, not trusted.

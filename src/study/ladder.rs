@@ -123,12 +123,16 @@ pub struct Ladder {
 /// sizes (measured: crates/bench/studies.md, "IMP that re-trains").
 pub const IMP_RETRAIN_EPOCHS: usize = 3;
 
+/// The width factors of the ladder's wider rungs, narrowest first. The `full` profile takes the
+/// widest: the closest the ConvNet comes to the paper's over-parameterised ResNets.
+pub const WIDTH_FACTORS: [i64; 2] = [2, 4];
+
 impl Ladder {
     /// The ladder toward the paper from `base`: its cell narrowed to the STD and AT sources,
     /// m^ST tickets at the base's rounds with one-shot and random-ticket controls at each of them,
     /// the scratch control (the gate), the first `seeds` seeds, no stability set, landscapes or
     /// attack checks. Rungs: the base; IMP that re-trains; widths x2; 10% of the downstream data;
-    /// twice the fine-tuning; widths x4. [`Ladder::run`] adds the combination of the rungs
+    /// twice the fine-tuning; widths x4 ([`WIDTH_FACTORS`]). [`Ladder::run`] adds the combination of the rungs
     /// that moved anything.
     pub fn toward_paper(base: &Study, seeds: usize) -> Result<Ladder> {
         if seeds == 0 {
@@ -148,11 +152,11 @@ impl Ladder {
             c.fractions = cell.fractions.clone();
         }
         // In the order they run: the dearest last, so that an interrupted ladder has the others.
-        let mut rungs = vec![Rung::Base, Rung::ImpRetrains { epochs: IMP_RETRAIN_EPOCHS }, Rung::Wider { factor: 2 }];
+        let mut rungs = vec![Rung::Base, Rung::ImpRetrains { epochs: IMP_RETRAIN_EPOCHS }, Rung::Wider { factor: WIDTH_FACTORS[0] }];
         if !cell.fractions.contains(&0.1) {
             rungs.push(Rung::Data { fraction: 0.1 });
         }
-        rungs.extend([Rung::LongerFineTuning { factor: 2 }, Rung::Wider { factor: 4 }]);
+        rungs.extend([Rung::LongerFineTuning { factor: 2 }, Rung::Wider { factor: WIDTH_FACTORS[1] }]);
         let planned = rungs.iter().map(Rung::name).collect();
         Ok(Ladder { base: base.clone(), cell, rungs, planned, combine: true })
     }
@@ -307,6 +311,12 @@ impl LadderRung {
             })
     }
 
+    /// Whether pre-training measurably helps at least one of the rung's sources (the gate), so
+    /// that some of its verdicts test the paper's hypothesis.
+    pub fn tests_hypothesis(&self) -> bool {
+        self.gates.iter().any(|(_, g)| g.tests_hypothesis())
+    }
+
     /// Double-win tickets among those whose setting passes the gate (a test of the hypothesis).
     pub fn double_wins(&self) -> usize {
         self.rows.iter().filter(|r| r.outcome == Outcome::DoubleWin && self.gate_outcome(r.pretraining).tests_hypothesis()).count()
@@ -436,13 +446,28 @@ impl LadderReport {
         } else {
             format!(" Not run yet: {} (`doublewin study ladder` completes the ladder through the store).", missing.join(", "))
         };
-        if yes.is_empty() {
-            format!(
-                "The \"no\" holds under {}: no rung yields a double-win ticket where pre-training measurably helps. {moved}{missing}",
-                names(self.rungs.iter().collect())
-            )
+        // A rung where pre-training measurably helps no source tests nothing inherited: say so
+        // rather than count it among the rungs the "no" holds under.
+        let (tested, untested): (Vec<&LadderRung>, Vec<&LadderRung>) = self.rungs.iter().partition(|r| r.tests_hypothesis());
+        let untested = match untested.len() {
+            0 => String::new(),
+            n => format!(
+                " {} {} nothing: pre-training measurably helps none of {} sources there (the gate), so a ticket that matches \
+                 dense there keeps nothing shown to come from pre-training.",
+                names(untested),
+                if n == 1 { "tests" } else { "test" },
+                if n == 1 { "its" } else { "their" }
+            ),
+        };
+        if !yes.is_empty() {
+            format!("The answer changes along the ladder: double-win tickets appear at {}.{untested} {moved}{missing}", names(yes))
+        } else if tested.is_empty() {
+            format!("No rung tests the hypothesis.{untested} {moved}{missing}")
         } else {
-            format!("The answer changes along the ladder: double-win tickets appear at {}. {moved}{missing}", names(yes))
+            format!(
+                "The \"no\" holds under {}: no rung yields a double-win ticket where pre-training measurably helps.{untested} {moved}{missing}",
+                names(tested)
+            )
         }
     }
 
