@@ -1334,6 +1334,22 @@ mod tests {
     }
 
     #[test]
+    fn benchmarks_md_carries_the_current_prose() {
+        // BENCHMARKS.md is generated with method.md, analysis.md and studies.md pasted in; an edit
+        // of one of them must reach it, or the repository's front page on speed goes stale.
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../BENCHMARKS.md");
+        let benchmarks = std::fs::read_to_string(path).unwrap();
+        for (name, text) in [("method.md", METHOD), ("analysis.md", ANALYSIS), ("studies.md", STUDIES)] {
+            assert!(
+                benchmarks.contains(text),
+                "BENCHMARKS.md does not carry the current crates/bench/{name}: regenerate it (its first lines say how), or \
+                 paste the file over its old copy there"
+            );
+        }
+        assert!(benchmarks.ends_with(STUDIES), "BENCHMARKS.md must end with crates/bench/studies.md, as `markdown_document` writes it");
+    }
+
+    #[test]
     fn flop_counts_match_known_figures() {
         // ConvNet by hand: 1*32*9*784 + 32*64*9*196 + 64*128*9*49 + 128*10 multiply-adds.
         assert_eq!(forward_flops(&spec(Arch::convnet(), 1, 28, 10)), 2.0 * 7_452_416.0);
