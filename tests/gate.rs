@@ -5,7 +5,7 @@ use doublewin::prelude::*;
 use doublewin::stats::Hits;
 use doublewin::store::StepDescription;
 use doublewin::study::{ClaimVerdict, GateOutcome, Stability, Study, StudyResults, SubnetworkKind, TransferGroup, TransferRecord};
-use doublewin::transfer::{Checkpoint, TransferReport};
+use doublewin::transfer::{Checkpoint, SaCheckpoint, TransferReport};
 
 const EXAMPLES: usize = 200;
 
@@ -35,7 +35,7 @@ fn report(ft: FineTuning, seed: u64, sparsity: f64, accuracy: f64) -> TransferRe
         train_examples: 100,
         sparsity,
         seed,
-        best_sa: checkpoint.clone(),
+        best_sa: SaCheckpoint::from(&checkpoint),
         best_ra: checkpoint,
         history: Default::default(),
         notes: Vec::new(),

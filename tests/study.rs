@@ -210,6 +210,24 @@ fn the_papers_attack_settings_round_trip() {
     }
 }
 
+/// A transfer measured by an earlier judging revision (its description has no `judging`) has
+/// another key: the store never hands its numbers back for the current description.
+#[test]
+fn a_transfer_of_an_earlier_judging_revision_never_matches() {
+    use doublewin::study::steps::TransferDesc;
+    let small = Study::for_profile(Profile::Small);
+    let now = small
+        .transfer_desc(small.subnetwork(Pretraining::Adversarial, None, 0).unwrap(), small.downstream[0], FineTuning::Adversarial, 0.01, 0)
+        .unwrap();
+    assert_eq!(now.judging, doublewin::transfer::JUDGING);
+    let mut stored = serde_json::to_value(&now).unwrap();
+    stored.as_object_mut().unwrap().remove("judging").expect("the description records its judging revision");
+    let before: TransferDesc = serde_json::from_value(stored).unwrap();
+    assert_eq!(before.judging, 0);
+    assert_ne!(before.key().unwrap(), now.key().unwrap());
+    assert_eq!(TransferDesc { judging: now.judging, ..before }.key().unwrap(), now.key().unwrap());
+}
+
 #[test]
 fn every_profile_is_a_valid_study_that_round_trips_through_json() {
     for p in Profile::ALL {

@@ -1,9 +1,11 @@
 //! Transfer and the double-win verdict.
 
+mod common;
+
 use doublewin::prelude::*;
 use doublewin::prune::{global_magnitude, Mask};
 use doublewin::stats::Hits;
-use doublewin::transfer::{transfer, Checkpoint, TransferConfig, TransferReport};
+use doublewin::transfer::{transfer, Checkpoint, SaCheckpoint, TransferConfig, TransferReport};
 use doublewin::verdict::{Outcome, Verdict};
 
 fn source_net() -> Network {
@@ -46,11 +48,45 @@ fn a_checkpoint_gets_one_test_ra_and_a_rerun_gets_the_same_numbers() {
     let cfg = quick(RegimeKind::Adversarial).recipe(Recipe::default().epochs(1).lr(0.02).batch_size(64));
     let a = transfer(&pretrained, None, &digits, &cfg).unwrap();
     assert_eq!(a.best_sa.epoch, a.best_ra.epoch);
-    assert_eq!(a.best_sa, a.best_ra);
+    assert_eq!(a.best_sa, SaCheckpoint::from(&a.best_ra));
     assert!(a.best_ra.test_ra < a.best_ra.test_sa);
     assert_eq!(a.best_ra.test_per_attack.len(), cfg.test_attacks.len());
     let b = transfer(&pretrained, None, &digits, &cfg).unwrap();
     assert_eq!((a.best_sa.clone(), a.best_ra.clone()), (b.best_sa, b.best_ra));
+}
+
+/// SA is measured at the best-validation-SA checkpoint and RA at the best-validation-RA one (the
+/// paper's protocol); the best-SA checkpoint is not attacked when it is another epoch, and the
+/// best-RA checkpoint's numbers are those of its own weights and the run's seed alone.
+#[test]
+fn sa_comes_from_the_best_sa_checkpoint_and_ra_from_the_best_ra_one_alone() {
+    use doublewin::train::EVAL_BATCH_SIZE;
+    use doublewin::transfer::{transfer_recorded, CheckpointPlan};
+    let pretrained = source_net();
+    let digits = Embedded::Digits.splits(0.1, 0).unwrap();
+    let dir = common::temp_dir("two-checkpoints");
+    let recipe = Recipe::default().epochs(6).lr(0.05).batch_size(64);
+    // The first seed whose two checkpoints are different epochs (seeds fix everything).
+    let (cfg, report) = (0..6u64)
+        .map(|seed| {
+            let cfg = quick(RegimeKind::Adversarial).seed(seed).recipe(recipe.clone());
+            let plan = CheckpointPlan { dir: dir.join(seed.to_string()), max: 7 };
+            (cfg.clone(), transfer_recorded(&pretrained, None, &digits, &cfg, Some(&plan)).unwrap())
+        })
+        .find(|(_, r)| r.best_sa.epoch != r.best_ra.epoch)
+        .expect("one of six seeds picks two different epochs");
+    let saved = |epoch: usize| {
+        let dir = dir.join(cfg.seed.to_string());
+        Network::load(EpochCheckpoints::new(dir).path(epoch), Device::Cpu).unwrap()
+    };
+    let attacks: Vec<AttackSpec> = cfg.test_attacks.iter().map(|a| a.seeded(cfg.seed)).collect();
+    let ra = robust_evaluate(&saved(report.best_ra.epoch), &digits.test, &attacks, EVAL_BATCH_SIZE).unwrap();
+    assert_eq!((ra.sa, ra.ra, &ra.robust_hits), (report.best_ra.test_sa, report.best_ra.test_ra, &report.best_ra.test_robust_hits));
+    let sa = robust_evaluate(&saved(report.best_sa.epoch), &digits.test, &[], EVAL_BATCH_SIZE).unwrap();
+    assert_eq!((sa.sa, &sa.clean_hits), (report.best_sa.test_sa, &report.best_sa.test_clean_hits));
+    // The table shows no RA for the best-SA checkpoint: it was not measured.
+    let best_sa_row = report.to_string().lines().find(|l| l.contains("best val SA")).unwrap().to_string();
+    assert!(best_sa_row.trim_end().ends_with('-'), "{best_sa_row}");
 }
 
 /// A transfer report with given test hits: `right` of `n` examples right, the first ones.
@@ -74,7 +110,7 @@ fn run(ft: RegimeKind, seed: u64, n: usize, sa_right: usize, ra_right: usize) ->
         train_examples: 0,
         sparsity: 0.0,
         seed,
-        best_sa: checkpoint.clone(),
+        best_sa: SaCheckpoint::from(&checkpoint),
         best_ra: checkpoint,
         history: History::default(),
         notes: Vec::new(),

@@ -10,7 +10,7 @@ use crate::store::{Attempt, Input, StepDescription, Store};
 use crate::study::results::TransferRecord;
 use crate::study::{Study, StudyResults, SubnetworkKind};
 use crate::train::{FineTuning, ImpFamily, Pretraining};
-use crate::transfer::{transfer_recorded, CheckpointPlan, TransferConfig, TransferReport};
+use crate::transfer::{transfer_recorded, CheckpointPlan, TransferConfig, TransferReport, JUDGING};
 use serde::{Deserialize, Serialize};
 
 /// The network that is transferred: the dense pre-trained network, a ticket of an IMP round, one
@@ -126,6 +126,14 @@ pub struct TransferDesc {
     pub dataset: DataSource,
     pub holdout: HoldOut,
     pub transfer: TransferConfig,
+    /// How the test numbers are measured ([`JUDGING`], part of the key); 0 (absent) in the
+    /// transfers stored before it was recorded.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub judging: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl Subnetwork {
@@ -171,6 +179,12 @@ impl TransferDesc {
         step: &S,
         checkpoints: Option<&TrajectoryDesc>,
     ) -> Result<Attempt<TransferReport>> {
+        if self.judging != JUDGING {
+            return Err(Error::invalid(
+                format!("{} asks for judging revision {}; this version measures revision {JUDGING}", step.label(), self.judging),
+                "declare transfers with Study::transfer_desc (a study's plan does)",
+            ));
+        }
         let splits = ex.splits(self.dataset, self.holdout)?;
         let pretrained = ex.start(&self.subnetwork, &splits)?;
         let mask = ex.mask(&self.subnetwork)?;
@@ -319,6 +333,6 @@ impl Study {
             .recipe(self.transfer.recipe.clone())
             .min_steps(self.transfer.min_steps)
             .fraction(fraction);
-        Ok(TransferDesc { subnetwork, dataset, holdout: HoldOut::STUDY, transfer })
+        Ok(TransferDesc { subnetwork, dataset, holdout: HoldOut::STUDY, transfer, judging: JUDGING })
     }
 }
