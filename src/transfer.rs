@@ -163,7 +163,7 @@ impl Checkpoint {
 
 /// Test-split SA of the checkpoint with the best validation SA: a transfer's SA. Its RA is not
 /// measured, because nothing reads it: as in the paper, a transfer reports SA at this checkpoint
-/// and RA at the best-RA one ([`Checkpoint`]). (Attacking it cost a quarter of an adversarial
+/// and RA at the best-RA one ([`Checkpoint`]). (Attacking it cost about a fifth of an adversarial
 /// fine-tuning at 1% of the data; a result stored before it was left out still carries its RA,
 /// which reads as this type and is ignored.)
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
