@@ -352,8 +352,12 @@ fn rung_order(r: &Rung) -> (usize, i64) {
 }
 
 /// The key a ladder of `base` is saved under.
+/// The name of `base`'s saved ladder. The ladder runs its own seeds (the first few) and no
+/// stability set, so the base's seed sets are left out: a ladder still belongs to a base whose
+/// seed count changed.
 fn ladder_key(base: &Study) -> Result<String> {
-    crate::store::key_of("ladder", base)
+    let base = Study { seeds: Vec::new(), stability_seeds: Vec::new(), ..base.clone() };
+    crate::store::key_of("ladder", &base)
 }
 
 fn ladder_path(store: &Store, base_key: &str) -> PathBuf {
@@ -544,5 +548,22 @@ impl std::fmt::Display for LadderReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         writeln!(f, "{}", self.table())?;
         writeln!(f, "{}", self.conclusion())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::study::Profile;
+
+    /// The ladder takes its own seeds: a base whose seed sets change keeps its saved ladder, a
+    /// base that asks something else does not.
+    #[test]
+    fn a_ladder_is_named_by_its_base_without_the_base_seed_sets() {
+        let small = Study::for_profile(Profile::Small);
+        let other_seeds = Study { seeds: vec![3, 4], stability_seeds: vec![5, 6], ..small.clone() };
+        assert_eq!(ladder_key(&small).unwrap(), ladder_key(&other_seeds).unwrap());
+        let other_rounds = Study { rounds: vec![4], ..small.clone() };
+        assert_ne!(ladder_key(&small).unwrap(), ladder_key(&other_rounds).unwrap());
     }
 }
