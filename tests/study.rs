@@ -346,10 +346,12 @@ fn a_ladder_runs_through_the_store_and_the_report_reads_it_back() {
     let said = untested.conclusion();
     assert!(said.starts_with("No rung tests the hypothesis. base, fine-tune-2 test nothing"), "{said}");
     report.save(&store).unwrap();
-    assert_eq!(LadderReport::load(&store, &base).unwrap(), Some(report));
-    // Another base study has no ladder; a damaged ladder file is left out, not trusted.
-    let mut other = base.clone();
-    other.seeds = vec![3];
+    assert_eq!(LadderReport::load(&store, &base).unwrap(), Some(report.clone()));
+    // The ladder takes its own seeds: the base with other seed sets keeps it. Another base study
+    // (other rounds) has none; a damaged ladder file is left out, not trusted.
+    let reseeded = Study { seeds: vec![3], stability_seeds: vec![4], ..base.clone() };
+    assert_eq!(LadderReport::load(&store, &reseeded).unwrap(), Some(report));
+    let other = Study { rounds: vec![1], ..base.clone() };
     assert_eq!(LadderReport::load(&store, &other).unwrap(), None);
     let file = std::fs::read_dir(store_dir.join("ladders")).unwrap().next().unwrap().unwrap().path();
     std::fs::write(&file, "{ not json").unwrap();

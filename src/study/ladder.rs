@@ -551,19 +551,3 @@ impl std::fmt::Display for LadderReport {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::study::Profile;
-
-    /// The ladder takes its own seeds: a base whose seed sets change keeps its saved ladder, a
-    /// base that asks something else does not.
-    #[test]
-    fn a_ladder_is_named_by_its_base_without_the_base_seed_sets() {
-        let small = Study::for_profile(Profile::Small);
-        let other_seeds = Study { seeds: vec![3, 4], stability_seeds: vec![5, 6], ..small.clone() };
-        assert_eq!(ladder_key(&small).unwrap(), ladder_key(&other_seeds).unwrap());
-        let other_rounds = Study { rounds: vec![4], ..small.clone() };
-        assert_ne!(ladder_key(&small).unwrap(), ladder_key(&other_rounds).unwrap());
-    }
-}
