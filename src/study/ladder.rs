@@ -550,4 +550,3 @@ impl std::fmt::Display for LadderReport {
         writeln!(f, "{}", self.conclusion())
     }
 }
-
