@@ -3,11 +3,11 @@
 # write its report (out/report/report.html, self-contained, and report.md with figures/), then
 # execute every notebook into out/notebooks (executed copies and their HTML pages).
 # DOUBLEWIN_PROFILE picks the size (tiny | small | full; default small, 25-30 minutes on a
-# 2-core machine, more on a slowed host: crates/bench/studies.md); the study runs as DOUBLEWIN_WORKERS worker
-# processes (default: one per core, one thread each), which share the store step by step. A
-# rerun takes finished steps from the store (`doublewin --json info` prints which) and only
-# re-renders the report; a notebook whose inputs (notebook, library sources, profile, store
-# contents) did not change is not executed again.
+# 2-core machine, more on a slowed host: crates/bench/studies.md); the study runs as
+# DOUBLEWIN_WORKERS worker processes (default: one per core, one thread each), which share the
+# store step by step. A rerun takes finished steps from the store (`doublewin --json info` prints
+# which) and only re-renders the report; a notebook whose inputs (notebook, library sources,
+# profile, store contents) did not change is not executed again.
 # A workshop: the teacher runs this once and hands out the store
 # (`target/release/doublewin store export --profile small small-store.tar.gz`); each participant
 # runs `DOUBLEWIN_STORE_ARCHIVE=small-store.tar.gz bash scripts/main.sh` (or `--archive FILE`),

@@ -351,9 +351,8 @@ fn rung_order(r: &Rung) -> (usize, i64) {
     }
 }
 
-/// The key a ladder of `base` is saved under.
-/// The name of `base`'s saved ladder. The ladder runs its own seeds (the first few) and no
-/// stability set, so the base's seed sets are left out: a ladder still belongs to a base whose
+/// The key a ladder of `base` is saved under. The ladder runs its own seeds (the first few) and
+/// no stability set, so the base's seed sets are left out: a ladder still belongs to a base whose
 /// seed count changed.
 fn ladder_key(base: &Study) -> Result<String> {
     let base = Study { seeds: Vec::new(), stability_seeds: Vec::new(), ..base.clone() };
